@@ -1,1 +1,49 @@
-//! placeholder
+//! Runnel's synchronous log engine: one [`Log`] per partition, modelled on Kafka's
+//! `UnifiedLog`/`LocalLog`/`LogSegment`.
+//!
+//! Storage knows v2 record-batch headers, not wire messages: a produce payload's
+//! `records` bytes go in through [`Log::append`] and come back, byte-identical apart
+//! from the patched base offset and leader epoch, from [`Log::read`]. The on-disk
+//! layout and durability order are documented on the [`log`] module; the batch
+//! header table on [`batch`].
+//!
+//! All calls block on file I/O. The broker owns each `Log` behind a lock and calls it
+//! from blocking threads.
+//!
+//! # Modules
+//!
+//! | module           | concept                                                         |
+//! |------------------|-----------------------------------------------------------------|
+//! | [`log`]          | `Log`: open, flush, truncate, close, delete; the on-disk layout |
+//! | `append`         | the append path: validation, offsets, idempotence, rolling      |
+//! | `read`           | reads by offset and by timestamp                                |
+//! | [`batch`]        | the 61-byte v2 record-batch header                              |
+//! | `config`         | `LogConfig`, `TimestampType`                                    |
+//! | `segment`        | one segment: `.log` plus its indexes                            |
+//! | `segment_list`   | the ordered segments, the last one active                      |
+//! | `index`          | the sparse `.index` and `.timeindex` files                      |
+//! | `recovery`       | opening a directory: trusting or scanning each segment          |
+//! | `producer_state` | idempotent-producer sequences and their snapshot                |
+//! | `checkpoint`     | crash-safe small files: recovery point, markers                 |
+//! | [`error`]        | `LogError`                                                      |
+
+#![warn(missing_docs)]
+
+mod append;
+pub mod batch;
+mod checkpoint;
+mod config;
+pub mod error;
+mod index;
+pub mod log;
+mod producer_state;
+mod read;
+mod recovery;
+mod segment;
+mod segment_list;
+#[cfg(test)]
+mod testutil;
+
+pub use batch::{BatchHeader, BATCH_HEADER_LEN};
+pub use error::{CorruptReason, InvalidReason, LogError, Result};
+pub use log::{AppendInfo, Log, LogConfig, ReadSlice, TimestampType};

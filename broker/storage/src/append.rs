@@ -1,0 +1,606 @@
+//! The append path of [`Log`]: validate, check idempotence, assign offsets, write.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::{CorruptReason, InvalidReason, LogError, Result};
+use crate::log::{AppendInfo, Log};
+use crate::producer_state::{ProducerEntry, ProducerStateManager, Verdict};
+use crate::segment::LogSegment;
+
+/// What to do with a payload once every batch is checked.
+enum Plan {
+    /// Write these batches in order.
+    Write(Vec<PlannedBatch>),
+    /// The payload retries batches already in the log: answer with this, write nothing.
+    Duplicate(AppendInfo),
+}
+
+/// One batch of a payload, checked and given its offsets, not yet written.
+struct PlannedBatch {
+    range: Range<usize>,
+    header: BatchHeader,
+    base_offset: i64,
+    /// The producer's entry once this batch is written.
+    producer: Option<(i64, ProducerEntry)>,
+}
+
+/// Splits a produce payload into batches, validating each one's framing and header:
+/// length bounds (≥ 61, ≤ `max.message.bytes` and `segment.bytes`, inside the buffer),
+/// magic 2, CRC-32C, `recordCount ≥ 1` and `lastOffsetDelta == recordCount - 1`.
+/// Nothing is allocated from a length before it is checked.
+pub(crate) fn split_batches(
+    records: &[u8],
+    config: &LogConfig,
+) -> Result<Vec<(Range<usize>, BatchHeader)>> {
+    if records.is_empty() {
+        return Err(LogError::invalid(InvalidReason::NoBatches));
+    }
+    let mut batches = Vec::new();
+    let mut start = 0usize;
+    while start < records.len() {
+        let rest = &records[start..];
+        if rest.len() < LOG_OVERHEAD {
+            return Err(LogError::corrupt(CorruptReason::ShortHeader {
+                available: rest.len(),
+            }));
+        }
+        let batch_length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let total = match u64::try_from(batch_length) {
+            Ok(len) if len + LOG_OVERHEAD as u64 >= BATCH_HEADER_LEN as u64 => {
+                len + LOG_OVERHEAD as u64
+            }
+            _ => {
+                return Err(LogError::corrupt(CorruptReason::LengthTooSmall {
+                    batch_length,
+                }))
+            }
+        };
+        let max = config
+            .max_message_bytes
+            .min(config.effective_segment_bytes());
+        if total > max {
+            return Err(LogError::RecordTooLarge { size: total, max });
+        }
+        if total > rest.len() as u64 {
+            return Err(LogError::corrupt(CorruptReason::Truncated {
+                needed: total,
+                available: rest.len() as u64,
+            }));
+        }
+        // total <= rest.len(), so it fits usize.
+        let total = total as usize;
+        let bytes = &rest[..total];
+        let header = BatchHeader::parse(bytes)?;
+        header.validate_crc(bytes)?;
+        if header.record_count < 1 {
+            return Err(LogError::invalid(InvalidReason::NoRecords {
+                record_count: header.record_count,
+            }));
+        }
+        if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
+            return Err(LogError::invalid(InvalidReason::LastOffsetDeltaMismatch {
+                last_offset_delta: header.last_offset_delta,
+                record_count: header.record_count,
+            }));
+        }
+        batches.push((start..start + total, header));
+        start += total;
+    }
+    Ok(batches)
+}
+
+impl Log {
+    /// Appends the record batches of one produce payload (the raw `records` of one
+    /// partition).
+    ///
+    /// Every batch is validated before any is written (see [`crate::BatchHeader`] for
+    /// the checks; failures are `CorruptRecord`, `InvalidRecord` or `RecordTooLarge`).
+    /// Offsets are assigned from the log end offset by patching each batch's base
+    /// offset; the partition leader epoch is set to `leader_epoch` unless that is
+    /// negative (then the producer's value is kept). Under `LogAppendTime` the max
+    /// timestamp becomes `now_ms`, the timestamp-type bit is set and the CRC recomputed;
+    /// otherwise the bytes are stored as received (compressed batches are never
+    /// decompressed).
+    ///
+    /// Idempotent batches (producer id ≥ 0, not control batches) are checked in order
+    /// as Kafka's `ProducerStateManager` does: a retry of one of the producer's last five
+    /// batches makes the whole call a duplicate (`duplicate: true`, the original
+    /// offsets, nothing written); an older epoch is `InvalidProducerEpoch`; a newer
+    /// epoch must start at sequence 0 and otherwise sequences must follow on, else
+    /// `OutOfOrderSequence`. A producer the log has never seen may start at any
+    /// sequence (Kafka's behaviour since 2.x).
+    ///
+    /// A batch goes to a new segment when it would push the active one past
+    /// `segment_bytes`, when an index is full, when relative offsets would overflow, or
+    /// when the batch's max timestamp is more than `segment_ms` after the first batch's
+    /// (Kafka's measure; `now_ms` minus the segment's creation time if the first batch
+    /// has no timestamp). Does not fsync: see [`Log::flush`]. On an I/O error a prefix
+    /// of the payload may have been appended; the log stays consistent.
+    pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let batches = split_batches(records, &self.config)?;
+        let plan = match self.plan(batches)? {
+            Plan::Write(plan) => plan,
+            Plan::Duplicate(info) => return Ok(info),
+        };
+        let log_append_time = self.config.timestamp_type == TimestampType::LogAppendTime;
+        let mut buf = records.to_vec();
+        let first_offset = plan
+            .first()
+            .map_or(self.log_end_offset(), |p| p.base_offset);
+        for planned in plan {
+            let bytes = &mut buf[planned.range.clone()];
+            batch::set_base_offset(bytes, planned.base_offset);
+            let mut header = BatchHeader {
+                base_offset: planned.base_offset,
+                ..planned.header
+            };
+            if leader_epoch >= 0 {
+                batch::set_partition_leader_epoch(bytes, leader_epoch);
+                header.partition_leader_epoch = leader_epoch;
+            }
+            if log_append_time {
+                batch::set_log_append_time(bytes, now_ms);
+                header = BatchHeader::parse(bytes)?;
+            }
+            self.maybe_roll(&header, now_ms)?;
+            let interval = self.config.index_interval_bytes;
+            self.segments
+                .active_mut()
+                .append(bytes, &header, interval)?;
+            if let Some((producer_id, entry)) = planned.producer {
+                self.producers.commit(producer_id, entry);
+            }
+        }
+        Ok(AppendInfo {
+            base_offset: first_offset,
+            last_offset: self.log_end_offset() - 1,
+            log_append_time: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset(),
+            duplicate: false,
+        })
+    }
+
+    /// Assigns offsets and checks producer state for every batch, writing nothing.
+    fn plan(&self, batches: Vec<(Range<usize>, BatchHeader)>) -> Result<Plan> {
+        let mut next_offset = self.log_end_offset();
+        let mut staged: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut plan = Vec::with_capacity(batches.len());
+        for (range, header) in batches {
+            let base_offset = next_offset;
+            next_offset = base_offset
+                .checked_add(i64::from(header.record_count))
+                .ok_or(LogError::invalid(InvalidReason::OffsetOverflow))?;
+            let producer = if header.has_producer_id() && !header.is_control() {
+                let producer_id = header.producer_id;
+                if header.base_sequence < 0 {
+                    return Err(LogError::invalid(InvalidReason::MissingSequence {
+                        producer_id,
+                    }));
+                }
+                let current = staged
+                    .get(&producer_id)
+                    .or_else(|| self.producers.get(producer_id));
+                match ProducerStateManager::check(current, &header, base_offset)? {
+                    Verdict::Duplicate(original) => {
+                        tracing::debug!(
+                            producer_id,
+                            base_sequence = header.base_sequence,
+                            base_offset = original.base_offset,
+                            "duplicate idempotent batch"
+                        );
+                        return Ok(Plan::Duplicate(AppendInfo {
+                            base_offset: original.base_offset,
+                            last_offset: original.last_offset,
+                            log_append_time: -1,
+                            log_start_offset: self.log_start_offset(),
+                            duplicate: true,
+                        }));
+                    }
+                    Verdict::Append(entry) => {
+                        staged.insert(producer_id, entry.clone());
+                        Some((producer_id, entry))
+                    }
+                }
+            } else {
+                None
+            };
+            plan.push(PlannedBatch {
+                range,
+                header,
+                base_offset,
+                producer,
+            });
+        }
+        Ok(Plan::Write(plan))
+    }
+
+    /// Rolls to a new active segment if `header`'s batch must not go in the current one.
+    fn maybe_roll(&mut self, header: &BatchHeader, now_ms: i64) -> Result<()> {
+        let active = self.segments.active();
+        if !active.should_roll(
+            &self.config,
+            header.total_len() as u64,
+            header.max_timestamp,
+            header.last_offset(),
+            now_ms,
+        ) {
+            return Ok(());
+        }
+        let base_offset = self.log_end_offset();
+        tracing::debug!(dir = %self.dir.display(), base_offset, previous_size = active.size(), "rolling log segment");
+        self.segments.active_mut().seal_time_index()?;
+        let next = LogSegment::create(&self.dir, base_offset, &self.config, now_ms)?;
+        self.segments.roll(next);
+        self.dir_dirty = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{batch, idempotent, simple, BatchSpec};
+    use std::path::Path;
+
+    fn open(dir: &Path, config: LogConfig) -> Log {
+        Log::open(dir, config).unwrap()
+    }
+
+    fn small_segments(segment_bytes: u64) -> LogConfig {
+        LogConfig {
+            segment_bytes,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        }
+    }
+
+    fn segment_files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".log"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn assigns_offsets_and_patches_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let b = batch(&BatchSpec {
+            base_offset: 999,
+            leader_epoch: 4,
+            record_count: 3,
+            ..BatchSpec::default()
+        });
+        let info = log.append(&b, 7, 0).unwrap();
+        assert_eq!(
+            (info.base_offset, info.last_offset, info.log_append_time),
+            (0, 2, -1)
+        );
+        assert!(!info.duplicate);
+        let info = log.append(&b, -1, 0).unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (3, 5));
+        assert_eq!(log.log_end_offset(), 6);
+        let read = log.read(0, 1 << 20, false).unwrap();
+        let first = BatchHeader::parse(&read.bytes).unwrap();
+        assert_eq!((first.base_offset, first.partition_leader_epoch), (0, 7));
+        let second = BatchHeader::parse(&read.bytes[b.len()..]).unwrap();
+        // A negative leader epoch keeps the producer's value.
+        assert_eq!((second.base_offset, second.partition_leader_epoch), (3, 4));
+        // Everything but the base offset and leader epoch is stored as received.
+        assert_eq!(read.bytes[16..b.len()], b[16..]);
+        first.validate_crc(&read.bytes[..b.len()]).unwrap();
+    }
+
+    #[test]
+    fn validates_every_batch_before_writing_any() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let good = simple(1, 10, 0);
+        let mut bad = simple(1, 10, 0);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let payload = [good.clone(), bad].concat();
+        assert!(matches!(
+            log.append(&payload, 0, 0),
+            Err(LogError::CorruptRecord {
+                reason: CorruptReason::CrcMismatch { .. }
+            })
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.size_bytes(), 0);
+        // Trailing bytes that are not a whole batch.
+        let payload = [good.clone(), vec![0; 11]].concat();
+        assert!(matches!(
+            log.append(&payload, 0, 0),
+            Err(LogError::CorruptRecord { .. })
+        ));
+        let payload = [good.clone(), good[..good.len() - 1].to_vec()].concat();
+        assert!(matches!(
+            log.append(&payload, 0, 0),
+            Err(LogError::CorruptRecord {
+                reason: CorruptReason::Truncated { .. }
+            })
+        ));
+        assert!(matches!(
+            log.append(&[], 0, 0),
+            Err(LogError::InvalidRecord {
+                reason: InvalidReason::NoBatches
+            })
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(
+            log.append(&[good.clone(), good].concat(), 0, 0)
+                .unwrap()
+                .last_offset,
+            1
+        );
+    }
+
+    #[test]
+    fn rejects_inconsistent_counts_and_bad_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let zero = batch(&BatchSpec {
+            record_count: 0,
+            ..BatchSpec::default()
+        });
+        assert!(matches!(
+            log.append(&zero, 0, 0),
+            Err(LogError::InvalidRecord {
+                reason: InvalidReason::NoRecords { record_count: 0 }
+            })
+        ));
+        let mut mismatch = simple(3, 10, 0);
+        mismatch[23..27].copy_from_slice(&5i32.to_be_bytes());
+        let crc = crc32c::crc32c(&mismatch[21..]);
+        mismatch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            log.append(&mismatch, 0, 0),
+            Err(LogError::InvalidRecord {
+                reason: InvalidReason::LastOffsetDeltaMismatch { .. }
+            })
+        ));
+        let mut v1 = simple(1, 10, 0);
+        v1[16] = 1;
+        assert!(matches!(
+            log.append(&v1, 0, 0),
+            Err(LogError::CorruptRecord {
+                reason: CorruptReason::UnsupportedMagic { magic: 1 }
+            })
+        ));
+        let no_seq = idempotent(5, 0, -1, 1);
+        assert!(matches!(
+            log.append(&no_seq, 0, 0),
+            Err(LogError::InvalidRecord {
+                reason: InvalidReason::MissingSequence { producer_id: 5 }
+            })
+        ));
+    }
+
+    #[test]
+    fn max_message_bytes_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let max = 200u64;
+        let mut log = open(
+            dir.path(),
+            LogConfig {
+                max_message_bytes: max,
+                ..LogConfig::default()
+            },
+        );
+        let sized = |total: u64| simple(1, total as usize - BATCH_HEADER_LEN, 0);
+        log.append(&sized(max - 1), 0, 0).unwrap();
+        log.append(&sized(max), 0, 0).unwrap();
+        assert!(matches!(
+            log.append(&sized(max + 1), 0, 0),
+            Err(LogError::RecordTooLarge {
+                size: 201,
+                max: 200
+            })
+        ));
+        let mut negative = sized(100);
+        negative[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        assert!(matches!(
+            log.append(&negative, 0, 0),
+            Err(LogError::CorruptRecord {
+                reason: CorruptReason::LengthTooSmall { batch_length: -1 }
+            })
+        ));
+        // A length far beyond the buffer is rejected without allocating it.
+        let mut huge = sized(100);
+        huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(matches!(
+            log.append(&huge, 0, 0),
+            Err(LogError::RecordTooLarge { .. })
+        ));
+        // Batches never span segments, so segment.bytes bounds them too.
+        log.set_config(LogConfig {
+            segment_bytes: 150,
+            ..LogConfig::default()
+        });
+        assert!(matches!(
+            log.append(&sized(151), 0, 0),
+            Err(LogError::RecordTooLarge { max: 150, .. })
+        ));
+        assert_eq!(log.log_end_offset(), 2);
+    }
+
+    #[test]
+    fn rolls_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = simple(2, 39, 0); // 100 bytes
+        let mut log = open(dir.path(), small_segments(250));
+        for _ in 0..5 {
+            log.append(&b, 0, 0).unwrap();
+        }
+        // 2 batches (200 bytes) fit in 250; the third rolls.
+        assert_eq!(
+            segment_files(dir.path()),
+            [
+                "00000000000000000000.log",
+                "00000000000000000004.log",
+                "00000000000000000008.log"
+            ]
+        );
+        assert_eq!(log.size_bytes(), 500);
+        let all = log.read(0, 1 << 20, false).unwrap();
+        assert_eq!(all.bytes.len(), 500);
+        let tail = log.read(5, 1 << 20, false).unwrap();
+        assert_eq!((tail.first_offset, tail.bytes.len()), (4, 300));
+    }
+
+    #[test]
+    fn rolls_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), config);
+        // CreateTime: measured from the first batch's timestamp to the new batch's.
+        log.append(&simple(1, 10, 10_000), 0, 10_000).unwrap();
+        log.append(&simple(1, 10, 11_000), 0, 50_000).unwrap();
+        assert_eq!(segment_files(dir.path()).len(), 1);
+        log.append(&simple(1, 10, 11_001), 0, 11_001).unwrap();
+        assert_eq!(segment_files(dir.path()).len(), 2);
+
+        // LogAppendTime: the stamped time is now_ms, so now_ms drives rolling.
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            segment_ms: 1_000,
+            timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), config);
+        log.append(&simple(1, 10, 0), 0, 5_000).unwrap();
+        log.append(&simple(1, 10, 0), 0, 6_000).unwrap();
+        assert_eq!(segment_files(dir.path()).len(), 1);
+        log.append(&simple(1, 10, 0), 0, 6_001).unwrap();
+        assert_eq!(
+            segment_files(dir.path()),
+            ["00000000000000000000.log", "00000000000000000002.log"]
+        );
+
+        // Without timestamps, the segment's creation time (now_ms at roll) is used.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), small_segments(250));
+        log.set_config(LogConfig {
+            segment_ms: 1_000,
+            ..small_segments(250)
+        });
+        log.append(&simple(2, 139, 0), 0, 0).unwrap();
+        log.append(&simple(2, 39, -1), 0, 100).unwrap(); // rolls by size at now 100
+        log.append(&simple(1, 10, -1), 0, 1_100).unwrap();
+        assert_eq!(segment_files(dir.path()).len(), 2);
+        log.append(&simple(1, 10, -1), 0, 1_101).unwrap();
+        assert_eq!(segment_files(dir.path()).len(), 3);
+    }
+
+    #[test]
+    fn rolls_when_index_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            index_interval_bytes: 0,
+            segment_index_bytes: 24, // three offset-index entries, two time-index entries
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), config);
+        for i in 0..6 {
+            log.append(&simple(1, 10, 100 + i), 0, 0).unwrap();
+        }
+        assert!(segment_files(dir.path()).len() >= 2);
+        for offset in 0..6 {
+            let r = log.read(offset, 1, true).unwrap();
+            assert_eq!(r.first_offset, offset);
+        }
+    }
+
+    #[test]
+    fn log_append_time_restamps_and_recomputes_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            timestamp_type: TimestampType::LogAppendTime,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), config);
+        let b = batch(&BatchSpec {
+            base_timestamp: 10,
+            max_timestamp: 20,
+            ..BatchSpec::default()
+        });
+        let info = log.append(&b, 0, 1_234_567).unwrap();
+        assert_eq!(info.log_append_time, 1_234_567);
+        let stored = log.read(0, 1 << 20, false).unwrap().bytes;
+        let h = BatchHeader::parse(&stored).unwrap();
+        assert!(h.is_log_append_time());
+        assert_eq!((h.base_timestamp, h.max_timestamp), (10, 1_234_567));
+        h.validate_crc(&stored).unwrap();
+        assert_ne!(h.crc, BatchHeader::parse(&b).unwrap().crc);
+        assert_eq!(stored[61..], b[61..]);
+    }
+
+    #[test]
+    fn duplicate_retry_returns_original_offsets_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        log.append(&simple(2, 10, 0), 0, 0).unwrap();
+        let first = log.append(&idempotent(77, 0, 0, 3), 0, 0).unwrap();
+        let second = log.append(&idempotent(77, 0, 3, 2), 0, 0).unwrap();
+        assert_eq!((first.base_offset, first.last_offset), (2, 4));
+        let size = log.size_bytes();
+        let retry = log.append(&idempotent(77, 0, 0, 3), 0, 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.base_offset, retry.last_offset), (2, 4));
+        let retry = log.append(&idempotent(77, 0, 3, 2), 0, 0).unwrap();
+        assert_eq!(
+            (retry.base_offset, retry.last_offset),
+            (second.base_offset, second.last_offset)
+        );
+        assert_eq!(log.size_bytes(), size);
+        assert_eq!(log.log_end_offset(), 7);
+        // A payload containing a duplicate is a duplicate as a whole (Kafka's rule).
+        let payload = [idempotent(78, 0, 0, 1), idempotent(77, 0, 3, 2)].concat();
+        assert!(log.append(&payload, 0, 0).unwrap().duplicate);
+        assert_eq!(log.log_end_offset(), 7);
+    }
+
+    #[test]
+    fn sequence_gap_and_old_epoch_are_rejected_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        log.append(&idempotent(1, 3, 0, 2), 0, 0).unwrap();
+        assert!(matches!(
+            log.append(&idempotent(1, 3, 3, 1), 0, 0),
+            Err(LogError::OutOfOrderSequence {
+                producer_id: 1,
+                expected: 2,
+                got: 3
+            })
+        ));
+        assert!(matches!(
+            log.append(&idempotent(1, 2, 2, 1), 0, 0),
+            Err(LogError::InvalidProducerEpoch {
+                producer_id: 1,
+                epoch: 2,
+                current: 3
+            })
+        ));
+        // A bad second batch rejects the whole payload, first batch included.
+        let payload = [idempotent(1, 3, 2, 1), idempotent(1, 3, 9, 1)].concat();
+        assert!(matches!(
+            log.append(&payload, 0, 0),
+            Err(LogError::OutOfOrderSequence { expected: 3, .. })
+        ));
+        assert_eq!(log.log_end_offset(), 2);
+        // Batches in one payload are checked in order against each other.
+        let payload = [idempotent(1, 3, 2, 1), idempotent(1, 3, 3, 4)].concat();
+        assert_eq!(log.append(&payload, 0, 0).unwrap().last_offset, 6);
+        log.append(&idempotent(1, 4, 0, 1), 0, 0).unwrap();
+    }
+}

@@ -1,0 +1,275 @@
+//! The storage engine's typed errors.
+//!
+//! Each variant carries the context a handler needs to pick a Kafka error code
+//! (the broker maps them in one place) and a log line needs to be useful.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The result type of every fallible storage call.
+pub type Result<T> = std::result::Result<T, LogError>;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file-system call failed; the log directory should be treated as failed.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory being accessed.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A record batch from a client is malformed at the framing level
+    /// (length, magic, CRC): Kafka's `CORRUPT_MESSAGE`.
+    #[error("The record batch is corrupt: {reason}.")]
+    CorruptRecord {
+        /// What was wrong with it.
+        reason: CorruptReason,
+    },
+    /// A record batch from a client is well framed but its header is inconsistent:
+    /// Kafka's `INVALID_RECORD`.
+    #[error("The record batch is invalid: {reason}.")]
+    InvalidRecord {
+        /// What was wrong with it.
+        reason: InvalidReason,
+    },
+    /// A record batch is larger than the topic allows (`max.message.bytes`, or
+    /// `segment.bytes` since a batch never spans segments).
+    #[error("The record batch is {size} bytes, larger than the maximum of {max} bytes.")]
+    RecordTooLarge {
+        /// The batch's total size in bytes.
+        size: u64,
+        /// The configured maximum in bytes.
+        max: u64,
+    },
+    /// The requested offset is not in `[log_start_offset, log_end_offset]`.
+    #[error(
+        "Offset {offset} is out of range: the log holds offsets {log_start_offset} to {log_end_offset} (exclusive)."
+    )]
+    OffsetOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// The first offset in the log.
+        log_start_offset: i64,
+        /// The next offset the log will assign.
+        log_end_offset: i64,
+    },
+    /// An idempotent producer's batch does not follow its previous batch.
+    #[error("Producer {producer_id} sent sequence {got}, but sequence {expected} was expected.")]
+    OutOfOrderSequence {
+        /// The producer id of the batch.
+        producer_id: i64,
+        /// The first sequence the log would have accepted.
+        expected: i32,
+        /// The batch's first sequence.
+        got: i32,
+    },
+    /// An idempotent producer's epoch is older than the one the log has seen
+    /// (the producer was fenced by a newer instance).
+    #[error("Producer {producer_id} used epoch {epoch}, older than its current epoch {current}.")]
+    InvalidProducerEpoch {
+        /// The producer id of the batch.
+        producer_id: i64,
+        /// The batch's producer epoch.
+        epoch: i16,
+        /// The newest epoch the log has seen for this producer.
+        current: i16,
+    },
+    /// Data already on disk failed validation while being read (an index entry
+    /// pointing outside the log, a bad batch header). Never returned for bytes the
+    /// recovery scan has accepted unless the disk changed underneath the log.
+    #[error("The log file {} is corrupt at byte {position}: {reason}.", path.display())]
+    CorruptLog {
+        /// The segment or index file.
+        path: PathBuf,
+        /// The byte position of the problem in that file.
+        position: u64,
+        /// What was found there.
+        reason: CorruptReason,
+    },
+    /// `truncate_to` was given a negative offset.
+    #[error("Cannot truncate the log to negative offset {offset}.")]
+    InvalidTruncation {
+        /// The offset asked for.
+        offset: i64,
+    },
+}
+
+impl LogError {
+    /// Builds a closure that wraps an `io::Error` with the path it concerns, for `map_err`.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LogError {
+        let path = path.into();
+        move |source| LogError::Io { path, source }
+    }
+
+    pub(crate) fn corrupt(reason: CorruptReason) -> LogError {
+        LogError::CorruptRecord { reason }
+    }
+
+    pub(crate) fn invalid(reason: InvalidReason) -> LogError {
+        LogError::InvalidRecord { reason }
+    }
+}
+
+/// Framing problems in a record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorruptReason {
+    /// Fewer bytes than a batch header (61) were available.
+    ShortHeader {
+        /// Bytes available.
+        available: usize,
+    },
+    /// The batch length field gives a total size below the header size.
+    LengthTooSmall {
+        /// The `batchLength` field as read.
+        batch_length: i32,
+    },
+    /// The batch length field points past the end of the buffer or file.
+    Truncated {
+        /// The batch's total size according to its header.
+        needed: u64,
+        /// Bytes actually available.
+        available: u64,
+    },
+    /// The magic byte is not 2 (only v2 record batches are supported).
+    UnsupportedMagic {
+        /// The magic byte as read.
+        magic: i8,
+    },
+    /// The stored CRC-32C does not match the bytes.
+    CrcMismatch {
+        /// The CRC in the header.
+        stored: u32,
+        /// The CRC computed over the batch.
+        computed: u32,
+    },
+    /// A batch's offsets go backwards relative to the batch before it.
+    NonMonotonicOffset {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// The smallest offset the batch could have had.
+        expected_at_least: i64,
+    },
+    /// An index entry is inconsistent with its log file.
+    BadIndexEntry,
+}
+
+impl fmt::Display for CorruptReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorruptReason::ShortHeader { available } => write!(
+                f,
+                "only {available} bytes remain, fewer than the 61-byte batch header"
+            ),
+            CorruptReason::LengthTooSmall { batch_length } => {
+                write!(
+                    f,
+                    "the batch length {batch_length} is smaller than a header"
+                )
+            }
+            CorruptReason::Truncated { needed, available } => write!(
+                f,
+                "the batch needs {needed} bytes but only {available} are present"
+            ),
+            CorruptReason::UnsupportedMagic { magic } => {
+                write!(f, "magic byte {magic} is not supported (only 2 is)")
+            }
+            CorruptReason::CrcMismatch { stored, computed } => write!(
+                f,
+                "the stored CRC {stored:#010x} does not match the computed CRC {computed:#010x}"
+            ),
+            CorruptReason::NonMonotonicOffset {
+                base_offset,
+                expected_at_least,
+            } => write!(
+                f,
+                "base offset {base_offset} is below the expected {expected_at_least}"
+            ),
+            CorruptReason::BadIndexEntry => {
+                write!(f, "an index entry does not point at a batch boundary")
+            }
+        }
+    }
+}
+
+/// Header inconsistencies in a well-framed record batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// The produce payload held no batch at all.
+    NoBatches,
+    /// `recordCount` is zero or negative.
+    NoRecords {
+        /// The `recordCount` field.
+        record_count: i32,
+    },
+    /// `lastOffsetDelta` is not `recordCount - 1`.
+    LastOffsetDeltaMismatch {
+        /// The `lastOffsetDelta` field.
+        last_offset_delta: i32,
+        /// The `recordCount` field.
+        record_count: i32,
+    },
+    /// An idempotent batch (producer id ≥ 0) has a negative base sequence.
+    MissingSequence {
+        /// The batch's producer id.
+        producer_id: i64,
+    },
+    /// Assigning offsets to the batch would overflow a signed 64-bit offset.
+    OffsetOverflow,
+}
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidReason::NoBatches => write!(f, "the payload holds no record batch"),
+            InvalidReason::NoRecords { record_count } => {
+                write!(f, "the record count {record_count} is not positive")
+            }
+            InvalidReason::LastOffsetDeltaMismatch {
+                last_offset_delta,
+                record_count,
+            } => write!(
+                f,
+                "the last offset delta {last_offset_delta} does not match the record count {record_count}"
+            ),
+            InvalidReason::MissingSequence { producer_id } => write!(
+                f,
+                "producer {producer_id} sent an idempotent batch without a sequence number"
+            ),
+            InvalidReason::OffsetOverflow => {
+                write!(f, "assigning offsets would overflow the offset space")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_sentences() {
+        let e = LogError::corrupt(CorruptReason::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        });
+        assert_eq!(
+            e.to_string(),
+            "The record batch is corrupt: the stored CRC 0x00000001 does not match the computed CRC 0x00000002."
+        );
+        let e = LogError::OffsetOutOfRange {
+            offset: 9,
+            log_start_offset: 0,
+            log_end_offset: 5,
+        };
+        assert!(e.to_string().starts_with("Offset 9 is out of range"));
+    }
+
+    #[test]
+    fn io_error_keeps_path_and_source() {
+        let e = LogError::io("/x/y.log")(std::io::Error::other("disk on fire"));
+        assert!(e.to_string().contains("/x/y.log"));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

@@ -1,0 +1,555 @@
+//! Sparse per-segment indexes: `.index` (offset → file position) and `.timeindex`
+//! (timestamp → offset).
+//!
+//! Both are append-only files of fixed-size big-endian entries, searched with binary
+//! search over positional reads (never loaded whole). They are derived data: on any
+//! doubt (wrong length, entries out of order, positions past the log) the segment's
+//! indexes are rebuilt from its `.log` by the recovery scan.
+//!
+//! | file         | entry bytes | layout                                              |
+//! |--------------|------------:|-----------------------------------------------------|
+//! | `.index`     |           8 | relative offset u32, file position u32              |
+//! | `.timeindex` |          12 | timestamp i64, relative offset u32                  |
+//!
+//! Offsets are relative to the segment's base offset. An `.index` entry points at the
+//! start of the batch whose *base* offset it names; a `.timeindex` entry says that the
+//! batches up to and including the one with that base offset have max timestamps at
+//! most the entry's timestamp, and that batch is the first to reach it.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{LogError, Result};
+
+/// An offset relative to its segment's base offset; at most `i32::MAX` as in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RelativeOffset(u32);
+
+impl RelativeOffset {
+    /// `offset - base`, if it is in `0..=i32::MAX`.
+    pub(crate) fn new(base: i64, offset: i64) -> Option<RelativeOffset> {
+        let delta = offset.checked_sub(base)?;
+        if (0..=i64::from(i32::MAX)).contains(&delta) {
+            u32::try_from(delta).ok().map(RelativeOffset)
+        } else {
+            None
+        }
+    }
+
+    fn absolute(self, base: i64) -> i64 {
+        base + i64::from(self.0)
+    }
+}
+
+/// A byte position inside a segment's `.log` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FilePosition(u32);
+
+impl FilePosition {
+    /// The position, if it fits the 32 bits an index entry has.
+    pub(crate) fn new(position: u64) -> Option<FilePosition> {
+        u32::try_from(position).ok().map(FilePosition)
+    }
+
+    pub(crate) fn get(self) -> u64 {
+        u64::from(self.0)
+    }
+}
+
+/// Entries read per positional read when validating a whole index.
+const VALIDATE_CHUNK_ENTRIES: usize = 4096;
+
+/// An append-only file of `N`-byte entries.
+#[derive(Debug)]
+struct IndexFile<const N: usize> {
+    path: PathBuf,
+    file: File,
+    entries: u64,
+    /// The file length was not a multiple of `N` when opened.
+    ragged: bool,
+    /// The file did not exist and was created empty by `open`.
+    created: bool,
+    /// Written since the last fsync (atomic only so `sync` can take `&self`).
+    dirty: AtomicBool,
+}
+
+impl<const N: usize> IndexFile<N> {
+    fn open(path: &Path) -> Result<Self> {
+        let created = !path.try_exists().map_err(LogError::io(path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(LogError::io(path))?;
+        let len = file.metadata().map_err(LogError::io(path))?.len();
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            file,
+            entries: len / N as u64,
+            ragged: len % N as u64 != 0,
+            created,
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn entry(&self, i: u64) -> Result<[u8; N]> {
+        let mut buf = [0u8; N];
+        self.file
+            .read_exact_at(&mut buf, i * N as u64)
+            .map_err(LogError::io(&self.path))?;
+        Ok(buf)
+    }
+
+    fn append(&mut self, entry: [u8; N]) -> Result<()> {
+        self.file
+            .write_all_at(&entry, self.entries * N as u64)
+            .map_err(LogError::io(&self.path))?;
+        self.entries += 1;
+        self.created = false;
+        self.dirty.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn truncate(&mut self, entries: u64) -> Result<()> {
+        self.file
+            .set_len(entries * N as u64)
+            .map_err(LogError::io(&self.path))?;
+        self.entries = entries;
+        self.ragged = false;
+        self.created = false;
+        self.dirty.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Number of leading entries for which `pred` holds; `pred` must hold for a
+    /// prefix of the entries and not after it.
+    fn partition_point(&self, pred: impl Fn(&[u8; N]) -> bool) -> Result<u64> {
+        let (mut lo, mut hi) = (0u64, self.entries);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(&self.entry(mid)?) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Calls `check` on every entry in order, reading in chunks; stops at the first
+    /// `false`. Returns whether every entry passed.
+    fn all(&self, mut check: impl FnMut(&[u8; N]) -> bool) -> Result<bool> {
+        let mut buf = vec![0u8; N * VALIDATE_CHUNK_ENTRIES];
+        let mut done = 0u64;
+        while done < self.entries {
+            let n = (self.entries - done).min(VALIDATE_CHUNK_ENTRIES as u64) as usize;
+            let chunk = &mut buf[..n * N];
+            self.file
+                .read_exact_at(chunk, done * N as u64)
+                .map_err(LogError::io(&self.path))?;
+            for raw in chunk.chunks_exact(N) {
+                let mut entry = [0u8; N];
+                entry.copy_from_slice(raw);
+                if !check(&entry) {
+                    return Ok(false);
+                }
+            }
+            done += n as u64;
+        }
+        Ok(true)
+    }
+
+    /// fsyncs the file if it changed since the last fsync (most flushes add no entry).
+    fn sync(&self) -> Result<()> {
+        if self.dirty.swap(false, Ordering::Relaxed) {
+            if let Err(e) = self.file.sync_all() {
+                self.dirty.store(true, Ordering::Relaxed);
+                return Err(LogError::io(&self.path)(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn max_entries(max_index_bytes: u64, entry_len: usize) -> u64 {
+    (max_index_bytes / entry_len as u64).max(1)
+}
+
+/// The sparse offset index of one segment.
+#[derive(Debug)]
+pub(crate) struct OffsetIndex {
+    file: IndexFile<8>,
+    base_offset: i64,
+    max_entries: u64,
+    last: Option<(RelativeOffset, FilePosition)>,
+}
+
+fn decode_offset_entry(e: &[u8; 8]) -> (RelativeOffset, FilePosition) {
+    (RelativeOffset(u32_at(e, 0)), FilePosition(u32_at(e, 4)))
+}
+
+impl OffsetIndex {
+    /// Opens (creating if absent) the index without validating it.
+    pub(crate) fn open(path: &Path, base_offset: i64, max_index_bytes: u64) -> Result<Self> {
+        let file = IndexFile::<8>::open(path)?;
+        let last = match file.entries {
+            0 => None,
+            n => Some(decode_offset_entry(&file.entry(n - 1)?)),
+        };
+        Ok(OffsetIndex {
+            file,
+            base_offset,
+            max_entries: max_entries(max_index_bytes, 8),
+            last,
+        })
+    }
+
+    /// Whether the file is well formed for a `.log` of `log_size` bytes: present (unless
+    /// the log is empty), whole entries, offsets and positions strictly increasing,
+    /// every position inside the log.
+    pub(crate) fn is_valid(&self, log_size: u64) -> Result<bool> {
+        if self.file.ragged || (self.file.created && log_size > 0) {
+            return Ok(false);
+        }
+        let mut prev: Option<(RelativeOffset, FilePosition)> = None;
+        self.file.all(|e| {
+            let (rel, pos) = decode_offset_entry(e);
+            let ordered = prev.is_none_or(|(r, p)| rel > r && pos > p);
+            prev = Some((rel, pos));
+            ordered && rel.0 <= i32::MAX as u32 && pos.get() < log_size
+        })
+    }
+
+    /// Records that the batch with base offset `offset` starts at `position`.
+    /// Entries that would not be strictly increasing or do not fit are skipped:
+    /// the index is sparse, so a missing entry only costs a longer scan.
+    pub(crate) fn append(&mut self, offset: i64, position: u64) -> Result<()> {
+        let (Some(rel), Some(pos)) = (
+            RelativeOffset::new(self.base_offset, offset),
+            FilePosition::new(position),
+        ) else {
+            return Ok(());
+        };
+        if self.last.is_some_and(|(r, p)| rel <= r || pos <= p) {
+            return Ok(());
+        }
+        let mut entry = [0u8; 8];
+        entry[..4].copy_from_slice(&rel.0.to_be_bytes());
+        entry[4..].copy_from_slice(&pos.0.to_be_bytes());
+        self.file.append(entry)?;
+        self.last = Some((rel, pos));
+        Ok(())
+    }
+
+    /// The indexed batch start closest before `target`: the largest entry whose offset
+    /// is at most `target`, as (absolute offset, position); `(base, 0)` if none.
+    pub(crate) fn lookup(&self, target: i64) -> Result<(i64, u64)> {
+        let base = self.base_offset;
+        let n = self
+            .file
+            .partition_point(|e| decode_offset_entry(e).0.absolute(base) <= target)?;
+        if n == 0 {
+            return Ok((base, 0));
+        }
+        let (rel, pos) = decode_offset_entry(&self.file.entry(n - 1)?);
+        Ok((rel.absolute(base), pos.get()))
+    }
+
+    /// The last entry as (absolute offset, position).
+    pub(crate) fn last_entry(&self) -> Option<(i64, u64)> {
+        self.last
+            .map(|(r, p)| (r.absolute(self.base_offset), p.get()))
+    }
+
+    /// Drops entries for offsets at or after `offset`.
+    pub(crate) fn truncate_to_offset(&mut self, offset: i64) -> Result<()> {
+        let base = self.base_offset;
+        let keep = self
+            .file
+            .partition_point(|e| decode_offset_entry(e).0.absolute(base) < offset)?;
+        self.file.truncate(keep)?;
+        self.last = match keep {
+            0 => None,
+            n => Some(decode_offset_entry(&self.file.entry(n - 1)?)),
+        };
+        Ok(())
+    }
+
+    /// Empties the index (before a rebuild).
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        self.file.truncate(0)?;
+        self.last = None;
+        Ok(())
+    }
+
+    /// Whether the index has reached `segment.index.bytes` (the segment must roll).
+    pub(crate) fn is_full(&self) -> bool {
+        self.file.entries >= self.max_entries
+    }
+
+    /// Applies a new `segment.index.bytes`.
+    pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u64) {
+        self.max_entries = max_entries(max_index_bytes, 8);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> u64 {
+        self.file.entries
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync()
+    }
+}
+
+/// The sparse time index of one segment.
+#[derive(Debug)]
+pub(crate) struct TimeIndex {
+    file: IndexFile<12>,
+    base_offset: i64,
+    max_entries: u64,
+    last: Option<(i64, RelativeOffset)>,
+}
+
+fn decode_time_entry(e: &[u8; 12]) -> (i64, RelativeOffset) {
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&e[..8]);
+    (i64::from_be_bytes(ts), RelativeOffset(u32_at(e, 8)))
+}
+
+impl TimeIndex {
+    /// Opens (creating if absent) the index without validating it.
+    pub(crate) fn open(path: &Path, base_offset: i64, max_index_bytes: u64) -> Result<Self> {
+        let file = IndexFile::<12>::open(path)?;
+        let last = match file.entries {
+            0 => None,
+            n => Some(decode_time_entry(&file.entry(n - 1)?)),
+        };
+        Ok(TimeIndex {
+            file,
+            base_offset,
+            max_entries: max_entries(max_index_bytes, 12),
+            last,
+        })
+    }
+
+    /// Whether the file is well formed for a segment whose offsets are below
+    /// `next_offset`: present (unless the segment is empty), whole entries, timestamps
+    /// strictly increasing, offsets non-decreasing and inside the segment.
+    pub(crate) fn is_valid(&self, next_offset: i64) -> Result<bool> {
+        if self.file.ragged || (self.file.created && next_offset > self.base_offset) {
+            return Ok(false);
+        }
+        let base = self.base_offset;
+        let mut prev: Option<(i64, RelativeOffset)> = None;
+        self.file.all(|e| {
+            let (ts, rel) = decode_time_entry(e);
+            let ordered = prev.is_none_or(|(t, r)| ts > t && rel >= r);
+            prev = Some((ts, rel));
+            ordered && ts >= 0 && rel.0 <= i32::MAX as u32 && rel.absolute(base) < next_offset
+        })
+    }
+
+    /// Records that the batch with base offset `offset` is the first to reach max
+    /// timestamp `timestamp`, if that is newer than the last entry. `force` ignores
+    /// the size limit (for the final entry written when a segment becomes inactive).
+    pub(crate) fn maybe_append(&mut self, timestamp: i64, offset: i64, force: bool) -> Result<()> {
+        if (!force && self.is_full()) || timestamp < 0 {
+            return Ok(());
+        }
+        let Some(rel) = RelativeOffset::new(self.base_offset, offset) else {
+            return Ok(());
+        };
+        if self.last.is_some_and(|(t, r)| timestamp <= t || rel < r) {
+            return Ok(());
+        }
+        let mut entry = [0u8; 12];
+        entry[..8].copy_from_slice(&timestamp.to_be_bytes());
+        entry[8..].copy_from_slice(&rel.0.to_be_bytes());
+        self.file.append(entry)?;
+        self.last = Some((timestamp, rel));
+        Ok(())
+    }
+
+    /// The base offset of the last indexed batch whose timestamp is below `timestamp`:
+    /// every batch up to and including it has a max timestamp below `timestamp`.
+    pub(crate) fn lookup_below(&self, timestamp: i64) -> Result<Option<i64>> {
+        let n = self
+            .file
+            .partition_point(|e| decode_time_entry(e).0 < timestamp)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let (_, rel) = decode_time_entry(&self.file.entry(n - 1)?);
+        Ok(Some(rel.absolute(self.base_offset)))
+    }
+
+    /// The last entry as (timestamp, absolute offset).
+    pub(crate) fn last_entry(&self) -> Option<(i64, i64)> {
+        self.last.map(|(t, r)| (t, r.absolute(self.base_offset)))
+    }
+
+    /// Drops entries for offsets at or after `offset`.
+    pub(crate) fn truncate_to_offset(&mut self, offset: i64) -> Result<()> {
+        let base = self.base_offset;
+        let keep = self
+            .file
+            .partition_point(|e| decode_time_entry(e).1.absolute(base) < offset)?;
+        self.file.truncate(keep)?;
+        self.last = match keep {
+            0 => None,
+            n => Some(decode_time_entry(&self.file.entry(n - 1)?)),
+        };
+        Ok(())
+    }
+
+    /// Empties the index (before a rebuild).
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        self.file.truncate(0)?;
+        self.last = None;
+        Ok(())
+    }
+
+    /// Whether the index has reached `segment.index.bytes` (the segment must roll).
+    pub(crate) fn is_full(&self) -> bool {
+        self.file.entries >= self.max_entries
+    }
+
+    /// Applies a new `segment.index.bytes`.
+    pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u64) {
+        self.max_entries = max_entries(max_index_bytes, 12);
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset_index(dir: &Path, base: i64) -> OffsetIndex {
+        OffsetIndex::open(&dir.join("i.index"), base, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn offset_lookup_finds_floor_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = offset_index(dir.path(), 100);
+        for (i, off) in [110i64, 120, 130, 150].iter().enumerate() {
+            idx.append(*off, (i as u64 + 1) * 1000).unwrap();
+        }
+        assert_eq!(idx.lookup(99).unwrap(), (100, 0));
+        assert_eq!(idx.lookup(100).unwrap(), (100, 0));
+        assert_eq!(idx.lookup(109).unwrap(), (100, 0));
+        assert_eq!(idx.lookup(110).unwrap(), (110, 1000));
+        assert_eq!(idx.lookup(129).unwrap(), (120, 2000));
+        assert_eq!(idx.lookup(149).unwrap(), (130, 3000));
+        assert_eq!(idx.lookup(10_000).unwrap(), (150, 4000));
+        assert!(idx.is_valid(4001).unwrap());
+        assert!(!idx.is_valid(4000).unwrap());
+    }
+
+    #[test]
+    fn offset_index_skips_non_increasing_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = offset_index(dir.path(), 0);
+        idx.append(10, 500).unwrap();
+        idx.append(10, 600).unwrap();
+        idx.append(11, 500).unwrap();
+        idx.append(-1, 700).unwrap();
+        idx.append(20, 900).unwrap();
+        assert_eq!(idx.entries(), 2);
+        drop(idx);
+        let idx = offset_index(dir.path(), 0);
+        assert_eq!(idx.entries(), 2);
+        assert_eq!(idx.last_entry(), Some((20, 900)));
+        assert_eq!(idx.lookup(15).unwrap(), (10, 500));
+    }
+
+    #[test]
+    fn offset_index_truncate_and_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = OffsetIndex::open(&dir.path().join("i.index"), 0, 24).unwrap();
+        idx.append(1, 10).unwrap();
+        idx.append(2, 20).unwrap();
+        assert!(!idx.is_full());
+        idx.append(3, 30).unwrap();
+        assert!(idx.is_full());
+        idx.truncate_to_offset(2).unwrap();
+        assert_eq!(idx.entries(), 1);
+        assert_eq!(idx.last_entry(), Some((1, 10)));
+        assert!(!idx.is_full());
+        idx.reset().unwrap();
+        assert_eq!(idx.last_entry(), None);
+        assert_eq!(idx.lookup(5).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn garbage_offset_index_is_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.index");
+        std::fs::write(&path, [0xAB; 13]).unwrap();
+        assert!(!OffsetIndex::open(&path, 0, 1 << 20)
+            .unwrap()
+            .is_valid(1 << 30)
+            .unwrap());
+        // Whole entries, but not increasing.
+        std::fs::write(&path, [0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0, 5, 0, 0, 0, 10]).unwrap();
+        assert!(!OffsetIndex::open(&path, 0, 1 << 20)
+            .unwrap()
+            .is_valid(1 << 30)
+            .unwrap());
+    }
+
+    #[test]
+    fn time_index_lookup_and_truncate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = TimeIndex::open(&dir.path().join("t.timeindex"), 50, 1 << 20).unwrap();
+        idx.maybe_append(-1, 50, false).unwrap();
+        idx.maybe_append(1000, 50, false).unwrap();
+        idx.maybe_append(1000, 55, false).unwrap(); // not newer: skipped
+        idx.maybe_append(2000, 60, false).unwrap();
+        idx.maybe_append(3000, 70, false).unwrap();
+        assert_eq!(idx.last_entry(), Some((3000, 70)));
+        assert_eq!(idx.lookup_below(1000).unwrap(), None);
+        assert_eq!(idx.lookup_below(1001).unwrap(), Some(50));
+        assert_eq!(idx.lookup_below(2500).unwrap(), Some(60));
+        assert_eq!(idx.lookup_below(i64::MAX).unwrap(), Some(70));
+        assert!(idx.is_valid(71).unwrap());
+        assert!(!idx.is_valid(70).unwrap());
+        idx.truncate_to_offset(60).unwrap();
+        assert_eq!(idx.last_entry(), Some((1000, 50)));
+    }
+
+    #[test]
+    fn time_index_full_except_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut idx = TimeIndex::open(&dir.path().join("t.timeindex"), 0, 12).unwrap();
+        idx.maybe_append(1, 0, false).unwrap();
+        assert!(idx.is_full());
+        idx.maybe_append(2, 1, false).unwrap();
+        assert_eq!(idx.last_entry(), Some((1, 0)));
+        idx.maybe_append(2, 1, true).unwrap();
+        assert_eq!(idx.last_entry(), Some((2, 1)));
+    }
+
+    #[test]
+    fn relative_offset_bounds() {
+        assert!(RelativeOffset::new(10, 9).is_none());
+        assert!(RelativeOffset::new(10, 10).is_some());
+        assert!(RelativeOffset::new(0, i64::from(i32::MAX)).is_some());
+        assert!(RelativeOffset::new(0, i64::from(i32::MAX) + 1).is_none());
+        assert!(FilePosition::new(u64::from(u32::MAX)).is_some());
+        assert!(FilePosition::new(u64::from(u32::MAX) + 1).is_none());
+    }
+}

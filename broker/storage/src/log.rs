@@ -1,0 +1,604 @@
+//! [`Log`]: one partition's log — Kafka's `UnifiedLog`/`LocalLog` on a single node.
+//!
+//! # On-disk layout of `<data>/<topic>-<partition>/`
+//!
+//! | file                          | contents                                                        | written                     |
+//! |-------------------------------|-----------------------------------------------------------------|-----------------------------|
+//! | `<base>.log`                  | record batches exactly as appended (base offset, leader epoch and, under `LogAppendTime`, max timestamp + CRC patched) | append (no fsync); fsync on flush |
+//! | `<base>.index`                | sparse offset index: 8-byte entries (relative offset u32, position u32) | with the `.log`; rebuilt by recovery |
+//! | `<base>.timeindex`            | sparse time index: 12-byte entries (timestamp i64, relative offset u32) | with the `.log`; rebuilt by recovery |
+//! | `recovery-point`              | offset below which everything is fsynced (text: `0\n<offset>\n`) | atomically, by flush        |
+//! | `producer-state.snapshot`     | idempotent-producer state as of an offset (see `producer_state`) | atomically, on flush after a roll, and on close |
+//! | `clean-shutdown`              | empty marker: the log was closed and needs no recovery scan     | by close; deleted by open   |
+//!
+//! `<base>` is the segment's base offset as 20 zero-padded digits. The log start
+//! offset is the first segment's base offset. Checkpoints are replaced by
+//! write-temp/fsync/rename/fsync-dir, except that the directory fsync is skipped when
+//! losing the rename is harmless (a recovery point moving forward, a producer
+//! snapshot: the older file is still correct); `*.tmp` leftovers are removed on open.
+//!
+//! # Durability order
+//!
+//! Appends only write. [`Log::flush`] fsyncs every segment holding offsets at or above
+//! the recovery point (and the directory if segments were created or deleted), and
+//! only then persists the new recovery point. After a crash, [`Log::open`] scans every
+//! segment from the one holding the recovery point, so whatever was not fsynced is
+//! validated before it is served.
+//!
+//! # Concurrency
+//!
+//! `Log` is `Send + Sync` and does blocking file I/O. Mutating calls take `&mut self`,
+//! reads take `&self`; the caller serialises access (a `Mutex`, or an `RwLock` to let
+//! reads run together) and calls from a blocking thread, never an async task.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::checkpoint::{self, Durability};
+pub use crate::config::{LogConfig, TimestampType};
+use crate::error::{LogError, Result};
+use crate::producer_state::ProducerStateManager;
+use crate::recovery;
+use crate::segment::{remove_segment_files, LogSegment};
+use crate::segment_list::SegmentList;
+
+pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point";
+pub(crate) const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended (for a duplicate: of the original batch).
+    pub base_offset: i64,
+    /// Offset of the last record appended (for a duplicate: of the original batch).
+    pub last_offset: i64,
+    /// The append time stamped on the batches under `LogAppendTime`, else -1.
+    pub log_append_time: i64,
+    /// The log start offset after the append.
+    pub log_start_offset: i64,
+    /// The payload retried an idempotent batch already in the log; nothing was written.
+    pub duplicate: bool,
+}
+
+/// Bytes returned by [`Log::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSlice {
+    /// Whole record batches, byte-identical to what was stored.
+    pub bytes: bytes::Bytes,
+    /// Base offset of the first batch in `bytes` (may be below the offset asked for,
+    /// when that offset is inside a batch); the offset asked for when `bytes` is empty.
+    pub first_offset: i64,
+    /// The high watermark (the log end offset on a single node).
+    pub high_watermark: i64,
+    /// The log start offset.
+    pub log_start_offset: i64,
+}
+
+/// A partition log: an ordered list of segments, the active one last.
+#[derive(Debug)]
+pub struct Log {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: SegmentList,
+    /// Every offset below this is fsynced; persisted in `recovery-point`.
+    pub(crate) recovery_point: i64,
+    pub(crate) producers: ProducerStateManager,
+    /// Offset of the producer-state snapshot on disk, if any.
+    pub(crate) snapshot_offset: Option<i64>,
+    /// Segment files were created or deleted since the directory was last fsynced.
+    pub(crate) dir_dirty: bool,
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Log {
+    /// Opens (creating if absent) the partition log in `dir` (`<data>/<topic>-<partition>/`).
+    ///
+    /// Without a clean-shutdown marker, segments from the one holding the recovery point
+    /// onwards are scanned batch by batch (length, magic, CRC-32C); the first invalid or
+    /// torn batch and everything after it is removed (later segments deleted) and their
+    /// indexes are rebuilt. With the marker, segments are trusted, but any whose index is
+    /// missing or inconsistent is scanned the same way. Producer state is rebuilt from its
+    /// snapshot plus the batches after it. On return the marker is gone and the recovery
+    /// point equals the log end offset.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
+        if !dir.try_exists().map_err(LogError::io(dir))? {
+            std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
+            // Make the new partition directory's entry durable.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                checkpoint::sync_dir(parent)?;
+            }
+        }
+        let clean = dir.join(CLEAN_SHUTDOWN_FILE).exists();
+        let stored_recovery_point = checkpoint::read_offset(dir, RECOVERY_POINT_FILE)?;
+        let recovery_point = if clean {
+            None
+        } else {
+            Some(stored_recovery_point.unwrap_or(0))
+        };
+        let loaded = recovery::load_segments(dir, &config, recovery_point, wall_clock_ms())?;
+        let Some(segments) = SegmentList::new(loaded.segments) else {
+            // load_segments creates a first segment when there is none.
+            return Err(LogError::io(dir)(std::io::Error::other(
+                "no segment after load",
+            )));
+        };
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            recovery_point: 0,
+            producers: ProducerStateManager::default(),
+            snapshot_offset: None,
+            dir_dirty: loaded.truncated,
+        };
+        // Scanned segments may hold data that never reached the disk before the crash:
+        // fsync them before the recovery point moves past them.
+        for segment in log.segments.iter() {
+            if loaded.scanned.contains(&segment.base_offset()) {
+                segment.flush()?;
+            }
+        }
+        if log.dir_dirty {
+            checkpoint::sync_dir(dir)?;
+            log.dir_dirty = false;
+        }
+        log.recovery_point = log.log_end_offset();
+        if stored_recovery_point != Some(log.recovery_point) {
+            // Moving it back (recovery cut fsynced data) must survive a crash; moving it
+            // forward may be lost, which only means a longer scan next time.
+            let durability = if stored_recovery_point.is_some_and(|rp| rp > log.recovery_point) {
+                Durability::Durable
+            } else {
+                Durability::OldOrNew
+            };
+            checkpoint::write_offset(dir, RECOVERY_POINT_FILE, log.recovery_point, durability)?;
+        }
+        log.load_producer_state()?;
+        if clean {
+            checkpoint::remove_durably(dir, CLEAN_SHUTDOWN_FILE)?;
+        }
+        tracing::debug!(
+            dir = %dir.display(),
+            clean,
+            segments = log.segments.len(),
+            log_start_offset = log.log_start_offset(),
+            log_end_offset = log.log_end_offset(),
+            producers = log.producers.len(),
+            "opened log"
+        );
+        Ok(log)
+    }
+
+    /// Loads the producer-state snapshot if it is usable and replays the batches after it.
+    fn load_producer_state(&mut self) -> Result<()> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        let (from, state) = match ProducerStateManager::read_snapshot(&self.dir)? {
+            Some((offset, state)) if (start..=end).contains(&offset) => {
+                self.snapshot_offset = Some(offset);
+                (offset, state)
+            }
+            Some((offset, _)) => {
+                tracing::info!(dir = %self.dir.display(), offset, "discarding producer-state snapshot outside the log");
+                ProducerStateManager::delete_snapshot(&self.dir)?;
+                self.snapshot_offset = None;
+                (start, ProducerStateManager::default())
+            }
+            None => {
+                self.snapshot_offset = None;
+                (start, ProducerStateManager::default())
+            }
+        };
+        self.producers = state;
+        for segment in self.segments.iter() {
+            if segment.next_offset() <= from {
+                continue;
+            }
+            let mut position = match segment.locate(from)? {
+                Some((position, _)) => position,
+                None => continue,
+            };
+            while position < segment.size() {
+                let header = segment.header_at(position)?;
+                self.producers.replay(&header);
+                position += header.total_len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the configuration (a topic config changed). Applies to later appends;
+    /// existing segments are not rewritten.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.segments.for_each_mut(|s| s.apply_config(&config));
+        self.config = config;
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// The first offset in the log.
+    pub fn log_start_offset(&self) -> i64 {
+        self.segments.first().base_offset()
+    }
+
+    /// The next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.segments.active().next_offset()
+    }
+
+    /// The offset up to which consumers may read; the log end offset on a single node.
+    pub fn high_watermark(&self) -> i64 {
+        self.log_end_offset()
+    }
+
+    /// Total bytes of record batches in all segments (indexes excluded).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(LogSegment::size).sum()
+    }
+
+    /// The directory this log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// fsyncs every segment written since the last flush (data and indexes), the
+    /// directory if segments were created or deleted, then persists the recovery point
+    /// (= log end offset). Also snapshots producer state when a segment rolled since
+    /// the last snapshot, bounding the replay after a crash.
+    ///
+    /// A flush with nothing new does no I/O; otherwise it typically costs an fsync of
+    /// the active `.log` (plus its indexes when they gained entries) and one of the
+    /// recovery-point file. Callers should group flushes across produce requests.
+    pub fn flush(&mut self) -> Result<()> {
+        let end = self.log_end_offset();
+        for segment in self.segments.iter().rev() {
+            if segment.next_offset() <= self.recovery_point && segment.size() > 0 {
+                break;
+            }
+            segment.flush()?;
+        }
+        if self.dir_dirty {
+            checkpoint::sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        if end != self.recovery_point {
+            // A crash may bring back the previous recovery point: only a longer scan.
+            checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, end, Durability::OldOrNew)?;
+            self.recovery_point = end;
+        }
+        let active_base = self.segments.active().base_offset();
+        if self.snapshot_offset.is_none_or(|s| s < active_base) {
+            self.producers.write_snapshot(&self.dir, end)?;
+            self.snapshot_offset = Some(end);
+        }
+        Ok(())
+    }
+
+    /// Truncates the log so that it ends before `offset`: every batch whose last offset
+    /// is at least `offset` is removed, so the log end offset becomes `offset` when that
+    /// is a batch boundary, and the base offset of the batch spanning `offset`
+    /// otherwise. `offset` at or past the log end does nothing; below the log start,
+    /// the log is emptied and restarts at `offset`. The result is fsynced.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(LogError::InvalidTruncation { offset });
+        }
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset < self.log_start_offset() {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        let keep = self.segments.floor(offset);
+        let keep_base = self
+            .segments
+            .get(keep)
+            .map_or(offset, LogSegment::base_offset);
+        // Write-ahead: the recovery point must not claim anything past the cut.
+        self.lower_recovery_point(keep_base)?;
+        for segment in self.segments.split_off_after(keep) {
+            segment.delete_files(&self.dir)?;
+            self.dir_dirty = true;
+        }
+        self.segments.active_mut().truncate_to(offset)?;
+        self.after_truncation()
+    }
+
+    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        self.lower_recovery_point(offset)?;
+        // Delete newest first, so a crash part-way leaves a shorter but consistent log.
+        for segment in self.segments.iter().rev() {
+            remove_segment_files(&self.dir, segment.base_offset())?;
+        }
+        self.dir_dirty = true;
+        let fresh = LogSegment::create(&self.dir, offset, &self.config, wall_clock_ms())?;
+        drop(self.segments.replace_all(fresh));
+        self.after_truncation()
+    }
+
+    fn lower_recovery_point(&mut self, bound: i64) -> Result<()> {
+        if self.recovery_point > bound {
+            // Durable: an older, higher recovery point would skip scanning the cut region.
+            checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, bound, Durability::Durable)?;
+            self.recovery_point = bound;
+        }
+        if self.snapshot_offset.is_some_and(|s| s > bound) {
+            ProducerStateManager::delete_snapshot(&self.dir)?;
+            self.snapshot_offset = None;
+        }
+        Ok(())
+    }
+
+    fn after_truncation(&mut self) -> Result<()> {
+        self.producers.clear();
+        self.load_producer_state()?;
+        self.flush()
+    }
+
+    /// Flushes everything and writes the clean-shutdown marker, so the next open skips
+    /// the recovery scan.
+    pub fn close(mut self) -> Result<()> {
+        // The final time-index entry lets the next open skip scanning for timestamps.
+        self.segments.active_mut().seal_time_index()?;
+        self.flush()?;
+        self.segments.active().flush()?;
+        let end = self.log_end_offset();
+        if self.snapshot_offset != Some(end) {
+            self.producers.write_snapshot(&self.dir, end)?;
+        }
+        checkpoint::write_marker(&self.dir, CLEAN_SHUTDOWN_FILE)?;
+        tracing::debug!(dir = %self.dir.display(), log_end_offset = end, "closed log");
+        Ok(())
+    }
+
+    /// Removes the log's directory and everything in it (topic deletion).
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        std::fs::remove_dir_all(&dir).map_err(LogError::io(&dir))?;
+        if let Some(parent) = dir.parent() {
+            checkpoint::sync_dir(parent)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{idempotent, simple};
+
+    fn small() -> LogConfig {
+        LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        }
+    }
+
+    fn all_bytes(log: &Log) -> Vec<u8> {
+        log.read(log.log_start_offset(), usize::MAX, true)
+            .unwrap()
+            .bytes
+            .to_vec()
+    }
+
+    #[test]
+    fn log_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Log>();
+    }
+
+    #[test]
+    fn clean_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        for i in 0..7 {
+            log.append(&simple(2, 39, 100 + i), 3, 0).unwrap();
+        }
+        let before = all_bytes(&log);
+        log.close().unwrap();
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert_eq!(
+            checkpoint::read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            Some(14)
+        );
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 14));
+        assert_eq!(all_bytes(&log), before);
+        let ts_batch = log.read_batch_by_timestamp(105).unwrap().unwrap();
+        assert_eq!(
+            crate::BatchHeader::parse(&ts_batch).unwrap().base_offset,
+            10
+        );
+        assert_eq!(log.append(&simple(1, 10, 0), 0, 0).unwrap().base_offset, 14);
+    }
+
+    fn assert_producer_state_kept(dir: &Path) {
+        let mut log = Log::open(dir, small()).unwrap();
+        let retry = log.append(&idempotent(9, 1, 2, 3), 0, 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.base_offset, retry.last_offset), (7, 9));
+        assert!(matches!(
+            log.append(&idempotent(9, 1, 6, 1), 0, 0),
+            Err(LogError::OutOfOrderSequence { expected: 5, .. })
+        ));
+        assert!(matches!(
+            log.append(&idempotent(9, 0, 5, 1), 0, 0),
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        assert_eq!(
+            log.append(&idempotent(9, 1, 5, 1), 0, 0)
+                .unwrap()
+                .base_offset,
+            10
+        );
+    }
+
+    /// Offsets 0..5 plain in 100-byte batches (rolling at 300 bytes), then producer 9
+    /// epoch 1 sequences 0..=1 at 5..=6 and 2..=4 at 7..=9.
+    fn write_producer_history(log: &mut Log) {
+        for _ in 0..5 {
+            log.append(&simple(1, 39, 0), 0, 0).unwrap();
+        }
+        log.append(&idempotent(9, 1, 0, 2), 0, 0).unwrap();
+        log.append(&idempotent(9, 1, 2, 3), 0, 0).unwrap();
+    }
+
+    #[test]
+    fn producer_state_survives_clean_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        write_producer_history(&mut log);
+        log.close().unwrap();
+        assert_producer_state_kept(dir.path());
+    }
+
+    #[test]
+    fn producer_state_survives_unclean_reopen() {
+        // Never flushed: rebuilt by scanning the whole log.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        write_producer_history(&mut log);
+        drop(log);
+        assert_producer_state_kept(dir.path());
+
+        // Flushed after a roll (snapshot written), then more appends, then a crash.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        for _ in 0..5 {
+            log.append(&simple(1, 39, 0), 0, 0).unwrap();
+        }
+        log.append(&idempotent(9, 1, 0, 2), 0, 0).unwrap();
+        log.flush().unwrap();
+        assert!(dir
+            .path()
+            .join(crate::producer_state::SNAPSHOT_FILE)
+            .exists());
+        log.append(&idempotent(9, 1, 2, 3), 0, 0).unwrap();
+        drop(log);
+        assert_producer_state_kept(dir.path());
+    }
+
+    #[test]
+    fn flush_persists_recovery_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        log.append(&simple(3, 10, 0), 0, 0).unwrap();
+        assert_eq!(
+            checkpoint::read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            Some(0)
+        );
+        log.flush().unwrap();
+        assert_eq!(
+            checkpoint::read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            Some(3)
+        );
+        log.flush().unwrap();
+        assert_eq!(log.recovery_point, 3);
+    }
+
+    #[test]
+    fn truncate_to_boundaries_spans_and_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        for _ in 0..8 {
+            log.append(&simple(2, 39, 0), 0, 0).unwrap(); // 100 bytes, 2 offsets
+        }
+        let original = all_bytes(&log);
+        log.truncate_to(16).unwrap(); // at the end: nothing
+        log.truncate_to(99).unwrap();
+        assert_eq!(log.log_end_offset(), 16);
+        assert!(matches!(
+            log.truncate_to(-1),
+            Err(LogError::InvalidTruncation { offset: -1 })
+        ));
+
+        log.truncate_to(12).unwrap(); // a batch boundary in the third segment
+        assert_eq!(log.log_end_offset(), 12);
+        assert_eq!(all_bytes(&log), original[..600]);
+        log.truncate_to(7).unwrap(); // inside batch 6..=7, a segment's first batch
+        assert_eq!(log.log_end_offset(), 6);
+        assert_eq!(all_bytes(&log), original[..300]);
+        assert_eq!(log.segments.len(), 2);
+        assert_eq!(log.segments.active().size(), 0);
+        assert_eq!(log.append(&simple(1, 10, 0), 0, 0).unwrap().base_offset, 6);
+        drop(log);
+        let log = Log::open(dir.path(), small()).unwrap();
+        assert_eq!(log.log_end_offset(), 7);
+        assert_eq!(all_bytes(&log)[..300], original[..300]);
+    }
+
+    #[test]
+    fn truncate_below_log_start_restarts_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        log.truncate_to(0).unwrap();
+        log.append(&simple(2, 39, 0), 0, 0).unwrap();
+        log.truncate_to(0).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 0));
+        // Move the start forward by truncating fully to a higher offset, then below it.
+        log.truncate_fully_and_start_at(50).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (50, 50));
+        log.append(&simple(2, 39, 0), 0, 0).unwrap();
+        log.truncate_to(10).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+        assert!(matches!(
+            log.read(5, 100, true),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        log.close().unwrap();
+        let log = Log::open(dir.path(), small()).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+    }
+
+    #[test]
+    fn truncation_rebuilds_producer_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        write_producer_history(&mut log);
+        log.close().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        log.truncate_to(7).unwrap();
+        // Sequences 2..=4 are gone, so they are no longer a duplicate but the next batch.
+        let info = log.append(&idempotent(9, 1, 2, 3), 0, 0).unwrap();
+        assert!(!info.duplicate);
+        assert_eq!(info.base_offset, 7);
+    }
+
+    #[test]
+    fn delete_removes_the_directory() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("topic-0");
+        let mut log = Log::open(&dir, small()).unwrap();
+        log.append(&simple(1, 10, 0), 0, 0).unwrap();
+        log.delete().unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn set_config_applies_to_later_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        log.append(&simple(1, 100, 0), 0, 0).unwrap();
+        let config = LogConfig {
+            max_message_bytes: 100,
+            ..LogConfig::default()
+        };
+        log.set_config(config.clone());
+        assert_eq!(log.config(), &config);
+        assert!(matches!(
+            log.append(&simple(1, 100, 0), 0, 0),
+            Err(LogError::RecordTooLarge { .. })
+        ));
+    }
+}

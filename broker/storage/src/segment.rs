@@ -1,0 +1,596 @@
+//! One log segment: a `.log` file of record batches plus its two sparse indexes.
+//!
+//! A segment is named by its base offset (20 zero-padded digits) and holds batches
+//! with offsets from that base up to the next segment's base. Batches are written with
+//! positional writes at `size`; `size` (not the file length) bounds every read, so a
+//! torn tail left by a failed write is never served and is cut by the next recovery.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
+use crate::config::LogConfig;
+use crate::error::{CorruptReason, LogError, Result};
+use crate::index::{OffsetIndex, TimeIndex};
+
+/// Extension of segment data files.
+pub(crate) const LOG_SUFFIX: &str = ".log";
+/// Extension of sparse offset indexes.
+pub(crate) const INDEX_SUFFIX: &str = ".index";
+/// Extension of sparse time indexes.
+pub(crate) const TIME_INDEX_SUFFIX: &str = ".timeindex";
+
+/// `<20-digit base offset><suffix>`, Kafka's segment file naming.
+pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// A segment of a partition log. Not shared: the owning [`crate::Log`] serialises access.
+#[derive(Debug)]
+pub(crate) struct LogSegment {
+    base_offset: i64,
+    log_path: PathBuf,
+    log: File,
+    /// Bytes of whole, accepted batches; the file may be longer only after a failed write.
+    size: u64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    /// One past the last offset of the last batch (`base_offset` when empty).
+    next_offset: i64,
+    /// Largest batch max timestamp in the segment, or -1.
+    max_timestamp: i64,
+    /// Base offset of the first batch that reached `max_timestamp`.
+    offset_of_max_timestamp: i64,
+    /// Max timestamp of the first batch: what `segment.ms` is measured from.
+    rolling_timestamp: Option<i64>,
+    /// When this process created or opened the segment (fallback for `segment.ms`).
+    created_ms: i64,
+    bytes_since_index_entry: u64,
+}
+
+impl LogSegment {
+    /// Creates an empty segment at `base_offset`, replacing any files of that name.
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&log_path)
+            .map_err(LogError::io(&log_path))?;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_exists(&dir.join(file_name(base_offset, suffix)))?;
+        }
+        Self::with_file(dir, base_offset, log_path, log, 0, config, now_ms)
+    }
+
+    /// Opens an existing segment. `size` is the file length; offsets, timestamps and
+    /// index validity are not known until [`Self::load_clean`] or a recovery scan.
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let log_path = dir.join(file_name(base_offset, LOG_SUFFIX));
+        let log = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(LogError::io(&log_path))?;
+        let size = log.metadata().map_err(LogError::io(&log_path))?.len();
+        Self::with_file(dir, base_offset, log_path, log, size, config, now_ms)
+    }
+
+    fn with_file(
+        dir: &Path,
+        base_offset: i64,
+        log_path: PathBuf,
+        log: File,
+        size: u64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
+        let index_path = dir.join(file_name(base_offset, INDEX_SUFFIX));
+        let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
+        Ok(LogSegment {
+            base_offset,
+            log_path,
+            log,
+            size,
+            offset_index: OffsetIndex::open(&index_path, base_offset, config.segment_index_bytes)?,
+            time_index: TimeIndex::open(&time_index_path, base_offset, config.segment_index_bytes)?,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            rolling_timestamp: None,
+            created_ms: now_ms,
+            bytes_since_index_entry: 0,
+        })
+    }
+
+    pub(crate) fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    pub(crate) fn log_file(&self) -> &File {
+        &self.log
+    }
+
+    pub(crate) fn apply_config(&mut self, config: &LogConfig) {
+        self.offset_index
+            .set_max_index_bytes(config.segment_index_bytes);
+        self.time_index
+            .set_max_index_bytes(config.segment_index_bytes);
+    }
+
+    /// Whether a batch of `batch_len` bytes, with the given max timestamp and last
+    /// offset, must go to a new segment (Kafka's `LogSegment.shouldRoll`). An empty
+    /// segment never rolls.
+    pub(crate) fn should_roll(
+        &self,
+        config: &LogConfig,
+        batch_len: u64,
+        batch_max_timestamp: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> bool {
+        if self.size == 0 {
+            return false;
+        }
+        // Like Kafka: measure age in the batch's own time when the first batch has a
+        // timestamp, so replaying old data does not roll on every batch.
+        let waited = match self.rolling_timestamp {
+            Some(first) if first >= 0 => batch_max_timestamp.saturating_sub(first),
+            _ => now_ms.saturating_sub(self.created_ms),
+        };
+        let too_old = i64::try_from(config.segment_ms).is_ok_and(|ms| waited > ms);
+        self.size.saturating_add(batch_len) > config.effective_segment_bytes()
+            || too_old
+            || self.offset_index.is_full()
+            || self.time_index.is_full()
+            || crate::index::RelativeOffset::new(self.base_offset, last_offset).is_none()
+    }
+
+    /// Writes `batch` (already patched) at the end and indexes it. Does not fsync.
+    pub(crate) fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        index_interval_bytes: u64,
+    ) -> Result<()> {
+        let position = self.size;
+        if let Err(e) = self.log.write_all_at(batch, position) {
+            // Best effort: cut what may have been written so the file ends at `size`.
+            let _ = self.log.set_len(position);
+            return Err(LogError::io(&self.log_path)(e));
+        }
+        self.note_batch(position, header, index_interval_bytes)
+    }
+
+    /// Updates size, offsets, timestamps and indexes for a batch at `position`; used by
+    /// appends and by the recovery scan that rebuilds the indexes.
+    pub(crate) fn note_batch(
+        &mut self,
+        position: u64,
+        header: &BatchHeader,
+        index_interval_bytes: u64,
+    ) -> Result<()> {
+        if header.max_timestamp > self.max_timestamp {
+            self.max_timestamp = header.max_timestamp;
+            self.offset_of_max_timestamp = header.base_offset;
+        }
+        self.rolling_timestamp.get_or_insert(header.max_timestamp);
+        // Kafka's rule: the first batch is found by position 0, later batches get an
+        // entry once more than `index.interval.bytes` have passed since the last one.
+        if self.bytes_since_index_entry > index_interval_bytes {
+            self.offset_index.append(header.base_offset, position)?;
+            self.time_index.maybe_append(
+                self.max_timestamp,
+                self.offset_of_max_timestamp,
+                false,
+            )?;
+            self.bytes_since_index_entry = 0;
+        }
+        let len = header.total_len() as u64;
+        self.bytes_since_index_entry += len;
+        self.size = position + len;
+        self.next_offset = header.last_offset().saturating_add(1);
+        Ok(())
+    }
+
+    /// Empties both indexes and the derived state, before a recovery scan re-notes
+    /// every batch.
+    pub(crate) fn begin_rebuild(&mut self) -> Result<()> {
+        self.offset_index.reset()?;
+        self.time_index.reset()?;
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+        self.rolling_timestamp = None;
+        self.bytes_since_index_entry = 0;
+        Ok(())
+    }
+
+    /// Cuts the file to `size` after a recovery scan stopped at an invalid batch.
+    pub(crate) fn cut_file_to_size(&mut self) -> Result<()> {
+        self.log
+            .set_len(self.size)
+            .map_err(LogError::io(&self.log_path))
+    }
+
+    /// Loads a segment that was closed cleanly: checks its indexes and derives the
+    /// next offset and max timestamp from them plus a short header scan. Returns
+    /// `Ok(false)` if anything is inconsistent (the caller then runs a recovery scan).
+    pub(crate) fn load_clean(&mut self) -> Result<bool> {
+        if !self.offset_index.is_valid(self.size)? {
+            return Ok(false);
+        }
+        match self.recompute_tail() {
+            Ok(()) => {}
+            Err(LogError::CorruptLog { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.time_index.is_valid(self.next_offset)
+    }
+
+    /// Re-derives `next_offset`, `max_timestamp` and the first batch's timestamp from
+    /// the indexes and the batches after their last entries.
+    fn recompute_tail(&mut self) -> Result<()> {
+        self.rolling_timestamp = None;
+        self.next_offset = self.base_offset;
+        (self.max_timestamp, self.offset_of_max_timestamp) = self
+            .time_index
+            .last_entry()
+            .unwrap_or((-1, self.base_offset));
+        if self.size == 0 {
+            return Ok(());
+        }
+        self.rolling_timestamp = Some(self.header_at(0)?.max_timestamp);
+        // Every batch before the last offset-index entry, and before the batch of the
+        // last time-index entry, has a max timestamp at most that entry's (both
+        // indexes are offered an entry at the same moments), so only the tail is read.
+        let from_offset_index = self.offset_index.last_entry().map_or(0, |(_, p)| p);
+        let from_time_index = match self.time_index.last_entry() {
+            Some((_, offset)) => self.offset_index.lookup(offset)?.1,
+            None => 0,
+        };
+        let mut position = from_offset_index.max(from_time_index);
+        while position < self.size {
+            let h = self.header_at(position)?;
+            if h.max_timestamp > self.max_timestamp {
+                self.max_timestamp = h.max_timestamp;
+                self.offset_of_max_timestamp = h.base_offset;
+            }
+            self.next_offset = h.last_offset().saturating_add(1);
+            position += h.total_len() as u64;
+        }
+        self.bytes_since_index_entry = self.size - from_offset_index;
+        Ok(())
+    }
+
+    /// Reads and checks the header of the batch at `position` (which must be a batch
+    /// boundary below `size`).
+    pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader> {
+        let corrupt = |reason| LogError::CorruptLog {
+            path: self.log_path.clone(),
+            position,
+            reason,
+        };
+        let available = self.size.saturating_sub(position);
+        if available < BATCH_HEADER_LEN as u64 {
+            return Err(corrupt(CorruptReason::ShortHeader {
+                available: available as usize,
+            }));
+        }
+        let mut buf = [0u8; BATCH_HEADER_LEN];
+        self.log
+            .read_exact_at(&mut buf, position)
+            .map_err(LogError::io(&self.log_path))?;
+        let header = BatchHeader::parse(&buf).map_err(|e| match e {
+            LogError::CorruptRecord { reason } => corrupt(reason),
+            other => other,
+        })?;
+        let needed = header.total_len() as u64;
+        if needed > available {
+            return Err(corrupt(CorruptReason::Truncated { needed, available }));
+        }
+        Ok(header)
+    }
+
+    /// Position and header of the first batch whose last offset is at least `offset`,
+    /// found from the sparse index and a forward header scan; `None` past the end.
+    pub(crate) fn locate(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let (_, mut position) = self.offset_index.lookup(offset)?;
+        while position < self.size {
+            let h = self.header_at(position)?;
+            if h.last_offset() >= offset {
+                return Ok(Some((position, h)));
+            }
+            position += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Reads whole batches from `position` (a batch boundary), at most `max_bytes`
+    /// in total; if the first batch alone is larger and `min_one` is set, returns it
+    /// whole. The allocation is bounded by `max_bytes` and the segment size.
+    pub(crate) fn read_batches(
+        &self,
+        position: u64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Vec<u8>> {
+        let available = self.size.saturating_sub(position);
+        let want = available.min(max_bytes as u64) as usize;
+        let mut buf = vec![0u8; want];
+        self.log
+            .read_exact_at(&mut buf, position)
+            .map_err(LogError::io(&self.log_path))?;
+        let mut cut = 0usize;
+        while buf.len() - cut >= BATCH_HEADER_LEN {
+            let h = BatchHeader::parse(&buf[cut..]).map_err(|e| match e {
+                LogError::CorruptRecord { reason } => LogError::CorruptLog {
+                    path: self.log_path.clone(),
+                    position: position + cut as u64,
+                    reason,
+                },
+                other => other,
+            })?;
+            if h.total_len() > buf.len() - cut {
+                break;
+            }
+            cut += h.total_len();
+        }
+        if cut == 0 && min_one && available > 0 {
+            let h = self.header_at(position)?;
+            buf = vec![0u8; h.total_len()];
+            self.log
+                .read_exact_at(&mut buf, position)
+                .map_err(LogError::io(&self.log_path))?;
+            return Ok(buf);
+        }
+        buf.truncate(cut);
+        Ok(buf)
+    }
+
+    /// The first batch whose max timestamp is at least `timestamp`, whole.
+    pub(crate) fn read_by_timestamp(&self, timestamp: i64) -> Result<Option<Vec<u8>>> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        let mut position = match self.time_index.lookup_below(timestamp)? {
+            Some(offset) => self.offset_index.lookup(offset)?.1,
+            None => 0,
+        };
+        while position < self.size {
+            let h = self.header_at(position)?;
+            if h.max_timestamp >= timestamp {
+                let mut buf = vec![0u8; h.total_len()];
+                self.log
+                    .read_exact_at(&mut buf, position)
+                    .map_err(LogError::io(&self.log_path))?;
+                return Ok(Some(buf));
+            }
+            position += h.total_len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Drops every batch whose last offset is at least `offset` (a batch spanning
+    /// `offset` is dropped whole). Returns whether anything was removed.
+    pub(crate) fn truncate_to(&mut self, offset: i64) -> Result<bool> {
+        let Some((position, header)) = self.locate(offset)? else {
+            return Ok(false);
+        };
+        self.offset_index.truncate_to_offset(header.base_offset)?;
+        self.time_index.truncate_to_offset(header.base_offset)?;
+        self.size = position;
+        self.cut_file_to_size()?;
+        self.recompute_tail()?;
+        Ok(true)
+    }
+
+    /// Appends the final time-index entry when the segment stops being active or the
+    /// log closes, so a clean open knows the segment's max timestamp without a scan.
+    pub(crate) fn seal_time_index(&mut self) -> Result<()> {
+        self.time_index
+            .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)
+    }
+
+    /// fsyncs the data file and both indexes.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.log.sync_all().map_err(LogError::io(&self.log_path))?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// Deletes the segment's three files.
+    pub(crate) fn delete_files(self, dir: &Path) -> Result<()> {
+        let base = self.base_offset;
+        drop(self);
+        remove_segment_files(dir, base)
+    }
+}
+
+/// Deletes the three files of the segment at `base_offset` (not the directory entry's
+/// durability: the caller fsyncs the directory).
+pub(crate) fn remove_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_if_exists(&dir.join(file_name(base_offset, suffix)))?;
+    }
+    Ok(())
+}
+
+/// Removes a file, treating "already gone" as success.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LogError::io(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{batch, BatchSpec};
+
+    /// A segment at base 100 holding batches of `counts` records, 100 bytes each,
+    /// max timestamps 10, 30, 20, 40, ... as given.
+    fn segment(dir: &Path, batches: &[(i32, i64)]) -> LogSegment {
+        let config = LogConfig {
+            index_interval_bytes: 150,
+            ..LogConfig::default()
+        };
+        let mut s = LogSegment::create(dir, 100, &config, 0).unwrap();
+        let mut next = 100;
+        for &(count, ts) in batches {
+            let b = batch(&BatchSpec {
+                base_offset: next,
+                record_count: count,
+                max_timestamp: ts,
+                payload_len: 39,
+                ..BatchSpec::default()
+            });
+            let h = BatchHeader::parse(&b).unwrap();
+            s.append(&b, &h, config.index_interval_bytes).unwrap();
+            next += i64::from(count);
+        }
+        s
+    }
+
+    #[test]
+    fn tracks_offsets_timestamps_and_locates_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = segment(dir.path(), &[(2, 10), (3, 30), (1, 20), (4, 40), (1, 5)]);
+        assert_eq!(file_name(100, LOG_SUFFIX), "00000000000000000100.log");
+        assert_eq!(
+            (s.size(), s.next_offset(), s.max_timestamp()),
+            (500, 111, 40)
+        );
+        for (offset, position) in [
+            (0, 0),
+            (100, 0),
+            (101, 0),
+            (102, 100),
+            (104, 100),
+            (105, 200),
+            (106, 300),
+            (110, 400),
+        ] {
+            assert_eq!(
+                s.locate(offset).unwrap().map(|(p, _)| p),
+                Some(position),
+                "offset {offset}"
+            );
+        }
+        assert!(s.locate(111).unwrap().is_none());
+        let ts_base = |ts| {
+            s.read_by_timestamp(ts)
+                .unwrap()
+                .map(|b| BatchHeader::parse(&b).unwrap().base_offset)
+        };
+        assert_eq!(
+            (ts_base(11), ts_base(21), ts_base(31), ts_base(41)),
+            (Some(102), Some(102), Some(106), None)
+        );
+    }
+
+    #[test]
+    fn read_batches_is_bounded_to_whole_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = segment(dir.path(), &[(1, 0); 4]);
+        assert_eq!(s.read_batches(0, 250, false).unwrap().len(), 200);
+        assert_eq!(s.read_batches(100, 10_000, false).unwrap().len(), 300);
+        assert!(s.read_batches(0, 99, false).unwrap().is_empty());
+        assert_eq!(s.read_batches(0, 99, true).unwrap().len(), 100);
+        assert!(s.read_batches(400, 100, true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn truncate_recomputes_tail_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = segment(dir.path(), &[(2, 10), (3, 50), (1, 20), (4, 40)]);
+        assert!(s.truncate_to(103).unwrap()); // inside the batch 102..=104
+        assert_eq!(
+            (s.size(), s.next_offset(), s.max_timestamp()),
+            (100, 102, 10)
+        );
+        assert!(!s.truncate_to(102).unwrap());
+        assert!(s.truncate_to(100).unwrap());
+        assert_eq!((s.size(), s.next_offset(), s.max_timestamp()), (0, 100, -1));
+        assert_eq!(std::fs::metadata(s.log_path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn clean_load_matches_appended_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = segment(dir.path(), &[(2, 10), (3, 50), (1, 20), (4, 40), (1, 45)]);
+        s.seal_time_index().unwrap();
+        s.flush().unwrap();
+        let (next, max, size) = (s.next_offset(), s.max_timestamp(), s.size());
+        drop(s);
+        let mut reopened = LogSegment::open(dir.path(), 100, &LogConfig::default(), 0).unwrap();
+        assert!(reopened.load_clean().unwrap());
+        assert_eq!(
+            (
+                reopened.next_offset(),
+                reopened.max_timestamp(),
+                reopened.size()
+            ),
+            (next, max, size)
+        );
+    }
+
+    #[test]
+    fn garbage_on_disk_is_corrupt_log_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = segment(dir.path(), &[(1, 0); 3]);
+        // Simulate a bad index entry: positions that are not batch boundaries.
+        assert!(matches!(
+            s.header_at(7),
+            Err(LogError::CorruptLog { position: 7, .. })
+        ));
+        assert!(matches!(s.header_at(290), Err(LogError::CorruptLog { .. })));
+        // A header whose length runs past the end.
+        let mut huge = batch(&BatchSpec::default());
+        huge[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        s.log.write_all_at(&huge, 300).unwrap();
+        s.size = 300 + huge.len() as u64;
+        assert!(matches!(
+            s.header_at(300),
+            Err(LogError::CorruptLog {
+                reason: CorruptReason::Truncated { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.read_batches(300, 10, true),
+            Err(LogError::CorruptLog { .. })
+        ));
+    }
+}

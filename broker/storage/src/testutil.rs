@@ -1,0 +1,87 @@
+//! Builders for valid record batches, shared by the unit tests.
+
+use crate::batch::{compute_crc, BATCH_HEADER_LEN};
+
+/// The header fields of a test batch; records are `payload_len` filler bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchSpec {
+    pub base_offset: i64,
+    pub leader_epoch: i32,
+    pub attributes: i16,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+    pub payload_len: usize,
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        BatchSpec {
+            base_offset: 0,
+            leader_epoch: -1,
+            attributes: 0,
+            base_timestamp: 1_000,
+            max_timestamp: 1_000,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: 1,
+            payload_len: 20,
+        }
+    }
+}
+
+/// A valid v2 batch for `spec`, with a correct CRC-32C.
+pub(crate) fn batch(spec: &BatchSpec) -> Vec<u8> {
+    let total = BATCH_HEADER_LEN + spec.payload_len;
+    let mut b = Vec::with_capacity(total);
+    b.extend_from_slice(&spec.base_offset.to_be_bytes());
+    b.extend_from_slice(&((total - 12) as i32).to_be_bytes());
+    b.extend_from_slice(&spec.leader_epoch.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&spec.attributes.to_be_bytes());
+    b.extend_from_slice(&(spec.record_count - 1).to_be_bytes());
+    b.extend_from_slice(&spec.base_timestamp.to_be_bytes());
+    b.extend_from_slice(&spec.max_timestamp.to_be_bytes());
+    b.extend_from_slice(&spec.producer_id.to_be_bytes());
+    b.extend_from_slice(&spec.producer_epoch.to_be_bytes());
+    b.extend_from_slice(&spec.base_sequence.to_be_bytes());
+    b.extend_from_slice(&spec.record_count.to_be_bytes());
+    let seed = (spec.base_offset as u8).wrapping_add(spec.payload_len as u8);
+    b.extend((0..spec.payload_len).map(|i| seed.wrapping_add(i as u8)));
+    let crc = compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A plain (non-idempotent) batch of `record_count` records, `payload_len` record bytes,
+/// and the given max timestamp.
+pub(crate) fn simple(record_count: i32, payload_len: usize, max_timestamp: i64) -> Vec<u8> {
+    batch(&BatchSpec {
+        record_count,
+        payload_len,
+        base_timestamp: max_timestamp,
+        max_timestamp,
+        ..BatchSpec::default()
+    })
+}
+
+/// An idempotent batch from `producer_id` at `epoch` starting at `base_sequence`.
+pub(crate) fn idempotent(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    record_count: i32,
+) -> Vec<u8> {
+    batch(&BatchSpec {
+        producer_id,
+        producer_epoch: epoch,
+        base_sequence,
+        record_count,
+        ..BatchSpec::default()
+    })
+}
