@@ -1,0 +1,195 @@
+//! Broker configuration: command-line flags (with `RUNNEL_*` environment variables) and
+//! the broker-wide defaults that Kafka names `num.partitions`, `socket.request.max.bytes`, ...
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Default `socket.request.max.bytes`: the largest request frame accepted (100 MiB).
+pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 100 * 1024 * 1024;
+
+/// Settings of one broker process.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "runnel-broker",
+    version,
+    about = "A Kafka-compatible broker: the Kafka wire protocol over durable segment storage"
+)]
+pub struct BrokerConfig {
+    /// Address the Kafka listener binds to.
+    #[arg(long, env = "RUNNEL_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+
+    /// HOST:PORT that clients are told to connect to (Metadata); defaults to the listen address.
+    #[arg(long, env = "RUNNEL_ADVERTISED_LISTENER")]
+    pub advertised_listener: Option<String>,
+
+    /// Directory holding the partition logs and the cluster metadata log.
+    #[arg(long, env = "RUNNEL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// This broker's id (`node.id`).
+    #[arg(long, env = "RUNNEL_NODE_ID", default_value_t = 0)]
+    pub node_id: i32,
+
+    /// `num.partitions`: partitions of an auto-created topic, and of CreateTopics asking for -1.
+    #[arg(long, env = "RUNNEL_NUM_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub num_partitions: i32,
+
+    /// `auto.create.topics.enable`: Metadata for an unknown topic creates it.
+    #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics_enable: bool,
+
+    /// `socket.request.max.bytes`: requests larger than this close the connection.
+    #[arg(long, env = "RUNNEL_SOCKET_REQUEST_MAX_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES, value_parser = clap::value_parser!(u32).range(1024..=1_073_741_824))]
+    pub socket_request_max_bytes: u32,
+
+    /// `queued.max.request.bytes`: request bytes held in memory across all connections.
+    #[arg(long, env = "RUNNEL_QUEUED_MAX_REQUEST_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub queued_max_request_bytes: u32,
+
+    /// `max.connections`: connections served at once; further ones wait in the accept queue.
+    #[arg(long, env = "RUNNEL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Requests a connection may have in flight (pipelined) before the broker stops reading from it.
+    #[arg(long, env = "RUNNEL_MAX_IN_FLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight_requests: u32,
+
+    /// `connections.max.idle.ms`: an idle connection is closed after this long.
+    #[arg(
+        long,
+        env = "RUNNEL_CONNECTIONS_MAX_IDLE_MS",
+        default_value_t = 600_000
+    )]
+    pub connections_max_idle_ms: u64,
+
+    /// How long shutdown waits for in-flight requests before closing the logs.
+    #[arg(long, env = "RUNNEL_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// `message.max.bytes`: the largest record batch accepted, unless a topic sets `max.message.bytes`.
+    #[arg(long, env = "RUNNEL_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
+    pub message_max_bytes: u64,
+
+    /// `log.segment.bytes`: default segment size.
+    #[arg(long, env = "RUNNEL_LOG_SEGMENT_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub log_segment_bytes: u64,
+
+    /// `group.min.session.timeout.ms`: shortest session timeout a consumer may ask for.
+    #[arg(
+        long,
+        env = "RUNNEL_GROUP_MIN_SESSION_TIMEOUT_MS",
+        default_value_t = 6_000
+    )]
+    pub group_min_session_timeout_ms: u64,
+
+    /// `group.max.session.timeout.ms`: longest session timeout a consumer may ask for.
+    #[arg(
+        long,
+        env = "RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS",
+        default_value_t = 1_800_000
+    )]
+    pub group_max_session_timeout_ms: u64,
+
+    /// `group.initial.rebalance.delay.ms`: how long a new group waits for more members
+    /// before its first rebalance.
+    #[arg(
+        long,
+        env = "RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3_000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
+    /// `group.max.size`: members one group may have.
+    #[arg(long, env = "RUNNEL_GROUP_MAX_SIZE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub group_max_size: u32,
+
+    /// `offsets.retention.minutes`: committed offsets of a group that has been empty this
+    /// long are deleted.
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MINUTES", default_value_t = 10_080, value_parser = clap::value_parser!(u64).range(1..))]
+    pub offsets_retention_minutes: u64,
+
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_CHECK_INTERVAL_MS", default_value_t = 600_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub offsets_retention_check_interval_ms: u64,
+
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
+    #[arg(long, env = "RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub offsets_topic_num_partitions: i32,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "RUNNEL_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+impl BrokerConfig {
+    /// The (host, port) advertised to clients in Metadata and DescribeCluster.
+    pub fn advertised(&self) -> (String, i32) {
+        if let Some(adv) = &self.advertised_listener {
+            if let Some((host, port)) = adv.rsplit_once(':') {
+                if let Ok(port) = port.parse::<u16>() {
+                    return (host.trim_matches(['[', ']']).to_string(), i32::from(port));
+                }
+            }
+        }
+        (self.listen.ip().to_string(), i32::from(self.listen.port()))
+    }
+
+    /// Checks the settings that clap cannot check alone.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(adv) = &self.advertised_listener {
+            let valid = adv
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !valid {
+                return Err(format!(
+                    "--advertised-listener {adv:?} is invalid: expected HOST:PORT with a port 0-65535"
+                ));
+            }
+        }
+        if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
+            return Err(format!(
+                "group.min.session.timeout.ms ({}) must not exceed group.max.session.timeout.ms ({})",
+                self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
+            ));
+        }
+        if self.queued_max_request_bytes < self.socket_request_max_bytes {
+            return Err(format!(
+                "queued.max.request.bytes ({}) must be at least socket.request.max.bytes ({})",
+                self.queued_max_request_bytes, self.socket_request_max_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The group coordinator's settings.
+    pub fn group_config(&self) -> crate::groups::GroupConfig {
+        crate::groups::GroupConfig {
+            min_session_timeout: Duration::from_millis(self.group_min_session_timeout_ms),
+            max_session_timeout: Duration::from_millis(self.group_max_session_timeout_ms),
+            initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            max_size: self.group_max_size as usize,
+            offsets_retention: Duration::from_secs(
+                self.offsets_retention_minutes.saturating_mul(60),
+            ),
+            offsets_partitions: self.offsets_topic_num_partitions,
+            max_metadata_bytes: 4096,
+        }
+    }
+
+    /// Idle connection timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.connections_max_idle_ms)
+    }
+
+    /// Configuration for tests and embedding: listens on `127.0.0.1:0` with data in `data_dir`.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        let mut config = BrokerConfig::parse_from(["runnel-broker"]);
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.data_dir = data_dir;
+        config
+    }
+}

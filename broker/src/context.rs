@@ -1,0 +1,178 @@
+//! [`BrokerContext`]: everything a request handler may touch — configuration, cluster
+//! metadata, hosted partitions, the request memory budget. There are no globals.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use tokio::sync::Semaphore;
+
+use crate::config::BrokerConfig;
+use crate::groups::{store, GroupCoordinator};
+use crate::metadata::{MetadataImage, MetadataLog, MetadataRecord};
+use crate::partitions::PartitionManager;
+use crate::topic_config;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The metadata log could not be opened.
+    #[error("cannot open the metadata log: {0}")]
+    Metadata(#[from] crate::metadata::MetadataLogError),
+    /// A partition log could not be opened or recovered.
+    #[error("cannot open partition {topic}-{partition}: {source}")]
+    Log {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The storage error.
+        source: runnel_storage::LogError,
+    },
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The metadata log and the image it builds, changed together under one lock.
+pub struct MetadataState {
+    /// The durable log of metadata records.
+    pub log: MetadataLog,
+    /// Producer ids handed out so far from the current block.
+    pub next_producer_id: i64,
+}
+
+/// Shared state of one broker.
+pub struct BrokerContext {
+    /// The broker's settings.
+    pub config: BrokerConfig,
+    /// Host and port advertised to clients.
+    pub advertised: (String, i32),
+    /// Serializes metadata changes; hold it only on a blocking thread (it fsyncs).
+    pub metadata: Mutex<MetadataState>,
+    image: RwLock<Arc<MetadataImage>>,
+    /// The partitions hosted here.
+    pub partitions: PartitionManager,
+    /// Consumer groups and their committed offsets.
+    pub groups: GroupCoordinator,
+    /// `queued.max.request.bytes`, shared by all connections.
+    pub request_budget: Arc<Semaphore>,
+}
+
+impl BrokerContext {
+    /// Opens the metadata log and every partition log (with recovery). Blocking.
+    pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Self, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Config(format!(
+                "cannot create data dir {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let (mut log, mut image) = MetadataLog::open(&config.data_dir.join("__cluster_metadata"))?;
+        if image.cluster_id.is_empty() {
+            let record = MetadataRecord::Cluster {
+                cluster_id: new_cluster_id(),
+            };
+            log.append(std::slice::from_ref(&record))?;
+            image.apply(&record);
+        }
+        let partitions = PartitionManager::new(&config.data_dir);
+        for topic in image.topics() {
+            let log_config = topic_config::log_config(&config, &topic.configs);
+            partitions
+                .open(&topic.name, 0..topic.partitions, &log_config)
+                .map_err(|source| StartError::Log {
+                    topic: topic.name.clone(),
+                    partition: -1,
+                    source,
+                })?;
+        }
+        let next_producer_id = image.next_producer_id;
+        let ctx = BrokerContext {
+            request_budget: Arc::new(Semaphore::new(config.queued_max_request_bytes as usize)),
+            advertised,
+            metadata: Mutex::new(MetadataState {
+                log,
+                next_producer_id,
+            }),
+            image: RwLock::new(Arc::new(image)),
+            partitions,
+            groups: GroupCoordinator::new(config.group_config()),
+            config,
+        };
+        let loaded = store::load(&ctx).map_err(|source| StartError::Log {
+            topic: crate::groups::offsets::OFFSETS_TOPIC.to_string(),
+            partition: -1,
+            source,
+        })?;
+        if loaded > 0 {
+            tracing::info!(records = loaded, "loaded committed offsets");
+        }
+        Ok(ctx)
+    }
+
+    /// The current metadata image (a cheap snapshot).
+    pub fn image(&self) -> Arc<MetadataImage> {
+        Arc::clone(&self.image.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Locks the metadata for a change. Blocking: call from a blocking thread.
+    pub fn lock_metadata(&self) -> MutexGuard<'_, MetadataState> {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `records` durably and publishes the new image. The caller holds the
+    /// metadata lock (`state`), so changes are applied in log order.
+    pub fn commit(
+        &self,
+        state: &mut MetadataState,
+        records: &[MetadataRecord],
+    ) -> Result<Arc<MetadataImage>, crate::metadata::MetadataLogError> {
+        state.log.append(records)?;
+        let mut next = (*self.image()).clone();
+        for r in records {
+            next.apply(r);
+        }
+        let next = Arc::new(next);
+        *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
+        Ok(next)
+    }
+
+    /// The broker id.
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+}
+
+/// A new cluster id: 16 random bytes, URL-safe base64 without padding, as Kafka makes them.
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits: u32 = 0;
+    let mut n = 0;
+    let mut out = String::with_capacity(22);
+    for b in bytes {
+        bits = (bits << 8) | u32::from(b);
+        n += 8;
+        while n >= 6 {
+            n -= 6;
+            out.push(char::from(ALPHABET[((bits >> n) & 63) as usize]));
+        }
+    }
+    if n > 0 {
+        out.push(char::from(ALPHABET[((bits << (6 - n)) & 63) as usize]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = super::new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_ne!(id, super::new_cluster_id());
+    }
+}

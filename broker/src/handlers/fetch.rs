@@ -1,0 +1,172 @@
+//! Fetch (key 1): reads whole record batches from each requested partition, bounded by the
+//! request's `max_bytes` and each partition's `partition_max_bytes` (the first batch is
+//! returned whole even when larger, as KIP-74 requires), and long-polls: when fewer than
+//! `min_bytes` are available it waits for appends until `max_wait_ms` has passed.
+//! v13+ names topics by id. Fetch sessions (KIP-227) are not kept: every response is full
+//! and has session id 0, which clients handle by sending full requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use runnel_storage::LogError;
+
+use super::blocking;
+use crate::context::BrokerContext;
+use crate::dispatch::RequestInfo;
+use crate::error_codes::{
+    for_log_error, log_storage_error, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
+};
+use kafka_protocol::ResponseError;
+
+/// Longest a fetch waits for data, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// One partition to read.
+#[derive(Clone)]
+struct Want {
+    topic: usize,
+    name: Option<String>,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+/// Answers Fetch.
+pub async fn handle(
+    ctx: Arc<BrokerContext>,
+    request: FetchRequest,
+    info: RequestInfo,
+) -> FetchResponse {
+    let by_id = info.version >= 13;
+    let image = ctx.image();
+    let mut topics = Vec::with_capacity(request.topics.len());
+    let mut wants = Vec::new();
+    for (t, topic) in request.topics.iter().enumerate() {
+        let name = if by_id {
+            image.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
+        } else {
+            Some(topic.topic.0.to_string())
+        };
+        topics.push((topic.topic.clone(), topic.topic_id));
+        for p in &topic.partitions {
+            wants.push(Want {
+                topic: t,
+                name: name.clone(),
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+            });
+        }
+    }
+    let wants = Arc::new(wants);
+    let max_bytes = usize::try_from(request.max_bytes).unwrap_or(0);
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+
+    let partitions = loop {
+        let notified = ctx.partitions.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (ctx2, wants2) = (Arc::clone(&ctx), Arc::clone(&wants));
+        let Some((read, total, any_error)) =
+            blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id)).await
+        else {
+            return FetchResponse::default()
+                .with_error_code(ResponseError::UnknownServerError.code());
+        };
+        if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+            break read;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            // Deadline passed: one last read picks up anything that just arrived.
+            let (ctx2, wants2) = (Arc::clone(&ctx), Arc::clone(&wants));
+            match blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id)).await {
+                Some((read, _, _)) => break read,
+                None => break read,
+            }
+        }
+    };
+
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .into_iter()
+        .map(|(name, id)| {
+            FetchableTopicResponse::default()
+                .with_topic(name)
+                .with_topic_id(id)
+        })
+        .collect();
+    for (t, data) in partitions {
+        if let Some(r) = responses.get_mut(t) {
+            r.partitions.push(data);
+        }
+    }
+    FetchResponse::default()
+        .with_session_id(0)
+        .with_responses(responses)
+}
+
+/// Reads every wanted partition; returns the per-topic partition data, the bytes read and
+/// whether any partition failed (which ends the long poll, as in Kafka).
+fn read_all(
+    ctx: &BrokerContext,
+    wants: &[Want],
+    max_bytes: usize,
+    by_id: bool,
+) -> (Vec<(usize, PartitionData)>, usize, bool) {
+    let mut out = Vec::with_capacity(wants.len());
+    let mut total = 0usize;
+    let mut any_error = false;
+    for w in wants {
+        let unknown = if by_id {
+            UNKNOWN_TOPIC_ID
+        } else {
+            UNKNOWN_TOPIC_OR_PARTITION
+        };
+        let partition = w
+            .name
+            .as_deref()
+            .and_then(|n| ctx.partitions.get(n, w.partition));
+        let Some(partition) = partition else {
+            any_error = true;
+            out.push((w.topic, empty(w.partition).with_error_code(unknown)));
+            continue;
+        };
+        let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+        let log = partition.log();
+        let result = log.read(w.offset, budget, total == 0);
+        let (hw, lso) = (log.high_watermark(), log.log_start_offset());
+        drop(log);
+        let data = empty(w.partition)
+            .with_high_watermark(hw)
+            .with_last_stable_offset(hw)
+            .with_log_start_offset(lso);
+        match result {
+            Ok(slice) => {
+                total += slice.bytes.len();
+                out.push((w.topic, data.with_records(Some(slice.bytes))));
+            }
+            Err(e) => {
+                if !matches!(e, LogError::OffsetOutOfRange { .. }) {
+                    log_storage_error(&partition.tp, &e);
+                }
+                any_error = true;
+                out.push((w.topic, data.with_error_code(for_log_error(&e))));
+            }
+        }
+    }
+    (out, total, any_error)
+}
+
+fn empty(partition: i32) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(partition)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_records(Some(Bytes::new()))
+}

@@ -1,0 +1,92 @@
+//! ListOffsets (key 2): the earliest (-2) and latest (-1) offsets of a partition, or the
+//! first offset whose record timestamp is at or after a given time (via the time index).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use super::blocking;
+use crate::context::BrokerContext;
+use crate::dispatch::RequestInfo;
+use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::records;
+
+/// `timestamp` asking for the log end offset.
+const LATEST: i64 = -1;
+/// `timestamp` asking for the log start offset.
+const EARLIEST: i64 = -2;
+
+/// Answers ListOffsets.
+pub async fn handle(
+    ctx: Arc<BrokerContext>,
+    request: ListOffsetsRequest,
+    info: RequestInfo,
+) -> ListOffsetsResponse {
+    // Leader epochs are reported from v4 on.
+    let epoch = if info.version >= 4 { 0 } else { -1 };
+    let answered = blocking(move || {
+        request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let name = topic.name.0.to_string();
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| lookup(&ctx, &name, p.partition_index, p.timestamp, epoch))
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect()
+    })
+    .await;
+    match answered {
+        Some(topics) => ListOffsetsResponse::default().with_topics(topics),
+        None => ListOffsetsResponse::default(),
+    }
+}
+
+fn lookup(
+    ctx: &BrokerContext,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    epoch: i32,
+) -> ListOffsetsPartitionResponse {
+    let response = ListOffsetsPartitionResponse::default()
+        .with_partition_index(partition)
+        .with_timestamp(-1)
+        .with_offset(-1)
+        .with_leader_epoch(epoch);
+    let Some(p) = ctx.partitions.get(topic, partition) else {
+        return response
+            .with_leader_epoch(-1)
+            .with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    let log = p.log();
+    match timestamp {
+        LATEST => response.with_offset(log.high_watermark()),
+        EARLIEST => response.with_offset(log.log_start_offset()),
+        t if t < 0 => response.with_error_code(ResponseError::UnsupportedVersion.code()),
+        t => match log.read_batch_by_timestamp(t) {
+            Ok(Some(batch)) => {
+                drop(log);
+                match records::first_at_or_after(batch, t) {
+                    Some((offset, ts)) => response.with_offset(offset).with_timestamp(ts),
+                    None => response,
+                }
+            }
+            Ok(None) => response,
+            Err(e) => {
+                log_storage_error(&p.tp, &e);
+                response.with_error_code(for_log_error(&e))
+            }
+        },
+    }
+}

@@ -1,0 +1,133 @@
+//! OffsetCommit (key 8): stores a group's consumed positions. A member commits for its
+//! generation; a standalone consumer (generation -1, no member id) commits for an empty
+//! group. Offsets are appended to `__consumer_offsets` before they are acknowledged.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use super::blocking;
+use super::produce::now_ms;
+use crate::context::BrokerContext;
+use crate::dispatch::RequestInfo;
+use crate::error_codes::UNKNOWN_TOPIC_OR_PARTITION;
+use crate::groups::errors::{
+    COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, OFFSET_METADATA_TOO_LARGE, REBALANCE_IN_PROGRESS,
+    UNKNOWN_MEMBER_ID,
+};
+use crate::groups::offsets::{CommittedOffset, OffsetRecord};
+use crate::groups::{store, GroupState};
+
+/// Answers OffsetCommit.
+pub async fn handle(
+    ctx: Arc<BrokerContext>,
+    request: OffsetCommitRequest,
+    _info: RequestInfo,
+) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let group_error = check_member(&ctx, &request);
+    let image = ctx.image();
+    let now = now_ms();
+    let mut codes: Vec<Vec<i16>> = Vec::new();
+    let mut records = Vec::new();
+    for topic in &request.topics {
+        let known = image.topic(&topic.name.0);
+        let mut topic_codes = Vec::new();
+        for p in &topic.partitions {
+            let metadata = p
+                .committed_metadata
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let code = if let Some(e) = group_error {
+                e
+            } else if !known.is_some_and(|t| (0..t.partitions).contains(&p.partition_index)) {
+                UNKNOWN_TOPIC_OR_PARTITION
+            } else if metadata.len() > ctx.groups.config.max_metadata_bytes {
+                OFFSET_METADATA_TOO_LARGE
+            } else {
+                records.push(OffsetRecord {
+                    group: group.clone(),
+                    topic: topic.name.0.to_string(),
+                    partition: p.partition_index,
+                    value: Some(CommittedOffset {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata,
+                        commit_timestamp: now,
+                    }),
+                });
+                0
+            };
+            topic_codes.push(code);
+        }
+        codes.push(topic_codes);
+    }
+    if !records.is_empty() {
+        let (ctx2, group2, records2) = (Arc::clone(&ctx), group.clone(), records.clone());
+        let written = blocking(move || store::write(&ctx2, &group2, &records2, now)).await;
+        match written {
+            Some(Ok(())) => ctx.groups.apply_offsets(records, Instant::now()),
+            failure => {
+                if let Some(Err(e)) = failure {
+                    tracing::error!(group, error = %e, "committing offsets failed");
+                }
+                for c in codes.iter_mut().flatten().filter(|c| **c == 0) {
+                    *c = COORDINATOR_NOT_AVAILABLE;
+                }
+            }
+        }
+    }
+    let topics = request
+        .topics
+        .into_iter()
+        .zip(codes)
+        .map(|(t, codes)| {
+            let partitions = t
+                .partitions
+                .iter()
+                .zip(codes)
+                .map(|(p, code)| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// The error for the whole request, if the committer may not commit for this group now.
+fn check_member(ctx: &BrokerContext, request: &OffsetCommitRequest) -> Option<i16> {
+    if request.group_id.0.is_empty() {
+        return Some(INVALID_GROUP_ID);
+    }
+    let groups = ctx.groups.lock();
+    let Some(entry) = groups.get(request.group_id.0.as_str()) else {
+        // A standalone consumer may commit for a group that does not exist yet.
+        return (request.generation_id_or_member_epoch >= 0 || !request.member_id.is_empty())
+            .then_some(UNKNOWN_MEMBER_ID);
+    };
+    let group = &entry.group;
+    if request.generation_id_or_member_epoch < 0 && request.member_id.is_empty() {
+        return (group.state != GroupState::Empty).then_some(UNKNOWN_MEMBER_ID);
+    }
+    if group.state == GroupState::CompletingRebalance {
+        return Some(REBALANCE_IN_PROGRESS);
+    }
+    group
+        .validate_member(
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            request.generation_id_or_member_epoch,
+        )
+        .err()
+}

@@ -1,0 +1,166 @@
+//! Produce (key 0): appends each partition's record batches to its log. acks=0 gets no
+//! response; acks=1 is answered once the batches are in the log (page cache); acks=-1
+//! (all) once they are fsynced. Idempotent batches are deduplicated by the log's
+//! producer state: a retried batch is answered with its original offsets.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+
+use super::{blocking, text};
+use crate::context::BrokerContext;
+use crate::dispatch::RequestInfo;
+use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::partitions::PartitionManager;
+
+/// True when the client expects no response (acks=0).
+pub fn is_silent(request: &ProduceRequest) -> bool {
+    request.acks == 0
+}
+
+/// One partition's batches, with the index of its topic in the response.
+struct Work {
+    topic: usize,
+    name: String,
+    partition: i32,
+    records: Option<Bytes>,
+}
+
+/// Answers Produce.
+pub async fn handle(
+    ctx: Arc<BrokerContext>,
+    request: ProduceRequest,
+    _info: RequestInfo,
+) -> ProduceResponse {
+    let acks = request.acks;
+    let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
+    let mut work = Vec::new();
+    for (t, topic) in request.topic_data.into_iter().enumerate() {
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_topic_id(topic.topic_id),
+        );
+        for p in topic.partition_data {
+            work.push(Work {
+                topic: t,
+                name: topic.name.0.to_string(),
+                partition: p.index,
+                records: p.records,
+            });
+        }
+    }
+    let invalid = if !matches!(acks, -1..=1) {
+        Some(ResponseError::InvalidRequiredAcks)
+    } else if request.transactional_id.is_some() {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else {
+        None
+    };
+    if let Some(error) = invalid {
+        for w in work {
+            responses[w.topic]
+                .partition_responses
+                .push(failed(w.partition, error.code(), None));
+        }
+        return ProduceResponse::default().with_responses(responses);
+    }
+
+    let ctx2 = Arc::clone(&ctx);
+    let results = blocking(move || append_all(&ctx2.partitions, work, acks == -1)).await;
+    match results {
+        Some(results) => {
+            for (t, r) in results {
+                responses[t].partition_responses.push(r);
+            }
+        }
+        None => {
+            tracing::error!("produce failed inside storage");
+        }
+    }
+    ctx.partitions.appended.notify_waiters();
+    ProduceResponse::default().with_responses(responses)
+}
+
+fn append_all(
+    partitions: &PartitionManager,
+    work: Vec<Work>,
+    durable: bool,
+) -> Vec<(usize, PartitionProduceResponse)> {
+    let now_ms = now_ms();
+    let mut out = Vec::with_capacity(work.len());
+    let mut to_flush = Vec::new();
+    for w in work {
+        let Some(partition) = partitions.get(&w.name, w.partition) else {
+            out.push((
+                w.topic,
+                failed(w.partition, UNKNOWN_TOPIC_OR_PARTITION, None),
+            ));
+            continue;
+        };
+        let Some(records) = w.records.filter(|r| !r.is_empty()) else {
+            out.push((
+                w.topic,
+                failed(
+                    w.partition,
+                    ResponseError::CorruptMessage.code(),
+                    Some("no record batches"),
+                ),
+            ));
+            continue;
+        };
+        let appended = partition.log().append(&records, 0, now_ms);
+        match appended {
+            Ok(info) => {
+                if durable && !info.duplicate {
+                    to_flush.push((out.len(), Arc::clone(&partition)));
+                }
+                out.push((
+                    w.topic,
+                    PartitionProduceResponse::default()
+                        .with_index(w.partition)
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time)
+                        .with_log_start_offset(info.log_start_offset),
+                ));
+            }
+            Err(e) => {
+                log_storage_error(&partition.tp, &e);
+                let message = e.to_string();
+                out.push((
+                    w.topic,
+                    failed(w.partition, for_log_error(&e), Some(&message)),
+                ));
+            }
+        }
+    }
+    // acks=all: answer only after the appended bytes reached the disk.
+    for (i, partition) in to_flush {
+        if let Err(e) = partition.log().flush() {
+            log_storage_error(&partition.tp, &e);
+            let index = out[i].1.index;
+            out[i].1 = failed(index, for_log_error(&e), Some(&e.to_string()));
+        }
+    }
+    out
+}
+
+fn failed(partition: i32, code: i16, message: Option<&str>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(partition)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(message.map(text))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,35 @@
+//! runnel-broker: a Kafka-compatible broker — the Kafka wire protocol over durable
+//! segment storage (`runnel-storage`).
+//!
+//! | module         | what it holds                                                  |
+//! |----------------|----------------------------------------------------------------|
+//! | `config`       | flags, env vars and broker-wide defaults                       |
+//! | `server`       | bind, accept loop with a connection limit, shutdown order      |
+//! | `connection`   | bounded framing, pipelined requests answered in order          |
+//! | `dispatch`     | the API table; ApiVersions is generated from it                |
+//! | `handlers`     | one file per Kafka API                                         |
+//! | `context`      | `BrokerContext`: the only door to metadata, logs and limits    |
+//! | `metadata`     | the metadata log and the image it builds (KRaft-style)         |
+//! | `groups`       | the group coordinator and committed offsets                    |
+//! | `partitions`   | hosted partition logs                                          |
+//! | `topics`       | topic administration shared by several APIs                    |
+//! | `topic_config` | topic configs by Kafka's names, validation, defaults           |
+//! | `records`      | reading records inside batches (timestamps for ListOffsets)    |
+//! | `error_codes`  | storage errors to Kafka error codes, in one place              |
+
+pub mod config;
+pub mod connection;
+pub mod context;
+pub mod dispatch;
+pub mod error_codes;
+pub mod groups;
+pub mod handlers;
+pub mod metadata;
+pub mod partitions;
+pub mod records;
+pub mod server;
+pub mod topic_config;
+pub mod topics;
+
+pub use config::BrokerConfig;
+pub use server::Broker;

@@ -1,0 +1,60 @@
+//! Cluster metadata, kept the KRaft way: every change is a [`MetadataRecord`] appended to
+//! the metadata log and applied to the in-memory [`MetadataImage`]. On a single broker the
+//! log is a local file; replication of the same records comes with the cluster work.
+
+mod image;
+mod log;
+
+pub use image::{MetadataImage, TopicImage};
+pub use log::{MetadataLog, MetadataLogError};
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One change to the cluster metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// The cluster's identity, written once when the first broker formats its data dir.
+    Cluster {
+        /// `cluster.id`, as clients see it in Metadata.
+        cluster_id: String,
+    },
+    /// A topic was created.
+    CreateTopic {
+        /// Topic name.
+        name: String,
+        /// Topic id (Metadata v10+, Fetch v13+).
+        id: Uuid,
+        /// Number of partitions.
+        partitions: i32,
+        /// Topic-level configs that differ from the broker defaults.
+        configs: BTreeMap<String, String>,
+    },
+    /// A topic was deleted.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// A topic grew to `partitions` partitions.
+    CreatePartitions {
+        /// Topic name.
+        name: String,
+        /// New total partition count.
+        partitions: i32,
+    },
+    /// Topic configs were set (`Some`) or reset to the default (`None`).
+    AlterTopicConfigs {
+        /// Topic name.
+        name: String,
+        /// Changes by config name.
+        changes: BTreeMap<String, Option<String>>,
+    },
+    /// Producer ids below `next` are handed out; the next block starts there.
+    ProducerIds {
+        /// First producer id not yet allocated.
+        next: i64,
+    },
+}

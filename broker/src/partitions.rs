@@ -1,0 +1,185 @@
+//! The partitions this broker hosts: one [`Partition`] (a storage [`Log`] behind a mutex)
+//! per topic partition, opened at start-up and created or removed by metadata changes.
+//!
+//! Concurrency: the map is behind a `RwLock` held only to look up, insert or remove; each
+//! log is behind its own `Mutex`, taken on a blocking thread (`spawn_blocking`) because
+//! storage calls do file I/O. Appends wake long-polling fetches through `appended`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use runnel_storage::{Log, LogConfig, LogError};
+use tokio::sync::Notify;
+
+/// A topic name and partition index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// One hosted partition.
+pub struct Partition {
+    /// Which partition this is.
+    pub tp: TopicPartition,
+    log: Mutex<Log>,
+}
+
+impl Partition {
+    /// Locks the log. Call from a blocking thread: storage calls do file I/O.
+    pub fn log(&self) -> MutexGuard<'_, Log> {
+        // A panic while holding the lock would leave the log in an unknown state; storage
+        // never panics on a request path, so recover the guard instead of propagating.
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// All hosted partitions.
+pub struct PartitionManager {
+    data_dir: PathBuf,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Notified after every append, for fetches waiting on `min_bytes`.
+    pub appended: Notify,
+}
+
+impl PartitionManager {
+    /// An empty manager for logs under `data_dir`.
+    pub fn new(data_dir: &Path) -> Self {
+        PartitionManager {
+            data_dir: data_dir.to_path_buf(),
+            partitions: RwLock::new(HashMap::new()),
+            appended: Notify::new(),
+        }
+    }
+
+    fn dir_of(&self, tp: &TopicPartition) -> PathBuf {
+        self.data_dir.join(tp.to_string())
+    }
+
+    /// The partition, if hosted here.
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<Partition>> {
+        let tp = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        self.read_map().get(&tp).cloned()
+    }
+
+    /// Opens (recovering, or creating when absent) the log of each partition in
+    /// `partitions` of `topic`. Blocking.
+    pub fn open(
+        &self,
+        topic: &str,
+        partitions: std::ops::Range<i32>,
+        config: &LogConfig,
+    ) -> Result<(), LogError> {
+        for partition in partitions {
+            let tp = TopicPartition {
+                topic: topic.to_string(),
+                partition,
+            };
+            if self.read_map().contains_key(&tp) {
+                continue;
+            }
+            let log = Log::open(&self.dir_of(&tp), config.clone())?;
+            let p = Arc::new(Partition {
+                tp: tp.clone(),
+                log: Mutex::new(log),
+            });
+            self.write_map().insert(tp, p);
+        }
+        Ok(())
+    }
+
+    /// Applies a changed topic config to every partition of `topic`. Blocking.
+    pub fn set_config(&self, topic: &str, config: &LogConfig) {
+        for p in self.partitions_of(topic) {
+            p.log().set_config(config.clone());
+        }
+    }
+
+    /// Stops hosting `topic` and deletes its data. Blocking.
+    pub fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
+        let removed: Vec<Arc<Partition>> = {
+            let mut map = self.write_map();
+            let keys: Vec<TopicPartition> =
+                map.keys().filter(|tp| tp.topic == topic).cloned().collect();
+            keys.iter().filter_map(|k| map.remove(k)).collect()
+        };
+        for p in removed {
+            let dir = self.dir_of(&p.tp);
+            // In-flight requests may still hold the partition; its files go regardless.
+            match Arc::try_unwrap(p) {
+                Ok(p) => p
+                    .log
+                    .into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .delete()?,
+                Err(_) => remove_dir(&dir)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes and closes every log cleanly, so the next start skips recovery. Blocking.
+    pub fn close_all(&self) -> Vec<(TopicPartition, LogError)> {
+        let all: Vec<Arc<Partition>> = self.write_map().drain().map(|(_, p)| p).collect();
+        let mut errors = Vec::new();
+        for p in all {
+            let tp = p.tp.clone();
+            let result = match Arc::try_unwrap(p) {
+                Ok(p) => p
+                    .log
+                    .into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .close(),
+                Err(p) => p.log().flush(),
+            };
+            if let Err(e) = result {
+                errors.push((tp, e));
+            }
+        }
+        errors
+    }
+
+    /// Every hosted partition of `topic`.
+    pub fn partitions_of(&self, topic: &str) -> Vec<Arc<Partition>> {
+        self.read_map()
+            .values()
+            .filter(|p| p.tp.topic == topic)
+            .cloned()
+            .collect()
+    }
+
+    fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_map(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, HashMap<TopicPartition, Arc<Partition>>> {
+        self.partitions.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn remove_dir(dir: &Path) -> Result<(), LogError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(LogError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}

@@ -1,0 +1,184 @@
+//! The broker's run loop: open storage, bind the Kafka listener, accept connections under
+//! a connection limit, and shut down in one visible order — stop accepting, let in-flight
+//! requests finish within the grace period, then close every log cleanly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::BrokerConfig;
+use crate::connection;
+use crate::context::{BrokerContext, StartError};
+
+/// A started broker: its address and the handle to stop it.
+pub struct Broker {
+    /// The address the Kafka listener is bound to.
+    pub local_addr: SocketAddr,
+    ctx: Arc<BrokerContext>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+}
+
+impl Broker {
+    /// Binds the listener and opens (recovers) storage. The broker serves once [`Broker::run`]
+    /// is awaited.
+    pub async fn bind(
+        config: BrokerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Config(format!("listener has no address: {e}")))?;
+        let advertised = match &config.advertised_listener {
+            Some(_) => config.advertised(),
+            None => (local_addr.ip().to_string(), i32::from(local_addr.port())),
+        };
+        let ctx = tokio::task::spawn_blocking(move || BrokerContext::open(config, advertised))
+            .await
+            .map_err(|e| StartError::Config(format!("storage recovery task failed: {e}")))??;
+        Ok(Broker {
+            local_addr,
+            ctx: Arc::new(ctx),
+            listener,
+            shutdown,
+        })
+    }
+
+    /// Serves until the shutdown token is cancelled, then shuts down cleanly.
+    pub async fn run(self) {
+        let Broker {
+            local_addr,
+            ctx,
+            listener,
+            shutdown,
+        } = self;
+        let connections = TaskTracker::new();
+        let timers = tokio::spawn(group_timers(Arc::clone(&ctx), shutdown.clone()));
+        let limit = Arc::new(Semaphore::new(ctx.config.max_connections as usize));
+        info!(%local_addr, advertised = ?ctx.advertised, "runnel-broker is serving");
+        loop {
+            // Take a connection slot before accepting, so a flood waits in the backlog.
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = Arc::clone(&limit).acquire_owned() => permit,
+            };
+            let Ok(permit) = permit else { break };
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let ctx = Arc::clone(&ctx);
+                    let token = shutdown.clone();
+                    connections.spawn(
+                        async move {
+                            connection::serve(stream, ctx, token).await;
+                            drop(permit);
+                        }
+                        .instrument(info_span!("connection", %peer)),
+                    );
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        info!("shutting down: no longer accepting connections");
+        drop(listener);
+        connections.close();
+        let grace = Duration::from_millis(ctx.config.shutdown_grace_ms);
+        if tokio::time::timeout(grace, connections.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                ?grace,
+                "in-flight requests did not finish within the grace period"
+            );
+        }
+        let _ = timers.await;
+        ctx.request_budget.close();
+        let closing = Arc::clone(&ctx);
+        match tokio::task::spawn_blocking(move || closing.partitions.close_all()).await {
+            Ok(errors) => {
+                for (tp, e) in errors {
+                    warn!(partition = %tp, error = %e, "closing a log failed; it will be recovered on start");
+                }
+            }
+            Err(e) => warn!(error = %e, "closing the logs failed"),
+        }
+        info!("runnel-broker stopped");
+    }
+}
+
+/// How often group timers (sessions, rebalance timeouts) are advanced.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+
+/// Advances consumer-group timers and expires old committed offsets until shutdown.
+async fn group_timers(ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(GROUP_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let check_every = Duration::from_millis(ctx.config.offsets_retention_check_interval_ms);
+    let mut next_expiry_check = tokio::time::Instant::now() + check_every;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        ctx.groups.tick(std::time::Instant::now());
+        if tokio::time::Instant::now() >= next_expiry_check {
+            next_expiry_check += check_every;
+            expire_offsets(&ctx).await;
+        }
+    }
+}
+
+/// Deletes committed offsets of groups that have been empty past `offsets.retention.minutes`.
+async fn expire_offsets(ctx: &Arc<BrokerContext>) {
+    let expired = ctx.groups.expired_offsets(
+        std::time::Instant::now(),
+        crate::handlers::produce::now_ms(),
+    );
+    if expired.is_empty() {
+        return;
+    }
+    let mut by_group: std::collections::BTreeMap<String, Vec<_>> =
+        std::collections::BTreeMap::new();
+    for record in expired {
+        by_group
+            .entry(record.group.clone())
+            .or_default()
+            .push(record);
+    }
+    for (group, records) in by_group {
+        let ctx2 = Arc::clone(ctx);
+        let (g, r) = (group.clone(), records.clone());
+        let now = crate::handlers::produce::now_ms();
+        match tokio::task::spawn_blocking(move || crate::groups::store::write(&ctx2, &g, &r, now))
+            .await
+        {
+            Ok(Ok(())) => {
+                info!(
+                    group,
+                    offsets = records.len(),
+                    "expired committed offsets (offsets.retention.minutes)"
+                );
+                ctx.groups.apply_offsets(records, std::time::Instant::now());
+            }
+            Ok(Err(e)) => warn!(group, error = %e, "expiring offsets failed"),
+            Err(e) => warn!(group, error = %e, "expiring offsets failed"),
+        }
+    }
+}

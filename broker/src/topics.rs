@@ -1,0 +1,287 @@
+//! Topic administration shared by the admin APIs and Metadata's auto-creation: create,
+//! delete, grow partitions, change configs, hand out producer ids. Each function validates,
+//! appends the metadata records durably, then applies them to the hosted partitions.
+//!
+//! All functions are blocking (metadata fsync, log creation): call them from
+//! `spawn_blocking`. They serialize on the metadata lock.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+use runnel_storage::LogError;
+use uuid::Uuid;
+
+use crate::context::BrokerContext;
+use crate::metadata::{MetadataLogError, MetadataRecord, TopicImage};
+use crate::topic_config;
+
+/// Largest topic name Kafka allows.
+const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Largest partition count one request may ask for, to bound the work it causes.
+pub const MAX_PARTITIONS: i32 = 10_000;
+/// Producer ids are reserved in blocks of this many, one metadata record per block.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Why a topic operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// The name breaks Kafka's naming rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// The rule broken.
+        reason: &'static str,
+    },
+    /// A topic with this name exists.
+    #[error("topic {0:?} already exists")]
+    AlreadyExists(String),
+    /// No topic with this name.
+    #[error("topic {0:?} does not exist")]
+    Unknown(String),
+    /// The partition count is not acceptable.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// The replication factor is not acceptable.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// A config name or value is not acceptable.
+    #[error("{0}")]
+    InvalidConfig(#[from] topic_config::InvalidConfig),
+    /// The metadata log failed.
+    #[error("{0}")]
+    Metadata(#[from] MetadataLogError),
+    /// A partition log failed.
+    #[error("{0}")]
+    Storage(#[from] LogError),
+}
+
+impl TopicError {
+    /// The Kafka error code for this error.
+    pub fn code(&self) -> i16 {
+        match self {
+            TopicError::InvalidName { .. } => ResponseError::InvalidTopicException.code(),
+            TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
+            TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition.code(),
+            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
+            TopicError::InvalidReplicationFactor(_) => {
+                ResponseError::InvalidReplicationFactor.code()
+            }
+            TopicError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+            TopicError::Metadata(_) | TopicError::Storage(_) => {
+                ResponseError::KafkaStorageError.code()
+            }
+        }
+    }
+}
+
+/// Checks a topic name against Kafka's rules.
+pub fn validate_name(name: &str) -> Result<(), TopicError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." {
+        "'.' and '..' are not allowed"
+    } else if name.len() > MAX_TOPIC_NAME_LEN {
+        "it is longer than 249 characters"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        "only ASCII letters, digits, '.', '_' and '-' are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(TopicError::InvalidName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+/// Creates a topic. `partitions` and `replication_factor` of -1 mean the broker defaults.
+pub fn create_topic(
+    ctx: &BrokerContext,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<TopicImage, TopicError> {
+    validate_name(name)?;
+    let partitions = if partitions == -1 {
+        ctx.config.num_partitions
+    } else {
+        partitions
+    };
+    if !(1..=MAX_PARTITIONS).contains(&partitions) {
+        return Err(TopicError::InvalidPartitions(format!(
+            "number of partitions must be from 1 to {MAX_PARTITIONS}, got {partitions}"
+        )));
+    }
+    if replication_factor != -1 && replication_factor != 1 {
+        return Err(TopicError::InvalidReplicationFactor(format!(
+            "replication factor {replication_factor} is larger than the 1 available broker"
+        )));
+    }
+    topic_config::validate_all(&configs)?;
+    let mut state = ctx.lock_metadata();
+    if ctx.image().topic(name).is_some() {
+        return Err(TopicError::AlreadyExists(name.to_string()));
+    }
+    let topic = TopicImage {
+        name: name.to_string(),
+        id: Uuid::new_v4(),
+        partitions,
+        configs,
+    };
+    if validate_only {
+        return Ok(topic);
+    }
+    ctx.commit(
+        &mut state,
+        &[MetadataRecord::CreateTopic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions,
+            configs: topic.configs.clone(),
+        }],
+    )?;
+    let log_config = topic_config::log_config(&ctx.config, &topic.configs);
+    ctx.partitions.open(name, 0..partitions, &log_config)?;
+    tracing::info!(topic = name, partitions, "created topic");
+    Ok(topic)
+}
+
+/// Deletes a topic and its data.
+pub fn delete_topic(ctx: &BrokerContext, name: &str) -> Result<TopicImage, TopicError> {
+    let mut state = ctx.lock_metadata();
+    let topic = ctx
+        .image()
+        .topic(name)
+        .cloned()
+        .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+    ctx.commit(
+        &mut state,
+        &[MetadataRecord::DeleteTopic {
+            name: name.to_string(),
+        }],
+    )?;
+    ctx.partitions.delete_topic(name)?;
+    tracing::info!(topic = name, "deleted topic");
+    Ok(topic)
+}
+
+/// Grows a topic to `count` partitions.
+pub fn create_partitions(
+    ctx: &BrokerContext,
+    name: &str,
+    count: i32,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let mut state = ctx.lock_metadata();
+    let topic = ctx
+        .image()
+        .topic(name)
+        .cloned()
+        .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+    if count <= topic.partitions {
+        return Err(TopicError::InvalidPartitions(format!(
+            "topic {name} has {} partitions; the new count {count} must be larger",
+            topic.partitions
+        )));
+    }
+    if count > MAX_PARTITIONS {
+        return Err(TopicError::InvalidPartitions(format!(
+            "number of partitions must be at most {MAX_PARTITIONS}, got {count}"
+        )));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    ctx.commit(
+        &mut state,
+        &[MetadataRecord::CreatePartitions {
+            name: name.to_string(),
+            partitions: count,
+        }],
+    )?;
+    let log_config = topic_config::log_config(&ctx.config, &topic.configs);
+    ctx.partitions
+        .open(name, topic.partitions..count, &log_config)?;
+    Ok(())
+}
+
+/// Changes topic configs: `Some` sets, `None` resets to the default. With `replace`, every
+/// config not named is reset too (AlterConfigs semantics).
+pub fn alter_topic_configs(
+    ctx: &BrokerContext,
+    name: &str,
+    mut changes: BTreeMap<String, Option<String>>,
+    replace: bool,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    for (key, value) in &changes {
+        match value {
+            Some(v) => topic_config::validate(key, v)?,
+            None => topic_config::check_known(key)?,
+        }
+    }
+    let mut state = ctx.lock_metadata();
+    let topic = ctx
+        .image()
+        .topic(name)
+        .cloned()
+        .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+    if replace {
+        for key in topic.configs.keys() {
+            changes.entry(key.clone()).or_insert(None);
+        }
+    }
+    if validate_only || changes.is_empty() {
+        return Ok(());
+    }
+    let image = ctx.commit(
+        &mut state,
+        &[MetadataRecord::AlterTopicConfigs {
+            name: name.to_string(),
+            changes,
+        }],
+    )?;
+    if let Some(topic) = image.topic(name) {
+        let log_config = topic_config::log_config(&ctx.config, &topic.configs);
+        ctx.partitions.set_config(name, &log_config);
+    }
+    Ok(())
+}
+
+/// Hands out a new producer id, never reused across restarts: ids are reserved in blocks
+/// recorded in the metadata log.
+pub fn allocate_producer_id(ctx: &BrokerContext) -> Result<i64, TopicError> {
+    let mut state = ctx.lock_metadata();
+    let reserved_until = ctx.image().next_producer_id;
+    if state.next_producer_id >= reserved_until {
+        let next = state.next_producer_id.max(reserved_until) + PRODUCER_ID_BLOCK;
+        ctx.commit(&mut state, &[MetadataRecord::ProducerIds { next }])?;
+        // Ids of a block that was reserved but not used before a restart are skipped.
+        state.next_producer_id = next - PRODUCER_ID_BLOCK;
+    }
+    let id = state.next_producer_id;
+    state.next_producer_id += 1;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        assert!(validate_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            assert!(
+                matches!(validate_name(bad), Err(TopicError::InvalidName { .. })),
+                "{bad}"
+            );
+        }
+        assert!(validate_name(&"x".repeat(249)).is_ok());
+    }
+}

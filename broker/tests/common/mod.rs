@@ -1,0 +1,148 @@
+//! A broker started in-process on 127.0.0.1:0 with a temporary data dir, and a raw Kafka
+//! protocol client for tests that need exact bytes on the wire.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use runnel_broker::{Broker, BrokerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound for any single wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running in-process broker.
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    pub async fn start(adjust: impl FnOnce(&mut BrokerConfig)) -> anyhow::Result<Self> {
+        Self::start_in(tempfile::tempdir()?, adjust).await
+    }
+
+    /// Starts a broker on an existing data dir (a restart).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut BrokerConfig),
+    ) -> anyhow::Result<Self> {
+        let mut config = BrokerConfig::for_tests(dir.path().to_path_buf());
+        adjust(&mut config);
+        let shutdown = CancellationToken::new();
+        let broker = Broker::bind(config, shutdown.clone()).await?;
+        let addr = broker.local_addr;
+        let task = tokio::spawn(broker.run());
+        Ok(TestBroker {
+            addr,
+            shutdown,
+            task,
+            dir,
+        })
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_keeping_data().await.map(drop)
+    }
+
+    /// Stops cleanly and hands back the data dir for a restart.
+    pub async fn stop_keeping_data(self) -> anyhow::Result<tempfile::TempDir> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task).await??;
+        Ok(self.dir)
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<TcpStream> {
+        Ok(TcpStream::connect(self.addr).await?)
+    }
+}
+
+/// Encodes a request frame (size prefix included).
+pub fn request_frame<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+) -> anyhow::Result<Bytes> {
+    let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown key"))?;
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("runnel-test")));
+    let header_version = key.request_header_version(version);
+    let mut body = BytesMut::new();
+    header.encode(&mut body, header_version)?;
+    request.encode(&mut body, version)?;
+    let mut frame = BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(i32::try_from(body.len())?);
+    frame.extend_from_slice(&body);
+    Ok(frame.freeze())
+}
+
+/// Reads one response frame body (without the size prefix), or `None` at end of stream.
+pub async fn read_response(stream: &mut TcpStream) -> anyhow::Result<Option<Bytes>> {
+    let mut size = [0u8; 4];
+    match tokio::time::timeout(WAIT, stream.read_exact(&mut size)).await? {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = usize::try_from(i32::from_be_bytes(size))?;
+    anyhow::ensure!(len < 64 << 20, "response of {len} bytes");
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut body)).await??;
+    Ok(Some(Bytes::from(body)))
+}
+
+/// Sends a request and decodes its response, checking the correlation id.
+pub async fn call<R: Request>(
+    stream: &mut TcpStream,
+    request: &R,
+    version: i16,
+) -> anyhow::Result<R::Response> {
+    let correlation_id = 4242;
+    stream
+        .write_all(&request_frame(request, version, correlation_id)?)
+        .await?;
+    let mut body = read_response(stream)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("connection closed"))?;
+    let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
+    anyhow::ensure!(
+        header.correlation_id == correlation_id,
+        "correlation id mismatch"
+    );
+    R::Response::decode(&mut body, version)
+}
+
+/// True when the peer closed the connection (read returns EOF or reset) within the wait.
+pub async fn is_closed(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match tokio::time::timeout(WAIT, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The first i32 and i16 of a response body: correlation id and (for error frames) code.
+pub fn correlation_and_code(mut body: Bytes) -> (i32, i16) {
+    let correlation = body.get_i32();
+    let code = if body.remaining() >= 2 {
+        body.get_i16()
+    } else {
+        0
+    };
+    (correlation, code)
+}

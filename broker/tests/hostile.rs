@@ -1,0 +1,216 @@
+//! Hostile and malformed input over real TCP: the broker answers with an error or closes
+//! that one connection, and keeps serving everyone else with bounded memory.
+
+mod common;
+
+use common::{call, correlation_and_code, is_closed, read_response, TestBroker};
+use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest};
+use tokio::io::AsyncWriteExt;
+
+const UNSUPPORTED_VERSION: i16 = 35;
+
+async fn still_serving(broker: &TestBroker) -> anyhow::Result<()> {
+    let mut s = broker.connect().await?;
+    let r = call(&mut s, &ApiVersionsRequest::default(), 3).await?;
+    anyhow::ensure!(
+        r.error_code == 0 && !r.api_keys.is_empty(),
+        "ApiVersions failed"
+    );
+    Ok(())
+}
+
+fn raw_header(key: i16, version: i16, correlation: i32) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&key.to_be_bytes());
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(&correlation.to_be_bytes());
+    v.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    v
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut v = (body.len() as i32).to_be_bytes().to_vec();
+    v.extend_from_slice(body);
+    v
+}
+
+#[tokio::test]
+async fn unknown_api_key_gets_unsupported_version() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|_| {}).await?;
+    let mut s = broker.connect().await?;
+    s.write_all(&framed(&raw_header(9999, 0, 77))).await?;
+    let body = read_response(&mut s)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("closed"))?;
+    assert_eq!(correlation_and_code(body), (77, UNSUPPORTED_VERSION));
+    // The same connection keeps working.
+    let r = call(&mut s, &ApiVersionsRequest::default(), 0).await?;
+    assert_eq!(r.error_code, 0);
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn unsupported_version_gets_unsupported_version() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|_| {}).await?;
+    let mut s = broker.connect().await?;
+    // Produce v99.
+    s.write_all(&framed(&raw_header(0, 99, 78))).await?;
+    let body = read_response(&mut s)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("closed"))?;
+    assert_eq!(correlation_and_code(body), (78, UNSUPPORTED_VERSION));
+    // Produce v0 (older than served).
+    let frame = common::request_frame(&ProduceRequest::default(), 3, 79)?;
+    let mut bytes = frame.to_vec();
+    bytes[6..8].copy_from_slice(&0i16.to_be_bytes());
+    s.write_all(&bytes).await?;
+    let body = read_response(&mut s)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("closed"))?;
+    assert_eq!(correlation_and_code(body), (79, UNSUPPORTED_VERSION));
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn api_versions_too_new_falls_back_to_v0_with_the_list() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|_| {}).await?;
+    let mut s = broker.connect().await?;
+    s.write_all(&framed(&raw_header(18, 99, 5))).await?;
+    let mut body = read_response(&mut s)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("closed"))?;
+    use kafka_protocol::protocol::Decodable;
+    let header = kafka_protocol::messages::ResponseHeader::decode(&mut body, 0)?;
+    assert_eq!(header.correlation_id, 5);
+    let r = kafka_protocol::messages::ApiVersionsResponse::decode(&mut body, 0)?;
+    assert_eq!(r.error_code, UNSUPPORTED_VERSION);
+    assert!(r
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 18 && k.max_version >= 3));
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn negative_and_oversize_lengths_close_only_that_connection() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|c| c.socket_request_max_bytes = 1 << 20).await?;
+    for prefix in [-1i32, i32::MIN, (1 << 20) + 1, i32::MAX] {
+        let mut s = broker.connect().await?;
+        s.write_all(&prefix.to_be_bytes()).await?;
+        assert!(
+            is_closed(&mut s).await,
+            "prefix {prefix} did not close the connection"
+        );
+        still_serving(&broker).await?;
+    }
+    // Exactly the maximum is accepted as a frame (it is garbage, so it is then closed).
+    let mut s = broker.connect().await?;
+    let mut big = vec![0u8; 1 << 20];
+    big[..8].copy_from_slice(&[0, 18, 0, 0, 0, 0, 0, 9]);
+    s.write_all(&framed(&big)).await?;
+    let body = read_response(&mut s)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("closed"))?;
+    assert_eq!(correlation_and_code(body).0, 9);
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn garbage_and_truncated_frames_close_only_that_connection() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|_| {}).await?;
+    // A frame too short for a header.
+    let mut s = broker.connect().await?;
+    s.write_all(&framed(&[1, 2, 3])).await?;
+    assert!(is_closed(&mut s).await);
+    // A valid header followed by a body that is not a Metadata request.
+    let mut s = broker.connect().await?;
+    let mut body = raw_header(3, 12, 11);
+    body.extend_from_slice(&[0xff; 7]);
+    s.write_all(&framed(&body)).await?;
+    assert!(is_closed(&mut s).await);
+    // A size prefix promising more than is sent, then the client goes away.
+    let mut s = broker.connect().await?;
+    s.write_all(&100i32.to_be_bytes()).await?;
+    s.write_all(&[0u8; 10]).await?;
+    drop(s);
+    // Random bytes.
+    let mut s = broker.connect().await?;
+    let noise: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    s.write_all(&noise).await?;
+    drop(s);
+    still_serving(&broker).await?;
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_after_the_idle_timeout() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|c| c.connections_max_idle_ms = 300).await?;
+    let mut silent = broker.connect().await?;
+    still_serving(&broker).await?;
+    assert!(
+        is_closed(&mut silent).await,
+        "idle connection was not closed"
+    );
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|_| {}).await?;
+    let mut s = broker.connect().await?;
+    let mut batch = Vec::new();
+    for (i, version) in [(1, 3i16), (2, 0), (3, 3), (4, 1)] {
+        if i == 2 {
+            batch.extend_from_slice(&common::request_frame(
+                &MetadataRequest::default().with_topics(None),
+                12,
+                i,
+            )?);
+        } else {
+            batch.extend_from_slice(&common::request_frame(
+                &ApiVersionsRequest::default(),
+                version,
+                i,
+            )?);
+        }
+    }
+    s.write_all(&batch).await?;
+    for expected in 1..=4 {
+        let body = read_response(&mut s)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("closed"))?;
+        assert_eq!(correlation_and_code(body).0, expected);
+    }
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn oversize_prefixes_do_not_grow_memory() -> anyhow::Result<()> {
+    let broker = TestBroker::start(|_| {}).await?;
+    let before = resident_bytes();
+    for _ in 0..200 {
+        let mut s = broker.connect().await?;
+        // 100 MiB announced, 16 bytes sent, then gone: nothing may be allocated for it.
+        s.write_all(&(100 * 1024 * 1024i32).to_be_bytes()).await?;
+        s.write_all(&[0u8; 16]).await?;
+        drop(s);
+    }
+    still_serving(&broker).await?;
+    let after = resident_bytes();
+    assert!(
+        after.saturating_sub(before) < 64 << 20,
+        "resident memory grew from {before} to {after} bytes"
+    );
+    broker.stop().await
+}
+
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
