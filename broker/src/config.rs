@@ -120,6 +120,62 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub offsets_topic_num_partitions: i32,
 
+    /// `log.retention.ms`: default `retention.ms` of topics (-1: keep forever).
+    #[arg(
+        long,
+        env = "RUNNEL_LOG_RETENTION_MS",
+        default_value_t = 604_800_000,
+        allow_negative_numbers = true
+    )]
+    pub log_retention_ms: i64,
+
+    /// `log.retention.bytes`: default `retention.bytes` of topics (-1: no limit).
+    #[arg(long, env = "RUNNEL_LOG_RETENTION_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub log_retention_bytes: i64,
+
+    /// `log.roll.ms`: default `segment.ms` of topics.
+    #[arg(long, env = "RUNNEL_LOG_ROLL_MS", default_value_t = 604_800_000)]
+    pub log_roll_ms: u64,
+
+    /// `log.cleanup.policy`: default `cleanup.policy` of topics (delete, compact, or both).
+    #[arg(long, env = "RUNNEL_LOG_CLEANUP_POLICY", default_value = "delete")]
+    pub log_cleanup_policy: String,
+
+    /// `log.flush.interval.messages`: default `flush.messages` of topics.
+    #[arg(long, env = "RUNNEL_LOG_FLUSH_INTERVAL_MESSAGES", default_value_t = i64::MAX)]
+    pub log_flush_interval_messages: i64,
+
+    /// `log.flush.interval.ms`: default `flush.ms` of topics.
+    #[arg(long, env = "RUNNEL_LOG_FLUSH_INTERVAL_MS", default_value_t = i64::MAX)]
+    pub log_flush_interval_ms: i64,
+
+    /// `min.insync.replicas`: default for topics.
+    #[arg(long, env = "RUNNEL_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub min_insync_replicas: i64,
+
+    /// `default.replication.factor`: replication factor of auto-created topics and of
+    /// CreateTopics asking for -1. A single broker holds one replica.
+    #[arg(long, env = "RUNNEL_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: i16,
+
+    /// Address of the gRPC health (`grpc.health.v1`) and admin service; off when unset.
+    #[arg(long, env = "RUNNEL_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+
+    /// Address of the Prometheus endpoint (`/metrics`); off when unset.
+    #[arg(long, env = "RUNNEL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// A TOML file of settings by Kafka's names (`"num.partitions" = 3`) or flag names.
+    /// Flags and `RUNNEL_*` variables override it.
+    #[arg(long, env = "RUNNEL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Test aid: pause this long after opening each partition log at start-up, to make
+    /// recovery progress observable.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub debug_recovery_delay_ms: u64,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "RUNNEL_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -149,6 +205,62 @@ impl BrokerConfig {
                     "--advertised-listener {adv:?} is invalid: expected HOST:PORT with a port 0-65535"
                 ));
             }
+        }
+        for (key, topic_key, value) in [
+            (
+                "log.retention.ms",
+                "retention.ms",
+                self.log_retention_ms.to_string(),
+            ),
+            (
+                "log.retention.bytes",
+                "retention.bytes",
+                self.log_retention_bytes.to_string(),
+            ),
+            ("log.roll.ms", "segment.ms", self.log_roll_ms.to_string()),
+            (
+                "log.cleanup.policy",
+                "cleanup.policy",
+                self.log_cleanup_policy.clone(),
+            ),
+            (
+                "log.flush.interval.messages",
+                "flush.messages",
+                self.log_flush_interval_messages.to_string(),
+            ),
+            (
+                "log.flush.interval.ms",
+                "flush.ms",
+                self.log_flush_interval_ms.to_string(),
+            ),
+            (
+                "min.insync.replicas",
+                "min.insync.replicas",
+                self.min_insync_replicas.to_string(),
+            ),
+            (
+                "log.segment.bytes",
+                "segment.bytes",
+                self.log_segment_bytes.to_string(),
+            ),
+            (
+                "message.max.bytes",
+                "max.message.bytes",
+                self.message_max_bytes.to_string(),
+            ),
+        ] {
+            crate::topic_config::validate(topic_key, &value).map_err(|e| {
+                format!(
+                    "invalid value {value:?} for {key}: {}",
+                    e.0.rsplit(": ").next().unwrap_or(&e.0)
+                )
+            })?;
+        }
+        if self.default_replication_factor != 1 {
+            return Err(format!(
+                "invalid value {} for default.replication.factor: must be 1 (this broker runs alone)",
+                self.default_replication_factor
+            ));
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
             return Err(format!(

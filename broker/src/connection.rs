@@ -10,7 +10,7 @@
 //! The size is checked against `socket.request.max.bytes` (and for being negative)
 //! before a byte of the body is allocated, and the body's bytes are taken from the
 //! broker-wide `queued.max.request.bytes` budget until the request is answered.
-//! Requests are handled concurrently (pipelining) but answered in the order they came.
+//! Requests are read ahead (pipelining) and handled one at a time, in the order they came.
 
 use std::sync::Arc;
 
@@ -18,7 +18,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
@@ -56,6 +55,8 @@ pub struct Frame {
     pub bytes: Bytes,
     /// Returned to the budget when the frame is dropped.
     pub _permit: OwnedSemaphorePermit,
+    /// When the whole frame had arrived.
+    pub arrived: std::time::Instant,
 }
 
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
@@ -95,6 +96,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(Frame {
         bytes: body.freeze(),
         _permit: permit,
+        arrived: std::time::Instant::now(),
     }))
 }
 
@@ -117,13 +119,24 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
         .unwrap_or_default()
         .into();
     let (mut reader, mut writer) = stream.into_split();
+    ctx.metrics.connections.inc();
+    let _gauge = ConnectionGauge(Arc::clone(&ctx));
     let in_flight = ctx.config.max_in_flight_requests as usize;
-    let (tx, mut rx) = mpsc::channel::<JoinHandle<Reply>>(in_flight);
+    let (tx, mut rx) = mpsc::channel::<Frame>(in_flight);
 
+    // Requests are read ahead (up to `in_flight`) but handled one at a time in arrival
+    // order, as Kafka does: a client's pipelined produce requests must land in the order
+    // it sent them. Each runs in its own task so a panic closes only this connection.
+    let handler_ctx = Arc::clone(&ctx);
     let write_task = tokio::spawn(
         async move {
-            while let Some(handle) = rx.recv().await {
-                let reply = match handle.await {
+            while let Some(frame) = rx.recv().await {
+                let handling = dispatch::handle_frame(
+                    Arc::clone(&handler_ctx),
+                    frame,
+                    Arc::clone(&client_host),
+                );
+                let reply = match tokio::spawn(handling.in_current_span()).await {
                     Ok(reply) => reply,
                     Err(e) => {
                         tracing::error!(error = %e, "request handler failed; closing the connection");
@@ -165,16 +178,21 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
                 break;
             }
         };
-        let handle = tokio::spawn(
-            dispatch::handle_frame(Arc::clone(&ctx), frame, Arc::clone(&client_host))
-                .in_current_span(),
-        );
-        if tx.send(handle).await.is_err() {
+        if tx.send(frame).await.is_err() {
             break; // the writer has stopped: the connection is going away
         }
     }
     drop(tx);
     let _ = write_task.await;
+}
+
+/// Decrements the open-connections gauge when the connection ends, however it ends.
+struct ConnectionGauge(Arc<BrokerContext>);
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.metrics.connections.dec();
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,13 @@ use tokio::sync::Semaphore;
 use crate::config::BrokerConfig;
 use crate::groups::{store, GroupCoordinator};
 use crate::metadata::{MetadataImage, MetadataLog, MetadataRecord};
+use crate::ops::metrics::Metrics;
+use crate::ops::status::BrokerStatus;
 use crate::partitions::PartitionManager;
 use crate::topic_config;
+
+/// File in the data dir that says the previous stop closed every log cleanly.
+const CLEAN_SHUTDOWN_MARKER: &str = "clean-shutdown";
 
 /// Why the broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +60,18 @@ pub struct BrokerContext {
     pub groups: GroupCoordinator,
     /// `queued.max.request.bytes`, shared by all connections.
     pub request_budget: Arc<Semaphore>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl BrokerContext {
     /// Opens the metadata log and every partition log (with recovery). Blocking.
-    pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Self, StartError> {
+    pub fn open(
+        config: BrokerConfig,
+        advertised: (String, i32),
+        status: &BrokerStatus,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Config(format!(
@@ -67,6 +79,14 @@ impl BrokerContext {
                 config.data_dir.display()
             ))
         })?;
+        let marker = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean = marker.exists();
+        status.set_clean_start(clean);
+        if clean {
+            std::fs::remove_file(&marker).map_err(|e| {
+                StartError::Config(format!("cannot remove {}: {e}", marker.display()))
+            })?;
+        }
         let (mut log, mut image) = MetadataLog::open(&config.data_dir.join("__cluster_metadata"))?;
         if image.cluster_id.is_empty() {
             let record = MetadataRecord::Cluster {
@@ -76,15 +96,24 @@ impl BrokerContext {
             image.apply(&record);
         }
         let partitions = PartitionManager::new(&config.data_dir);
+        let total: i64 = image.topics().map(|t| i64::from(t.partitions)).sum();
+        status.begin_recovery(u32::try_from(total).unwrap_or(u32::MAX));
+        let delay = std::time::Duration::from_millis(config.debug_recovery_delay_ms);
         for topic in image.topics() {
             let log_config = topic_config::log_config(&config, &topic.configs);
-            partitions
-                .open(&topic.name, 0..topic.partitions, &log_config)
-                .map_err(|source| StartError::Log {
-                    topic: topic.name.clone(),
-                    partition: -1,
-                    source,
-                })?;
+            for partition in 0..topic.partitions {
+                partitions
+                    .open(&topic.name, partition..partition + 1, &log_config)
+                    .map_err(|source| StartError::Log {
+                        topic: topic.name.clone(),
+                        partition,
+                        source,
+                    })?;
+                status.partition_recovered();
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
+            }
         }
         let next_producer_id = image.next_producer_id;
         let ctx = BrokerContext {
@@ -97,6 +126,7 @@ impl BrokerContext {
             image: RwLock::new(Arc::new(image)),
             partitions,
             groups: GroupCoordinator::new(config.group_config()),
+            metrics,
             config,
         };
         let loaded = store::load(&ctx).map_err(|source| StartError::Log {
@@ -135,6 +165,23 @@ impl BrokerContext {
         let next = Arc::new(next);
         *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
         Ok(next)
+    }
+
+    /// Closes every log cleanly and, if all closed, writes the broker's clean-shutdown
+    /// marker. Blocking; the last step of shutdown.
+    pub fn close(&self) -> Result<(), Vec<String>> {
+        let errors = self.partitions.close_all();
+        if !errors.is_empty() {
+            return Err(errors
+                .into_iter()
+                .map(|(tp, e)| format!("{tp}: {e}"))
+                .collect());
+        }
+        let marker = self.config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
+        let written = std::fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::File::open(&self.config.data_dir).and_then(|d| d.sync_all()));
+        written.map_err(|e| vec![format!("cannot write {}: {e}", marker.display())])
     }
 
     /// The broker id.

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
     SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
-use tracing::{debug, debug_span, Instrument};
+use tracing::{debug, info_span, Instrument};
 
 use crate::connection::Frame;
 use crate::context::BrokerContext;
@@ -139,6 +139,15 @@ pub async fn handle_frame(ctx: Arc<BrokerContext>, frame: Frame, client_host: Ar
             api_version = version,
             "unsupported API key or version"
         );
+        let name = key.map_or_else(|| "Unknown".to_string(), |k| format!("{k:?}"));
+        ctx.metrics
+            .requests
+            .with_label_values(&[name.as_str()])
+            .inc();
+        ctx.metrics
+            .request_errors
+            .with_label_values(&[name.as_str()])
+            .inc();
         if key == Some(ApiKey::ApiVersions) {
             // KIP-511: answer with v0 and the list, so the client can pick a version.
             return api_versions::unsupported_version_reply(correlation_id);
@@ -153,16 +162,32 @@ pub async fn handle_frame(ctx: Arc<BrokerContext>, frame: Frame, client_host: Ar
             return Reply::Close;
         }
     };
-    let span = debug_span!(
+    let span = info_span!(
         "request",
         api_key = ?key,
         api_version = version,
         correlation_id,
         client_id = header.client_id.as_deref().unwrap_or(""),
     );
+    let api = format!("{key:?}");
+    let metrics = Arc::clone(&ctx.metrics);
+    metrics
+        .request_queue_time
+        .observe(frame.arrived.elapsed().as_secs_f64());
     let reply = route(ctx, key, header, buf, client_host)
         .instrument(span)
         .await;
+    metrics.requests.with_label_values(&[api.as_str()]).inc();
+    metrics
+        .request_duration
+        .with_label_values(&[api.as_str()])
+        .observe(frame.arrived.elapsed().as_secs_f64());
+    if matches!(reply, Reply::Close) {
+        metrics
+            .request_errors
+            .with_label_values(&[api.as_str()])
+            .inc();
+    }
     drop(frame);
     reply
 }

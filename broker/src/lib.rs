@@ -4,6 +4,8 @@
 //! | module         | what it holds                                                  |
 //! |----------------|----------------------------------------------------------------|
 //! | `config`       | flags, env vars and broker-wide defaults                       |
+//! | `config_file`  | the TOML config file and the precedence of the sources         |
+//! | `ops`          | status, gRPC health and admin, Prometheus metrics              |
 //! | `server`       | bind, accept loop with a connection limit, shutdown order      |
 //! | `connection`   | bounded framing, pipelined requests answered in order          |
 //! | `dispatch`     | the API table; ApiVersions is generated from it                |
@@ -18,6 +20,7 @@
 //! | `error_codes`  | storage errors to Kafka error codes, in one place              |
 
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod context;
 pub mod dispatch;
@@ -25,6 +28,7 @@ pub mod error_codes;
 pub mod groups;
 pub mod handlers;
 pub mod metadata;
+pub mod ops;
 pub mod partitions;
 pub mod records;
 pub mod server;

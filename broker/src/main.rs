@@ -1,22 +1,33 @@
 //! The `runnel-broker` binary: parse flags, set up logging, serve until SIGTERM/SIGINT.
 
 use anyhow::Context as _;
-use clap::Parser;
-use runnel_broker::{Broker, BrokerConfig};
+use runnel_broker::config_file::{self, ConfigError};
+use runnel_broker::Broker;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = BrokerConfig::parse();
+    let config = match config_file::load(std::env::args_os().collect()) {
+        Ok(config) => config,
+        Err(ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("runnel-broker: {e}");
+            std::process::exit(2);
+        }
+    };
     let filter = EnvFilter::try_from_env("RUNNEL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
         tracing_subscriber::fmt()
             .json()
+            .with_writer(std::io::stderr)
             .with_env_filter(filter)
             .init();
     } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .init();
     }
     let shutdown = CancellationToken::new();
     let broker = Broker::bind(config, shutdown.clone())

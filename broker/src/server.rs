@@ -3,7 +3,7 @@
 //! requests finish within the grace period, then close every log cleanly.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -15,23 +15,64 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::context::{BrokerContext, StartError};
+use crate::ops::grpc::GrpcEndpoint;
+use crate::ops::metrics::{Metrics, MetricsEndpoint};
+use crate::ops::proto::State;
+use crate::ops::status::BrokerStatus;
 
-/// A started broker: its address and the handle to stop it.
+/// A started broker: its addresses and what it needs to serve and stop.
 pub struct Broker {
     /// The address the Kafka listener is bound to.
     pub local_addr: SocketAddr,
+    /// The gRPC health and admin address, when enabled.
+    pub health_addr: Option<SocketAddr>,
+    /// The `/metrics` address, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     ctx: Arc<BrokerContext>,
     listener: TcpListener,
     shutdown: CancellationToken,
+    status: Arc<BrokerStatus>,
+    grpc: Option<GrpcEndpoint>,
+    metrics: Option<MetricsEndpoint>,
 }
 
 impl Broker {
-    /// Binds the listener and opens (recovers) storage. The broker serves once [`Broker::run`]
-    /// is awaited.
+    /// Starts the health, admin and metrics endpoints, binds the Kafka listener and opens
+    /// (recovers) storage — reporting progress on the admin service meanwhile. The broker
+    /// serves clients once [`Broker::run`] is awaited.
     pub async fn bind(
         config: BrokerConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
+        let status = Arc::new(BrokerStatus::new());
+        let metrics = Arc::new(
+            Metrics::new()
+                .map_err(|e| StartError::Config(format!("cannot register metrics: {e}")))?,
+        );
+        let node_id = config.node_id;
+        let grpc = match config.health_listen {
+            Some(addr) => Some(
+                GrpcEndpoint::start(addr, Arc::clone(&status), node_id)
+                    .await
+                    .map_err(|e| {
+                        StartError::Config(format!("cannot listen on {addr} (health): {e}"))
+                    })?,
+            ),
+            None => None,
+        };
+        let cell = grpc
+            .as_ref()
+            .map_or_else(|| Arc::new(OnceLock::new()), |g| Arc::clone(&g.ctx));
+        let metrics_endpoint = match config.metrics_listen {
+            Some(addr) => Some(
+                MetricsEndpoint::start(addr, Arc::clone(&cell), Arc::clone(&metrics))
+                    .await
+                    .map_err(|e| {
+                        StartError::Config(format!("cannot listen on {addr} (metrics): {e}"))
+                    })?,
+            ),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -42,14 +83,24 @@ impl Broker {
             Some(_) => config.advertised(),
             None => (local_addr.ip().to_string(), i32::from(local_addr.port())),
         };
-        let ctx = tokio::task::spawn_blocking(move || BrokerContext::open(config, advertised))
-            .await
-            .map_err(|e| StartError::Config(format!("storage recovery task failed: {e}")))??;
+        let opening = Arc::clone(&status);
+        let ctx = tokio::task::spawn_blocking(move || {
+            BrokerContext::open(config, advertised, &opening, metrics)
+        })
+        .await
+        .map_err(|e| StartError::Config(format!("storage recovery task failed: {e}")))??;
+        let ctx = Arc::new(ctx);
+        let _ = cell.set(Arc::clone(&ctx));
         Ok(Broker {
             local_addr,
-            ctx: Arc::new(ctx),
+            health_addr: grpc.as_ref().map(|g| g.local_addr),
+            metrics_addr: metrics_endpoint.as_ref().map(|m| m.local_addr),
+            ctx,
             listener,
             shutdown,
+            status,
+            grpc,
+            metrics: metrics_endpoint,
         })
     }
 
@@ -60,7 +111,15 @@ impl Broker {
             ctx,
             listener,
             shutdown,
+            status,
+            grpc,
+            metrics,
+            ..
         } = self;
+        status.set(State::Running);
+        if let Some(g) = &grpc {
+            g.set_serving(true).await;
+        }
         let connections = TaskTracker::new();
         let timers = tokio::spawn(group_timers(Arc::clone(&ctx), shutdown.clone()));
         let limit = Arc::new(Semaphore::new(ctx.config.max_connections as usize));
@@ -96,6 +155,10 @@ impl Broker {
             }
         }
         info!("shutting down: no longer accepting connections");
+        status.set(State::ShuttingDown);
+        if let Some(g) = &grpc {
+            g.set_serving(false).await;
+        }
         drop(listener);
         connections.close();
         let grace = Duration::from_millis(ctx.config.shutdown_grace_ms);
@@ -111,13 +174,20 @@ impl Broker {
         let _ = timers.await;
         ctx.request_budget.close();
         let closing = Arc::clone(&ctx);
-        match tokio::task::spawn_blocking(move || closing.partitions.close_all()).await {
-            Ok(errors) => {
-                for (tp, e) in errors {
-                    warn!(partition = %tp, error = %e, "closing a log failed; it will be recovered on start");
+        match tokio::task::spawn_blocking(move || closing.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(problems)) => {
+                for p in problems {
+                    warn!(problem = %p, "closing was not clean; the next start will recover");
                 }
             }
             Err(e) => warn!(error = %e, "closing the logs failed"),
+        }
+        if let Some(m) = metrics {
+            m.stop().await;
+        }
+        if let Some(g) = grpc {
+            g.stop().await;
         }
         info!("runnel-broker stopped");
     }

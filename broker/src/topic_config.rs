@@ -140,22 +140,28 @@ pub fn lookup(name: &str) -> Option<&'static ConfigDef> {
 /// The default value of each topic config, derived from the broker settings.
 pub fn defaults(broker: &BrokerConfig) -> BTreeMap<&'static str, String> {
     let mut d = BTreeMap::new();
-    d.insert("cleanup.policy", "delete".to_string());
+    d.insert("cleanup.policy", broker.log_cleanup_policy.clone());
     d.insert("compression.type", "producer".to_string());
     d.insert("delete.retention.ms", "86400000".to_string());
-    d.insert("flush.messages", i64::MAX.to_string());
-    d.insert("flush.ms", i64::MAX.to_string());
+    d.insert(
+        "flush.messages",
+        broker.log_flush_interval_messages.to_string(),
+    );
+    d.insert("flush.ms", broker.log_flush_interval_ms.to_string());
     d.insert("index.interval.bytes", "4096".to_string());
     d.insert("max.message.bytes", broker.message_max_bytes.to_string());
     d.insert("message.timestamp.type", "CreateTime".to_string());
     d.insert("min.cleanable.dirty.ratio", "0.5".to_string());
     d.insert("min.compaction.lag.ms", "0".to_string());
-    d.insert("min.insync.replicas", "1".to_string());
-    d.insert("retention.bytes", "-1".to_string());
-    d.insert("retention.ms", "604800000".to_string());
+    d.insert(
+        "min.insync.replicas",
+        broker.min_insync_replicas.to_string(),
+    );
+    d.insert("retention.bytes", broker.log_retention_bytes.to_string());
+    d.insert("retention.ms", broker.log_retention_ms.to_string());
     d.insert("segment.bytes", broker.log_segment_bytes.to_string());
     d.insert("segment.index.bytes", "10485760".to_string());
-    d.insert("segment.ms", "604800000".to_string());
+    d.insert("segment.ms", broker.log_roll_ms.to_string());
     d.insert("unclean.leader.election.enable", "false".to_string());
     d
 }
@@ -213,7 +219,7 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
     let base = LogConfig::default();
     LogConfig {
         segment_bytes: get("segment.bytes", broker.log_segment_bytes),
-        segment_ms: get("segment.ms", base.segment_ms),
+        segment_ms: get("segment.ms", broker.log_roll_ms),
         index_interval_bytes: get("index.interval.bytes", base.index_interval_bytes),
         segment_index_bytes: get("segment.index.bytes", base.segment_index_bytes),
         max_message_bytes: get("max.message.bytes", broker.message_max_bytes),
@@ -221,6 +227,7 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
             Some("LogAppendTime") => TimestampType::LogAppendTime,
             _ => TimestampType::CreateTime,
         },
+        ..base
     }
 }
 

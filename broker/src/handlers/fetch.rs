@@ -43,6 +43,7 @@ pub async fn handle(
     let by_id = info.version >= 13;
     let image = ctx.image();
     let mut topics = Vec::with_capacity(request.topics.len());
+    let mut names = Vec::with_capacity(request.topics.len());
     let mut wants = Vec::new();
     for (t, topic) in request.topics.iter().enumerate() {
         let name = if by_id {
@@ -51,6 +52,7 @@ pub async fn handle(
             Some(topic.topic.0.to_string())
         };
         topics.push((topic.topic.clone(), topic.topic_id));
+        names.push(name.clone());
         for p in &topic.partitions {
             wants.push(Want {
                 topic: t,
@@ -100,6 +102,13 @@ pub async fn handle(
         })
         .collect();
     for (t, data) in partitions {
+        let sent = data.records.as_ref().map_or(0, |r| r.len() as u64);
+        if let (Some(Some(name)), true) = (names.get(t), sent > 0) {
+            ctx.metrics
+                .bytes_out
+                .with_label_values(&[name.as_str()])
+                .inc_by(sent);
+        }
         if let Some(r) = responses.get_mut(t) {
             r.partitions.push(data);
         }

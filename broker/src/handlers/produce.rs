@@ -14,7 +14,6 @@ use super::{blocking, text};
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
-use crate::partitions::PartitionManager;
 
 /// True when the client expects no response (acks=0).
 pub fn is_silent(request: &ProduceRequest) -> bool {
@@ -70,7 +69,7 @@ pub async fn handle(
     }
 
     let ctx2 = Arc::clone(&ctx);
-    let results = blocking(move || append_all(&ctx2.partitions, work, acks == -1)).await;
+    let results = blocking(move || append_all(&ctx2, work, acks == -1)).await;
     match results {
         Some(results) => {
             for (t, r) in results {
@@ -82,19 +81,30 @@ pub async fn handle(
         }
     }
     ctx.partitions.appended.notify_waiters();
+    let failed = responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|p| p.error_code != 0);
+    if failed {
+        ctx.metrics
+            .request_errors
+            .with_label_values(&["Produce"])
+            .inc();
+    }
     ProduceResponse::default().with_responses(responses)
 }
 
 fn append_all(
-    partitions: &PartitionManager,
+    ctx: &BrokerContext,
     work: Vec<Work>,
     durable: bool,
 ) -> Vec<(usize, PartitionProduceResponse)> {
     let now_ms = now_ms();
     let mut out = Vec::with_capacity(work.len());
     let mut to_flush = Vec::new();
+    let metrics = &ctx.metrics;
     for w in work {
-        let Some(partition) = partitions.get(&w.name, w.partition) else {
+        let Some(partition) = ctx.partitions.get(&w.name, w.partition) else {
             out.push((
                 w.topic,
                 failed(w.partition, UNKNOWN_TOPIC_OR_PARTITION, None),
@@ -115,6 +125,15 @@ fn append_all(
         let appended = partition.log().append(&records, 0, now_ms);
         match appended {
             Ok(info) => {
+                if !info.duplicate {
+                    let topic = [w.name.as_str()];
+                    metrics
+                        .bytes_in
+                        .with_label_values(&topic)
+                        .inc_by(records.len() as u64);
+                    let count = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+                    metrics.records_in.with_label_values(&topic).inc_by(count);
+                }
                 if durable && !info.duplicate {
                     to_flush.push((out.len(), Arc::clone(&partition)));
                 }
@@ -139,7 +158,12 @@ fn append_all(
     }
     // acks=all: answer only after the appended bytes reached the disk.
     for (i, partition) in to_flush {
-        if let Err(e) = partition.log().flush() {
+        let started = std::time::Instant::now();
+        let flushed = partition.log().flush();
+        metrics
+            .flush_duration
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = flushed {
             log_storage_error(&partition.tp, &e);
             let index = out[i].1.index;
             out[i].1 = failed(index, for_log_error(&e), Some(&e.to_string()));

@@ -1,0 +1,40 @@
+# Runnel's verbs. `make run` starts one broker on 127.0.0.1:9092 with data in ./data;
+# `make test` installs what the tests need and runs every test.
+
+CARGO ?= cargo
+VENV  := .venv
+BROKER_BIN := target/debug/runnel-broker
+
+.PHONY: run build release test test-rust test-compat test-deps fmt lint clippy clean
+
+run:
+	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --release -p runnel-broker
+
+test: lint test-rust test-compat
+
+test-deps:
+	scripts/test-deps.sh
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-compat: test-deps
+	$(CARGO) build -p runnel-broker
+	RUNNEL_BROKER_BIN=$(CURDIR)/$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) tests/compat/js/node_modules

@@ -1,0 +1,278 @@
+"""Real-client compatibility suite for runnel-broker.
+
+Each test drives the real `runnel-broker` binary over TCP on 127.0.0.1 with a real Kafka
+client (kafka-python, confluent-kafka, kafkajs, kcat). The binary comes from
+`RUNNEL_BROKER_BIN` (default `<repo>/target/debug/runnel-broker`); build it first with
+`cargo build -p runnel-broker` and install the clients with `scripts/test-deps.sh`.
+
+Fixtures:
+    broker        one broker shared by the whole session (default flags)
+    make_broker   factory for function-scoped brokers with their own flags/data dir,
+                  for crash, restart and broker-config tests
+    topic         a unique topic name per test (not created: tests decide how)
+
+When a test fails, the broker log lines written while it ran are attached to the report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    # kafka-python 3.0 loads its protocol schemas with deprecated importlib.resources calls
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka  # noqa: F401
+
+from compat_helpers import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO / "target" / "debug" / "runnel-broker"
+
+# Every test is bounded; tests that need longer set their own @pytest.mark.timeout.
+DEFAULT_TEST_TIMEOUT_S = 120
+READY_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 20.0
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "groups: needs consumer groups (FindCoordinator/JoinGroup/SyncGroup/OffsetCommit); "
+        "deselect with -m 'not groups' while the broker has none",
+    )
+    config.addinivalue_line("markers", "crash: kills and restarts a broker")
+    # kafka-python 3.0 loads its protocol schemas with deprecated importlib.resources calls
+    for message in ("read_text is deprecated", "open_text is deprecated"):
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:DeprecationWarning")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT_S))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+class Broker:
+    """One runnel-broker process on a fixed port and data dir, restartable in place."""
+
+    # Every broker started in this session, so failure reports can attach their logs.
+    instances: list["Broker"] = []
+
+    def __init__(self, binary: Path, data_dir: Path, log_path: Path, *,
+                 num_partitions: int | None = None,
+                 auto_create_topics: bool | None = None,
+                 extra_args: list[str] | None = None):
+        self.binary = Path(binary)
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.port = free_port()
+        self.num_partitions = num_partitions
+        self.auto_create_topics = auto_create_topics
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        Broker.instances.append(self)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        args = [
+            str(self.binary),
+            "--listen", self.bootstrap,
+            "--advertised-listener", self.bootstrap,
+            "--data-dir", str(self.data_dir),
+        ]
+        if self.num_partitions is not None:
+            args += ["--num-partitions", str(self.num_partitions)]
+        if self.auto_create_topics is not None:
+            args += ["--auto-create-topics-enable", "true" if self.auto_create_topics else "false"]
+        return args + self.extra_args
+
+    def start(self) -> "Broker":
+        if not self.binary.is_file():
+            raise BrokerError(
+                f"runnel-broker binary not found at {self.binary}: build it with "
+                f"`cargo build -p runnel-broker` or set RUNNEL_BROKER_BIN")
+        if self.running:
+            raise BrokerError("broker is already running")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info,runnel_broker=debug,runnel_storage=debug")
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== start #{self.starts}: {' '.join(self.args())}\n".encode())
+        log.flush()
+        try:
+            self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
+        finally:
+            log.close()
+        try:
+            wait_until(self._accepts, READY_TIMEOUT_S, what=f"runnel-broker to accept on {self.bootstrap}")
+        except (TimeoutError, BrokerError) as e:
+            self.kill9()
+            raise BrokerError(f"{e}\n--- broker log ---\n{self.log_tail()}") from None
+        return self
+
+    def _accepts(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise BrokerError(f"runnel-broker exited with status {self.proc.returncode} during startup")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM and wait for a clean exit; returns the exit status. Kills after `timeout`."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                raise BrokerError(f"runnel-broker did not exit within {timeout}s of SIGTERM") from None
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        """SIGKILL: no shutdown path runs, unflushed state is lost as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def restart(self, *, graceful: bool = True) -> "Broker":
+        """Stops (SIGTERM, or SIGKILL when not graceful) and starts again, same port and data dir."""
+        if graceful:
+            self.stop()
+        else:
+            self.kill9()
+        # The old socket may linger for a moment; the broker must be able to rebind.
+        return self.start()
+
+    def log_text(self, start: int = 0) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(start)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def broker_binary() -> Path:
+    return Path(os.environ.get("RUNNEL_BROKER_BIN", str(DEFAULT_BIN)))
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory) -> Broker:
+    """The shared broker: default flags (auto-create on, default partition count)."""
+    base = tmp_path_factory.mktemp("shared-broker")
+    b = Broker(broker_binary(), base / "data", base / "broker.log")
+    try:
+        b.start()
+    except BrokerError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def make_broker(tmp_path):
+    """Factory for brokers owned by one test: make_broker(num_partitions=3, auto_create_topics=False)."""
+    made: list[Broker] = []
+
+    def make(**kwargs) -> Broker:
+        n = len(made)
+        b = Broker(broker_binary(), tmp_path / f"broker{n}-data", tmp_path / f"broker{n}.log", **kwargs)
+        made.append(b)
+        try:
+            b.start()
+        except BrokerError as e:
+            pytest.fail(str(e), pytrace=False)
+        return b
+
+    yield make
+    for b in made:
+        try:
+            b.stop()
+        except BrokerError:
+            b.kill9()
+
+
+@pytest.fixture
+def topic(request) -> str:
+    """A topic name no other test uses."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60]
+    return f"compat-{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def unique_name():
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return make
+
+
+# --- broker logs in failure reports -------------------------------------------------------
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    item._broker_log_marks = {id(b): b.log_size() for b in Broker.instances}
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    marks = getattr(item, "_broker_log_marks", {})
+    for b in Broker.instances:
+        start = marks.get(id(b), 0)
+        text = b.log_text(start)
+        if not text.strip():
+            continue
+        lines = text.splitlines()
+        if len(lines) > 300:
+            lines = [f"... ({len(lines) - 300} earlier lines in {b.log_path})"] + lines[-300:]
+        rep.sections.append((f"runnel-broker log {b.bootstrap} ({b.log_path})", "\n".join(lines)))
