@@ -3,7 +3,8 @@
 
 CARGO ?= cargo
 VENV  := .venv
-BROKER_BIN := target/debug/runnel-broker
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
 .PHONY: run build release test test-rust test-compat test-deps fmt lint clippy clean
 
@@ -26,7 +27,7 @@ test-rust:
 
 test-compat: test-deps
 	$(CARGO) build -p runnel-broker
-	RUNNEL_BROKER_BIN=$(CURDIR)/$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
+	RUNNEL_BROKER_BIN=$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
 
 lint:
 	$(CARGO) fmt --all -- --check
