@@ -217,6 +217,9 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
             .unwrap_or(default)
     };
     let base = LogConfig::default();
+    // Settings of the log engine not mapped here keep their (Kafka) defaults; the update
+    // syntax keeps this building as the engine gains settings.
+    #[allow(clippy::needless_update)]
     LogConfig {
         segment_bytes: get("segment.bytes", broker.log_segment_bytes),
         segment_ms: get("segment.ms", broker.log_roll_ms),
