@@ -12,8 +12,13 @@ use bytes::BytesMut;
 use common::call;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, FetchRequest, GroupId, OffsetCommitRequest, ProduceRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -280,6 +285,65 @@ async fn metrics_count_a_known_produce_and_fetch() -> anyhow::Result<()> {
         "acks=all fsynced once"
     );
     assert!(sample(&text, "runnel_connections_active").is_some_and(|c| c >= 1.0));
+
+    // A request error and a committed offset make the remaining families appear; then
+    // every metric the shipped Grafana dashboard queries must be exported.
+    s.write_all(&[0, 0, 0, 10, 0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff])
+        .await?;
+    let _ = common::read_response(&mut s).await?;
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name("m"))
+            .with_partitions(vec![
+                OffsetCommitRequestPartition::default().with_committed_offset(4)
+            ])]);
+    assert_eq!(
+        call(&mut s, &commit, 8).await?.topics[0].partitions[0].error_code,
+        0
+    );
+    let text = scrape(broker.metrics).await?;
+    assert_eq!(
+        sample(
+            &text,
+            "runnel_consumer_group_lag{group=\"g\",partition=\"0\",topic=\"m\"}"
+        ),
+        Some(6.0)
+    );
+    assert_eq!(
+        sample(&text, "runnel_consumer_group_lag_sum{group=\"g\"}"),
+        Some(6.0)
+    );
+    assert_eq!(
+        sample(&text, "runnel_request_errors_total{api=\"Unknown\"}"),
+        Some(1.0)
+    );
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/dashboards/runnel-broker.json"
+    ))?;
+    let mut queried: Vec<&str> = dashboard
+        .match_indices("runnel_")
+        .map(|(i, _)| {
+            let rest = &dashboard[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|n| *n != "runnel_broker")
+        .collect();
+    queried.sort_unstable();
+    queried.dedup();
+    assert!(queried.len() >= 10, "dashboard queries {queried:?}");
+    for metric in queried {
+        let family = metric.trim_end_matches("_bucket");
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "the dashboard queries {metric}, which is not exported"
+        );
+    }
     Ok(())
 }
 
