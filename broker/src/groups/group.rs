@@ -22,130 +22,8 @@ use super::errors::{
     FENCED_INSTANCE_ID, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, MEMBER_ID_REQUIRED,
     REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
 };
+use super::types::{GroupState, JoinRequest, JoinResult, Member, Pending, SyncResult};
 use super::GroupConfig;
-
-/// A group's state, with Kafka's names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupState {
-    /// No members (offsets may remain).
-    Empty,
-    /// Waiting for members to (re)join.
-    PreparingRebalance,
-    /// Waiting for the leader's assignment.
-    CompletingRebalance,
-    /// Members have their assignments.
-    Stable,
-    /// Deleted.
-    Dead,
-}
-
-impl GroupState {
-    /// The name Kafka reports in DescribeGroups and ListGroups.
-    pub fn name(self) -> &'static str {
-        match self {
-            GroupState::Empty => "Empty",
-            GroupState::PreparingRebalance => "PreparingRebalance",
-            GroupState::CompletingRebalance => "CompletingRebalance",
-            GroupState::Stable => "Stable",
-            GroupState::Dead => "Dead",
-        }
-    }
-}
-
-/// What a JoinGroup gets back.
-#[derive(Debug, Clone, Default)]
-pub struct JoinResult {
-    /// Kafka error code.
-    pub error: i16,
-    /// The generation joined.
-    pub generation: i32,
-    /// The chosen protocol (assignor).
-    pub protocol_name: Option<String>,
-    /// The group's protocol type (e.g. "consumer").
-    pub protocol_type: Option<String>,
-    /// The leader's member id.
-    pub leader: String,
-    /// This member's id.
-    pub member_id: String,
-    /// For the leader: every member's id, instance id and metadata for the chosen protocol.
-    pub members: Vec<(String, Option<String>, Bytes)>,
-}
-
-/// What a SyncGroup gets back: an error code and this member's assignment.
-#[derive(Debug, Clone, Default)]
-pub struct SyncResult {
-    /// Kafka error code.
-    pub error: i16,
-    /// The group's protocol type.
-    pub protocol_type: Option<String>,
-    /// The chosen protocol.
-    pub protocol_name: Option<String>,
-    /// This member's assignment.
-    pub assignment: Bytes,
-}
-
-/// A JoinGroup as the state machine sees it.
-#[derive(Debug, Clone)]
-pub struct JoinRequest {
-    /// Member id; empty for a new member.
-    pub member_id: String,
-    /// `group.instance.id` of a static member.
-    pub instance_id: Option<String>,
-    /// The client's id and host, for DescribeGroups.
-    pub client_id: String,
-    /// Host the client connects from.
-    pub client_host: String,
-    /// Session timeout.
-    pub session_timeout: Duration,
-    /// Rebalance timeout.
-    pub rebalance_timeout: Duration,
-    /// Protocol type, e.g. "consumer".
-    pub protocol_type: String,
-    /// Protocols (assignors) by preference, with their metadata.
-    pub protocols: Vec<(String, Bytes)>,
-    /// Whether the client requires KIP-394 member ids (JoinGroup v4+).
-    pub require_known_member_id: bool,
-}
-
-/// A group member.
-#[derive(Debug)]
-pub struct Member {
-    /// Member id.
-    pub id: String,
-    /// Static membership id.
-    pub instance_id: Option<String>,
-    /// Client id.
-    pub client_id: String,
-    /// Client host.
-    pub client_host: String,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
-    /// Protocols by preference.
-    pub protocols: Vec<(String, Bytes)>,
-    /// Assignment from the last completed rebalance.
-    pub assignment: Bytes,
-    last_heartbeat: Instant,
-    join_waiter: Option<oneshot::Sender<JoinResult>>,
-    sync_waiter: Option<oneshot::Sender<SyncResult>>,
-}
-
-impl Member {
-    fn metadata_for(&self, protocol: &str) -> Bytes {
-        self.protocols
-            .iter()
-            .find(|(n, _)| n == protocol)
-            .map(|(_, m)| m.clone())
-            .unwrap_or_default()
-    }
-}
-
-/// Either an immediate answer or a channel the answer will arrive on.
-pub enum Pending<T> {
-    /// Answered now.
-    Ready(T),
-    /// Answered when the rebalance step completes.
-    Wait(oneshot::Receiver<T>),
-}
 
 /// One consumer group's membership (offsets are kept beside it by the coordinator).
 #[derive(Debug)]
@@ -734,10 +612,5 @@ impl Group {
                 .iter()
                 .any(|t| t == topic)
         })
-    }
-
-    /// Marks the group deleted.
-    pub fn kill(&mut self) {
-        self.state = GroupState::Dead;
     }
 }

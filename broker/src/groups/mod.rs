@@ -13,13 +13,15 @@ pub mod errors;
 mod group;
 pub mod offsets;
 pub mod store;
+mod types;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub use group::{Group, GroupState, JoinRequest, JoinResult, Pending, SyncResult};
+pub use group::Group;
 use offsets::{CommittedOffset, OffsetRecord};
+pub use types::{GroupState, JoinRequest, JoinResult, Member, Pending, SyncResult};
 
 /// Group coordinator settings, by Kafka's names.
 #[derive(Debug, Clone)]
