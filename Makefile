@@ -6,7 +6,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps fmt lint clippy clean
+.PHONY: run build release test test-rust test-compat test-deps crds fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -28,6 +28,10 @@ test-rust:
 test-compat: test-deps
 	$(CARGO) build -p runnel-broker
 	RUNNEL_BROKER_BIN=$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
+
+# Regenerates crds/ from the Rust types; `cargo test` fails while crds/ is stale.
+crds:
+	$(CARGO) run -q -p runnel-operator --bin crdgen
 
 lint:
 	$(CARGO) fmt --all -- --check

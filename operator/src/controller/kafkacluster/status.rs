@@ -1,0 +1,271 @@
+//! Pure derivation of `KafkaCluster.status` from what the API server reports.
+//!
+//! Deterministic by construction: the same observations and previous status give the
+//! same status, and the clock is read only for a condition whose status flips.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use crate::crd::{
+    upsert_condition, BrokerState, BrokerStatus, ConditionStatus, KafkaCluster, KafkaClusterStatus,
+};
+use crate::resources::names;
+
+/// Condition type: every broker is ready.
+pub const READY: &str = "Ready";
+/// Condition type: the cluster is moving towards its spec.
+pub const PROGRESSING: &str = "Progressing";
+/// Condition type: something needs attention.
+pub const DEGRADED: &str = "Degraded";
+
+/// What a reconcile pass saw besides the StatefulSet and pods.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// The spec asks for fewer brokers than run; kept at this many until the
+    /// partition-moving scale-down exists.
+    pub scale_down_blocked_at: Option<i32>,
+    /// The ServiceMonitor is enabled but its CRD is not installed.
+    pub service_monitor_unavailable: bool,
+}
+
+/// The state of each broker id `0..max(replicas, pods)`, from the pods.
+pub fn observe_brokers(kc: &KafkaCluster, replicas: i32, pods: &[Pod]) -> Vec<BrokerStatus> {
+    let highest_pod = pods
+        .iter()
+        .filter_map(|pod| broker_id(kc, &pod.name_any()))
+        .max()
+        .map_or(0, |id| id.saturating_add(1));
+    (0..replicas.max(highest_pod))
+        .map(|id| {
+            let pod_name = names::pod(kc, id);
+            let state = pods
+                .iter()
+                .find(|p| p.name_any() == pod_name)
+                .map_or(BrokerState::Missing, pod_state);
+            BrokerStatus {
+                id,
+                pod: pod_name,
+                state,
+            }
+        })
+        .collect()
+}
+
+fn broker_id(kc: &KafkaCluster, pod_name: &str) -> Option<i32> {
+    pod_name
+        .strip_prefix(&format!("{}-", kc.name_any()))?
+        .parse()
+        .ok()
+}
+
+fn pod_state(pod: &Pod) -> BrokerState {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return BrokerState::Terminating;
+    }
+    let Some(status) = &pod.status else {
+        return BrokerState::Pending;
+    };
+    let crash_looping = status.container_statuses.iter().flatten().any(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.as_deref())
+            == Some("CrashLoopBackOff")
+    });
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    match status.phase.as_deref() {
+        Some("Failed") => BrokerState::Failed,
+        _ if crash_looping => BrokerState::Failed,
+        Some("Running") if ready => BrokerState::Ready,
+        Some("Running") => BrokerState::Starting,
+        _ => BrokerState::Pending,
+    }
+}
+
+/// The status after a successful pass: brokers from `pods`, counts from `sts`.
+pub fn cluster_status(
+    kc: &KafkaCluster,
+    sts: &StatefulSet,
+    pods: &[Pod],
+    findings: &Findings,
+    now: &Time,
+) -> KafkaClusterStatus {
+    let generation = kc.metadata.generation;
+    let desired = kc.spec.replicas;
+    let sts_status = sts.status.clone().unwrap_or_default();
+    let ready_brokers = sts_status.ready_replicas.unwrap_or(0);
+    let brokers = observe_brokers(kc, desired.max(sts_status.replicas), pods);
+
+    let mut status = kc.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    status.ready_brokers = ready_brokers;
+    status.bootstrap_servers = Some(names::bootstrap_servers(kc));
+    status.brokers = brokers;
+
+    let all_ready = ready_brokers >= desired && findings.scale_down_blocked_at.is_none();
+    let (reason, message) = if all_ready {
+        (
+            "AllBrokersReady",
+            format!("{ready_brokers}/{desired} brokers ready"),
+        )
+    } else {
+        (
+            "BrokersNotReady",
+            format!("{ready_brokers}/{desired} brokers ready"),
+        )
+    };
+    let conditions = &mut status.conditions;
+    upsert_condition(
+        conditions,
+        READY,
+        ConditionStatus::from_bool(all_ready),
+        reason,
+        message,
+        generation,
+        now,
+    );
+
+    let sts_current = sts_status.observed_generation >= sts.metadata.generation;
+    let stale_pods = match (&sts_status.current_revision, &sts_status.update_revision) {
+        (Some(current), Some(update)) if current != update => {
+            sts_status.replicas - sts_status.updated_replicas.unwrap_or(0)
+        }
+        _ => 0,
+    };
+    let (progressing, reason, message) = if !sts_current || ready_brokers < desired {
+        (
+            true,
+            "RollingOut",
+            format!(
+                "waiting for {} of {desired} brokers",
+                desired - ready_brokers.min(desired)
+            ),
+        )
+    } else if stale_pods > 0 {
+        // OnDelete: these pods restart only when the (gated) rolling restart deletes them.
+        (
+            true,
+            "RestartPending",
+            format!("{stale_pods} brokers run an older pod template"),
+        )
+    } else {
+        (
+            false,
+            "Stable",
+            "every broker runs the current pod template".to_string(),
+        )
+    };
+    let progressing = ConditionStatus::from_bool(progressing);
+    upsert_condition(
+        conditions,
+        PROGRESSING,
+        progressing,
+        reason,
+        message,
+        generation,
+        now,
+    );
+
+    let failed: Vec<String> = status
+        .brokers
+        .iter()
+        .filter(|b| b.state == BrokerState::Failed)
+        .map(|b| b.pod.clone())
+        .collect();
+    let (degraded, reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
+        let message = format!(
+            "scaling down from {kept} to {desired} brokers needs partition reassignment, which is not supported yet; \
+             keeping {kept}"
+        );
+        (true, "ScaleDownBlocked", message)
+    } else if !failed.is_empty() {
+        (
+            true,
+            "BrokerFailed",
+            format!("failed brokers: {}", failed.join(", ")),
+        )
+    } else if findings.service_monitor_unavailable {
+        (
+            true,
+            "ServiceMonitorUnavailable",
+            "the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed".into(),
+        )
+    } else {
+        (false, "AsExpected", String::new())
+    };
+    upsert_condition(
+        conditions,
+        DEGRADED,
+        ConditionStatus::from_bool(degraded),
+        reason,
+        message,
+        generation,
+        now,
+    );
+    status
+}
+
+/// The status when the spec is refused: `Degraded` says why, the rest is kept.
+pub fn invalid_spec_status(kc: &KafkaCluster, reason: String, now: &Time) -> KafkaClusterStatus {
+    let mut status = kc.status.clone().unwrap_or_default();
+    status.observed_generation = kc.metadata.generation;
+    let generation = kc.metadata.generation;
+    upsert_condition(
+        &mut status.conditions,
+        DEGRADED,
+        ConditionStatus::True,
+        "InvalidSpec",
+        reason,
+        generation,
+        now,
+    );
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::test_cluster::demo;
+    use serde_json::json;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn broker_states_follow_pod_phase_and_readiness() {
+        let kc = demo();
+        let pods = [
+            pod(
+                json!({"metadata": {"name": "demo-0"}, "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+            pod(
+                json!({"metadata": {"name": "demo-1"}, "status": {"phase": "Running",
+                "containerStatuses": [{"name": "broker", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}),
+            ),
+            pod(json!({"metadata": {"name": "demo-4"}, "status": {"phase": "Pending"}})),
+        ];
+        let states: Vec<_> = observe_brokers(&kc, 3, &pods)
+            .into_iter()
+            .map(|b| (b.id, b.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (0, BrokerState::Ready),
+                (1, BrokerState::Failed),
+                (2, BrokerState::Missing),
+                (3, BrokerState::Missing),
+                (4, BrokerState::Pending)
+            ]
+        );
+    }
+}

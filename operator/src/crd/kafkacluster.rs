@@ -1,0 +1,259 @@
+//! `KafkaCluster`: a set of Runnel brokers run as one StatefulSet.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a Runnel cluster.
+// clippy reads the repeated `type_ = ...` of separate `printcolumn(...)` entries as
+// duplicated attributes; they are not.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "runnel.dev",
+    version = "v1alpha1",
+    kind = "KafkaCluster",
+    plural = "kafkaclusters",
+    shortname = "kc",
+    category = "runnel",
+    namespaced,
+    status = "KafkaClusterStatus",
+    derive = "PartialEq",
+    doc = "A Kafka-compatible Runnel cluster: brokers, their storage, configuration and services.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(
+        name = "Brokers",
+        type_ = "integer",
+        description = "Ready brokers",
+        json_path = ".status.readyBrokers"
+    ),
+    printcolumn(
+        name = "Bootstrap",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.bootstrapServers"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterSpec {
+    /// Number of brokers; broker ids are the pod ordinals `0..replicas`.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// Container image of `runnel-broker`.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Image pull policy of the broker container (`Always`, `IfNotPresent`, `Never`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
+    pub image_pull_policy: Option<String>,
+    /// The persistent volume each broker keeps its logs on.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// CPU and memory of the broker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Broker settings by Kafka's config names (`num.partitions`, `log.retention.ms`,
+    /// ...), written to the brokers' config file. Settings the operator owns (listeners,
+    /// data directory, node id) are refused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+    /// Ports the brokers listen on.
+    #[serde(default)]
+    pub listeners: ListenersSpec,
+    /// Additions to the broker pods' template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplateOverrides>,
+    /// Prometheus integration.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+fn default_image() -> String {
+    "ghcr.io/runnel-dev/runnel-broker:latest".to_string()
+}
+
+/// The persistent volume claim template of each broker.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size of each broker's volume (a Kubernetes quantity, e.g. `10Gi`).
+    #[serde(default = "default_storage_size")]
+    // Not nullable: a `null` would survive defaulting and fail to deserialize.
+    #[schemars(extend("nullable" = false))]
+    pub size: Quantity,
+    /// Storage class of the volumes; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity("10Gi".to_string())
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Ports of the broker pods.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenersSpec {
+    /// Port of the Kafka protocol listener (clients and other brokers).
+    #[serde(default = "default_kafka_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub kafka_port: i32,
+    /// Port of the gRPC health and admin service (`grpc.health.v1`), used by probes.
+    #[serde(default = "default_health_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub health_port: i32,
+    /// Port of the Prometheus `/metrics` endpoint.
+    #[serde(default = "default_metrics_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub metrics_port: i32,
+}
+
+fn default_kafka_port() -> i32 {
+    9092
+}
+
+fn default_health_port() -> i32 {
+    9095
+}
+
+fn default_metrics_port() -> i32 {
+    9090
+}
+
+impl Default for ListenersSpec {
+    fn default() -> Self {
+        Self {
+            kafka_port: default_kafka_port(),
+            health_port: default_health_port(),
+            metrics_port: default_metrics_port(),
+        }
+    }
+}
+
+/// Overrides merged into the broker pod template.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateOverrides {
+    /// Extra pod labels (the operator's own `app.kubernetes.io/*` labels win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Replaces the default affinity (preferred anti-affinity across nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Tolerations of the broker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Node selector of the broker pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Priority class of the broker pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// Prometheus integration.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsSpec {
+    /// A prometheus-operator `ServiceMonitor` scraping every broker.
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSpec,
+}
+
+/// The `ServiceMonitor` the operator creates when enabled.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitorSpec {
+    /// Create the `ServiceMonitor` (needs the prometheus-operator CRDs).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval (e.g. `30s`); Prometheus' default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Extra labels on the `ServiceMonitor`, e.g. to match a Prometheus selector.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Observed state of a Runnel cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaClusterStatus {
+    /// `Ready`, `Progressing` and `Degraded`, each with a reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Brokers whose pod is ready.
+    #[serde(default)]
+    pub ready_brokers: i32,
+    /// Address clients bootstrap from (`<name>-bootstrap.<namespace>.svc:<port>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap_servers: Option<String>,
+    /// One entry per broker, by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub brokers: Vec<BrokerStatus>,
+}
+
+/// What the operator sees of one broker.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerStatus {
+    /// Broker (node) id, equal to the pod ordinal.
+    pub id: i32,
+    /// Name of the broker's pod.
+    pub pod: String,
+    /// Lifecycle state of the pod.
+    pub state: BrokerState,
+}
+
+/// Lifecycle state of a broker pod.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum BrokerState {
+    /// No pod exists yet for this ordinal.
+    Missing,
+    /// The pod is scheduled or pulling its image.
+    Pending,
+    /// The pod runs but is not ready.
+    Starting,
+    /// The pod is ready and serving.
+    Ready,
+    /// The pod is being deleted.
+    Terminating,
+    /// The pod failed or a container is crash-looping.
+    Failed,
+}

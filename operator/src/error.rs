@@ -1,0 +1,75 @@
+//! The one error type of the operator library.
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the Kubernetes API failed (transient: retried with backoff).
+    #[error("the Kubernetes API call to {action} failed")]
+    Kube {
+        /// What the call was for, e.g. `apply StatefulSet demo`.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// An object without a namespace reached a namespaced controller.
+    #[error("{kind} {name} has no namespace")]
+    MissingNamespace {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Name of the object.
+        name: String,
+    },
+    /// A desired object could not be turned into JSON.
+    #[error("the desired {kind} could not be serialized")]
+    Serialize {
+        /// Kind of the object.
+        kind: &'static str,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The spec asks for something the operator refuses; fixed only by editing it.
+    #[error("spec field {field} is invalid: {reason}")]
+    InvalidSpec {
+        /// JSON path of the field, e.g. `spec.config`.
+        field: &'static str,
+        /// Why, as a sentence.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Short label for metrics and logs (`kube`, `missing_namespace`, ...).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Kube { .. } => "kube",
+            Self::MissingNamespace { .. } => "missing_namespace",
+            Self::Serialize { .. } => "serialize",
+            Self::InvalidSpec { .. } => "invalid_spec",
+        }
+    }
+
+    /// Whether retrying without a spec change can succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Kube { .. })
+    }
+
+    /// This error and its sources, joined by `: ` (for a single log field).
+    pub fn report(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
+    /// Wraps a client error with what the call was for.
+    pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Self::Kube { action, source }
+    }
+}

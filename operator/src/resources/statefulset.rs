@@ -1,0 +1,337 @@
+//! The broker StatefulSet: one pod and one volume per broker, broker id = pod ordinal.
+//!
+//! Updates are `OnDelete`: the StatefulSet controller never restarts a broker by itself;
+//! the operator's rolling restart (which checks that no partition would go
+//! under-replicated) deletes pods one at a time. Pods start in parallel because brokers
+//! need each other to form the metadata quorum.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, GRPCAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use super::configmap::{broker_toml, config_hash};
+use super::{
+    child_meta, names, selector_labels, standard_labels, CONFIG_FILE, CONFIG_HASH_ANNOTATION,
+    CONFIG_MOUNT, DATA_DIR, DATA_MOUNT, POD_INDEX_LABEL,
+};
+use crate::crd::KafkaCluster;
+
+/// User and group the broker runs as (the distroless `nonroot` user).
+const RUN_AS: i64 = 65532;
+/// Seconds a broker gets to finish in-flight requests and close its logs cleanly.
+const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+/// The desired StatefulSet `<name>` for `kc`.
+pub fn desired_statefulset(kc: &KafkaCluster) -> StatefulSet {
+    let overrides = kc.spec.pod_template.clone().unwrap_or_default();
+
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(standard_labels(kc));
+    let mut pod_annotations = overrides.annotations.clone();
+    pod_annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_string(),
+        config_hash(&broker_toml(kc)),
+    );
+
+    let pod_spec = PodSpec {
+        containers: vec![broker_container(kc)],
+        affinity: Some(
+            overrides
+                .affinity
+                .clone()
+                .unwrap_or_else(|| default_affinity(kc)),
+        ),
+        tolerations: non_empty(overrides.tolerations.clone()),
+        node_selector: non_empty_map(overrides.node_selector.clone()),
+        priority_class_name: overrides.priority_class_name.clone(),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            fs_group_change_policy: Some("OnRootMismatch".to_string()),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_string(),
+                ..SeccompProfile::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        volumes: Some(vec![
+            Volume {
+                name: "config".to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::configmap(kc),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".to_string(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            },
+        ]),
+        ..PodSpec::default()
+    };
+
+    StatefulSet {
+        metadata: child_meta(kc, names::statefulset(kc)),
+        spec: StatefulSetSpec {
+            replicas: Some(kc.spec.replicas),
+            service_name: Some(names::headless_service(kc)),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(kc)),
+                ..LabelSelector::default()
+            },
+            pod_management_policy: Some("Parallel".to_string()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("OnDelete".to_string()),
+                ..StatefulSetUpdateStrategy::default()
+            }),
+            // Data outlives a scale-down or a deleted cluster; removing it is a human decision.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".to_string()),
+                    when_scaled: Some("Retain".to_string()),
+                },
+            ),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            volume_claim_templates: Some(vec![data_claim(kc)]),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}
+
+/// The broker container: flags for everything the operator owns, the rest in the file.
+fn broker_container(kc: &KafkaCluster) -> Container {
+    let listeners = &kc.spec.listeners;
+    let advertised = format!(
+        "$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}",
+        names::headless_service(kc),
+        listeners.kafka_port
+    );
+    let args = [
+        ("--listen", format!("0.0.0.0:{}", listeners.kafka_port)),
+        ("--advertised-listener", advertised),
+        ("--data-dir", DATA_DIR.to_string()),
+        ("--node-id", "$(NODE_ID)".to_string()),
+        (
+            "--health-listen",
+            format!("0.0.0.0:{}", listeners.health_port),
+        ),
+        (
+            "--metrics-listen",
+            format!("0.0.0.0:{}", listeners.metrics_port),
+        ),
+        ("--config", format!("{CONFIG_MOUNT}/{CONFIG_FILE}")),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value])
+    .chain(std::iter::once("--log-json".to_string()))
+    .collect();
+
+    let grpc_probe = |period, failures| Probe {
+        grpc: Some(GRPCAction {
+            port: listeners.health_port,
+            ..GRPCAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(3),
+        ..Probe::default()
+    };
+
+    Container {
+        name: "broker".to_string(),
+        image: Some(kc.spec.image.clone()),
+        image_pull_policy: kc.spec.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            field_env("NODE_ID", &format!("metadata.labels['{POD_INDEX_LABEL}']")),
+        ]),
+        ports: Some(vec![
+            container_port("kafka", listeners.kafka_port),
+            container_port("health", listeners.health_port),
+            container_port("metrics", listeners.metrics_port),
+        ]),
+        // Log recovery after an unclean stop can take minutes: allow 10 before liveness.
+        startup_probe: Some(grpc_probe(5, 120)),
+        readiness_probe: Some(grpc_probe(5, 3)),
+        liveness_probe: Some(grpc_probe(10, 6)),
+        resources: kc.spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_string()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".to_string(),
+                mount_path: DATA_MOUNT.to_string(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".to_string(),
+                mount_path: CONFIG_MOUNT.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".to_string(),
+                mount_path: "/tmp".to_string(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    }
+}
+
+/// The per-broker volume claim `data-<name>-<ordinal>`.
+fn data_claim(kc: &KafkaCluster) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some("data".to_string()),
+            labels: Some(selector_labels(kc)),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: kc.spec.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    kc.spec.storage.size.clone(),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// Prefer spreading brokers over nodes; preferred, not required, so a small cluster
+/// still schedules (replace it through `spec.podTemplate.affinity` to make it strict).
+fn default_affinity(kc: &KafkaCluster) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        topology_key: "kubernetes.io/hostname".to_string(),
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels(kc)),
+                            ..LabelSelector::default()
+                        }),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_string()),
+        container_port: port,
+        protocol: Some("TCP".to_string()),
+        ..ContainerPort::default()
+    }
+}
+
+fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
+}
+
+fn non_empty_map(map: BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!map.is_empty()).then_some(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::test_cluster::{demo, demo_customised};
+
+    #[test]
+    fn default_cluster_statefulset() {
+        insta::assert_yaml_snapshot!(desired_statefulset(&demo()));
+    }
+
+    #[test]
+    fn customised_cluster_statefulset() {
+        insta::assert_yaml_snapshot!(desired_statefulset(&demo_customised()));
+    }
+
+    #[test]
+    fn operator_labels_win_over_pod_template_labels() {
+        let sts = desired_statefulset(&demo_customised());
+        let labels = sts.spec.template.metadata.unwrap().labels.unwrap();
+        assert_eq!(labels["app.kubernetes.io/name"], "runnel");
+        assert_eq!(labels["team"], "data");
+    }
+
+    #[test]
+    fn config_change_changes_the_pod_template() {
+        let before = desired_statefulset(&demo());
+        let mut kc = demo();
+        kc.spec.config.insert("num.partitions".into(), "12".into());
+        let after = desired_statefulset(&kc);
+        let hash = |sts: &StatefulSet| {
+            sts.spec
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_ne!(hash(&before), hash(&after));
+    }
+}
