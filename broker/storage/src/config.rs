@@ -10,6 +10,30 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// What happens to old data (`cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// `delete`: whole segments are deleted by `retention.ms` / `retention.bytes`.
+    #[default]
+    Delete,
+    /// `compact`: the cleaner keeps the latest record per key; nothing is deleted by age.
+    Compact,
+    /// `compact,delete`: both.
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// Whether retention by time and size applies ([`crate::Log::apply_retention`]).
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+
+    /// Whether the cleaner compacts the log ([`crate::Log::compact`]).
+    pub fn compacts(self) -> bool {
+        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+    }
+}
+
 /// Settings of one partition log. Changing them at runtime ([`crate::Log::set_config`])
 /// affects later appends; existing segments are not rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +52,25 @@ pub struct LogConfig {
     pub max_message_bytes: u64,
     /// `message.timestamp.type`.
     pub timestamp_type: TimestampType,
+    /// `retention.ms`: a non-active segment whose largest timestamp is older than this
+    /// is deleted; -1 (any negative value) keeps data forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: oldest segments are deleted while the log would stay at or
+    /// above this size without them; -1 (any negative value) means no limit.
+    pub retention_bytes: i64,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    /// `delete.retention.ms`: how long a tombstone (a record with a null value) stays
+    /// in a compacted log after its segment's largest timestamp.
+    pub delete_retention_ms: i64,
+    /// `min.compaction.lag.ms`: segments with records newer than this are not compacted.
+    pub min_compaction_lag_ms: i64,
+    /// `flush.messages`: [`crate::Log::needs_flush`] says yes once this many messages
+    /// are unflushed; `u64::MAX` means never by count.
+    pub flush_messages: u64,
+    /// `flush.ms`: [`crate::Log::needs_flush`] says yes once unflushed data is this old
+    /// (measured from the last flush); `u64::MAX` means never by time.
+    pub flush_ms: u64,
 }
 
 impl Default for LogConfig {
@@ -39,6 +82,13 @@ impl Default for LogConfig {
             segment_index_bytes: 10 * 1024 * 1024,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            cleanup_policy: CleanupPolicy::Delete,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            flush_messages: u64::MAX,
+            flush_ms: u64::MAX,
         }
     }
 }
@@ -63,6 +113,15 @@ mod tests {
         assert_eq!(c.segment_index_bytes, 10 << 20);
         assert_eq!(c.max_message_bytes, 1_048_588);
         assert_eq!(c.timestamp_type, TimestampType::CreateTime);
+        assert_eq!((c.retention_ms, c.retention_bytes), (604_800_000, -1));
+        assert_eq!(c.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(
+            (c.delete_retention_ms, c.min_compaction_lag_ms),
+            (86_400_000, 0)
+        );
+        assert_eq!((c.flush_messages, c.flush_ms), (u64::MAX, u64::MAX));
+        assert!(CleanupPolicy::CompactDelete.deletes() && CleanupPolicy::CompactDelete.compacts());
+        assert!(!CleanupPolicy::Compact.deletes() && !CleanupPolicy::Delete.compacts());
     }
 
     #[test]

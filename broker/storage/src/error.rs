@@ -88,6 +88,19 @@ pub enum LogError {
         /// What was found there.
         reason: CorruptReason,
     },
+    /// `delete_records_before` was given an offset past the high watermark (or a
+    /// negative offset other than -1): Kafka's `OFFSET_OUT_OF_RANGE` for DeleteRecords.
+    #[error(
+        "Cannot delete records before offset {offset}: it must be between the log start offset {log_start_offset} and the high watermark {high_watermark}."
+    )]
+    DeleteRecordsOutOfRange {
+        /// The offset asked for.
+        offset: i64,
+        /// The log start offset at the time of the call.
+        log_start_offset: i64,
+        /// The high watermark at the time of the call.
+        high_watermark: i64,
+    },
     /// `truncate_to` was given a negative offset.
     #[error("Cannot truncate the log to negative offset {offset}.")]
     InvalidTruncation {

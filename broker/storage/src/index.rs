@@ -163,6 +163,12 @@ impl<const N: usize> IndexFile<N> {
         Ok(true)
     }
 
+    /// A second handle on the file, for fsyncing it outside the log's lock.
+    fn clone_handle(&self) -> Result<(PathBuf, File)> {
+        let file = self.file.try_clone().map_err(LogError::io(&self.path))?;
+        Ok((self.path.clone(), file))
+    }
+
     /// fsyncs the file if it changed since the last fsync (most flushes add no entry).
     fn sync(&self) -> Result<()> {
         if self.dirty.swap(false, Ordering::Relaxed) {
@@ -305,6 +311,10 @@ impl OffsetIndex {
         self.file.entries
     }
 
+    pub(crate) fn clone_handle(&self) -> Result<(PathBuf, File)> {
+        self.file.clone_handle()
+    }
+
     pub(crate) fn sync(&self) -> Result<()> {
         self.file.sync()
     }
@@ -426,6 +436,10 @@ impl TimeIndex {
     /// Applies a new `segment.index.bytes`.
     pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u64) {
         self.max_entries = max_entries(max_index_bytes, 12);
+    }
+
+    pub(crate) fn clone_handle(&self) -> Result<(PathBuf, File)> {
+        self.file.clone_handle()
     }
 
     pub(crate) fn sync(&self) -> Result<()> {

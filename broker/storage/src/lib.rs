@@ -3,7 +3,8 @@
 //!
 //! Storage knows v2 record-batch headers, not wire messages: a produce payload's
 //! `records` bytes go in through [`Log::append`] and come back, byte-identical apart
-//! from the patched base offset and leader epoch, from [`Log::read`]. The on-disk
+//! from the patched base offset and leader epoch, from [`Log::read`]. Only the cleaner
+//! (compaction) looks inside a batch, at the keys of uncompressed records. The on-disk
 //! layout and durability order are documented on the [`log`] module; the batch
 //! header table on [`batch`].
 //!
@@ -25,6 +26,10 @@
 //! | `recovery`       | opening a directory: trusting or scanning each segment          |
 //! | `producer_state` | idempotent-producer sequences and their snapshot                |
 //! | `checkpoint`     | crash-safe small files: recovery point, markers                 |
+//! | `retention`      | retention by time/size, DeleteRecords: the log start offset     |
+//! | `cleaner`        | compaction: latest record per key, crash-safe segment swap      |
+//! | `records`        | bounded parsing of a batch's records region (for the cleaner)   |
+//! | `flush`          | flush policy, `FlushHandle` for grouped fsync outside the lock  |
 //! | [`error`]        | `LogError`                                                      |
 
 #![warn(missing_docs)]
@@ -32,18 +37,26 @@
 mod append;
 pub mod batch;
 mod checkpoint;
+mod cleaner;
 mod config;
 pub mod error;
+mod flush;
 mod index;
 pub mod log;
 mod producer_state;
 mod read;
+mod records;
 mod recovery;
+mod retention;
 mod segment;
 mod segment_list;
 #[cfg(test)]
 mod testutil;
 
 pub use batch::{BatchHeader, BATCH_HEADER_LEN};
+pub use cleaner::CompactionOutcome;
+pub use config::CleanupPolicy;
 pub use error::{CorruptReason, InvalidReason, LogError, Result};
+pub use flush::FlushHandle;
 pub use log::{AppendInfo, Log, LogConfig, ReadSlice, TimestampType};
+pub use retention::RetentionOutcome;

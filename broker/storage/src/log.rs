@@ -10,9 +10,13 @@
 //! | `recovery-point`              | offset below which everything is fsynced (text: `0\n<offset>\n`) | atomically, by flush        |
 //! | `producer-state.snapshot`     | idempotent-producer state as of an offset (see `producer_state`) | atomically, on flush after a roll, and on close |
 //! | `clean-shutdown`              | empty marker: the log was closed and needs no recovery scan     | by close; deleted by open   |
+//! | `log-start-offset`            | the log start offset (text, like `recovery-point`); a value below the first segment's base is ignored | durably, by retention, DeleteRecords and truncation, before segments are deleted |
+//! | `<base>.log.cleaned`          | a segment being rewritten by the cleaner; deleted on open       | by `compact`                |
+//! | `<base>.log.swap`             | a complete, fsynced rewritten segment; swapped in on open       | by `compact`                |
 //!
 //! `<base>` is the segment's base offset as 20 zero-padded digits. The log start
-//! offset is the first segment's base offset. Checkpoints are replaced by
+//! offset is the larger of the `log-start-offset` checkpoint and the first segment's
+//! base offset (at most the log end offset). Checkpoints are replaced by
 //! write-temp/fsync/rename/fsync-dir, except that the directory fsync is skipped when
 //! losing the rename is harmless (a recovery point moving forward, a producer
 //! snapshot: the older file is still correct); `*.tmp` leftovers are removed on open.
@@ -24,17 +28,24 @@
 //! only then persists the new recovery point. After a crash, [`Log::open`] scans every
 //! segment from the one holding the recovery point, so whatever was not fsynced is
 //! validated before it is served.
+//! Retention and DeleteRecords persist the new log start offset before deleting
+//! segments (`retention`); compaction swaps each rewritten segment in through
+//! fsynced `.cleaned` and `.swap` files (`cleaner`).
 //!
 //! # Concurrency
 //!
 //! `Log` is `Send + Sync` and does blocking file I/O. Mutating calls take `&mut self`,
 //! reads take `&self`; the caller serialises access (a `Mutex`, or an `RwLock` to let
 //! reads run together) and calls from a blocking thread, never an async task.
+//! [`Log::flush_handle`] takes `&self` and returns file handles that can be fsynced
+//! after the lock is released; [`Log::mark_flushed`] then moves the recovery point.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicI64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::checkpoint::{self, Durability};
+use crate::cleaner;
 pub use crate::config::{LogConfig, TimestampType};
 use crate::error::{LogError, Result};
 use crate::producer_state::ProducerStateManager;
@@ -80,6 +91,9 @@ pub struct Log {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
     pub(crate) segments: SegmentList,
+    /// The first offset readable; at least the first segment's base, at most the log
+    /// end offset. Persisted in `log-start-offset` (durably) whenever it changes.
+    pub(crate) log_start_offset: i64,
     /// Every offset below this is fsynced; persisted in `recovery-point`.
     pub(crate) recovery_point: i64,
     pub(crate) producers: ProducerStateManager,
@@ -87,9 +101,15 @@ pub struct Log {
     pub(crate) snapshot_offset: Option<i64>,
     /// Segment files were created or deleted since the directory was last fsynced.
     pub(crate) dir_dirty: bool,
+    /// Wall-clock time of the last flush (or of open), for `flush.ms`.
+    pub(crate) last_flush_ms: i64,
+    /// The largest `upto_offset` of a [`crate::FlushHandle`] handed out and not since
+    /// invalidated by a truncation: [`Log::mark_flushed`] never moves the recovery
+    /// point past it.
+    pub(crate) flush_handle_upto: AtomicI64,
 }
 
-fn wall_clock_ms() -> i64 {
+pub(crate) fn wall_clock_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -105,6 +125,11 @@ impl Log {
     /// missing or inconsistent is scanned the same way. Producer state is rebuilt from its
     /// snapshot plus the batches after it. On return the marker is gone and the recovery
     /// point equals the log end offset.
+    ///
+    /// Before any of this, leftovers of an interrupted compaction are resolved (a
+    /// `.cleaned` file is deleted, a `.swap` file replaces its segment); after it, the
+    /// log start offset is read from its checkpoint and segments wholly below it (left
+    /// by a crash during retention or DeleteRecords) are deleted.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
         if !dir.try_exists().map_err(LogError::io(dir))? {
             std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
@@ -113,6 +138,8 @@ impl Log {
                 checkpoint::sync_dir(parent)?;
             }
         }
+        // A crash during compaction leaves `.cleaned` (dropped) or `.swap` (completed).
+        cleaner::recover_interrupted_cleaning(dir)?;
         let clean = dir.join(CLEAN_SHUTDOWN_FILE).exists();
         let stored_recovery_point = checkpoint::read_offset(dir, RECOVERY_POINT_FILE)?;
         let recovery_point = if clean {
@@ -130,11 +157,14 @@ impl Log {
         let mut log = Log {
             dir: dir.to_path_buf(),
             config,
+            log_start_offset: segments.first().base_offset(),
             segments,
             recovery_point: 0,
             producers: ProducerStateManager::default(),
             snapshot_offset: None,
             dir_dirty: loaded.truncated,
+            last_flush_ms: wall_clock_ms(),
+            flush_handle_upto: AtomicI64::new(-1),
         };
         // Scanned segments may hold data that never reached the disk before the crash:
         // fsync them before the recovery point moves past them.
@@ -158,6 +188,7 @@ impl Log {
             };
             checkpoint::write_offset(dir, RECOVERY_POINT_FILE, log.recovery_point, durability)?;
         }
+        log.load_log_start_offset()?;
         log.load_producer_state()?;
         if clean {
             checkpoint::remove_durably(dir, CLEAN_SHUTDOWN_FILE)?;
@@ -223,9 +254,10 @@ impl Log {
         &self.config
     }
 
-    /// The first offset in the log.
+    /// The first offset readable: moved forward by retention and DeleteRecords
+    /// ([`Log::delete_records_before`]); reads below it are `OffsetOutOfRange`.
     pub fn log_start_offset(&self) -> i64 {
-        self.segments.first().base_offset()
+        self.log_start_offset
     }
 
     /// The next offset to be assigned.
@@ -273,6 +305,14 @@ impl Log {
             checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, end, Durability::OldOrNew)?;
             self.recovery_point = end;
         }
+        self.last_flush_ms = wall_clock_ms();
+        self.maybe_snapshot_producers()
+    }
+
+    /// Snapshots producer state at the log end offset when a segment rolled since the
+    /// last snapshot. A snapshot past what survives a crash is discarded on open.
+    pub(crate) fn maybe_snapshot_producers(&mut self) -> Result<()> {
+        let end = self.log_end_offset();
         let active_base = self.segments.active().base_offset();
         if self.snapshot_offset.is_none_or(|s| s < active_base) {
             self.producers.write_snapshot(&self.dir, end)?;
@@ -308,11 +348,17 @@ impl Log {
             self.dir_dirty = true;
         }
         self.segments.active_mut().truncate_to(offset)?;
+        if self.log_start_offset > self.log_end_offset() {
+            // A cut inside the batch holding the log start offset.
+            let end = self.log_end_offset();
+            self.set_log_start_offset(end)?;
+        }
         self.after_truncation()
     }
 
     fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
         self.lower_recovery_point(offset)?;
+        self.set_log_start_offset(offset)?;
         // Delete newest first, so a crash part-way leaves a shorter but consistent log.
         for segment in self.segments.iter().rev() {
             remove_segment_files(&self.dir, segment.base_offset())?;
@@ -324,6 +370,9 @@ impl Log {
     }
 
     fn lower_recovery_point(&mut self, bound: i64) -> Result<()> {
+        // Flush handles covering offsets at or past the cut no longer describe the log.
+        self.flush_handle_upto
+            .fetch_min(bound, std::sync::atomic::Ordering::AcqRel);
         if self.recovery_point > bound {
             // Durable: an older, higher recovery point would skip scanning the cut region.
             checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, bound, Durability::Durable)?;

@@ -140,6 +140,47 @@ impl LogSegment {
         &self.log
     }
 
+    /// Kafka's `LogSegment.largestTimestamp`: the largest batch timestamp, or the
+    /// `.log` file's modification time (ms since the epoch) when no batch has one.
+    pub(crate) fn largest_timestamp(&self) -> Result<i64> {
+        if self.max_timestamp >= 0 {
+            return Ok(self.max_timestamp);
+        }
+        let modified = self.modified()?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    }
+
+    /// The `.log` file's modification time.
+    pub(crate) fn modified(&self) -> Result<std::time::SystemTime> {
+        self.log
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(LogError::io(&self.log_path))
+    }
+
+    /// Second handles on the `.log` and both index files, so they can be fsynced
+    /// without the log's lock (see [`crate::FlushHandle`]).
+    pub(crate) fn clone_handles(&self) -> Result<Vec<(PathBuf, File)>> {
+        let log = self.log.try_clone().map_err(LogError::io(&self.log_path))?;
+        Ok(vec![
+            (self.log_path.clone(), log),
+            self.offset_index.clone_handle()?,
+            self.time_index.clone_handle()?,
+        ])
+    }
+
+    /// Reads the whole batch described by `header` at `position` (as returned by
+    /// [`Self::header_at`], which bounds its length by the segment size).
+    pub(crate) fn read_batch(&self, position: u64, header: &BatchHeader) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; header.total_len()];
+        self.log
+            .read_exact_at(&mut buf, position)
+            .map_err(LogError::io(&self.log_path))?;
+        Ok(buf)
+    }
+
     pub(crate) fn apply_config(&mut self, config: &LogConfig) {
         self.offset_index
             .set_max_index_bytes(config.segment_index_bytes);

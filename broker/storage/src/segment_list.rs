@@ -87,6 +87,25 @@ impl SegmentList {
         removed
     }
 
+    /// Number of non-active (rolled) segments.
+    pub(crate) fn rolled_len(&self) -> usize {
+        self.rolled.len()
+    }
+
+    /// Removes the `n` oldest segments (never the active one: `n` is capped at the
+    /// number of rolled segments) and returns them, oldest first.
+    pub(crate) fn remove_oldest(&mut self, n: usize) -> Vec<LogSegment> {
+        let n = n.min(self.rolled.len());
+        self.rolled.drain(..n).collect()
+    }
+
+    /// Replaces the rolled segment at `i` (same base offset, rewritten by the cleaner)
+    /// and returns the old one; `None` (and `segment` dropped) if `i` is not rolled.
+    pub(crate) fn replace_rolled(&mut self, i: usize, segment: LogSegment) -> Option<LogSegment> {
+        let slot = self.rolled.get_mut(i)?;
+        Some(std::mem::replace(slot, segment))
+    }
+
     /// Applies `f` to every segment.
     pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&mut LogSegment)) {
         self.rolled.iter_mut().for_each(&mut f);
@@ -160,5 +179,23 @@ mod tests {
             .collect();
         assert_eq!(removed, [10, 0]);
         assert_eq!(bases(&l), [5]);
+    }
+
+    #[test]
+    fn remove_oldest_never_takes_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = list(dir.path(), &[0, 10, 20]);
+        assert_eq!(l.rolled_len(), 2);
+        let fresh = LogSegment::create(dir.path(), 10, &LogConfig::default(), 0).unwrap();
+        assert!(l.replace_rolled(1, fresh).is_some());
+        let fresh = LogSegment::create(dir.path(), 20, &LogConfig::default(), 0).unwrap();
+        assert!(l.replace_rolled(2, fresh).is_none());
+        let removed: Vec<i64> = l
+            .remove_oldest(5)
+            .iter()
+            .map(LogSegment::base_offset)
+            .collect();
+        assert_eq!(removed, [0, 10]);
+        assert_eq!(bases(&l), [20]);
     }
 }

@@ -85,3 +85,30 @@ pub(crate) fn idempotent(
         ..BatchSpec::default()
     })
 }
+
+/// An uncompressed batch of keyed records (`None` = null key / null value), offset
+/// deltas 0.., all with timestamp `max_timestamp`.
+pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], max_timestamp: i64) -> Vec<u8> {
+    let mut region = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
+        crate::records::encode_record(
+            &mut region,
+            i as i32,
+            key.map(str::as_bytes),
+            value.map(str::as_bytes),
+        );
+    }
+    let mut b = batch(&BatchSpec {
+        record_count: records.len() as i32,
+        base_timestamp: max_timestamp,
+        max_timestamp,
+        payload_len: 0,
+        ..BatchSpec::default()
+    });
+    b.extend_from_slice(&region);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}

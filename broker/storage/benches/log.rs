@@ -1,0 +1,150 @@
+//! Storage micro-benchmarks: append, index lookup, read and recovery.
+//!
+//! Run with `cargo bench -p runnel-storage` (or `make bench`). Batches are 16 KiB of
+//! 1 KiB records, like a producer with `batch.size=16384`. Nothing here fsyncs except
+//! recovery, which fsyncs what it scanned.
+
+// Bench code: a panic is how a broken setup is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use runnel_storage::{Log, LogConfig};
+
+const RECORD: usize = 1024;
+const RECORDS_PER_BATCH: i32 = 16;
+const BATCH_PAYLOAD: usize = RECORD * RECORDS_PER_BATCH as usize;
+const HEADER: usize = 61;
+
+/// A valid v2 batch of 16 records in 16 KiB (the records region is filler: storage
+/// reads only the header and the CRC).
+fn batch(timestamp: i64) -> Vec<u8> {
+    let total = HEADER + BATCH_PAYLOAD;
+    let mut b = Vec::with_capacity(total);
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((total - 12) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&[0; 4]);
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(RECORDS_PER_BATCH - 1).to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&RECORDS_PER_BATCH.to_be_bytes());
+    b.extend((0..BATCH_PAYLOAD).map(|i| (i % 251) as u8));
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 16 * 1024 * 1024,
+        ..LogConfig::default()
+    }
+}
+
+/// A log of `bytes` of 16 KiB batches in 16 MiB segments.
+fn filled(dir: &Path, bytes: usize) -> Log {
+    let mut log = Log::open(dir, config()).unwrap();
+    let b = batch(1_000);
+    for _ in 0..bytes / b.len() {
+        log.append(&b, 0, 0).unwrap();
+    }
+    log
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    let b = batch(1_000);
+    group.throughput(Throughput::Bytes(b.len() as u64));
+    group.bench_function("16KiB_batch_1KiB_records", |bench| {
+        bench.iter_custom(|iters| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = Log::open(dir.path(), config()).unwrap();
+            let mut spent = Duration::ZERO;
+            for i in 0..iters {
+                // Keep the disk footprint bounded; the reset is not timed.
+                if i % 4096 == 4095 {
+                    log.truncate_to(0).unwrap();
+                }
+                let start = Instant::now();
+                black_box(log.append(black_box(&b), 0, 0).unwrap());
+                spent += start.elapsed();
+            }
+            spent
+        });
+    });
+    group.finish();
+}
+
+fn lookups(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 64 * 1024 * 1024);
+    let end = log.log_end_offset();
+    // A fixed pseudo-random walk over the offsets, the same in every run.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next_offset = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % end as u64) as i64
+    };
+    let mut group = c.benchmark_group("lookup");
+    group.bench_function("index_lookup_64MiB_log", |bench| {
+        // max_bytes 0: finds the batch (sparse index + header scan), copies nothing.
+        bench.iter(|| black_box(log.read(next_offset(), 0, false).unwrap()));
+    });
+    group.throughput(Throughput::Bytes(1024 * 1024));
+    group.bench_function("read_1MiB_random_offset", |bench| {
+        bench.iter(|| black_box(log.read(next_offset(), 1024 * 1024, true).unwrap()));
+    });
+    group.finish();
+}
+
+fn recovery(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 64 * 1024 * 1024);
+    let size = log.size_bytes();
+    log.close().unwrap();
+    let mut group = c.benchmark_group("recovery");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes(size));
+    group.bench_function("unclean_open_64MiB", |bench| {
+        bench.iter_batched(
+            || {
+                // As after a crash before any flush: scan everything from offset 0.
+                std::fs::remove_file(dir.path().join("clean-shutdown")).ok();
+                std::fs::write(dir.path().join("recovery-point"), "0\n0\n").unwrap();
+            },
+            |()| black_box(Log::open(dir.path(), config()).unwrap()),
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("clean_open_64MiB", |bench| {
+        bench.iter_batched(
+            || (),
+            |()| {
+                let log = Log::open(dir.path(), config()).unwrap();
+                log.close().unwrap();
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = append, lookups, recovery
+}
+criterion_main!(benches);

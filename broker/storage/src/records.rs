@@ -1,0 +1,273 @@
+//! Just enough of a v2 batch's records region for the cleaner: each record's key,
+//! whether its value is null, and its offset delta, with every length bounds-checked.
+//!
+//! Record layout (Kafka's `DefaultRecord`; varints are zig-zag encoded):
+//!
+//! | field            | type                | notes                                  |
+//! |------------------|---------------------|----------------------------------------|
+//! | `length`         | varint              | bytes of the record after this field   |
+//! | `attributes`     | i8                  | unused                                 |
+//! | `timestampDelta` | varlong             | relative to the batch `baseTimestamp`  |
+//! | `offsetDelta`    | varint              | relative to the batch `baseOffset`     |
+//! | `keyLength`      | varint              | -1 for a null key                      |
+//! | `key`            | bytes               |                                        |
+//! | `valueLength`    | varint              | -1 for a null value (a tombstone)      |
+//! | `value`          | bytes               |                                        |
+//! | `headerCount`    | varint              | then per header: key length, key, value length, value |
+//!
+//! Records are never re-encoded: a rewritten batch keeps its base offset and base
+//! timestamp, so each kept record's bytes (deltas included) are copied verbatim and
+//! only the header's `batchLength`, `recordCount` and CRC change. Compressed batches
+//! are not decoded here (see `cleaner`).
+
+use crate::batch::{compute_crc, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+
+/// Smallest possible encoded record: a one-byte length and six one-byte fields.
+const MIN_RECORD_LEN: usize = 7;
+
+/// One record of an uncompressed batch, borrowed from the batch bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordView<'a> {
+    /// The whole encoded record, length prefix included.
+    pub(crate) bytes: &'a [u8],
+    /// Offset relative to the batch's base offset.
+    pub(crate) offset_delta: i32,
+    /// The key, `None` for a null key.
+    pub(crate) key: Option<&'a [u8]>,
+    /// The value is null: a tombstone in a compacted log.
+    pub(crate) tombstone: bool,
+}
+
+/// A cursor over a byte slice whose reads fail instead of running past the end.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let out = self.buf.get(self.at..end)?;
+        self.at = end;
+        Some(out)
+    }
+
+    /// An unsigned LEB128 of at most `max_bytes` bytes, zig-zag decoded.
+    fn zigzag(&mut self, max_bytes: u32) -> Option<i64> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            raw |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        None
+    }
+
+    fn varint(&mut self) -> Option<i32> {
+        i32::try_from(self.zigzag(5)?).ok()
+    }
+
+    fn varlong(&mut self) -> Option<i64> {
+        self.zigzag(10)
+    }
+
+    /// A varint length then that many bytes; `Some(None)` for length -1.
+    fn nullable_bytes(&mut self) -> Option<Option<&'a [u8]>> {
+        match self.varint()? {
+            -1 => Some(None),
+            n => Some(Some(self.take(usize::try_from(n).ok()?)?)),
+        }
+    }
+}
+
+/// Parses every record of an uncompressed batch (`batch` is the whole batch, header
+/// included). Returns `None` if the region is malformed: a length running past its
+/// bounds, a record count different from the header's, offset deltas not strictly
+/// increasing or beyond `lastOffsetDelta`. Allocation is bounded by the batch size.
+pub(crate) fn parse_records<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+) -> Option<Vec<RecordView<'a>>> {
+    let region = batch.get(BATCH_HEADER_LEN..header.total_len())?;
+    let expected = usize::try_from(header.record_count).ok()?;
+    let mut records = Vec::with_capacity(expected.min(region.len() / MIN_RECORD_LEN));
+    let mut outer = Cursor { buf: region, at: 0 };
+    let mut previous_delta = -1i32;
+    while outer.at < region.len() {
+        let start = outer.at;
+        let length = usize::try_from(outer.varint()?).ok()?;
+        let body = outer.take(length)?;
+        let mut c = Cursor { buf: body, at: 0 };
+        c.byte()?; // attributes
+        c.varlong()?; // timestamp delta
+        let offset_delta = c.varint()?;
+        let key = c.nullable_bytes()?;
+        let value = c.nullable_bytes()?;
+        let headers = c.varint()?;
+        for _ in 0..headers {
+            // Each header needs at least two bytes, so a huge count fails fast.
+            let key_len = usize::try_from(c.varint()?).ok()?;
+            c.take(key_len)?;
+            c.nullable_bytes()?;
+        }
+        if c.at != body.len()
+            || offset_delta <= previous_delta
+            || offset_delta > header.last_offset_delta
+        {
+            return None;
+        }
+        previous_delta = offset_delta;
+        records.push(RecordView {
+            bytes: region.get(start..outer.at)?,
+            offset_delta,
+            key,
+            tombstone: value.is_none(),
+        });
+    }
+    (records.len() == expected).then_some(records)
+}
+
+/// A copy of `batch` holding only `kept` (records of that batch, in order): same base
+/// offset, timestamps, producer fields and `lastOffsetDelta`; new `batchLength`,
+/// `recordCount` and CRC. `kept` must be non-empty and smaller than the original.
+pub(crate) fn rebuild_batch(batch: &[u8], kept: &[RecordView<'_>]) -> Vec<u8> {
+    let records_len: usize = kept.iter().map(|r| r.bytes.len()).sum();
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records_len);
+    out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+    for record in kept {
+        out.extend_from_slice(record.bytes);
+    }
+    // Both fit: the result is no larger than the original batch.
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
+    let count = i32::try_from(kept.len()).unwrap_or(i32::MAX);
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    out[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// Encodes records as a v2 records region (uncompressed): for tests and benches.
+#[cfg(test)]
+pub(crate) fn encode_record(
+    out: &mut Vec<u8>,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    fn zigzag(out: &mut Vec<u8>, v: i64) {
+        let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+        while raw >= 0x80 {
+            out.push((raw as u8) | 0x80);
+            raw >>= 7;
+        }
+        out.push(raw as u8);
+    }
+    let mut body = vec![0u8]; // attributes
+    zigzag(&mut body, 0); // timestamp delta
+    zigzag(&mut body, i64::from(offset_delta));
+    for part in [key, value] {
+        match part {
+            Some(b) => {
+                zigzag(&mut body, b.len() as i64);
+                body.extend_from_slice(b);
+            }
+            None => zigzag(&mut body, -1),
+        }
+    }
+    zigzag(&mut body, 1); // one header, to exercise header parsing
+    zigzag(&mut body, 1);
+    body.push(b'h');
+    zigzag(&mut body, -1);
+    zigzag(out, body.len() as i64);
+    out.extend_from_slice(&body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::keyed_batch;
+
+    #[test]
+    fn parses_keys_tombstones_and_deltas() {
+        let b = keyed_batch(
+            &[
+                (Some("a"), Some("1")),
+                (None, Some("2")),
+                (Some("bb"), None),
+            ],
+            0,
+        );
+        let h = BatchHeader::parse(&b).unwrap();
+        let records = parse_records(&b, &h).unwrap();
+        let summary: Vec<_> = records
+            .iter()
+            .map(|r| (r.offset_delta, r.key, r.tombstone))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (0, Some(&b"a"[..]), false),
+                (1, None, false),
+                (2, Some(&b"bb"[..]), true)
+            ]
+        );
+        let rebuilt = rebuild_batch(&b, &[records[0], records[2]]);
+        let rh = BatchHeader::parse(&rebuilt).unwrap();
+        rh.validate_crc(&rebuilt).unwrap();
+        assert_eq!(
+            (rh.record_count, rh.last_offset_delta, rh.base_offset),
+            (2, 2, 0)
+        );
+        let again = parse_records(&rebuilt, &rh).unwrap();
+        assert_eq!(again[1].offset_delta, 2);
+    }
+
+    #[test]
+    fn malformed_regions_are_rejected_without_panicking() {
+        let b = keyed_batch(&[(Some("key"), Some("value"))], 0);
+        let h = BatchHeader::parse(&b).unwrap();
+        // Every truncation of the region, and a wrong record count.
+        for cut in BATCH_HEADER_LEN..b.len() {
+            let mut short = b[..cut].to_vec();
+            short[8..12].copy_from_slice(&((cut - 12) as i32).to_be_bytes());
+            let sh = BatchHeader::parse(&short).unwrap();
+            assert!(parse_records(&short, &sh).is_none(), "cut {cut}");
+        }
+        let wrong_count = BatchHeader {
+            record_count: 2,
+            ..h
+        };
+        assert!(parse_records(&b, &wrong_count).is_none());
+        // Huge lengths and header counts: rejected, never allocated.
+        for poison in [0x7f_u8, 0xff] {
+            let mut bad = b.clone();
+            for byte in &mut bad[BATCH_HEADER_LEN..] {
+                *byte = poison;
+            }
+            assert!(parse_records(&bad, &h).is_none());
+        }
+        // A varint longer than five bytes.
+        let mut c = Cursor {
+            buf: &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+            at: 0,
+        };
+        assert_eq!(c.varint(), None);
+        let mut c = Cursor {
+            buf: &[0x01, 0x02, 0xfe, 0xff, 0xff, 0xff, 0x0f],
+            at: 0,
+        };
+        assert_eq!(
+            (c.varint(), c.varint(), c.varint()),
+            (Some(-1), Some(1), Some(i32::MAX))
+        );
+    }
+}
