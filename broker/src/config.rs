@@ -141,6 +141,14 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_LOG_CLEANUP_POLICY", default_value = "delete")]
     pub log_cleanup_policy: String,
 
+    /// `log.retention.check.interval.ms`: how often segments past retention are deleted.
+    #[arg(long, env = "RUNNEL_LOG_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_retention_check_interval_ms: u64,
+
+    /// `log.cleaner.backoff.ms`: how often compacted topics are cleaned.
+    #[arg(long, env = "RUNNEL_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_cleaner_backoff_ms: u64,
+
     /// `log.flush.interval.messages`: default `flush.messages` of topics.
     #[arg(long, env = "RUNNEL_LOG_FLUSH_INTERVAL_MESSAGES", default_value_t = i64::MAX)]
     pub log_flush_interval_messages: i64,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::Semaphore;
 
 use crate::config::BrokerConfig;
+use crate::flusher::Flusher;
 use crate::groups::{store, GroupCoordinator};
 use crate::metadata::{MetadataImage, MetadataLog, MetadataRecord};
 use crate::ops::metrics::Metrics;
@@ -62,6 +63,8 @@ pub struct BrokerContext {
     pub request_budget: Arc<Semaphore>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Group commit of acks=all appends.
+    pub flusher: Flusher,
 }
 
 impl BrokerContext {
@@ -71,6 +74,7 @@ impl BrokerContext {
         advertised: (String, i32),
         status: &BrokerStatus,
         metrics: Arc<Metrics>,
+        flusher: Flusher,
     ) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
@@ -127,6 +131,7 @@ impl BrokerContext {
             partitions,
             groups: GroupCoordinator::new(config.group_config()),
             metrics,
+            flusher,
             config,
         };
         let loaded = store::load(&ctx).map_err(|source| StartError::Log {

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
     SyncGroupRequest,
 };
@@ -32,9 +32,9 @@ use crate::connection::Frame;
 use crate::context::BrokerContext;
 use crate::error_codes::UNSUPPORTED_VERSION;
 use crate::handlers::{
-    alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_topics,
-    describe_cluster, describe_configs, describe_groups, fetch, find_coordinator, heartbeat,
-    incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
+    alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_records,
+    delete_topics, describe_cluster, describe_configs, describe_groups, fetch, find_coordinator,
+    heartbeat, incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
     list_offsets, metadata, offset_commit, offset_delete, offset_fetch, produce, sync_group,
 };
 
@@ -105,6 +105,7 @@ routes! {
     ApiVersions => ApiVersionsRequest, 0..=4, api_versions::handle, always_answer;
     CreateTopics => CreateTopicsRequest, 2..=7, create_topics::handle, always_answer;
     DeleteTopics => DeleteTopicsRequest, 1..=6, delete_topics::handle, always_answer;
+    DeleteRecords => DeleteRecordsRequest, 0..=2, delete_records::handle, always_answer;
     InitProducerId => InitProducerIdRequest, 0..=5, init_producer_id::handle, always_answer;
     DescribeConfigs => DescribeConfigsRequest, 1..=4, describe_configs::handle, always_answer;
     AlterConfigs => AlterConfigsRequest, 0..=2, alter_configs::handle, always_answer;

@@ -18,7 +18,9 @@ pub fn for_log_error(e: &LogError) -> i16 {
         LogError::CorruptRecord { .. } => ResponseError::CorruptMessage,
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
-        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::OffsetOutOfRange { .. } | LogError::DeleteRecordsOutOfRange { .. } => {
+            ResponseError::OffsetOutOfRange
+        }
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         _ => ResponseError::KafkaStorageError,

@@ -11,8 +11,10 @@
 //! | `dispatch`     | the API table; ApiVersions is generated from it                |
 //! | `handlers`     | one file per Kafka API                                         |
 //! | `context`      | `BrokerContext`: the only door to metadata, logs and limits    |
+//! | `maintenance`  | retention, compaction and the flush policy in the background   |
 //! | `metadata`     | the metadata log and the image it builds (KRaft-style)         |
 //! | `groups`       | the group coordinator and committed offsets                    |
+//! | `flusher`      | group commit: acks=all fsyncs shared across producers          |
 //! | `partitions`   | hosted partition logs                                          |
 //! | `topics`       | topic administration shared by several APIs                    |
 //! | `topic_config` | topic configs by Kafka's names, validation, defaults           |
@@ -25,8 +27,10 @@ pub mod connection;
 pub mod context;
 pub mod dispatch;
 pub mod error_codes;
+pub mod flusher;
 pub mod groups;
 pub mod handlers;
+pub mod maintenance;
 pub mod metadata;
 pub mod ops;
 pub mod partitions;

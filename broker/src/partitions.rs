@@ -153,6 +153,11 @@ impl PartitionManager {
         errors
     }
 
+    /// Every hosted partition.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.read_map().values().cloned().collect()
+    }
+
     /// Every hosted partition of `topic`.
     pub fn partitions_of(&self, topic: &str) -> Vec<Arc<Partition>> {
         self.read_map()

@@ -15,6 +15,7 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::context::{BrokerContext, StartError};
+use crate::flusher::Flusher;
 use crate::ops::grpc::GrpcEndpoint;
 use crate::ops::metrics::{Metrics, MetricsEndpoint};
 use crate::ops::proto::State;
@@ -34,6 +35,7 @@ pub struct Broker {
     status: Arc<BrokerStatus>,
     grpc: Option<GrpcEndpoint>,
     metrics: Option<MetricsEndpoint>,
+    flusher: (CancellationToken, tokio::task::JoinHandle<()>),
 }
 
 impl Broker {
@@ -84,8 +86,10 @@ impl Broker {
             None => (local_addr.ip().to_string(), i32::from(local_addr.port())),
         };
         let opening = Arc::clone(&status);
+        let flusher_stop = CancellationToken::new();
+        let (flusher, flusher_task) = Flusher::start(Arc::clone(&metrics), flusher_stop.clone());
         let ctx = tokio::task::spawn_blocking(move || {
-            BrokerContext::open(config, advertised, &opening, metrics)
+            BrokerContext::open(config, advertised, &opening, metrics, flusher)
         })
         .await
         .map_err(|e| StartError::Config(format!("storage recovery task failed: {e}")))??;
@@ -101,6 +105,7 @@ impl Broker {
             status,
             grpc,
             metrics: metrics_endpoint,
+            flusher: (flusher_stop, flusher_task),
         })
     }
 
@@ -114,6 +119,7 @@ impl Broker {
             status,
             grpc,
             metrics,
+            flusher,
             ..
         } = self;
         status.set(State::Running);
@@ -122,6 +128,7 @@ impl Broker {
         }
         let connections = TaskTracker::new();
         let timers = tokio::spawn(group_timers(Arc::clone(&ctx), shutdown.clone()));
+        let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&ctx), shutdown.clone()));
         let limit = Arc::new(Semaphore::new(ctx.config.max_connections as usize));
         info!(%local_addr, advertised = ?ctx.advertised, "runnel-broker is serving");
         loop {
@@ -172,6 +179,10 @@ impl Broker {
             );
         }
         let _ = timers.await;
+        let _ = maintenance.await;
+        // In-flight produce requests are done: let the flusher finish its queue and stop.
+        flusher.0.cancel();
+        let _ = flusher.1.await;
         ctx.request_budget.close();
         let closing = Arc::clone(&ctx);
         match tokio::task::spawn_blocking(move || closing.close()).await {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use runnel_storage::{LogConfig, TimestampType};
+use runnel_storage::{CleanupPolicy, LogConfig, TimestampType};
 
 use crate::config::BrokerConfig;
 
@@ -208,6 +208,17 @@ pub fn validate_all<'a>(
     configs.into_iter().try_for_each(|(k, v)| validate(k, v))
 }
 
+/// The engine's cleanup policy for a validated `cleanup.policy` value.
+fn cleanup_policy(value: &str) -> CleanupPolicy {
+    let compact = value.split(',').any(|p| p.trim() == "compact");
+    let delete = value.split(',').any(|p| p.trim() == "delete");
+    match (compact, delete) {
+        (true, true) => CleanupPolicy::CompactDelete,
+        (true, false) => CleanupPolicy::Compact,
+        _ => CleanupPolicy::Delete,
+    }
+}
+
 /// The storage settings for a topic with the given overrides.
 pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
     let get = |name: &str, default: u64| -> u64 {
@@ -216,11 +227,34 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(default)
     };
+    let signed = |name: &str, default: i64| -> i64 {
+        overrides
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(default)
+    };
+    // flush.* of i64::MAX (Kafka's "never") maps to the engine's u64::MAX.
+    let flush = |name: &str, default: i64| -> u64 {
+        match signed(name, default) {
+            i64::MAX => u64::MAX,
+            v => u64::try_from(v).unwrap_or(u64::MAX),
+        }
+    };
+    let policy = overrides
+        .get("cleanup.policy")
+        .unwrap_or(&broker.log_cleanup_policy);
     let base = LogConfig::default();
     // Settings of the log engine not mapped here keep their (Kafka) defaults; the update
     // syntax keeps this building as the engine gains settings.
     #[allow(clippy::needless_update)]
     LogConfig {
+        retention_ms: signed("retention.ms", broker.log_retention_ms),
+        retention_bytes: signed("retention.bytes", broker.log_retention_bytes),
+        cleanup_policy: cleanup_policy(policy),
+        delete_retention_ms: signed("delete.retention.ms", base.delete_retention_ms),
+        min_compaction_lag_ms: signed("min.compaction.lag.ms", base.min_compaction_lag_ms),
+        flush_messages: flush("flush.messages", broker.log_flush_interval_messages),
+        flush_ms: flush("flush.ms", broker.log_flush_interval_ms),
         segment_bytes: get("segment.bytes", broker.log_segment_bytes),
         segment_ms: get("segment.ms", broker.log_roll_ms),
         index_interval_bytes: get("index.interval.bytes", base.index_interval_bytes),
@@ -282,5 +316,20 @@ mod tests {
         assert_eq!(c.segment_bytes, 1000);
         assert_eq!(c.timestamp_type, TimestampType::LogAppendTime);
         assert_eq!(c.max_message_bytes, broker.message_max_bytes);
+        assert_eq!(c.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(
+            c.flush_messages,
+            u64::MAX,
+            "Kafka's never is the engine's never"
+        );
+        let compacted = [
+            ("cleanup.policy".to_string(), "compact,delete".to_string()),
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("flush.messages".to_string(), "10".to_string()),
+        ]
+        .into();
+        let c = log_config(&broker, &compacted);
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!((c.retention_ms, c.flush_messages), (-1, 10));
     }
 }

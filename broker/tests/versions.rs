@@ -332,6 +332,20 @@ async fn every_advertised_version_answers() -> anyhow::Result<()> {
                     let r = answer(st, request, v).await?;
                     assert_eq!(r.responses[0].error_code, 0, "DeleteTopics v{v}");
                 }
+                ApiKey::DeleteRecords => {
+                    let t = delete_records_request::DeleteRecordsTopic::default()
+                        .with_name(topic("v"))
+                        .with_partitions(vec![
+                            delete_records_request::DeleteRecordsPartition::default()
+                                .with_offset(0),
+                        ]);
+                    let r =
+                        answer(st, DeleteRecordsRequest::default().with_topics(vec![t]), v).await?;
+                    assert_eq!(
+                        r.topics[0].partitions[0].error_code, 0,
+                        "DeleteRecords v{v}"
+                    );
+                }
                 ApiKey::InitProducerId => {
                     let r = answer(
                         st,

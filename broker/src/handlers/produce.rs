@@ -14,6 +14,7 @@ use super::{blocking, text};
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::partitions::Partition;
 
 /// True when the client expects no response (acks=0).
 pub fn is_silent(request: &ProduceRequest) -> bool {
@@ -69,18 +70,27 @@ pub async fn handle(
     }
 
     let ctx2 = Arc::clone(&ctx);
-    let results = blocking(move || append_all(&ctx2, work, acks == -1)).await;
-    match results {
-        Some(results) => {
-            for (t, r) in results {
-                responses[t].partition_responses.push(r);
+    let Some((mut results, appended)) = blocking(move || append_all(&ctx2, work)).await else {
+        tracing::error!("produce failed inside storage");
+        return ProduceResponse::default().with_responses(responses);
+    };
+    ctx.partitions.appended.notify_waiters();
+    if acks == -1 {
+        // acks=all: answer only once the appended bytes are on disk (group commit).
+        let (slots, wanted): (Vec<usize>, Vec<_>) = appended
+            .into_iter()
+            .map(|(i, p, upto)| (i, (p, upto)))
+            .unzip();
+        for (i, flushed) in slots.into_iter().zip(ctx.flusher.flush_all(wanted).await) {
+            if let Err(e) = flushed {
+                let index = results[i].1.index;
+                results[i].1 = failed(index, ResponseError::KafkaStorageError.code(), Some(&e));
             }
         }
-        None => {
-            tracing::error!("produce failed inside storage");
-        }
     }
-    ctx.partitions.appended.notify_waiters();
+    for (t, r) in results {
+        responses[t].partition_responses.push(r);
+    }
     let failed = responses
         .iter()
         .flat_map(|t| &t.partition_responses)
@@ -94,14 +104,17 @@ pub async fn handle(
     ProduceResponse::default().with_responses(responses)
 }
 
-fn append_all(
-    ctx: &BrokerContext,
-    work: Vec<Work>,
-    durable: bool,
-) -> Vec<(usize, PartitionProduceResponse)> {
+/// Partition responses by topic index, and the appended partitions with the offset each
+/// must be durable up to (for acks=all).
+type Appended = (
+    Vec<(usize, PartitionProduceResponse)>,
+    Vec<(usize, Arc<Partition>, i64)>,
+);
+
+fn append_all(ctx: &BrokerContext, work: Vec<Work>) -> Appended {
     let now_ms = now_ms();
     let mut out = Vec::with_capacity(work.len());
-    let mut to_flush = Vec::new();
+    let mut appended = Vec::new();
     let metrics = &ctx.metrics;
     for w in work {
         let Some(partition) = ctx.partitions.get(&w.name, w.partition) else {
@@ -122,8 +135,8 @@ fn append_all(
             ));
             continue;
         };
-        let appended = partition.log().append(&records, 0, now_ms);
-        match appended {
+        let result = partition.log().append(&records, 0, now_ms);
+        match result {
             Ok(info) => {
                 if !info.duplicate {
                     let topic = [w.name.as_str()];
@@ -134,9 +147,8 @@ fn append_all(
                     let count = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
                     metrics.records_in.with_label_values(&topic).inc_by(count);
                 }
-                if durable && !info.duplicate {
-                    to_flush.push((out.len(), Arc::clone(&partition)));
-                }
+                // A retried duplicate is flushed too: its original may not be on disk yet.
+                appended.push((out.len(), Arc::clone(&partition), info.last_offset + 1));
                 out.push((
                     w.topic,
                     PartitionProduceResponse::default()
@@ -156,20 +168,7 @@ fn append_all(
             }
         }
     }
-    // acks=all: answer only after the appended bytes reached the disk.
-    for (i, partition) in to_flush {
-        let started = std::time::Instant::now();
-        let flushed = partition.log().flush();
-        metrics
-            .flush_duration
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = flushed {
-            log_storage_error(&partition.tp, &e);
-            let index = out[i].1.index;
-            out[i].1 = failed(index, for_log_error(&e), Some(&e.to_string()));
-        }
-    }
-    out
+    (out, appended)
 }
 
 fn failed(partition: i32, code: i16, message: Option<&str>) -> PartitionProduceResponse {

@@ -1,0 +1,147 @@
+//! Group commit for acks=all: produce requests hand the partitions they appended to one
+//! flusher task, which fsyncs every waiting partition's files in one round and then
+//! answers all of them. While a round is on disk new requests queue up and share the next
+//! round, so concurrent producers — across partitions and connections — share fsyncs
+//! instead of each paying for its own.
+//!
+//! A round: take each partition's [`runnel_storage::FlushHandle`] under its log lock
+//! (cheap: cloned file handles), fsync them with no lock held (appends and reads go on),
+//! then advance each log's recovery point with `mark_flushed`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::ops::metrics::Metrics;
+use crate::partitions::{Partition, TopicPartition};
+
+/// Requests that may wait for one round; further producers wait to enqueue.
+const QUEUE: usize = 4096;
+
+/// One partition that must be durable up to (excluding) `upto` before a producer is answered.
+struct Request {
+    partition: Arc<Partition>,
+    upto: i64,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// Handle to the flusher task.
+#[derive(Clone)]
+pub struct Flusher {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Flusher {
+    /// Starts the flusher task; it ends when `shutdown` is cancelled and the queue drains.
+    pub fn start(
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> (Flusher, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(run(rx, metrics, shutdown));
+        (Flusher { tx }, task)
+    }
+
+    /// Waits until each partition is fsynced up to its offset; one result per entry, in
+    /// order. All are enqueued before waiting, so they share a round.
+    pub async fn flush_all(&self, wanted: Vec<(Arc<Partition>, i64)>) -> Vec<Result<(), String>> {
+        let mut answers = Vec::with_capacity(wanted.len());
+        for (partition, upto) in wanted {
+            let (done, answer) = oneshot::channel();
+            let sent = self
+                .tx
+                .send(Request {
+                    partition,
+                    upto,
+                    done,
+                })
+                .await;
+            answers.push(
+                sent.map(|()| answer)
+                    .map_err(|_| "the broker is shutting down".to_string()),
+            );
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(match answer {
+                Ok(rx) => rx
+                    .await
+                    .unwrap_or_else(|_| Err("the flusher stopped".to_string())),
+                Err(e) => Err(e),
+            });
+        }
+        results
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Request>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    loop {
+        let first = tokio::select! {
+            request = rx.recv() => request,
+            _ = shutdown.cancelled() => { rx.close(); rx.recv().await }
+        };
+        let Some(first) = first else { return };
+        let mut round = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            round.push(more);
+        }
+        let metrics = Arc::clone(&metrics);
+        let results = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let outcome = flush_round(&round);
+            metrics
+                .flush_duration
+                .observe(started.elapsed().as_secs_f64());
+            (round, outcome)
+        })
+        .await;
+        match results {
+            Ok((round, failures)) => {
+                for r in round {
+                    let result = match failures.get(&r.partition.tp) {
+                        Some(e) => Err(e.clone()),
+                        None => Ok(()),
+                    };
+                    let _ = r.done.send(result);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "a flush round failed"),
+        }
+    }
+}
+
+/// Fsyncs every partition in the round once; returns the partitions that failed.
+fn flush_round(round: &[Request]) -> HashMap<TopicPartition, String> {
+    let mut wanted: HashMap<TopicPartition, (Arc<Partition>, i64)> = HashMap::new();
+    for r in round {
+        let entry = wanted
+            .entry(r.partition.tp.clone())
+            .or_insert((Arc::clone(&r.partition), r.upto));
+        entry.1 = entry.1.max(r.upto);
+    }
+    let mut failures = HashMap::new();
+    let mut handles = Vec::with_capacity(wanted.len());
+    for (tp, (partition, _)) in &wanted {
+        match partition.log().flush_handle() {
+            Ok(Some(handle)) => handles.push((tp.clone(), Arc::clone(partition), handle)),
+            Ok(None) => {}
+            Err(e) => {
+                failures.insert(tp.clone(), e.to_string());
+            }
+        }
+    }
+    for (tp, partition, handle) in handles {
+        let synced = handle
+            .sync()
+            .and_then(|()| partition.log().mark_flushed(handle.upto_offset()));
+        if let Err(e) = synced {
+            tracing::error!(partition = %tp, error = %e, "fsync failed");
+            failures.insert(tp, e.to_string());
+        }
+    }
+    // A handle covers everything appended when it was taken, which includes every
+    // waiting producer's batch (they appended before enqueuing).
+    failures
+}
