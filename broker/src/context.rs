@@ -119,6 +119,16 @@ impl BrokerContext {
                 }
             }
         }
+        let scanned = partitions
+            .segments_scanned
+            .load(std::sync::atomic::Ordering::Relaxed);
+        status.add_segments_scanned(scanned);
+        tracing::info!(
+            partitions = total,
+            segments_scanned = scanned,
+            clean_start = clean,
+            "partition logs open"
+        );
         let next_producer_id = image.next_producer_id;
         let ctx = BrokerContext {
             request_budget: Arc::new(Semaphore::new(config.queued_max_request_bytes as usize)),

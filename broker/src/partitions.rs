@@ -51,6 +51,8 @@ pub struct PartitionManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// Notified after every append, for fetches waiting on `min_bytes`.
     pub appended: Notify,
+    /// Segments that opening logs had to scan (recovery after an unclean stop).
+    pub segments_scanned: std::sync::atomic::AtomicUsize,
 }
 
 impl PartitionManager {
@@ -60,6 +62,7 @@ impl PartitionManager {
             data_dir: data_dir.to_path_buf(),
             partitions: RwLock::new(HashMap::new()),
             appended: Notify::new(),
+            segments_scanned: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -93,6 +96,10 @@ impl PartitionManager {
                 continue;
             }
             let log = Log::open(&self.dir_of(&tp), config.clone())?;
+            self.segments_scanned.fetch_add(
+                log.segments_scanned_at_open(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let p = Arc::new(Partition {
                 tp: tp.clone(),
                 log: Mutex::new(log),

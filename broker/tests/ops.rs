@@ -404,6 +404,7 @@ async fn admin_reports_recovery_progress_and_clean_or_unclean_starts() -> anyhow
         if s.state == State::Running as i32 {
             assert_eq!((s.partitions_recovered, s.partitions_total), (12, 12));
             assert!(s.clean_start, "the previous stop was SIGTERM");
+            assert_eq!(s.segments_scanned, 0, "a clean restart scans no segment");
             break;
         }
         anyhow::ensure!(start.elapsed() < DEADLINE, "never RUNNING");
@@ -417,6 +418,11 @@ async fn admin_reports_recovery_progress_and_clean_or_unclean_starts() -> anyhow
     let broker = Proc::spawn(dir.path(), &[])?;
     let state = broker.wait_running().await?;
     assert!(!state.clean_start, "after kill -9 the start must recover");
+    assert!(
+        state.segments_scanned >= 12,
+        "after kill -9 every partition's active segment is scanned, got {}",
+        state.segments_scanned
+    );
     Ok(())
 }
 

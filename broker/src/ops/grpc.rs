@@ -39,6 +39,7 @@ impl BrokerAdmin for AdminService {
             partitions_total: total,
             version: env!("CARGO_PKG_VERSION").to_string(),
             clean_start: self.status.clean_start(),
+            segments_scanned: self.status.segments_scanned(),
         }))
     }
 

@@ -12,6 +12,7 @@ pub struct BrokerStatus {
     recovered: AtomicU32,
     total: AtomicU32,
     clean_start: AtomicBool,
+    segments_scanned: AtomicU32,
 }
 
 impl BrokerStatus {
@@ -55,6 +56,17 @@ impl BrokerStatus {
     /// Records whether the previous stop was clean.
     pub fn set_clean_start(&self, clean: bool) {
         self.clean_start.store(clean, Ordering::SeqCst);
+    }
+
+    /// Counts segments that recovery had to scan.
+    pub fn add_segments_scanned(&self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.segments_scanned.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Segments scanned at this start.
+    pub fn segments_scanned(&self) -> u32 {
+        self.segments_scanned.load(Ordering::SeqCst)
     }
 
     /// Whether the previous stop was clean.
