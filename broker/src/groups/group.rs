@@ -191,7 +191,11 @@ impl Group {
             );
         }
         if self.state != GroupState::PreparingRebalance {
-            self.prepare_rebalance(config, now);
+            self.prepare_rebalance(
+                config,
+                now,
+                "a member joined, or the leader or a member with new protocols rejoined",
+            );
         } else if let Some(until) = self.initial_delay_until {
             // Another member arrived while the first ones gather: wait a little longer,
             // within the rebalance timeout.
@@ -230,7 +234,6 @@ impl Group {
             });
         }
         let new_id = self.new_member_id(&req.client_id);
-        let unchanged = member.protocols == req.protocols;
         member.id = new_id.clone();
         member.protocols = req.protocols.clone();
         member.session_timeout = req.session_timeout;
@@ -243,19 +246,21 @@ impl Group {
             self.leader = Some(new_id.clone());
         }
         self.members.insert(new_id.clone(), member);
-        if self.state == GroupState::Stable
-            && unchanged
-            && self.leader.as_deref() != Some(new_id.as_str())
-        {
-            // A static member came back as it was: no rebalance (KIP-345).
-            return Pending::Ready(self.join_result(&new_id, false));
+        if self.state == GroupState::Stable && self.select_protocol() == self.protocol_name {
+            // A static member came back without changing the group's protocol: no
+            // rebalance (KIP-345). A returning leader gets the members but is told to
+            // keep the current assignment (KIP-814); its SyncGroup returns the stored one.
+            let is_leader = self.leader.as_deref() == Some(new_id.as_str());
+            let mut result = self.join_result(&new_id, is_leader);
+            result.skip_assignment = is_leader;
+            return Pending::Ready(result);
         }
         let (tx, rx) = oneshot::channel();
         if let Some(m) = self.members.get_mut(&new_id) {
             m.join_waiter = Some(tx);
         }
         if self.state != GroupState::PreparingRebalance {
-            self.prepare_rebalance(config, now);
+            self.prepare_rebalance(config, now, "a static member rejoined with other protocols");
         }
         self.try_complete_join(now);
         Pending::Wait(rx)
@@ -284,11 +289,18 @@ impl Group {
             } else {
                 Vec::new()
             },
+            skip_assignment: false,
         }
     }
 
     /// Starts a rebalance: every member must rejoin within the rebalance timeout.
-    fn prepare_rebalance(&mut self, config: &GroupConfig, now: Instant) {
+    fn prepare_rebalance(&mut self, config: &GroupConfig, now: Instant, reason: &str) {
+        tracing::info!(
+            group = self.id,
+            generation = self.generation,
+            reason,
+            "preparing rebalance"
+        );
         if self.state == GroupState::CompletingRebalance {
             for m in self.members.values_mut() {
                 if let Some(w) = m.sync_waiter.take() {
@@ -350,6 +362,13 @@ impl Group {
             self.leader = self.members.keys().next().cloned();
         }
         self.state = GroupState::CompletingRebalance;
+        tracing::info!(
+            group = self.id,
+            generation = self.generation,
+            members = self.members.len(),
+            protocol = self.protocol_name.as_deref().unwrap_or(""),
+            "join phase complete; waiting for the leader's assignment"
+        );
         let timeout = self
             .members
             .values()
@@ -551,7 +570,7 @@ impl Group {
                     self.generation += 1;
                     self.become_empty(now);
                 } else {
-                    self.prepare_rebalance(config, now);
+                    self.prepare_rebalance(config, now, "a member left or expired");
                 }
             }
             GroupState::PreparingRebalance => self.try_complete_join(now),
@@ -596,7 +615,11 @@ impl Group {
                 }
                 self.member_left(config, now);
                 if self.state == GroupState::CompletingRebalance {
-                    self.prepare_rebalance(config, now);
+                    self.prepare_rebalance(
+                        config,
+                        now,
+                        "the leader did not send the assignment in time",
+                    );
                 }
             }
             _ => {}

@@ -265,4 +265,19 @@ fn a_static_member_rejoins_without_a_rebalance_and_fences_its_old_id() {
         g.heartbeat(&b, Some("inst-b"), generation, now),
         FENCED_INSTANCE_ID
     );
+    // The leader restarts too: still no rebalance; it is told to keep the assignment.
+    let leader_back = ready(g.join(request("", Some("inst-a"), &["range"]), &c, now));
+    assert_eq!((leader_back.error, leader_back.generation), (0, generation));
+    assert!(leader_back.skip_assignment);
+    assert_eq!(leader_back.leader, leader_back.member_id);
+    assert_eq!(leader_back.members.len(), 2);
+    assert_eq!(g.state, GroupState::Stable);
+    let kept = ready(g.sync(
+        &leader_back.member_id,
+        Some("inst-a"),
+        generation,
+        vec![],
+        now,
+    ));
+    assert_eq!(kept.assignment, Bytes::from(format!("assign-{a}")));
 }

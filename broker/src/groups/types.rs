@@ -51,6 +51,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// For the leader: every member's id, instance id and metadata for the chosen protocol.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// The leader should keep the current assignment rather than compute one (KIP-814).
+    pub skip_assignment: bool,
 }
 
 /// What a SyncGroup gets back: an error code and this member's assignment.

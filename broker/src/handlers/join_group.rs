@@ -42,6 +42,8 @@ pub async fn handle(
         .with_protocol_name(result.protocol_name.map(text))
         .with_leader(text(result.leader))
         .with_member_id(text(result.member_id))
+        // The field exists from v9; older leaders recompute and SyncGroup keeps the stored one.
+        .with_skip_assignment(info.version >= 9 && result.skip_assignment)
         .with_members(members)
 }
 
