@@ -6,7 +6,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crds fmt lint clippy clean
+.PHONY: run build release test test-rust test-compat test-deps crds bench bench-compare fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -22,12 +22,22 @@ test: lint test-rust test-compat
 test-deps:
 	scripts/test-deps.sh
 
+# The operator's and the bench's integration tests start the broker binary.
 test-rust:
+	$(CARGO) build -p runnel-broker
 	$(CARGO) test --workspace
 
 test-compat: test-deps
 	$(CARGO) build -p runnel-broker
 	RUNNEL_BROKER_BIN=$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
+
+# runnel-bench against a fresh release broker; BENCH_ARGS="--records 1000000 --acks all".
+bench:
+	bench/local.sh $(BENCH_ARGS)
+
+# runnel vs Tansu (in memory) side by side; installs Tansu under target/ (long first build).
+bench-compare:
+	bench/compare.sh
 
 # Regenerates crds/ from the Rust types; `cargo test` fails while crds/ is stale.
 crds:

@@ -1,0 +1,365 @@
+//! Command-line settings of one bench run, their validation, and the values derived
+//! from them (records per batch, deadlines).
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use kafka_protocol::records::Compression;
+use serde::Serialize;
+
+use crate::error::BenchError;
+
+/// Bytes of a v2 record batch header (base offset through record count).
+pub const BATCH_OVERHEAD: usize = 61;
+
+/// Bytes a small record adds around its value: length, attributes, timestamp and offset
+/// deltas, null key, value length and header count (varints, estimated for 1 KiB values).
+pub const RECORD_OVERHEAD: usize = 10;
+
+/// The smallest record value: the bench's own header (see `payload`).
+pub const MIN_RECORD_SIZE: usize = crate::payload::HEADER_LEN;
+
+/// The largest record value and the largest batch the bench builds (1 MiB).
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
+/// The largest `--fetch-max-bytes`; responses are bounded by it plus slack (64 MiB).
+pub const MAX_FETCH_BYTES: i32 = 64 << 20;
+
+/// Settings of one bench run.
+///
+/// Every loop the run starts is bounded by these: in-flight requests per connection,
+/// records or seconds produced, the drain time of consumers and the whole run's `--timeout`.
+#[derive(Debug, Clone, Parser, Serialize)]
+#[command(
+    name = "runnel-bench",
+    version,
+    about = "Produce/consume load generator for any Kafka-compatible broker"
+)]
+pub struct BenchConfig {
+    /// HOST:PORT of a broker to bootstrap from. Leaders are contacted at their advertised
+    /// addresses, only if they resolve to the bootstrap's IP (or both are loopback) unless
+    /// --allow-other-hosts.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+
+    /// Topic to produce to and consume from.
+    #[arg(long, default_value = "runnel-bench")]
+    pub topic: String,
+
+    /// Partitions of the topic when --create-topic creates it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: i32,
+
+    /// Create the topic (CreateTopics) before the run; an existing topic is used as is.
+    #[arg(long)]
+    pub create_topic: bool,
+
+    /// Replication factor when --create-topic creates the topic.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i16).range(1..=16))]
+    pub replication_factor: i16,
+
+    /// Producer clients, each with its own connection to every leader.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub producers: u32,
+
+    /// Consumer clients; partitions are split between them (round robin).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub consumers: u32,
+
+    /// Bytes of each record value (it starts with a 20-byte send timestamp header).
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+
+    /// Bytes of a record batch (Kafka's batch.size): records per batch are derived from it.
+    #[arg(long, default_value_t = 16384)]
+    pub batch_size: usize,
+
+    /// With --rate, how long a partly filled batch waits for more records (linger.ms).
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u64,
+
+    /// Total records per second over all producers; 0 = as fast as acknowledgements allow.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+
+    /// Acknowledgements: 0, 1 or -1 (also "all").
+    #[arg(long, default_value = "1", value_parser = parse_acks, allow_hyphen_values = true)]
+    pub acks: i16,
+
+    /// Compression codec of produced batches.
+    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
+    pub compression: CompressionArg,
+
+    /// Seconds to produce after the warmup (default 10 when --records is not given).
+    #[arg(long, conflicts_with = "records")]
+    pub duration: Option<f64>,
+
+    /// Records to produce in total over all producers (warmup records included).
+    #[arg(long)]
+    pub records: Option<u64>,
+
+    /// Produce requests in flight per connection (max.in.flight.requests.per.connection).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight: u32,
+
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seconds at the start whose records are left out of throughput and latency figures.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+
+    /// Where consumers start: the log end (latest) or the log start (earliest).
+    #[arg(long, value_enum, default_value_t = StartOffset::Latest)]
+    pub consume_from: StartOffset,
+
+    /// Milliseconds to wait for any one response before counting a timeout.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub request_timeout_ms: u64,
+
+    /// Seconds consumers keep fetching after producers finish, at most.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_timeout: f64,
+
+    /// Seconds the whole run may take; past it everything stops and the run is reported.
+    #[arg(long, default_value_t = 900.0)]
+    pub timeout: f64,
+
+    /// Bytes a Fetch response may carry (fetch.max.bytes).
+    #[arg(long, default_value_t = 8 << 20, value_parser = clap::value_parser!(i32).range(1024..=i64::from(MAX_FETCH_BYTES)))]
+    pub fetch_max_bytes: i32,
+
+    /// Bytes a Fetch response may carry per partition (max.partition.fetch.bytes).
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(i32).range(1024..=i64::from(MAX_FETCH_BYTES)))]
+    pub partition_fetch_max_bytes: i32,
+
+    /// Let leaders be contacted at addresses other than the bootstrap's IP.
+    #[arg(long)]
+    pub allow_other_hosts: bool,
+
+    /// client.id sent with every request.
+    #[arg(long, default_value = "runnel-bench")]
+    pub client_id: String,
+}
+
+/// Compression codecs a produced batch can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionArg {
+    /// No compression.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4 (frame format).
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl CompressionArg {
+    /// The codec's name as the flag spells it (`none`, `gzip`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionArg::None => "none",
+            CompressionArg::Gzip => "gzip",
+            CompressionArg::Snappy => "snappy",
+            CompressionArg::Lz4 => "lz4",
+            CompressionArg::Zstd => "zstd",
+        }
+    }
+}
+
+impl From<CompressionArg> for Compression {
+    fn from(value: CompressionArg) -> Self {
+        match value {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Snappy => Compression::Snappy,
+            CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+/// The offset consumers start from, resolved with ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartOffset {
+    /// The log end offset when the consumer starts: only this run's records.
+    Latest,
+    /// The log start offset: records of earlier runs are read (and counted apart).
+    Earliest,
+}
+
+impl StartOffset {
+    /// The ListOffsets timestamp that asks for this offset.
+    pub fn list_offsets_timestamp(self) -> i64 {
+        match self {
+            StartOffset::Latest => -1,
+            StartOffset::Earliest => -2,
+        }
+    }
+}
+
+fn parse_acks(text: &str) -> Result<i16, String> {
+    match text {
+        "0" => Ok(0),
+        "1" => Ok(1),
+        "-1" | "all" => Ok(-1),
+        other => Err(format!("acks must be 0, 1, -1 or all, not {other:?}")),
+    }
+}
+
+fn seconds(flag: &'static str, value: f64) -> Result<Duration, BenchError> {
+    if !(0.0..=86_400.0).contains(&value) {
+        return Err(BenchError::InvalidSetting {
+            flag,
+            reason: format!("{value} is not between 0 and 86400 seconds"),
+        });
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Settings checked and turned into the values the run uses.
+#[derive(Debug, Clone)]
+pub struct RunPlan {
+    /// Records in one batch (at least 1).
+    pub records_per_batch: usize,
+    /// Produce for this long after the warmup, unless a record count is set.
+    pub duration: Option<Duration>,
+    /// Records to produce in total, if set.
+    pub records: Option<u64>,
+    /// Leading time left out of the figures.
+    pub warmup: Duration,
+    /// How long consumers drain after producers finish.
+    pub drain_timeout: Duration,
+    /// The whole run's limit.
+    pub timeout: Duration,
+    /// Limit on waiting for one response.
+    pub request_timeout: Duration,
+    /// How long a partial batch waits with --rate.
+    pub linger: Duration,
+}
+
+impl BenchConfig {
+    /// Checks the settings that clap cannot, and derives the run's plan.
+    pub fn plan(&self) -> Result<RunPlan, BenchError> {
+        if self.record_size < MIN_RECORD_SIZE || self.record_size > MAX_BATCH_SIZE {
+            return Err(BenchError::InvalidSetting {
+                flag: "--record-size",
+                reason: format!(
+                    "{} is not between {MIN_RECORD_SIZE} and {MAX_BATCH_SIZE} bytes",
+                    self.record_size
+                ),
+            });
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
+            return Err(BenchError::InvalidSetting {
+                flag: "--batch-size",
+                reason: format!(
+                    "{} is not between 1 and {MAX_BATCH_SIZE} bytes",
+                    self.batch_size
+                ),
+            });
+        }
+        if self.topic.is_empty() || self.topic.len() > 249 {
+            return Err(BenchError::InvalidSetting {
+                flag: "--topic",
+                reason: "a topic name has 1 to 249 characters".to_string(),
+            });
+        }
+        if self.producers == 0 && self.records.is_some_and(|n| n > 0) {
+            return Err(BenchError::InvalidSetting {
+                flag: "--records",
+                reason: "records cannot be produced with --producers 0".to_string(),
+            });
+        }
+        let duration = match (self.duration, self.records) {
+            (Some(d), _) => Some(seconds("--duration", d)?),
+            (None, Some(_)) => None,
+            (None, None) => Some(Duration::from_secs(10)),
+        };
+        Ok(RunPlan {
+            records_per_batch: records_per_batch(self.batch_size, self.record_size),
+            duration,
+            records: self.records,
+            warmup: seconds("--warmup", self.warmup)?,
+            drain_timeout: seconds("--drain-timeout", self.drain_timeout)?,
+            timeout: seconds("--timeout", self.timeout)?,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            linger: Duration::from_millis(self.linger_ms),
+        })
+    }
+}
+
+/// How many records of `record_size` value bytes fill a batch of `batch_size` bytes, as
+/// Kafka's producer counts it (header and per-record overhead included); at least one.
+pub fn records_per_batch(batch_size: usize, record_size: usize) -> usize {
+    let room = batch_size.saturating_sub(BATCH_OVERHEAD);
+    (room / (record_size + RECORD_OVERHEAD)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<BenchConfig, clap::Error> {
+        BenchConfig::try_parse_from(std::iter::once("runnel-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_kafka_producer_defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.record_size, 1024);
+        assert_eq!(config.batch_size, 16384);
+        assert_eq!(config.acks, 1);
+        let plan = config.plan().unwrap();
+        assert_eq!(plan.duration, Some(Duration::from_secs(10)));
+        // 16384-byte batches hold 15 records of 1 KiB, as with the Java producer.
+        assert_eq!(plan.records_per_batch, 15);
+    }
+
+    #[test]
+    fn acks_accepts_all_and_minus_one() {
+        assert_eq!(parse(&["--acks", "all"]).unwrap().acks, -1);
+        assert_eq!(parse(&["--acks", "-1"]).unwrap().acks, -1);
+        assert_eq!(parse(&["--acks", "0"]).unwrap().acks, 0);
+        assert!(parse(&["--acks", "2"]).is_err());
+    }
+
+    #[test]
+    fn duration_and_records_exclude_each_other() {
+        assert!(parse(&["--duration", "1", "--records", "5"]).is_err());
+        let plan = parse(&["--records", "5"]).unwrap().plan().unwrap();
+        assert_eq!(plan.duration, None);
+        assert_eq!(plan.records, Some(5));
+    }
+
+    #[test]
+    fn record_size_bounds() {
+        let min = MIN_RECORD_SIZE.to_string();
+        let below = (MIN_RECORD_SIZE - 1).to_string();
+        let max = MAX_BATCH_SIZE.to_string();
+        let above = (MAX_BATCH_SIZE + 1).to_string();
+        assert!(parse(&["--record-size", &min]).unwrap().plan().is_ok());
+        assert!(parse(&["--record-size", &below]).unwrap().plan().is_err());
+        assert!(parse(&["--record-size", &max]).unwrap().plan().is_ok());
+        assert!(parse(&["--record-size", &above]).unwrap().plan().is_err());
+    }
+
+    #[test]
+    fn negative_or_endless_seconds_are_refused() {
+        assert!(parse(&["--warmup=-1"]).unwrap().plan().is_err());
+        assert!(parse(&["--duration", "NaN"]).unwrap().plan().is_err());
+        assert!(parse(&["--timeout", "inf"]).unwrap().plan().is_err());
+    }
+
+    #[test]
+    fn tiny_batches_still_hold_one_record() {
+        assert_eq!(records_per_batch(1, 1024), 1);
+        assert_eq!(records_per_batch(1024 * 1024, 1024), 1014);
+    }
+}

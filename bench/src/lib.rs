@@ -1,0 +1,43 @@
+//! `runnel-bench`: a load generator that speaks the Kafka protocol (through the
+//! `kafka-protocol` codec over tokio TCP) to any Kafka-compatible broker, and reports
+//! produce and consume throughput, produce latency (request sent → acknowledged, per
+//! batch) and end-to-end latency (record created → consumed), with errors seen.
+//!
+//! Client flow: ApiVersions (highest common version per API) → Metadata (partitions and
+//! leaders) → optional CreateTopics → consumers' ListOffsets → pipelined Produce on one
+//! connection per producer and leader, Fetch on one connection per consumer and leader.
+//!
+//! Module map:
+//!
+//! | module       | concept                                                        |
+//! |--------------|----------------------------------------------------------------|
+//! | `config`     | flags, validation, derived plan                                |
+//! | `error`      | the crate's error type                                         |
+//! | `connection` | Kafka framing over TCP, bounded response frames, pipelining    |
+//! | `versions`   | ApiVersions negotiation                                        |
+//! | `cluster`    | Metadata, CreateTopics, leader addresses and the host policy   |
+//! | `payload`    | record values carrying the send time; the run clock            |
+//! | `pacer`      | `--rate` pacing with linger                                    |
+//! | `producer`   | one producer connection: batches, in-flight bound, acks        |
+//! | `consumer`   | one consumer connection: start offsets, fetch, decode          |
+//! | `stats`      | counters, histograms, error counts                             |
+//! | `report`     | percentiles, throughput, text and JSON                         |
+//! | `runner`     | one run, phase by phase                                        |
+
+pub mod cluster;
+pub mod config;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod pacer;
+pub mod payload;
+pub mod producer;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod versions;
+
+pub use config::BenchConfig;
+pub use error::BenchError;
+pub use report::Report;
+pub use runner::run;

@@ -1,0 +1,216 @@
+//! The bench against a real `runnel-broker` process on 127.0.0.1: every record produced
+//! is acknowledged and consumed, and latency percentiles are positive and ordered.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use runnel_bench::report::Percentiles;
+use runnel_bench::{run, BenchConfig, BenchError, Report};
+
+/// Upper bound for the broker to start listening.
+const START_WAIT: Duration = Duration::from_secs(60);
+
+/// A broker child process with its own data dir; killed on drop.
+struct BrokerProcess {
+    child: Child,
+    address: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("bench/ has no parent"))?;
+    Ok(root.to_path_buf())
+}
+
+/// Builds the broker binary with the cargo running this test and returns its path.
+fn build_broker() -> anyhow::Result<PathBuf> {
+    let root = workspace_root()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let status = Command::new(cargo)
+        .args(["build", "-p", "runnel-broker", "--bin", "runnel-broker"])
+        .current_dir(&root)
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build -p runnel-broker failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        root.join(target)
+    };
+    Ok(target.join("debug").join("runnel-broker"))
+}
+
+fn start_broker() -> anyhow::Result<BrokerProcess> {
+    let binary = build_broker()?;
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let dir = tempfile::tempdir()?;
+    let child = Command::new(&binary)
+        .arg("--listen")
+        .arg(address.to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUNNEL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", binary.display()))?;
+    let mut broker = BrokerProcess {
+        child,
+        address,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        let listening = TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok();
+        // Alive after the port answered: the port is this child's, not another process's.
+        if let Some(status) = broker.child.try_wait()? {
+            anyhow::bail!("runnel-broker exited early: {status}");
+        }
+        if listening {
+            return Ok(broker);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "runnel-broker did not listen within {START_WAIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn config(broker: &BrokerProcess, extra: &[&str]) -> anyhow::Result<BenchConfig> {
+    let bootstrap = broker.address.to_string();
+    let mut args = vec![
+        "runnel-bench",
+        "--bootstrap",
+        &bootstrap,
+        "--timeout",
+        "120",
+        "--drain-timeout",
+        "30",
+    ];
+    args.extend_from_slice(extra);
+    Ok(BenchConfig::try_parse_from(args)?)
+}
+
+fn assert_ordered(p: &Percentiles, what: &str) {
+    assert!(p.p50 > 0.0, "{what}: {p:?}");
+    assert!(
+        p.p50 <= p.p99 && p.p99 <= p.p999 && p.p999 <= p.max,
+        "{what}: {p:?}"
+    );
+}
+
+fn assert_complete(report: &Report, records: u64) -> anyhow::Result<()> {
+    let json = report.to_json()?;
+    assert_eq!(report.error_total, 0, "{json}");
+    assert!(!report.timed_out, "{json}");
+    assert_eq!(report.produce.records_sent, records, "{json}");
+    assert_eq!(report.consume.records, records, "{json}");
+    assert_eq!(report.consume.foreign_records, 0, "{json}");
+    assert!(report.consume.throughput.records_per_sec > 0.0, "{json}");
+    let e2e = report
+        .consume
+        .end_to_end_latency_ms
+        .ok_or_else(|| anyhow::anyhow!("no end-to-end latency: {json}"))?;
+    assert_eq!(e2e.count, records, "{json}");
+    assert_ordered(&e2e, "end-to-end");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_is_acknowledged_and_consumed() -> anyhow::Result<()> {
+    let broker = start_broker()?;
+    for (topic, acks) in [("bench-acks-1", "1"), ("bench-acks-all", "-1")] {
+        let config = config(
+            &broker,
+            &[
+                "--topic",
+                topic,
+                "--create-topic",
+                "--partitions",
+                "2",
+                "--records",
+                "2000",
+                "--acks",
+                acks,
+                "--compression",
+                "lz4",
+                "--producers",
+                "2",
+                "--consumers",
+                "2",
+            ],
+        )?;
+        let report = run(&config).await?;
+        assert_complete(&report, 2000)?;
+        assert_eq!(report.settings.partitions, 2);
+        assert_eq!(report.produce.records_acked, 2000);
+        assert!(report.produce.throughput.records_per_sec > 0.0);
+        let produce = report
+            .produce
+            .latency_ms
+            .ok_or_else(|| anyhow::anyhow!("no produce latency"))?;
+        // One sample per acknowledged batch; 2000 records in batches of at most 15.
+        assert_eq!(produce.count, report.produce.batches_acked);
+        assert!(produce.count >= 2000 / 15, "{produce:?}");
+        assert_ordered(&produce, "produce");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_zero_rate_limited_with_zstd_is_consumed_in_full() -> anyhow::Result<()> {
+    let broker = start_broker()?;
+    let config = config(
+        &broker,
+        &[
+            "--topic",
+            "bench-acks-0",
+            "--create-topic",
+            "--partitions",
+            "1",
+            "--records",
+            "600",
+            "--acks",
+            "0",
+            "--compression",
+            "zstd",
+            "--rate",
+            "2000",
+            "--linger-ms",
+            "2",
+        ],
+    )?;
+    let report = run(&config).await?;
+    assert_complete(&report, 600)?;
+    assert_eq!(report.produce.records_acked, 0);
+    assert_eq!(report.produce.latency_ms, None);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_topic_is_a_setup_error() -> anyhow::Result<()> {
+    let broker = start_broker()?;
+    let config = config(&broker, &["--topic", "no-such-topic", "--records", "10"])?;
+    match run(&config).await {
+        Err(BenchError::UnknownTopic { topic }) => assert_eq!(topic, "no-such-topic"),
+        other => panic!("expected UnknownTopic, got {other:?}"),
+    }
+    Ok(())
+}
