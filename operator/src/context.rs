@@ -1,23 +1,32 @@
 //! [`Context`]: everything a reconcile may touch outside its arguments.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
 use kube::Client;
+
+use crate::crd::KafkaCluster;
+use crate::kafka::{AdminFactory, KafkaAdmin, TcpAdminFactory};
+use crate::resources::names;
+use crate::Error;
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "runnel-operator";
 
-/// Shared state of the controllers: the API client, the clock and retry bookkeeping.
+/// Shared state of the controllers: the API client, the Kafka admin factory, the clock
+/// and retry bookkeeping.
 ///
 /// Cloned behind an `Arc` into every reconcile; the failure map is behind a std `Mutex`
 /// held only for a lookup, never across an `.await`.
 pub struct Context {
     /// Client of the Kubernetes API.
     pub client: Client,
+    /// Makes Kafka admin clients; tests swap in a fake.
+    pub admin: Arc<dyn AdminFactory>,
     /// Source of `lastTransitionTime`s; tests pin it.
     pub clock: fn() -> Time,
     /// Consecutive failures per object key (`namespace/name`), for backoff.
@@ -34,9 +43,51 @@ impl Context {
     pub fn with_clock(client: Client, clock: fn() -> Time) -> Self {
         Self {
             client,
+            admin: Arc::new(TcpAdminFactory::default()),
             clock,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This context with another Kafka admin factory.
+    pub fn with_admin(mut self, admin: Arc<dyn AdminFactory>) -> Self {
+        self.admin = admin;
+        self
+    }
+
+    /// Where the `KafkaCluster` `cluster` in `namespace` is reachable, or why it is not.
+    ///
+    /// The address is the cluster's `status.bootstrapServers`, else its bootstrap
+    /// Service (`<cluster>-bootstrap.<namespace>.svc:<port>`).
+    pub async fn cluster_address(
+        &self,
+        namespace: &str,
+        cluster: &str,
+    ) -> Result<ClusterAddress, Error> {
+        let api: Api<KafkaCluster> = Api::namespaced(self.client.clone(), namespace);
+        let found = api
+            .get_opt(cluster)
+            .await
+            .map_err(Error::kube(format!("get KafkaCluster {cluster}")))?;
+        Ok(match found {
+            None => ClusterAddress::Missing,
+            Some(kc) if kc.metadata.deletion_timestamp.is_some() => ClusterAddress::Deleting,
+            Some(kc) => ClusterAddress::Bootstrap(
+                kc.status
+                    .as_ref()
+                    .and_then(|s| s.bootstrap_servers.clone())
+                    .filter(|b| !b.is_empty())
+                    .unwrap_or_else(|| names::bootstrap_servers(&kc)),
+            ),
+        })
+    }
+
+    /// An admin client connected to `bootstrap`.
+    pub async fn kafka_admin(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, Error> {
+        self.admin
+            .connect(bootstrap)
+            .await
+            .map_err(Error::kafka(format!("connect to {bootstrap}")))
     }
 
     /// Records one more failure of `key` and returns how long to wait before the retry:
@@ -60,6 +111,17 @@ impl Context {
             failures.remove(key);
         }
     }
+}
+
+/// What became of the `KafkaCluster` a resource refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterAddress {
+    /// No such `KafkaCluster`.
+    Missing,
+    /// The `KafkaCluster` is being deleted.
+    Deleting,
+    /// It exists; its brokers are reached through this bootstrap address.
+    Bootstrap(String),
 }
 
 /// Delay before retry number `attempt` (1-based): 5 s, 10 s, 20 s, ... at most 300 s.

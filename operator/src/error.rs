@@ -1,5 +1,9 @@
 //! The one error type of the operator library.
 
+use kube::runtime::finalizer::Error as FinalizerError;
+
+use crate::kafka::KafkaError;
+
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,6 +33,19 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A Kafka admin call failed; transient unless the broker refused the request's
+    /// content (see [`KafkaError::is_invalid_request`]).
+    #[error("the Kafka call to {action} failed")]
+    Kafka {
+        /// What the call was for, e.g. `create topic orders`.
+        action: String,
+        /// The admin client's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// Adding or removing a finalizer failed, or the reconcile it wraps did.
+    #[error("reconciling through the finalizer failed")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The spec asks for something the operator refuses; fixed only by editing it.
     #[error("spec field {field} is invalid: {reason}")]
     InvalidSpec {
@@ -47,12 +64,29 @@ impl Error {
             Self::MissingNamespace { .. } => "missing_namespace",
             Self::Serialize { .. } => "serialize",
             Self::InvalidSpec { .. } => "invalid_spec",
+            Self::Kafka { .. } => "kafka",
+            Self::Finalizer(inner) => match inner.as_ref() {
+                FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e.label(),
+                _ => "finalizer",
+            },
         }
     }
 
     /// Whether retrying without a spec change can succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Kube { .. })
+        match self {
+            Self::Kube { .. } => true,
+            Self::Kafka { source, .. } => !source.is_invalid_request(),
+            Self::Finalizer(inner) => match inner.as_ref() {
+                FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => {
+                    e.is_transient()
+                }
+                _ => true,
+            },
+            Self::MissingNamespace { .. } | Self::Serialize { .. } | Self::InvalidSpec { .. } => {
+                false
+            }
+        }
     }
 
     /// This error and its sources, joined by `: ` (for a single log field).
@@ -71,5 +105,11 @@ impl Error {
     pub(crate) fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
         let action = action.into();
         move |source| Self::Kube { action, source }
+    }
+
+    /// Wraps an admin client error with what the call was for.
+    pub(crate) fn kafka(action: impl Into<String>) -> impl FnOnce(KafkaError) -> Self {
+        let action = action.into();
+        move |source| Self::Kafka { action, source }
     }
 }

@@ -38,6 +38,18 @@ impl Context {
             ApiServerVerifier(handle),
         )
     }
+
+    /// Like [`Context::test`], with Kafka reached through `admin`.
+    pub fn test_with_admin(
+        admin: Arc<dyn crate::kafka::AdminFactory>,
+    ) -> (Arc<Self>, ApiServerVerifier) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        (
+            Arc::new(Self::with_clock(client, test_now).with_admin(admin)),
+            ApiServerVerifier(handle),
+        )
+    }
 }
 
 /// The scripted API server.

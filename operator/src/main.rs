@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use kube::api::{Api, ListParams};
-use runnel_operator::controller::kafkacluster;
+use runnel_operator::controller::{consumergroup, kafkacluster, topic};
 use runnel_operator::crd::KafkaCluster;
 use runnel_operator::Context;
 use tracing_subscriber::EnvFilter;
@@ -38,7 +38,12 @@ async fn main() -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "runnel-operator starting"
     );
-    kafkacluster::run(Arc::new(Context::new(client))).await;
+    let ctx = Arc::new(Context::new(client));
+    tokio::join!(
+        kafkacluster::run(Arc::clone(&ctx)),
+        topic::run(Arc::clone(&ctx)),
+        consumergroup::run(ctx),
+    );
     tracing::info!("runnel-operator stopped");
     Ok(())
 }

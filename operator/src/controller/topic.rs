@@ -1,0 +1,340 @@
+//! The `Topic` controller: a topic on the cluster, kept as the object declares it.
+//!
+//! `reconcile` runs inside kube's `finalizer()` helper (finalizer [`FINALIZER`]):
+//!
+//! **Apply**, level-triggered and idempotent:
+//! 1. list the namespace's `Topic`s; when an older one names the same topic on the same
+//!    cluster, this one only reports `ResourceConflict` and touches nothing;
+//! 2. find the `KafkaCluster` (gone or deleting: `Ready=False`, nothing else);
+//! 3. look at the topic (Metadata + DescribeConfigs):
+//!    - missing: create it;
+//!    - present but never managed by this object (`status.topicId` differs): adopt it
+//!      only when it matches the spec, else `Ready=False/AdoptionRefused` lists what
+//!      differs;
+//!    - managed: grow partitions (never shrink: `Ready=False/PartitionsNotShrunk`), and
+//!      revert config drift with IncrementalAlterConfigs (declared keys set, other
+//!      overrides removed);
+//! 4. apply the status (what the cluster has) when it changed; requeue to catch drift.
+//!
+//! **Cleanup** (the object is being deleted) deletes the topic only when
+//! `deletionPolicy` is `Delete`, this object managed it (`status.topicId` equals the
+//! topic's id) and no other `Topic` still claims it. When the `KafkaCluster` is gone or
+//! being deleted the finalizer is released without touching anything, so it never
+//! blocks deletion forever.
+
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use self::plan::{Observed, Outcome};
+use super::{apply_status, object_key, retry_after};
+use crate::context::ClusterAddress;
+use crate::crd::{DeletionPolicy, Topic, TopicStatus};
+use crate::kafka::{KafkaAdmin, KafkaError, NewTopic};
+use crate::{Context, Error};
+
+/// The finalizer this controller puts on every `Topic`.
+pub const FINALIZER: &str = "topics.runnel.dev/finalizer";
+/// How often a topic in sync is checked for drift made behind the operator's back.
+const IN_SYNC_RESYNC: Duration = Duration::from_secs(120);
+/// How often a topic that is not (yet) in sync is looked at.
+const NOT_READY_RESYNC: Duration = Duration::from_secs(30);
+/// How often a topic the broker refused, or whose cluster is missing, is retried.
+const BLOCKED_RESYNC: Duration = Duration::from_secs(60);
+
+/// Reconciles one `Topic`.
+pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = topic.namespace().ok_or_else(|| Error::MissingNamespace {
+        kind: "Topic",
+        name: topic.name_any(),
+    })?;
+    let span =
+        info_span!("reconcile", kind = "Topic", name = %topic.name_any(), namespace = %namespace);
+    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), &namespace);
+    let key = object_key(topic.as_ref());
+    let (context, ns) = (ctx.as_ref(), namespace.as_str());
+    let action = finalizer(&api, FINALIZER, topic, |event| async move {
+        match event {
+            Event::Apply(topic) => apply(&topic, context, ns).await,
+            Event::Cleanup(topic) => cleanup(&topic, context, ns).await,
+        }
+    })
+    .instrument(span)
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.record_success(&key);
+    Ok(action)
+}
+
+/// Backs off transient errors per object; see [`retry_after`].
+pub fn error_policy(topic: Arc<Topic>, error: &Error, ctx: Arc<Context>) -> Action {
+    retry_after("Topic", topic.as_ref(), error, &ctx)
+}
+
+/// Runs the controller until SIGTERM/ctrl-c.
+pub async fn run(ctx: Arc<Context>) {
+    let api = Api::<Topic>::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, action)) => debug!(%object, ?action, "reconciled"),
+                Err(error) => info!(error = %error, "controller event"),
+            }
+        })
+        .await;
+}
+
+fn topic_name(topic: &Topic) -> String {
+    let object_name = topic.name_any();
+    topic.spec.effective_name(&object_name).to_string()
+}
+
+async fn list_topics(ctx: &Context, namespace: &str) -> Result<Vec<Topic>, Error> {
+    let api: Api<Topic> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube("list Topics"))?
+        .items)
+}
+
+async fn apply(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+    let name = topic_name(topic);
+    let cluster = &topic.spec.cluster_ref.name;
+    let now = (ctx.clock)();
+
+    let all = list_topics(ctx, namespace).await?;
+    if let Some(owner) = plan::owner_other_than(topic, &all) {
+        let owner = owner.name_any();
+        warn!(topic = %name, %owner, "an older Topic manages this topic");
+        let outcome = Outcome::not_ready(
+            "ResourceConflict",
+            format!("Topic {owner} manages topic {name} on cluster {cluster}"),
+        );
+        let status = plan::topic_status(topic, None, false, &outcome, Some(&owner), &now);
+        write_status(topic, ctx, namespace, status).await?;
+        return Ok(Action::requeue(BLOCKED_RESYNC));
+    }
+
+    let bootstrap = match ctx.cluster_address(namespace, cluster).await? {
+        ClusterAddress::Bootstrap(bootstrap) => bootstrap,
+        gone => {
+            let (reason, message) = match gone {
+                ClusterAddress::Deleting => ("ClusterDeleting", "is being deleted"),
+                _ => ("ClusterNotFound", "does not exist"),
+            };
+            let outcome = Outcome::not_ready(reason, format!("KafkaCluster {cluster} {message}"));
+            let status = plan::topic_status(topic, None, false, &outcome, None, &now);
+            write_status(topic, ctx, namespace, status).await?;
+            return Ok(Action::requeue(BLOCKED_RESYNC));
+        }
+    };
+    let admin = ctx.kafka_admin(&bootstrap).await?;
+    let (observed, owned, outcome) = sync(topic, admin.as_ref(), &name).await?;
+    let status = plan::topic_status(topic, observed.as_ref(), owned, &outcome, None, &now);
+    write_status(topic, ctx, namespace, status).await?;
+    Ok(Action::requeue(match outcome.reason {
+        _ if outcome.ready => IN_SYNC_RESYNC,
+        "KafkaRejected" | "AdoptionRefused" => BLOCKED_RESYNC,
+        _ => NOT_READY_RESYNC,
+    }))
+}
+
+/// Makes the topic on the cluster match the spec, as far as allowed. Returns what the
+/// cluster has afterwards, whether this object manages it, and the outcome.
+async fn sync(
+    topic: &Topic,
+    admin: &dyn KafkaAdmin,
+    name: &str,
+) -> Result<(Option<Observed>, bool, Outcome), Error> {
+    let spec = &topic.spec;
+    let before = observe(admin, name).await?;
+    let Some(existing) = &before else {
+        info!(topic = %name, partitions = spec.partitions, "creating the topic");
+        let new_topic = NewTopic {
+            name: name.to_string(),
+            partitions: spec.partitions,
+            replication_factor: spec
+                .replication_factor
+                .and_then(|rf| i16::try_from(rf).ok()),
+            config: spec.config.clone(),
+        };
+        let created = admin.create_topic(&new_topic).await;
+        if let Some(refused) = refusal(created.map(|_| ()), format!("create topic {name}"))? {
+            return Ok((None, false, refused));
+        }
+        let observed = observe_after_change(admin, name).await?;
+        let outcome = plan::managed_outcome(topic, &observed);
+        return Ok((Some(observed), true, outcome));
+    };
+
+    let previous_id = topic.status.as_ref().and_then(|s| s.topic_id.as_deref());
+    let managed = previous_id.is_some() && previous_id == existing.metadata.topic_id.as_deref();
+    if !managed {
+        let differences = plan::adoption_differences(topic, existing);
+        if !differences.is_empty() {
+            warn!(topic = %name, ?differences, "not adopting a topic that differs from the spec");
+            let outcome = Outcome::not_ready(
+                "AdoptionRefused",
+                format!(
+                    "topic {name} existed before this object and differs from it: {}",
+                    differences.join("; ")
+                ),
+            );
+            return Ok((before, false, outcome));
+        }
+        info!(topic = %name, "adopting the existing topic, which matches the spec");
+    }
+
+    let mut changed = false;
+    let partitions = existing.metadata.partition_count();
+    if partitions < spec.partitions {
+        info!(topic = %name, from = partitions, to = spec.partitions, "growing partitions");
+        let grown = admin.create_partitions(name, spec.partitions).await;
+        if let Some(refused) = refusal(grown, format!("grow topic {name}"))? {
+            return Ok((before, true, refused));
+        }
+        changed = true;
+    }
+    let ops = plan::config_ops(&spec.config, &existing.overrides);
+    if !ops.is_empty() {
+        info!(topic = %name, ?ops, "applying config changes");
+        let altered = admin.alter_topic_config(name, &ops).await;
+        if let Some(refused) = refusal(altered, format!("alter configs of topic {name}"))? {
+            return Ok((before, true, refused));
+        }
+        changed = true;
+    }
+    let observed = if changed {
+        observe_after_change(admin, name).await?
+    } else {
+        existing.clone()
+    };
+    let outcome = plan::managed_outcome(topic, &observed);
+    Ok((Some(observed), true, outcome))
+}
+
+/// `Ok(Some(outcome))` when the broker refused the request's content (a spec problem,
+/// reported as `KafkaRejected`), `Ok(None)` on success, `Err` for transient failures.
+fn refusal(result: Result<(), KafkaError>, action: String) -> Result<Option<Outcome>, Error> {
+    match result {
+        Ok(()) => Ok(None),
+        Err(source) if source.is_invalid_request() => {
+            warn!(error = %source, "the broker refused the request");
+            Ok(Some(Outcome::not_ready(
+                "KafkaRejected",
+                format!("{action}: {source}"),
+            )))
+        }
+        Err(source) => Err(Error::Kafka { action, source }),
+    }
+}
+
+/// The topic as the cluster has it; `None` when it does not exist.
+async fn observe(admin: &dyn KafkaAdmin, name: &str) -> Result<Option<Observed>, Error> {
+    let names = [name.to_string()];
+    let metadata = admin
+        .metadata(Some(&names))
+        .await
+        .map_err(Error::kafka(format!("describe topic {name}")))?
+        .into_iter()
+        .find(|t| t.name == name);
+    let Some(metadata) = metadata else {
+        return Ok(None);
+    };
+    let configs = admin
+        .describe_topic_config(name)
+        .await
+        .map_err(Error::kafka(format!("describe configs of topic {name}")))?;
+    Ok(Some(Observed {
+        metadata,
+        overrides: plan::overrides(&configs),
+    }))
+}
+
+async fn observe_after_change(admin: &dyn KafkaAdmin, name: &str) -> Result<Observed, Error> {
+    observe(admin, name).await?.ok_or_else(|| Error::Kafka {
+        action: format!("describe topic {name} after changing it"),
+        source: KafkaError::MissingInResponse {
+            api: "Metadata",
+            resource: name.to_string(),
+        },
+    })
+}
+
+async fn write_status(
+    topic: &Topic,
+    ctx: &Context,
+    namespace: &str,
+    status: TopicStatus,
+) -> Result<(), Error> {
+    if topic.status.as_ref() == Some(&status) {
+        debug!("status unchanged");
+        return Ok(());
+    }
+    apply_status::<Topic, _>(ctx, namespace, &topic.name_any(), &status).await
+}
+
+async fn cleanup(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+    let name = topic_name(topic);
+    if topic.spec.deletion_policy == DeletionPolicy::Retain {
+        info!(topic = %name, "deletionPolicy Retain: the topic stays");
+        return Ok(Action::await_change());
+    }
+    let Some(topic_id) = topic.status.as_ref().and_then(|s| s.topic_id.clone()) else {
+        info!(topic = %name, "this object never managed the topic: it stays");
+        return Ok(Action::await_change());
+    };
+    let all = list_topics(ctx, namespace).await?;
+    if let Some(other) = plan::other_claimant(topic, &all) {
+        info!(topic = %name, other = %other.name_any(), "another Topic still claims the topic: it stays");
+        return Ok(Action::await_change());
+    }
+    let cluster = &topic.spec.cluster_ref.name;
+    let bootstrap = match ctx.cluster_address(namespace, cluster).await? {
+        ClusterAddress::Bootstrap(bootstrap) => bootstrap,
+        ClusterAddress::Missing | ClusterAddress::Deleting => {
+            info!(topic = %name, %cluster, "the cluster is gone: releasing the finalizer");
+            return Ok(Action::await_change());
+        }
+    };
+    let admin = ctx.kafka_admin(&bootstrap).await?;
+    let names = [name.clone()];
+    let current = admin
+        .metadata(Some(&names))
+        .await
+        .map_err(Error::kafka(format!("describe topic {name}")))?
+        .into_iter()
+        .find(|t| t.name == name);
+    match current {
+        None => info!(topic = %name, "the topic is already gone"),
+        Some(found) if found.topic_id.as_deref() != Some(topic_id.as_str()) => {
+            info!(topic = %name, "the topic was recreated by someone else: it stays");
+        }
+        Some(_) => match admin.delete_topic(&name).await {
+            Ok(()) => info!(topic = %name, "deleted the topic"),
+            Err(e) if e.is_unknown_topic() => info!(topic = %name, "the topic is already gone"),
+            Err(source) => {
+                return Err(Error::Kafka {
+                    action: format!("delete topic {name}"),
+                    source,
+                })
+            }
+        },
+    }
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests;

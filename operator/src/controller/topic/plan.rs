@@ -1,0 +1,352 @@
+//! Pure decisions of the Topic controller: who owns a topic name, what an existing topic
+//! must change, whether a pre-existing topic may be adopted, and the status that
+//! describes the result. No I/O and no clock: the same inputs give the same answer.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use crate::crd::{upsert_condition, ConditionStatus, Topic, TopicStatus};
+use crate::kafka::{AlterConfigOp, ConfigEntry, ConfigSource, TopicMetadata};
+
+/// Condition type: the topic on the cluster is managed by this object and matches it.
+pub const READY: &str = "Ready";
+/// Condition type: an older `Topic` claims the same topic on the same cluster.
+pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
+
+/// A topic as the cluster has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// Metadata: id, partitions, replicas.
+    pub metadata: TopicMetadata,
+    /// Configs set on the topic itself (overrides), by name.
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// The overrides among described configs: those whose source is the topic.
+pub fn overrides(configs: &BTreeMap<String, ConfigEntry>) -> BTreeMap<String, String> {
+    configs
+        .iter()
+        .filter(|(_, entry)| entry.source == ConfigSource::Topic)
+        .filter_map(|(name, entry)| Some((name.clone(), entry.value.clone()?)))
+        .collect()
+}
+
+/// The older `Topic` that owns the same topic name on the same cluster, if any.
+///
+/// Claimants are the objects of the namespace naming the same cluster and topic and not
+/// being deleted; the oldest (`creationTimestamp`, then name) wins.
+pub fn owner_other_than<'a>(me: &'a Topic, all: &'a [Topic]) -> Option<&'a Topic> {
+    let my_topic = me
+        .spec
+        .effective_name(me.metadata.name.as_deref().unwrap_or_default());
+    let mut claimants: Vec<&Topic> = all
+        .iter()
+        .filter(|t| t.metadata.deletion_timestamp.is_none() || t.name_any() == me.name_any())
+        .filter(|t| t.spec.cluster_ref == me.spec.cluster_ref)
+        .filter(|t| {
+            t.spec
+                .effective_name(t.metadata.name.as_deref().unwrap_or_default())
+                == my_topic
+        })
+        .collect();
+    if !claimants.iter().any(|t| t.name_any() == me.name_any()) {
+        claimants.push(me);
+    }
+    let winner = claimants
+        .into_iter()
+        .min_by(|a, b| claim_key(a).cmp(&claim_key(b)))?;
+    (winner.name_any() != me.name_any()).then_some(winner)
+}
+
+fn claim_key(topic: &Topic) -> (Option<&Time>, String) {
+    (topic.metadata.creation_timestamp.as_ref(), topic.name_any())
+}
+
+/// Another `Topic` that still claims the same topic (so deleting this object must not
+/// delete the topic).
+pub fn other_claimant<'a>(me: &Topic, all: &'a [Topic]) -> Option<&'a Topic> {
+    let my_topic = me
+        .spec
+        .effective_name(me.metadata.name.as_deref().unwrap_or_default());
+    all.iter().find(|t| {
+        t.name_any() != me.name_any()
+            && t.metadata.deletion_timestamp.is_none()
+            && t.spec.cluster_ref == me.spec.cluster_ref
+            && t.spec
+                .effective_name(t.metadata.name.as_deref().unwrap_or_default())
+                == my_topic
+    })
+}
+
+/// The IncrementalAlterConfigs operations that make the overrides equal `desired`:
+/// keys of the spec are set to its values, overrides not in the spec are removed.
+pub fn config_ops(
+    desired: &BTreeMap<String, String>,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<AlterConfigOp> {
+    let mut ops: Vec<AlterConfigOp> = desired
+        .iter()
+        .filter(|(name, value)| overrides.get(*name) != Some(*value))
+        .map(|(name, value)| AlterConfigOp::Set {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    ops.extend(
+        overrides
+            .keys()
+            .filter(|name| !desired.contains_key(*name))
+            .map(|name| AlterConfigOp::Delete { name: name.clone() }),
+    );
+    ops
+}
+
+/// How a pre-existing topic differs from the spec, one sentence each; empty when it
+/// may be adopted.
+pub fn adoption_differences(topic: &Topic, observed: &Observed) -> Vec<String> {
+    let spec = &topic.spec;
+    let mut differences = Vec::new();
+    let partitions = observed.metadata.partition_count();
+    if partitions != spec.partitions {
+        differences.push(format!(
+            "it has {partitions} partitions, the spec asks for {}",
+            spec.partitions
+        ));
+    }
+    if let (Some(want), Some(have)) = (
+        spec.replication_factor,
+        observed.metadata.replication_factor(),
+    ) {
+        if want != have {
+            differences.push(format!(
+                "its replication factor is {have}, the spec asks for {want}"
+            ));
+        }
+    }
+    for op in config_ops(&spec.config, &observed.overrides) {
+        differences.push(match op {
+            AlterConfigOp::Set { name, value } => match observed.overrides.get(&name) {
+                Some(have) => format!("config {name} is {have:?}, the spec asks for {value:?}"),
+                None => format!("config {name} is not set, the spec asks for {value:?}"),
+            },
+            AlterConfigOp::Delete { name } => format!(
+                "config {name} is set to {:?}, the spec does not set it",
+                observed.overrides.get(&name).cloned().unwrap_or_default()
+            ),
+        });
+    }
+    differences
+}
+
+/// Why a pass ended the way it did: the `Ready` condition's status, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether the topic matches the spec.
+    pub ready: bool,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// A sentence for people.
+    pub message: String,
+}
+
+impl Outcome {
+    /// A `Ready=False` outcome.
+    pub fn not_ready(reason: &'static str, message: String) -> Self {
+        Self {
+            ready: false,
+            reason,
+            message,
+        }
+    }
+}
+
+/// The outcome for a topic this object manages, after the changes were made.
+pub fn managed_outcome(topic: &Topic, observed: &Observed) -> Outcome {
+    let spec = &topic.spec;
+    let name = &observed.metadata.name;
+    let partitions = observed.metadata.partition_count();
+    if partitions > spec.partitions {
+        return Outcome::not_ready(
+            "PartitionsNotShrunk",
+            format!(
+                "the spec asks for {} partitions but topic {name} has {partitions}; partitions are never removed",
+                spec.partitions
+            ),
+        );
+    }
+    if let (Some(want), Some(have)) = (
+        spec.replication_factor,
+        observed.metadata.replication_factor(),
+    ) {
+        if want != have {
+            return Outcome::not_ready(
+                "ReplicationFactorMismatch",
+                format!(
+                    "topic {name} has replication factor {have}, the spec asks for {want}; \
+                     changing it needs a partition reassignment, which is not supported yet"
+                ),
+            );
+        }
+    }
+    Outcome {
+        ready: true,
+        reason: "InSync",
+        message: format!("topic {name} has {partitions} partitions and the declared configs"),
+    }
+}
+
+/// The status after a pass. `observed` is what the cluster has (when it was looked
+/// at); `owned` says whether this object manages it (only then is `topicId` set, which
+/// is what later allows the finalizer to delete the topic).
+pub fn topic_status(
+    topic: &Topic,
+    observed: Option<&Observed>,
+    owned: bool,
+    outcome: &Outcome,
+    conflict_with: Option<&str>,
+    now: &Time,
+) -> TopicStatus {
+    let generation = topic.metadata.generation;
+    let mut status = topic.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    status.partitions = observed.map(|o| o.metadata.partition_count());
+    status.replication_factor = observed.and_then(|o| o.metadata.replication_factor());
+    status.config = observed.map(|o| o.overrides.clone()).unwrap_or_default();
+    status.topic_id = observed
+        .filter(|_| owned)
+        .and_then(|o| o.metadata.topic_id.clone());
+    upsert_condition(
+        &mut status.conditions,
+        READY,
+        ConditionStatus::from_bool(outcome.ready),
+        outcome.reason,
+        outcome.message.clone(),
+        generation,
+        now,
+    );
+    let (conflict, reason, message) = match conflict_with {
+        Some(owner) => (
+            true,
+            "OlderTopicOwnsName",
+            format!("Topic {owner} (older) already manages this topic on the cluster"),
+        ),
+        None => (false, "NoConflict", String::new()),
+    };
+    upsert_condition(
+        &mut status.conditions,
+        RESOURCE_CONFLICT,
+        ConditionStatus::from_bool(conflict),
+        reason,
+        message,
+        generation,
+        now,
+    );
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::PartitionMetadata;
+    use serde_json::json;
+
+    fn topic(name: &str, created: i64, topic_name: &str) -> Topic {
+        serde_json::from_value(json!({
+            "apiVersion": "runnel.dev/v1alpha1", "kind": "Topic",
+            "metadata": {"name": name, "namespace": "streaming",
+                "creationTimestamp": k8s_openapi::jiff::Timestamp::from_second(created).unwrap().to_string()},
+            "spec": {"clusterRef": {"name": "demo"}, "topicName": topic_name, "partitions": 3,
+                "replicationFactor": 1, "config": {"retention.ms": "1000"}}
+        }))
+        .unwrap()
+    }
+
+    fn observed(partitions: i32, overrides: &[(&str, &str)]) -> Observed {
+        Observed {
+            metadata: TopicMetadata {
+                name: "orders".into(),
+                topic_id: Some("id".into()),
+                partitions: (0..partitions)
+                    .map(|p| PartitionMetadata {
+                        partition: p,
+                        leader: 0,
+                        replicas: vec![0],
+                    })
+                    .collect(),
+            },
+            overrides: overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_oldest_claimant_wins_then_the_first_name() {
+        let a = topic("a", 200, "orders");
+        let b = topic("b", 100, "orders");
+        let c = topic("c", 100, "orders");
+        let other = topic("z", 1, "payments");
+        let all = [a.clone(), b.clone(), c.clone(), other];
+        assert_eq!(
+            owner_other_than(&a, &all).map(|t| t.name_any()),
+            Some("b".into())
+        );
+        assert_eq!(
+            owner_other_than(&c, &all).map(|t| t.name_any()),
+            Some("b".into())
+        );
+        assert_eq!(owner_other_than(&b, &all), None);
+    }
+
+    #[test]
+    fn config_ops_set_declared_keys_and_remove_the_rest() {
+        let desired = BTreeMap::from([
+            ("retention.ms".to_string(), "1000".to_string()),
+            ("cleanup.policy".to_string(), "compact".to_string()),
+        ]);
+        let overrides = BTreeMap::from([
+            ("retention.ms".to_string(), "5".to_string()),
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), "1024".to_string()),
+        ]);
+        assert_eq!(
+            config_ops(&desired, &overrides),
+            [
+                AlterConfigOp::Set {
+                    name: "retention.ms".into(),
+                    value: "1000".into()
+                },
+                AlterConfigOp::Delete {
+                    name: "segment.bytes".into()
+                }
+            ]
+        );
+        assert!(config_ops(&desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn adoption_lists_every_difference() {
+        let t = topic("a", 1, "orders");
+        assert!(adoption_differences(&t, &observed(3, &[("retention.ms", "1000")])).is_empty());
+        assert_eq!(
+            adoption_differences(&t, &observed(5, &[("segment.bytes", "1")])),
+            [
+                "it has 5 partitions, the spec asks for 3",
+                "config retention.ms is not set, the spec asks for \"1000\"",
+                "config segment.bytes is set to \"1\", the spec does not set it",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_larger_topic_is_reported_not_shrunk() {
+        let t = topic("a", 1, "orders");
+        let outcome = managed_outcome(&t, &observed(6, &[]));
+        assert!(!outcome.ready);
+        assert_eq!(outcome.reason, "PartitionsNotShrunk");
+        assert!(managed_outcome(&t, &observed(3, &[])).ready);
+    }
+}

@@ -1,0 +1,424 @@
+//! [`TcpAdminClient`]: the [`KafkaAdmin`] operations over one broker connection.
+//!
+//! Each API is sent at the highest version that the broker advertises (ApiVersions),
+//! the codec knows and this file implements:
+//!
+//! | API | versions implemented |
+//! |---|---|
+//! | Metadata | 4–12 |
+//! | CreateTopics | 2–7 |
+//! | CreatePartitions | 0–3 |
+//! | DescribeConfigs | 1–4 |
+//! | IncrementalAlterConfigs | 0–1 |
+//! | DeleteTopics | 1–6 |
+//! | ListOffsets | 1–6 |
+//! | OffsetFetch | 1–7 |
+//! | DescribeGroups | 0–5 |
+//! | OffsetCommit | 2–8 |
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::{Request, StrBytes};
+use kafka_protocol::ResponseError;
+use tokio::sync::Mutex;
+
+use super::connection::api_name;
+use super::error::check;
+use super::{
+    AdminFactory, AlterConfigOp, ConfigEntry, ConfigSource, Connection, ConnectionConfig,
+    GroupDescription, KafkaAdmin, KafkaError, NewTopic, OffsetSpec, PartitionMetadata,
+    TopicMetadata, TopicPartition,
+};
+
+/// Kafka's resource type number for a topic.
+const RESOURCE_TOPIC: i8 = 2;
+/// How long the broker may take over topic creation/deletion/growth.
+const BROKER_OPERATION_TIMEOUT_MS: i32 = 30_000;
+
+/// An admin client on one connection to a bootstrap broker.
+///
+/// Calls are serialized on the connection (a tokio `Mutex` held across the round trip).
+pub struct TcpAdminClient {
+    connection: Mutex<Connection>,
+    /// Version range per API key, as the broker advertised it.
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl TcpAdminClient {
+    /// Connects to the first reachable address of `bootstrap` (`host:port[,...]`) and
+    /// asks it which API versions it serves.
+    pub async fn connect(bootstrap: &str, config: ConnectionConfig) -> Result<Self, KafkaError> {
+        let mut last_error = None;
+        for address in bootstrap
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            match Connection::connect(address, config.clone()).await {
+                Ok(mut connection) => {
+                    let versions = api_versions(&mut connection).await?;
+                    return Ok(Self {
+                        connection: Mutex::new(connection),
+                        versions,
+                    });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| KafkaError::Connect {
+            address: bootstrap.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address given"),
+        }))
+    }
+
+    /// The version to send `R` at: the highest in the broker's range, the codec's range
+    /// and `implemented`.
+    fn version<R: Request>(&self, implemented: RangeInclusive<i16>) -> Result<i16, KafkaError> {
+        let unsupported = || KafkaError::UnsupportedApi {
+            api: api_name(R::KEY),
+        };
+        let &(broker_min, broker_max) = self.versions.get(&R::KEY).ok_or_else(unsupported)?;
+        let min = broker_min.max(R::VERSIONS.min).max(*implemented.start());
+        let max = broker_max.min(R::VERSIONS.max).min(*implemented.end());
+        if min > max {
+            return Err(unsupported());
+        }
+        Ok(max)
+    }
+
+    pub(super) async fn call<R: Request>(
+        &self,
+        implemented: RangeInclusive<i16>,
+        build: impl FnOnce(i16) -> R,
+    ) -> Result<(R::Response, i16), KafkaError> {
+        let version = self.version::<R>(implemented)?;
+        let request = build(version);
+        let response = self.connection.lock().await.call(&request, version).await?;
+        Ok((response, version))
+    }
+}
+
+/// Asks the broker for its API versions: v3 first, v0 when the broker refuses v3.
+async fn api_versions(connection: &mut Connection) -> Result<HashMap<i16, (i16, i16)>, KafkaError> {
+    let request = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("runnel-operator"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+    let mut response = connection.call(&request, 3).await?;
+    if response.error_code == ResponseError::UnsupportedVersion.code() {
+        response = connection.call(&ApiVersionsRequest::default(), 0).await?;
+    }
+    check(
+        "ApiVersions",
+        || connection.address().to_string(),
+        response.error_code,
+        None,
+    )?;
+    Ok(response
+        .api_keys
+        .iter()
+        .map(|k| (k.api_key, (k.min_version, k.max_version)))
+        .collect())
+}
+
+pub(super) fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+pub(super) fn topic_name(value: &str) -> TopicName {
+    TopicName(text(value))
+}
+
+fn topic_id(id: &uuid::Uuid) -> Option<String> {
+    (!id.is_nil()).then(|| id.to_string())
+}
+
+#[async_trait::async_trait]
+impl KafkaAdmin for TcpAdminClient {
+    async fn metadata(&self, topics: Option<&[String]>) -> Result<Vec<TopicMetadata>, KafkaError> {
+        let (response, _) = self
+            .call(4..=12, |_| {
+                MetadataRequest::default()
+                    .with_topics(topics.map(|names| {
+                        names
+                            .iter()
+                            .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+                            .collect()
+                    }))
+                    .with_allow_auto_topic_creation(false)
+            })
+            .await?;
+        let mut result = Vec::with_capacity(response.topics.len());
+        for topic in response.topics {
+            let name = topic
+                .name
+                .as_ref()
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default();
+            if topic.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                continue;
+            }
+            check("Metadata", || name.clone(), topic.error_code, None)?;
+            let mut partitions: Vec<PartitionMetadata> = topic
+                .partitions
+                .iter()
+                .map(|p| PartitionMetadata {
+                    partition: p.partition_index,
+                    leader: p.leader_id.0,
+                    replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                })
+                .collect();
+            partitions.sort_by_key(|p| p.partition);
+            result.push(TopicMetadata {
+                topic_id: topic_id(&topic.topic_id),
+                name,
+                partitions,
+            });
+        }
+        result.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(result)
+    }
+
+    async fn create_topic(&self, topic: &NewTopic) -> Result<Option<String>, KafkaError> {
+        let configs = topic
+            .config
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(text(k))
+                    .with_value(Some(text(v)))
+            })
+            .collect();
+        let (response, _) = self
+            .call(2..=7, |_| {
+                CreateTopicsRequest::default()
+                    .with_topics(vec![CreatableTopic::default()
+                        .with_name(topic_name(&topic.name))
+                        .with_num_partitions(topic.partitions)
+                        .with_replication_factor(topic.replication_factor.unwrap_or(-1))
+                        .with_configs(configs)])
+                    .with_timeout_ms(BROKER_OPERATION_TIMEOUT_MS)
+            })
+            .await?;
+        let result = response
+            .topics
+            .iter()
+            .find(|t| t.name.as_str() == topic.name)
+            .ok_or_else(|| KafkaError::MissingInResponse {
+                api: "CreateTopics",
+                resource: topic.name.clone(),
+            })?;
+        check(
+            "CreateTopics",
+            || topic.name.clone(),
+            result.error_code,
+            result.error_message.as_ref(),
+        )?;
+        Ok(topic_id(&result.topic_id))
+    }
+
+    async fn create_partitions(&self, topic: &str, total: i32) -> Result<(), KafkaError> {
+        let (response, _) = self
+            .call(0..=3, |_| {
+                CreatePartitionsRequest::default()
+                    .with_topics(vec![CreatePartitionsTopic::default()
+                        .with_name(topic_name(topic))
+                        .with_count(total)])
+                    .with_timeout_ms(BROKER_OPERATION_TIMEOUT_MS)
+            })
+            .await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| r.name.as_str() == topic)
+            .ok_or_else(|| KafkaError::MissingInResponse {
+                api: "CreatePartitions",
+                resource: topic.to_string(),
+            })?;
+        check(
+            "CreatePartitions",
+            || topic.to_string(),
+            result.error_code,
+            result.error_message.as_ref(),
+        )
+    }
+
+    async fn describe_topic_config(
+        &self,
+        topic: &str,
+    ) -> Result<BTreeMap<String, ConfigEntry>, KafkaError> {
+        let (response, _) = self
+            .call(1..=4, |_| {
+                DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(RESOURCE_TOPIC)
+                        .with_resource_name(text(topic))
+                        .with_configuration_keys(None),
+                ])
+            })
+            .await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| r.resource_name.as_str() == topic)
+            .ok_or_else(|| KafkaError::MissingInResponse {
+                api: "DescribeConfigs",
+                resource: topic.to_string(),
+            })?;
+        check(
+            "DescribeConfigs",
+            || topic.to_string(),
+            result.error_code,
+            result.error_message.as_ref(),
+        )?;
+        Ok(result
+            .configs
+            .iter()
+            .map(|c| {
+                let entry = ConfigEntry {
+                    value: c.value.as_ref().map(|v| v.as_str().to_string()),
+                    source: ConfigSource::from_code(c.config_source),
+                };
+                (c.name.as_str().to_string(), entry)
+            })
+            .collect())
+    }
+
+    async fn alter_topic_config(
+        &self,
+        topic: &str,
+        ops: &[AlterConfigOp],
+    ) -> Result<(), KafkaError> {
+        let configs = ops
+            .iter()
+            .map(|op| match op {
+                AlterConfigOp::Set { name, value } => AlterableConfig::default()
+                    .with_name(text(name))
+                    .with_config_operation(0)
+                    .with_value(Some(text(value))),
+                AlterConfigOp::Delete { name } => AlterableConfig::default()
+                    .with_name(text(name))
+                    .with_config_operation(1)
+                    .with_value(None),
+            })
+            .collect();
+        let (response, _) = self
+            .call(0..=1, |_| {
+                IncrementalAlterConfigsRequest::default().with_resources(vec![
+                    AlterConfigsResource::default()
+                        .with_resource_type(RESOURCE_TOPIC)
+                        .with_resource_name(text(topic))
+                        .with_configs(configs),
+                ])
+            })
+            .await?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.resource_name.as_str() == topic)
+            .ok_or_else(|| KafkaError::MissingInResponse {
+                api: "IncrementalAlterConfigs",
+                resource: topic.to_string(),
+            })?;
+        check(
+            "IncrementalAlterConfigs",
+            || topic.to_string(),
+            result.error_code,
+            result.error_message.as_ref(),
+        )
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), KafkaError> {
+        let (response, _) = self
+            .call(1..=6, |version| {
+                let request =
+                    DeleteTopicsRequest::default().with_timeout_ms(BROKER_OPERATION_TIMEOUT_MS);
+                if version >= 6 {
+                    request.with_topics(vec![
+                        DeleteTopicState::default().with_name(Some(topic_name(topic)))
+                    ])
+                } else {
+                    request.with_topic_names(vec![topic_name(topic)])
+                }
+            })
+            .await?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.name.as_ref().is_some_and(|n| n.as_str() == topic))
+            .ok_or_else(|| KafkaError::MissingInResponse {
+                api: "DeleteTopics",
+                resource: topic.to_string(),
+            })?;
+        check(
+            "DeleteTopics",
+            || topic.to_string(),
+            result.error_code,
+            result.error_message.as_ref(),
+        )
+    }
+
+    async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
+        self.list_offsets_impl(partitions, spec).await
+    }
+
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, KafkaError> {
+        self.describe_group_impl(group).await
+    }
+
+    async fn fetch_offsets(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
+        self.fetch_offsets_impl(group).await
+    }
+
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), KafkaError> {
+        self.commit_offsets_impl(group, offsets).await
+    }
+}
+
+/// Makes a [`TcpAdminClient`] per call, with the given limits.
+#[derive(Clone, Debug, Default)]
+pub struct TcpAdminFactory {
+    /// Limits of every connection made.
+    pub config: ConnectionConfig,
+}
+
+#[async_trait::async_trait]
+impl AdminFactory for TcpAdminFactory {
+    async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
+        Ok(Arc::new(
+            TcpAdminClient::connect(bootstrap, self.config.clone()).await?,
+        ))
+    }
+}
+
+impl std::fmt::Debug for TcpAdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpAdminClient")
+            .field("apis", &self.versions.len())
+            .finish_non_exhaustive()
+    }
+}

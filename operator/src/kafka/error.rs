@@ -1,0 +1,185 @@
+//! [`KafkaError`]: why a call of the admin client failed.
+
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+
+/// Why a Kafka admin call failed.
+///
+/// Broker answers keep their Kafka error code ([`KafkaError::Broker`]), so a caller can
+/// tell "the topic does not exist" from "the config is invalid" without parsing text.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// No TCP connection could be made to the address.
+    #[error("connecting to {address} failed")]
+    Connect {
+        /// The `host:port` dialled.
+        address: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The call did not complete in time; the connection is unusable afterwards.
+    #[error("{api} to {address} timed out after {}ms", timeout.as_millis())]
+    Timeout {
+        /// The Kafka API called (`Metadata`, ...).
+        api: &'static str,
+        /// The broker's address.
+        address: String,
+        /// The limit that passed.
+        timeout: Duration,
+    },
+    /// Reading or writing the socket failed; the connection is unusable afterwards.
+    #[error("{api} to {address} failed on the socket")]
+    Io {
+        /// The Kafka API called.
+        api: &'static str,
+        /// The broker's address.
+        address: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The response's size prefix is negative or above the configured maximum.
+    #[error("{api} response from {address} announced {size} bytes (maximum {max})")]
+    FrameSize {
+        /// The Kafka API called.
+        api: &'static str,
+        /// The broker's address.
+        address: String,
+        /// The announced size.
+        size: i32,
+        /// The configured maximum.
+        max: u32,
+    },
+    /// The request could not be encoded or the response decoded at this version.
+    #[error("{api} v{version} could not be {direction}: {reason}")]
+    Codec {
+        /// The Kafka API.
+        api: &'static str,
+        /// The version used.
+        version: i16,
+        /// `encoded` or `decoded`.
+        direction: &'static str,
+        /// The codec's explanation.
+        reason: String,
+    },
+    /// The response answers another request than the one sent.
+    #[error("{api} response carried correlation id {got}, expected {expected}")]
+    CorrelationMismatch {
+        /// The Kafka API called.
+        api: &'static str,
+        /// The id sent.
+        expected: i32,
+        /// The id received.
+        got: i32,
+    },
+    /// An earlier failure left the connection in an unknown state.
+    #[error("the connection to {address} broke earlier and cannot be reused")]
+    Broken {
+        /// The broker's address.
+        address: String,
+    },
+    /// The broker and this client share no version of an API.
+    #[error("the broker supports no version of {api} this client implements")]
+    UnsupportedApi {
+        /// The Kafka API.
+        api: &'static str,
+    },
+    /// The broker answered with a Kafka error code.
+    #[error("{api} for {resource} failed: {} (Kafka error {code}){}", ResponseError::try_from_code(*code).map(|e| e.to_string()).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Broker {
+        /// The Kafka API called.
+        api: &'static str,
+        /// What the error is about (topic, group, `topic/partition`).
+        resource: String,
+        /// The Kafka error code.
+        code: i16,
+        /// The broker's message, when it sent one.
+        message: Option<String>,
+    },
+    /// The broker's answer lacks an entry it must have (a topic or partition asked for).
+    #[error("{api} response has no entry for {resource}")]
+    MissingInResponse {
+        /// The Kafka API called.
+        api: &'static str,
+        /// The topic, group or partition asked for.
+        resource: String,
+    },
+}
+
+impl KafkaError {
+    /// The Kafka error the broker answered with, if that is what this is.
+    pub fn response_error(&self) -> Option<ResponseError> {
+        match self {
+            Self::Broker { code, .. } => ResponseError::try_from_code(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether the broker refused the request's content (bad config, partitions,
+    /// replication factor): only a spec change can fix it.
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(
+            self.response_error(),
+            Some(
+                ResponseError::InvalidConfig
+                    | ResponseError::InvalidPartitions
+                    | ResponseError::InvalidReplicationFactor
+                    | ResponseError::InvalidReplicaAssignment
+                    | ResponseError::InvalidTopicException
+                    | ResponseError::PolicyViolation
+                    | ResponseError::InvalidRequest
+                    | ResponseError::UnsupportedVersion
+            )
+        )
+    }
+
+    /// Whether this is the broker saying the topic or partition does not exist.
+    pub fn is_unknown_topic(&self) -> bool {
+        matches!(
+            self.response_error(),
+            Some(ResponseError::UnknownTopicOrPartition | ResponseError::UnknownTopicId)
+        )
+    }
+}
+
+/// `Ok(())` for code 0, else [`KafkaError::Broker`].
+pub(crate) fn check(
+    api: &'static str,
+    resource: impl FnOnce() -> String,
+    code: i16,
+    message: Option<&kafka_protocol::protocol::StrBytes>,
+) -> Result<(), KafkaError> {
+    if code == 0 {
+        return Ok(());
+    }
+    Err(KafkaError::Broker {
+        api,
+        resource: resource(),
+        code,
+        message: message.map(|m| m.as_str().to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_errors_keep_their_code_and_read_as_a_sentence() {
+        let error = KafkaError::Broker {
+            api: "CreateTopics",
+            resource: "orders".into(),
+            code: 40,
+            message: Some("retention.ms must be a number".into()),
+        };
+        assert_eq!(
+            error.to_string(),
+            "CreateTopics for orders failed: InvalidConfig (Kafka error 40): retention.ms must be a number"
+        );
+        assert_eq!(error.response_error(), Some(ResponseError::InvalidConfig));
+        assert!(error.is_invalid_request());
+        assert!(!error.is_unknown_topic());
+    }
+}

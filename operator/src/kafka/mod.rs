@@ -1,0 +1,268 @@
+//! A small Kafka admin client: what the Topic and ConsumerGroup controllers ask of a
+//! cluster, over the Kafka protocol (`kafka-protocol` codec, tokio TCP).
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `connection.rs` | [`Connection`]: framing, correlation ids, bounded reads, timeouts |
+//! | `client.rs` | [`TcpAdminClient`]: version negotiation and the topic-level calls |
+//! | `groups.rs` | the partition- and group-level calls (offsets, groups) |
+//! | `error.rs` | [`KafkaError`], keeping the broker's error codes |
+//!
+//! Controllers see the cluster only through the [`KafkaAdmin`] trait, made by an
+//! [`AdminFactory`] held in the [`Context`](crate::Context), so tests swap in a fake.
+//!
+//! Every call goes to the bootstrap broker: Runnel brokers answer partition and group
+//! requests for the whole cluster today. Routing `ListOffsets` to partition leaders and
+//! group calls to the coordinator (FindCoordinator) is not implemented yet.
+
+mod client;
+mod connection;
+mod error;
+#[cfg(test)]
+pub mod fake;
+mod groups;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+pub use client::{TcpAdminClient, TcpAdminFactory};
+pub use connection::{checked_frame_len, Connection, ConnectionConfig};
+pub use error::KafkaError;
+
+/// One partition of one topic.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// `topic`/`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A topic as the cluster's metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMetadata {
+    /// Topic name.
+    pub name: String,
+    /// The topic id (a UUID), when the broker reports one.
+    pub topic_id: Option<String>,
+    /// Partitions, sorted by index.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+impl TopicMetadata {
+    /// Number of partitions.
+    pub fn partition_count(&self) -> i32 {
+        i32::try_from(self.partitions.len()).unwrap_or(i32::MAX)
+    }
+
+    /// Replicas per partition (the smallest over partitions); `None` without partitions.
+    pub fn replication_factor(&self) -> Option<i32> {
+        self.partitions
+            .iter()
+            .map(|p| i32::try_from(p.replicas.len()).unwrap_or(i32::MAX))
+            .min()
+    }
+}
+
+/// One partition in the metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    /// Partition index.
+    pub partition: i32,
+    /// Broker id of the leader (`-1` when none).
+    pub leader: i32,
+    /// Broker ids of the replicas.
+    pub replicas: Vec<i32>,
+}
+
+/// A topic to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Replicas per partition; the broker's default when `None`.
+    pub replication_factor: Option<i16>,
+    /// Topic configs by Kafka's names.
+    pub config: BTreeMap<String, String>,
+}
+
+/// Where a config value comes from (Kafka's `ConfigSource`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Set on the topic itself (`DYNAMIC_TOPIC_CONFIG`): an override.
+    Topic,
+    /// The broker's default.
+    Default,
+    /// Any other source (broker-level settings), by Kafka's number.
+    Other(i8),
+}
+
+impl ConfigSource {
+    /// From Kafka's `config_source` number.
+    pub fn from_code(code: i8) -> Self {
+        match code {
+            1 => Self::Topic,
+            5 => Self::Default,
+            other => Self::Other(other),
+        }
+    }
+}
+
+/// One config of a topic as the broker describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// The value (`None` for sensitive or unset values).
+    pub value: Option<String>,
+    /// Where it comes from.
+    pub source: ConfigSource,
+}
+
+/// One change of IncrementalAlterConfigs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum AlterConfigOp {
+    /// Set `name` to `value` on the topic.
+    Set {
+        /// Config name.
+        name: String,
+        /// New value.
+        value: String,
+    },
+    /// Remove the topic's override of `name` (back to the default).
+    Delete {
+        /// Config name.
+        name: String,
+    },
+}
+
+/// Which offset `ListOffsets` looks up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (high watermark).
+    Latest,
+    /// The first offset whose timestamp is at or after this many ms since the epoch
+    /// (`-1` from the broker when there is none).
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    /// The `timestamp` field Kafka expects for this spec.
+    pub fn wire_timestamp(self) -> i64 {
+        match self {
+            Self::Earliest => -2,
+            Self::Latest => -1,
+            Self::Timestamp(ms) => ms,
+        }
+    }
+}
+
+/// A consumer group as the coordinator describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// `Empty`, `Stable`, `PreparingRebalance`, `CompletingRebalance` or `Dead`.
+    pub state: String,
+    /// The members.
+    pub members: Vec<GroupMemberDescription>,
+}
+
+impl GroupDescription {
+    /// Whether offsets may be changed from outside: no member could overwrite them.
+    pub fn is_inactive(&self) -> bool {
+        self.members.is_empty() && (self.state == "Empty" || self.state == "Dead")
+    }
+}
+
+/// One member of a consumer group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMemberDescription {
+    /// Member id given by the coordinator.
+    pub member_id: String,
+    /// The member's `client.id`.
+    pub client_id: String,
+    /// The member's host.
+    pub client_host: String,
+}
+
+/// The admin operations the controllers need, on one cluster.
+///
+/// Implementations must be cheap to call repeatedly within one reconcile; each method
+/// is one Kafka request (or a fixed few) and fails with the broker's error code kept.
+#[async_trait::async_trait]
+pub trait KafkaAdmin: Send + Sync {
+    /// Metadata of `topics` (every topic when `None`); topics that do not exist are
+    /// left out rather than reported as errors.
+    async fn metadata(&self, topics: Option<&[String]>) -> Result<Vec<TopicMetadata>, KafkaError>;
+
+    /// Creates a topic; returns its topic id when the broker reports it.
+    async fn create_topic(&self, topic: &NewTopic) -> Result<Option<String>, KafkaError>;
+
+    /// Grows `topic` to `total` partitions.
+    async fn create_partitions(&self, topic: &str, total: i32) -> Result<(), KafkaError>;
+
+    /// Every config of `topic`, by name.
+    async fn describe_topic_config(
+        &self,
+        topic: &str,
+    ) -> Result<BTreeMap<String, ConfigEntry>, KafkaError>;
+
+    /// Applies `ops` to `topic` with IncrementalAlterConfigs.
+    async fn alter_topic_config(
+        &self,
+        topic: &str,
+        ops: &[AlterConfigOp],
+    ) -> Result<(), KafkaError>;
+
+    /// Deletes `topic`.
+    async fn delete_topic(&self, topic: &str) -> Result<(), KafkaError>;
+
+    /// The offset `spec` names for each partition (`-1` when a timestamp finds none).
+    async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError>;
+
+    /// State and members of `group`.
+    async fn describe_group(&self, group: &str) -> Result<GroupDescription, KafkaError>;
+
+    /// Committed offsets of `group`, every partition it has one for.
+    async fn fetch_offsets(&self, group: &str)
+        -> Result<BTreeMap<TopicPartition, i64>, KafkaError>;
+
+    /// Commits `offsets` for `group` as a standalone (memberless) commit: generation
+    /// `-1`, empty member id. The coordinator accepts it only while the group is empty.
+    async fn commit_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), KafkaError>;
+}
+
+/// Makes [`KafkaAdmin`]s for a bootstrap address (`host:port[,host:port...]`).
+#[async_trait::async_trait]
+pub trait AdminFactory: Send + Sync {
+    /// Connects to the cluster at `bootstrap`.
+    async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError>;
+}

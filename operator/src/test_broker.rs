@@ -1,0 +1,81 @@
+//! A real `runnel-broker` process for tests, killed when the guard drops.
+//!
+//! The binary is `$RUNNEL_BROKER_BIN`, else `<workspace>/target/debug/runnel-broker`;
+//! build it with `cargo build -p runnel-broker`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::kafka::{ConnectionConfig, TcpAdminClient};
+
+/// A broker on `127.0.0.1:<free port>` with its own data directory.
+pub struct TestBroker {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    _data: tempfile::TempDir,
+}
+
+impl TestBroker {
+    /// Starts a broker and waits (at most 20 s) until it answers ApiVersions.
+    pub async fn start() -> Self {
+        let bin = std::env::var_os("RUNNEL_BROKER_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/runnel-broker")
+            });
+        assert!(
+            bin.is_file(),
+            "runnel-broker binary not found at {}: build it first with `cargo build -p runnel-broker` \
+             (or point RUNNEL_BROKER_BIN at one)",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let data = tempfile::tempdir().unwrap();
+        let child = Command::new(&bin)
+            .arg("--listen")
+            .arg(&address)
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--group-initial-rebalance-delay-ms")
+            .arg("0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let broker = Self {
+            child,
+            address,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match TcpAdminClient::connect(&broker.address, ConnectionConfig::default()).await {
+                Ok(_) => return broker,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("the broker at {} did not come up: {e}", broker.address)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// A fresh admin client on this broker.
+    pub async fn admin(&self) -> TcpAdminClient {
+        TcpAdminClient::connect(&self.address, ConnectionConfig::default())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
