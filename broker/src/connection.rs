@@ -123,12 +123,15 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
     let _gauge = ConnectionGauge(Arc::clone(&ctx));
     let in_flight = ctx.config.max_in_flight_requests as usize;
     let (tx, mut rx) = mpsc::channel::<Frame>(in_flight);
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(in_flight);
 
-    // Requests are read ahead (up to `in_flight`) but handled one at a time in arrival
-    // order, as Kafka does: a client's pipelined produce requests must land in the order
-    // it sent them. Each runs in its own task so a panic closes only this connection.
+    // Requests are read ahead (up to `in_flight`) and handled one at a time in arrival
+    // order, as Kafka does: a client's pipelined produce requests land in the order it
+    // sent them. Each runs in its own task so a panic closes only this connection. A
+    // handler may answer `Later` (acks=all waiting for its fsync): the next request is
+    // handled meanwhile, and the writer still sends answers in request order.
     let handler_ctx = Arc::clone(&ctx);
-    let write_task = tokio::spawn(
+    let handle_task = tokio::spawn(
         async move {
             while let Some(frame) = rx.recv().await {
                 let handling = dispatch::handle_frame(
@@ -140,9 +143,23 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
                     Ok(reply) => reply,
                     Err(e) => {
                         tracing::error!(error = %e, "request handler failed; closing the connection");
-                        break;
+                        Reply::Close
                     }
                 };
+                let close = matches!(reply, Reply::Close);
+                if reply_tx.send(reply).await.is_err() || close {
+                    break;
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    let write_task = tokio::spawn(
+        async move {
+            while let Some(mut reply) = reply_rx.recv().await {
+                if let Reply::Later(pending) = reply {
+                    reply = pending.await;
+                }
                 match reply {
                     Reply::Frame(bytes) => {
                         if let Err(e) = writer.write_all(&bytes).await {
@@ -150,7 +167,7 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
                             break;
                         }
                     }
-                    Reply::None => {}
+                    Reply::None | Reply::Later(_) => {}
                     Reply::Close => break,
                 }
             }
@@ -183,6 +200,7 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
         }
     }
     drop(tx);
+    let _ = handle_task.await;
     let _ = write_task.await;
 }
 

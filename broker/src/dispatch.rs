@@ -13,6 +13,7 @@
 //! | ..    | tagged fields               | v2 (flexible)   |
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -46,6 +47,23 @@ pub enum Reply {
     None,
     /// The request was malformed: close the connection after earlier responses.
     Close,
+    /// The request's effects are in place but its answer waits (acks=all durability);
+    /// later requests on the connection are handled meanwhile, answers stay in order.
+    Later(Pin<Box<dyn Future<Output = Reply> + Send>>),
+}
+
+/// A handler's answer: now, or once its effects are durable.
+pub enum Answer<R> {
+    /// The response.
+    Now(R),
+    /// The response once this future completes.
+    Later(Pin<Box<dyn Future<Output = R> + Send>>),
+}
+
+impl<R> From<R> for Answer<R> {
+    fn from(response: R) -> Self {
+        Answer::Now(response)
+    }
 }
 
 /// Who sent a request: passed to every handler.
@@ -81,7 +99,7 @@ macro_rules! routes {
 
         async fn route(ctx: Arc<BrokerContext>, key: ApiKey, header: RequestHeader, body: Bytes, client_host: Arc<str>) -> Reply {
             match key {
-                $( ApiKey::$key => call::<$req, _, _>(ctx, header, body, client_host, $handler, $silent).await, )*
+                $( ApiKey::$key => call::<$req, _, _, _>(ctx, header, body, client_host, $handler, $silent).await, )*
                 _ => unsupported(header.correlation_id),
             }
         }
@@ -179,18 +197,31 @@ pub async fn handle_frame(ctx: Arc<BrokerContext>, frame: Frame, client_host: Ar
         .instrument(span)
         .await;
     metrics.requests.with_label_values(&[api.as_str()]).inc();
-    metrics
-        .request_duration
-        .with_label_values(&[api.as_str()])
-        .observe(frame.arrived.elapsed().as_secs_f64());
     if matches!(reply, Reply::Close) {
         metrics
             .request_errors
             .with_label_values(&[api.as_str()])
             .inc();
     }
+    let arrived = frame.arrived;
     drop(frame);
-    reply
+    let observe = move || {
+        metrics
+            .request_duration
+            .with_label_values(&[api.as_str()])
+            .observe(arrived.elapsed().as_secs_f64());
+    };
+    match reply {
+        Reply::Later(pending) => Reply::Later(Box::pin(async move {
+            let reply = pending.await;
+            observe();
+            reply
+        })),
+        now => {
+            observe();
+            now
+        }
+    }
 }
 
 /// The fixed leading fields of every request header: api key, version, correlation id.
@@ -201,7 +232,7 @@ fn peek_header(bytes: &[u8]) -> Option<(i16, i16, i32)> {
     Some((key, version, correlation))
 }
 
-async fn call<Req, F, Fut>(
+async fn call<Req, F, Fut, Out>(
     ctx: Arc<BrokerContext>,
     header: RequestHeader,
     mut body: Bytes,
@@ -212,7 +243,9 @@ async fn call<Req, F, Fut>(
 where
     Req: Request,
     F: FnOnce(Arc<BrokerContext>, Req, RequestInfo) -> Fut,
-    Fut: Future<Output = Req::Response>,
+    Fut: Future<Output = Out>,
+    Out: Into<Answer<Req::Response>>,
+    Req::Response: Send + 'static,
 {
     let version = header.request_api_version;
     let request = match Req::decode(&mut body, version) {
@@ -228,11 +261,21 @@ where
         client_id: header.client_id.as_ref().map(|c| c.to_string()),
         client_host: client_host.to_string(),
     };
-    let response = handler(ctx, request, info).await;
+    let answer = handler(ctx, request, info).await.into();
     if no_response {
         return Reply::None;
     }
-    match encode_response(header.correlation_id, version, &response) {
+    let correlation_id = header.correlation_id;
+    match answer {
+        Answer::Now(response) => encoded(correlation_id, version, &response),
+        Answer::Later(pending) => Reply::Later(Box::pin(
+            async move { encoded(correlation_id, version, &pending.await) }.in_current_span(),
+        )),
+    }
+}
+
+fn encoded<R: Encodable + HeaderVersion>(correlation_id: i32, version: i16, response: &R) -> Reply {
+    match encode_response(correlation_id, version, response) {
         Ok(frame) => Reply::Frame(frame),
         Err(e) => {
             tracing::error!(error = %e, "encoding a response failed; closing the connection");

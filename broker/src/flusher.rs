@@ -44,9 +44,13 @@ impl Flusher {
         (Flusher { tx }, task)
     }
 
-    /// Waits until each partition is fsynced up to its offset; one result per entry, in
-    /// order. All are enqueued before waiting, so they share a round.
-    pub async fn flush_all(&self, wanted: Vec<(Arc<Partition>, i64)>) -> Vec<Result<(), String>> {
+    /// Enqueues each partition to be fsynced up to its offset and returns the wait for
+    /// the results (one per entry, in order). Enqueueing happens now, so a producer's
+    /// next request is appended while this one's round is on disk and joins a round too.
+    pub async fn enqueue(
+        &self,
+        wanted: Vec<(Arc<Partition>, i64)>,
+    ) -> impl std::future::Future<Output = Vec<Result<(), String>>> + Send + 'static {
         let mut answers = Vec::with_capacity(wanted.len());
         for (partition, upto) in wanted {
             let (done, answer) = oneshot::channel();
@@ -63,16 +67,18 @@ impl Flusher {
                     .map_err(|_| "the broker is shutting down".to_string()),
             );
         }
-        let mut results = Vec::with_capacity(answers.len());
-        for answer in answers {
-            results.push(match answer {
-                Ok(rx) => rx
-                    .await
-                    .unwrap_or_else(|_| Err("the flusher stopped".to_string())),
-                Err(e) => Err(e),
-            });
+        async move {
+            let mut results = Vec::with_capacity(answers.len());
+            for answer in answers {
+                results.push(match answer {
+                    Ok(rx) => rx
+                        .await
+                        .unwrap_or_else(|_| Err("the flusher stopped".to_string())),
+                    Err(e) => Err(e),
+                });
+            }
+            results
         }
-        results
     }
 }
 

@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 
 use super::{blocking, text};
 use crate::context::BrokerContext;
-use crate::dispatch::RequestInfo;
+use crate::dispatch::{Answer, RequestInfo};
 use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::partitions::Partition;
 
@@ -34,7 +34,7 @@ pub async fn handle(
     ctx: Arc<BrokerContext>,
     request: ProduceRequest,
     _info: RequestInfo,
-) -> ProduceResponse {
+) -> Answer<ProduceResponse> {
     let acks = request.acks;
     let mut responses: Vec<TopicProduceResponse> = Vec::with_capacity(request.topic_data.len());
     let mut work = Vec::new();
@@ -66,28 +66,42 @@ pub async fn handle(
                 .partition_responses
                 .push(failed(w.partition, error.code(), None));
         }
-        return ProduceResponse::default().with_responses(responses);
+        return ProduceResponse::default().with_responses(responses).into();
     }
 
     let ctx2 = Arc::clone(&ctx);
     let Some((mut results, appended)) = blocking(move || append_all(&ctx2, work)).await else {
         tracing::error!("produce failed inside storage");
-        return ProduceResponse::default().with_responses(responses);
+        return ProduceResponse::default().with_responses(responses).into();
     };
     ctx.partitions.appended.notify_waiters();
-    if acks == -1 {
-        // acks=all: answer only once the appended bytes are on disk (group commit).
-        let (slots, wanted): (Vec<usize>, Vec<_>) = appended
-            .into_iter()
-            .map(|(i, p, upto)| (i, (p, upto)))
-            .unzip();
-        for (i, flushed) in slots.into_iter().zip(ctx.flusher.flush_all(wanted).await) {
+    if acks != -1 {
+        return Answer::Now(respond(&ctx, responses, results));
+    }
+    // acks=all: answer once the appended bytes are on disk (group commit). The wait does
+    // not hold up the connection's next request.
+    let (slots, wanted): (Vec<usize>, Vec<_>) = appended
+        .into_iter()
+        .map(|(i, p, upto)| (i, (p, upto)))
+        .unzip();
+    let durable = ctx.flusher.enqueue(wanted).await;
+    Answer::Later(Box::pin(async move {
+        for (i, flushed) in slots.into_iter().zip(durable.await) {
             if let Err(e) = flushed {
                 let index = results[i].1.index;
                 results[i].1 = failed(index, ResponseError::KafkaStorageError.code(), Some(&e));
             }
         }
-    }
+        respond(&ctx, responses, results)
+    }))
+}
+
+/// Puts the partition results into the response and counts a request with errors.
+fn respond(
+    ctx: &BrokerContext,
+    mut responses: Vec<TopicProduceResponse>,
+    results: Vec<(usize, PartitionProduceResponse)>,
+) -> ProduceResponse {
     for (t, r) in results {
         responses[t].partition_responses.push(r);
     }
