@@ -6,7 +6,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crds bench bench-compare fmt lint clippy clean
+.PHONY: run build release test test-rust test-compat test-deps crds bench bench-compare images static-check chart-check tools e2e fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -17,7 +17,7 @@ build:
 release:
 	$(CARGO) build --release -p runnel-broker
 
-test: lint test-rust test-compat
+test: lint test-rust test-compat chart-check
 
 test-deps:
 	scripts/test-deps.sh
@@ -42,6 +42,29 @@ bench-compare:
 # Regenerates crds/ from the Rust types; `cargo test` fails while crds/ is stale.
 crds:
 	$(CARGO) run -q -p runnel-operator --bin crdgen
+	rm -f charts/runnel/crds/*.yaml
+	cp crds/*.yaml charts/runnel/crds/
+
+# Container images of the broker and the operator, tagged <version>-<git sha>; needs docker or podman.
+images:
+	scripts/images.sh
+
+# The images' static musl binaries: built (debug), statically linked, answer --version.
+# Not yet in `make test`: the operator does not answer --version yet.
+static-check:
+	scripts/static-check.sh
+
+# helm lint/template, kubernetes-validate --strict, example CRs against the CRDs.
+chart-check:
+	scripts/chart-check.sh
+
+# helm, kubectl and kubernetes-validate into .tools/ (chart-check and e2e run it themselves).
+tools:
+	scripts/tools.sh
+
+# The kind end-to-end suite (needs docker and kind; not part of `make test`). E2E_BROKERS=3 for three brokers.
+e2e:
+	e2e/run.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -52,4 +75,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
-	rm -rf $(VENV) tests/compat/js/node_modules
+	rm -rf $(VENV) .tools tests/compat/js/node_modules
