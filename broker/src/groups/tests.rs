@@ -281,3 +281,63 @@ fn a_static_member_rejoins_without_a_rebalance_and_fences_its_old_id() {
     ));
     assert_eq!(kept.assignment, Bytes::from(format!("assign-{a}")));
 }
+
+#[test]
+fn offsets_of_a_group_empty_past_retention_expire() {
+    use super::offsets::{CommittedOffset, OffsetRecord};
+    use super::GroupCoordinator;
+    let mut c = config(0);
+    c.offsets_retention = Duration::from_secs(3600);
+    let coordinator = GroupCoordinator::new(c.clone());
+    let t0 = Instant::now();
+    let commit = |group: &str, ts: i64| OffsetRecord {
+        group: group.into(),
+        topic: "t".into(),
+        partition: 0,
+        value: Some(CommittedOffset {
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp: ts,
+        }),
+    };
+    let hour_ms = 3_600_000;
+    let now_ms = 10 * hour_ms;
+    // "idle": empty and committed long ago; "fresh": committed a minute ago; "busy": has a member.
+    coordinator.apply_offsets(
+        vec![
+            commit("idle", now_ms - 2 * hour_ms),
+            commit("fresh", now_ms - 60_000),
+            commit("busy", now_ms - 2 * hour_ms),
+        ],
+        t0,
+    );
+    {
+        let mut groups = coordinator.lock();
+        let busy = GroupCoordinator::entry(&mut groups, "busy", t0);
+        let member = JoinRequest {
+            require_known_member_id: false,
+            ..request("", None, &["range"])
+        };
+        let joined = waiting(busy.group.join(member, &c, t0))
+            .try_recv()
+            .expect("joined at once");
+        assert_eq!(joined.error, 0);
+        assert_eq!(busy.group.state, GroupState::CompletingRebalance);
+    }
+    assert!(
+        coordinator
+            .expired_offsets(t0 + Duration::from_secs(60), now_ms)
+            .is_empty(),
+        "not empty for an hour yet"
+    );
+    let expired = coordinator.expired_offsets(t0 + Duration::from_secs(7200), now_ms);
+    let groups: Vec<&str> = expired.iter().map(|r| r.group.as_str()).collect();
+    assert_eq!(groups, ["idle"]);
+    assert!(expired[0].value.is_none(), "expiry writes tombstones");
+    coordinator.apply_offsets(expired, t0);
+    assert!(
+        !coordinator.lock().contains_key("idle"),
+        "the empty group is forgotten with its offsets"
+    );
+}
