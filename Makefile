@@ -25,7 +25,7 @@ test-deps:
 # The operator's and the bench's integration tests start the broker binary.
 test-rust:
 	$(CARGO) build -p runnel-broker
-	$(CARGO) test --workspace
+	RUNNEL_BROKER_BIN=$(BROKER_BIN) $(CARGO) test --workspace
 
 test-compat: test-deps
 	$(CARGO) build -p runnel-broker
