@@ -17,7 +17,7 @@ build:
 release:
 	$(CARGO) build --release -p runnel-broker
 
-test: lint test-rust test-compat chart-check
+test: lint test-rust chart-check test-compat
 
 test-deps:
 	scripts/test-deps.sh
