@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use common::{call, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
@@ -19,9 +19,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
 use tokio::net::TcpStream;
 
 fn s(v: &str) -> StrBytes {
@@ -56,29 +54,12 @@ async fn create(st: &mut TcpStream, topic: &str, configs: &[(&str, &str)]) -> an
 }
 
 async fn produce(st: &mut TcpStream, topic: &str, key: &str, value: &str) -> anyhow::Result<i64> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: Some(Bytes::from(key.to_string())),
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-    };
-    let mut batch = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut batch,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
+    let batch = common::plain_batch(
+        &[(
+            Some(Bytes::from(key.to_string())),
+            Bytes::from(value.to_string()),
+        )],
+        1_700_000_000_000,
     )?;
     let r = call(
         st,
@@ -88,7 +69,7 @@ async fn produce(st: &mut TcpStream, topic: &str, key: &str, value: &str) -> any
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(TopicName(s(topic)))
                 .with_partition_data(vec![
-                    PartitionProduceData::default().with_records(Some(batch.freeze()))
+                    PartitionProduceData::default().with_records(Some(batch))
                 ])]),
         9,
     )

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use common::call;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -20,9 +19,6 @@ use kafka_protocol::messages::{
     CreateTopicsRequest, FetchRequest, GroupId, OffsetCommitRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use runnel_broker::ops::proto::broker_admin_client::BrokerAdminClient;
 use runnel_broker::ops::proto::{GetStateRequest, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -162,33 +158,10 @@ async fn metrics_count_a_known_produce_and_fetch() -> anyhow::Result<()> {
     let broker = Proc::spawn(dir.path(), &[])?;
     broker.wait_running().await?;
     create_topic(broker.kafka, "m", 1).await?;
-    let records: Vec<Record> = (0..10)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(bytes::Bytes::from(vec![b'x'; 100])),
-            headers: Default::default(),
-        })
+    let values: Vec<(Option<bytes::Bytes>, bytes::Bytes)> = (0..10)
+        .map(|_| (None, bytes::Bytes::from(vec![b'x'; 100])))
         .collect();
-    let mut batch = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut batch,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
-    let batch = batch.freeze();
+    let batch = common::plain_batch(&values, 1_700_000_000_000)?;
     let mut s = TcpStream::connect(broker.kafka).await?;
     let produced = call(
         &mut s,

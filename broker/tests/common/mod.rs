@@ -146,3 +146,41 @@ pub fn correlation_and_code(mut body: Bytes) -> (i32, i16) {
     };
     (correlation, code)
 }
+
+/// One uncompressed record batch of plain (non-idempotent) records — `(key, value)` pairs —
+/// all stamped `timestamp`.
+pub fn plain_batch(records: &[(Option<Bytes>, Bytes)], timestamp: i64) -> anyhow::Result<Bytes> {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes.
+            sequence: i as i32 - 1,
+            timestamp,
+            key: key.clone(),
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )?;
+    Ok(buf.freeze())
+}
