@@ -119,6 +119,29 @@ fn keeps_latest_per_key_and_expires_tombstones() {
 }
 
 #[test]
+fn a_rewritten_segment_gets_a_new_handle_and_old_regions_keep_the_old_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(100)).unwrap();
+    fill(&mut log, &history());
+    let before = log.read_regions(0, usize::MAX, true).unwrap();
+    let old_bytes = before.read_all().unwrap();
+    assert_eq!(log.compact(500).unwrap().segments_rewritten, 3);
+    let after = log.read_regions(0, usize::MAX, true).unwrap();
+    // The first segment was swapped for a new file; the untouched active one was not.
+    assert!(!after.regions[0].same_file(&before.regions[0]));
+    let (old_active, new_active) = (before.regions.last(), after.regions.last());
+    assert!(old_active
+        .zip(new_active)
+        .is_some_and(|(o, n)| o.same_file(n)));
+    assert!(after.len() < before.len());
+    assert_eq!(before.read_all().unwrap(), old_bytes);
+    assert_eq!(
+        after.read_all().unwrap(),
+        log.read(0, usize::MAX, true).unwrap().bytes
+    );
+}
+
+#[test]
 fn min_compaction_lag_and_policy_limit_the_cleanable_range() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(

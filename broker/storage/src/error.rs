@@ -4,7 +4,7 @@
 //! (the broker maps them in one place) and a log line needs to be useful.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The result type of every fallible storage call.
 pub type Result<T> = std::result::Result<T, LogError>;
@@ -111,8 +111,8 @@ pub enum LogError {
 
 impl LogError {
     /// Builds a closure that wraps an `io::Error` with the path it concerns, for `map_err`.
-    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LogError {
-        let path = path.into();
+    pub(crate) fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> LogError {
+        let path = path.as_ref().to_path_buf();
         move |source| LogError::Io { path, source }
     }
 

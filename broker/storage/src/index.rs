@@ -269,6 +269,18 @@ impl OffsetIndex {
         Ok((rel.absolute(base), pos.get()))
     }
 
+    /// The largest indexed batch start at or before `position`, if any (positions
+    /// increase with offsets, so the entries are sorted by both).
+    pub(crate) fn floor_position(&self, position: u64) -> Result<Option<u64>> {
+        let n = self
+            .file
+            .partition_point(|e| decode_offset_entry(e).1.get() <= position)?;
+        match n {
+            0 => Ok(None),
+            n => Ok(Some(decode_offset_entry(&self.file.entry(n - 1)?).1.get())),
+        }
+    }
+
     /// The last entry as (absolute offset, position).
     pub(crate) fn last_entry(&self) -> Option<(i64, u64)> {
         self.last
@@ -469,6 +481,15 @@ mod tests {
         assert_eq!(idx.lookup(129).unwrap(), (120, 2000));
         assert_eq!(idx.lookup(149).unwrap(), (130, 3000));
         assert_eq!(idx.lookup(10_000).unwrap(), (150, 4000));
+        for (position, floor) in [
+            (0, None),
+            (999, None),
+            (1000, Some(1000)),
+            (2999, Some(2000)),
+            (u64::MAX, Some(4000)),
+        ] {
+            assert_eq!(idx.floor_position(position).unwrap(), floor, "{position}");
+        }
         assert!(idx.is_valid(4001).unwrap());
         assert!(!idx.is_valid(4000).unwrap());
     }

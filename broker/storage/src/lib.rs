@@ -3,8 +3,10 @@
 //!
 //! Storage knows v2 record-batch headers, not wire messages: a produce payload's
 //! `records` bytes go in through [`Log::append`] and come back, byte-identical apart
-//! from the patched base offset and leader epoch, from [`Log::read`]. Only the cleaner
-//! (compaction) looks inside a batch, at the keys of uncompressed records. The on-disk
+//! from the patched base offset and leader epoch, from [`Log::read`], or as regions
+//! of the segment files from [`Log::read_regions`] for sending without a copy. Only
+//! the cleaner (compaction) looks inside a batch, at the keys of uncompressed
+//! records. The on-disk
 //! layout and durability order are documented on the [`log`] module; the batch
 //! header table on [`batch`].
 //!
@@ -17,7 +19,8 @@
 //! |------------------|-----------------------------------------------------------------|
 //! | [`log`]          | `Log`: open, flush, truncate, close, delete; the on-disk layout |
 //! | `append`         | the append path: validation, offsets, idempotence, rolling      |
-//! | `read`           | reads by offset and by timestamp                                |
+//! | `read`           | reads by offset (as file regions or bytes) and by timestamp     |
+//! | `region`         | `FileRegion`/`FileSlice`: batches to send from the files        |
 //! | [`batch`]        | the 61-byte v2 record-batch header                              |
 //! | `config`         | `LogConfig`, `TimestampType`                                    |
 //! | `segment`        | one segment: `.log` plus its indexes                            |
@@ -47,6 +50,7 @@ mod producer_state;
 mod read;
 mod records;
 mod recovery;
+mod region;
 mod retention;
 mod segment;
 mod segment_list;
@@ -59,4 +63,5 @@ pub use config::CleanupPolicy;
 pub use error::{CorruptReason, InvalidReason, LogError, Result};
 pub use flush::FlushHandle;
 pub use log::{AppendInfo, Log, LogConfig, ReadSlice, TimestampType};
+pub use region::{FileRegion, FileSlice};
 pub use retention::RetentionOutcome;

@@ -4,17 +4,22 @@ use bytes::Bytes;
 
 use crate::error::{LogError, Result};
 use crate::log::{Log, ReadSlice};
+use crate::region::FileSlice;
 
 impl Log {
-    /// Reads whole batches starting with the one that contains `offset`, at most
-    /// `max_bytes` in total, continuing into later segments while room remains. If the
-    /// first batch alone exceeds `max_bytes` it is returned whole when `min_one` is set,
-    /// and nothing is returned otherwise.
+    /// Finds whole batches starting with the one that contains `offset`, at most
+    /// `max_bytes` in total, continuing into later segments while room remains, and
+    /// returns them as regions of the segment files, one per segment. If the first
+    /// batch alone exceeds `max_bytes` it is returned whole when `min_one` is set, and
+    /// nothing is returned otherwise.
     ///
-    /// `offset == log_end_offset` gives empty bytes; an offset below the log start or
+    /// `offset == log_end_offset` gives no regions; an offset below the log start or
     /// past the log end is `OffsetOutOfRange`. The batch is found through the sparse
-    /// `.index` and a header scan; only the bytes returned are read.
-    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadSlice> {
+    /// `.index` and a header scan, the end likewise; no record bytes are read, so the
+    /// cost does not grow with `max_bytes`. The regions hold the segment files open:
+    /// they stay readable after the segments are deleted or replaced (see
+    /// [`crate::FileRegion`]).
+    pub fn read_regions(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<FileSlice> {
         let log_start_offset = self.log_start_offset();
         let log_end_offset = self.log_end_offset();
         if offset < log_start_offset || offset > log_end_offset {
@@ -24,45 +29,54 @@ impl Log {
                 log_end_offset,
             });
         }
-        let mut out: Vec<u8> = Vec::new();
-        let mut budget = max_bytes;
+        let mut regions = Vec::new();
+        let mut first_offset = offset;
+        let mut budget = u64::try_from(max_bytes).unwrap_or(u64::MAX);
         let mut index = self.segments.floor(offset);
-        // Position of the batch holding `offset` (it may be in a later segment when
-        // `offset` is past the last batch of the floor segment).
-        let mut position = None;
+        // The batch holding `offset` (it may be in a later segment when `offset` is
+        // past the last batch of the floor segment).
+        let mut found = None;
         while let Some(segment) = self.segments.get(index) {
-            if let Some((p, _)) = segment.locate(offset)? {
-                position = Some(p);
+            if let Some(located) = segment.locate(offset)? {
+                found = Some(located);
                 break;
             }
             index += 1;
         }
-        if let Some(mut position) = position {
+        if let Some((mut position, header)) = found {
             while let Some(segment) = self.segments.get(index) {
-                let chunk = segment.read_batches(position, budget, min_one && out.is_empty())?;
-                let reached_end = position + chunk.len() as u64 == segment.size();
-                budget = budget.saturating_sub(chunk.len());
-                if out.is_empty() {
-                    out = chunk;
-                } else {
-                    out.extend_from_slice(&chunk);
+                let len = segment.batch_span(position, budget, min_one && regions.is_empty())?;
+                if len > 0 {
+                    if regions.is_empty() {
+                        first_offset = header.base_offset;
+                    }
+                    regions.push(segment.region(position, len));
                 }
-                if !reached_end || budget == 0 {
+                budget = budget.saturating_sub(len);
+                if position + len != segment.size() || budget == 0 {
                     break;
                 }
                 index += 1;
                 position = 0;
             }
         }
-        let first_offset = match out.get(..8) {
-            Some(b) => i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-            None => offset,
-        };
-        Ok(ReadSlice {
-            bytes: Bytes::from(out),
+        Ok(FileSlice {
+            regions,
             first_offset,
             high_watermark: self.high_watermark(),
             log_start_offset,
+        })
+    }
+
+    /// [`Self::read_regions`] with the bytes read into memory, for callers that
+    /// decode them; the allocation is the slice's length.
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<ReadSlice> {
+        let slice = self.read_regions(offset, max_bytes, min_one)?;
+        Ok(ReadSlice {
+            bytes: Bytes::from(slice.read_all()?),
+            first_offset: slice.first_offset,
+            high_watermark: slice.high_watermark,
+            log_start_offset: slice.log_start_offset,
         })
     }
 
@@ -137,6 +151,77 @@ mod tests {
         assert_eq!((r.first_offset, r.bytes.len()), (4, 100));
     }
 
+    /// Every batch of the log, in order: (base offset, last offset, length).
+    fn batches(log: &Log) -> Vec<(i64, i64, usize)> {
+        let bytes = log.read(0, usize::MAX, true).unwrap().bytes;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let h = BatchHeader::parse(&bytes[at..]).unwrap();
+            out.push((h.base_offset, h.last_offset(), h.total_len()));
+            at += h.total_len();
+        }
+        out
+    }
+
+    /// What a read must return, from the list of batches alone: the batches from the
+    /// one holding `offset` while they fit in `max` (the first whole with `min_one`),
+    /// as (first offset, length).
+    fn expected(all: &[(i64, i64, usize)], offset: i64, max: usize, min_one: bool) -> (i64, usize) {
+        let mut first = None;
+        let mut len = 0usize;
+        for &(base, _, size) in all.iter().filter(|b| b.1 >= offset) {
+            let fits = len + size <= max || (min_one && first.is_none());
+            if !fits {
+                break;
+            }
+            first.get_or_insert(base);
+            len += size;
+        }
+        (first.unwrap_or(offset), len)
+    }
+
+    #[test]
+    fn regions_are_one_per_segment_on_the_current_handles() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = filled(dir.path(), 10); // three 100-byte batches per segment
+        let slice = log.read_regions(3, 650, false).unwrap();
+        assert_eq!((slice.first_offset, slice.len()), (2, 600));
+        let spans: Vec<(u64, u64)> = slice
+            .regions
+            .iter()
+            .map(|r| (r.position(), r.len()))
+            .collect();
+        assert_eq!(spans, [(100, 200), (0, 300), (0, 100)]);
+        let again = log.read_regions(0, 1000, false).unwrap();
+        assert!(slice.regions[0].same_file(&again.regions[0]));
+        assert!(slice.regions[1].same_file(&again.regions[1]));
+        assert!(!slice.regions[0].same_file(&slice.regions[1]));
+        assert_eq!(
+            slice.read_all().unwrap(),
+            log.read(3, 650, false).unwrap().bytes
+        );
+        assert!(log.read_regions(20, 1000, true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn regions_outlive_their_deleted_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = filled(dir.path(), 10);
+        let before = log.read_regions(0, usize::MAX, true).unwrap();
+        let bytes = before.read_all().unwrap();
+        assert_eq!(bytes.len(), 1000);
+        log.delete_records_before(20).unwrap();
+        assert_eq!(log.segments.len(), 1);
+        assert!(!dir
+            .path()
+            .join(crate::segment::file_name(0, ".log"))
+            .exists());
+        // The deleted files' contents are still readable through the regions.
+        assert_eq!(before.read_all().unwrap(), bytes);
+        assert!(log.read_regions(20, 1000, true).unwrap().is_empty());
+    }
+
     #[test]
     fn end_and_out_of_range() {
         let dir = tempfile::tempdir().unwrap();
@@ -157,6 +242,53 @@ mod tests {
         let empty_dir = tempfile::tempdir().unwrap();
         let empty = Log::open(empty_dir.path(), LogConfig::default()).unwrap();
         assert!(empty.read(0, 100, true).unwrap().bytes.is_empty());
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+            /// Reads of random logs (batch sizes, segment sizes, index spacing) return
+            /// exactly the batches a plain walk over all batches picks.
+            #[test]
+            fn reads_match_a_walk_over_all_batches(
+                payloads in proptest::collection::vec(0usize..400, 1..40),
+                segment_bytes in 500u64..2_000,
+                index_interval_bytes in 0u64..600,
+                reads in proptest::collection::vec((0i64..80, 0usize..2_500, any::<bool>()), 1..20),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let config = LogConfig {
+                    segment_bytes,
+                    index_interval_bytes,
+                    ..LogConfig::default()
+                };
+                let mut log = Log::open(dir.path(), config).unwrap();
+                for (i, payload) in payloads.iter().enumerate() {
+                    log.append(&simple(1 + (i % 3) as i32, *payload, 0), 0, 0).unwrap();
+                }
+                let all = batches(&log);
+                let end = log.log_end_offset();
+                for (offset, max, min_one) in reads {
+                    let offset = offset.min(end);
+                    let slice = log.read_regions(offset, max, min_one).unwrap();
+                    let (first, len) = expected(&all, offset, max, min_one);
+                    prop_assert_eq!((slice.first_offset, slice.len()), (first, len as u64));
+                    prop_assert!(slice.regions.iter().all(|r| !r.is_empty()));
+                    let bytes = slice.read_all().unwrap();
+                    let mut at = 0;
+                    while at < bytes.len() {
+                        let h = BatchHeader::parse(&bytes[at..]).unwrap();
+                        h.validate_crc(&bytes[at..at + h.total_len()]).unwrap();
+                        at += h.total_len();
+                    }
+                    prop_assert_eq!(at, bytes.len());
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::config::LogConfig;
 use crate::error::{CorruptReason, LogError, Result};
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::region::FileRegion;
 
 /// Extension of segment data files.
 pub(crate) const LOG_SUFFIX: &str = ".log";
@@ -30,8 +32,10 @@ pub(crate) fn file_name(base_offset: i64, suffix: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct LogSegment {
     base_offset: i64,
-    log_path: PathBuf,
-    log: File,
+    log_path: Arc<Path>,
+    /// Shared with the [`FileRegion`]s handed out, which keep it open after the
+    /// segment is deleted or replaced.
+    log: Arc<File>,
     /// Bytes of whole, accepted batches; the file may be longer only after a failed write.
     size: u64,
     offset_index: OffsetIndex,
@@ -102,8 +106,8 @@ impl LogSegment {
         let time_index_path = dir.join(file_name(base_offset, TIME_INDEX_SUFFIX));
         Ok(LogSegment {
             base_offset,
-            log_path,
-            log,
+            log_path: log_path.into(),
+            log: Arc::new(log),
             size,
             offset_index: OffsetIndex::open(&index_path, base_offset, config.segment_index_bytes)?,
             time_index: TimeIndex::open(&time_index_path, base_offset, config.segment_index_bytes)?,
@@ -165,7 +169,7 @@ impl LogSegment {
     pub(crate) fn clone_handles(&self) -> Result<Vec<(PathBuf, File)>> {
         let log = self.log.try_clone().map_err(LogError::io(&self.log_path))?;
         Ok(vec![
-            (self.log_path.clone(), log),
+            (self.log_path.to_path_buf(), log),
             self.offset_index.clone_handle()?,
             self.time_index.clone_handle()?,
         ])
@@ -338,7 +342,7 @@ impl LogSegment {
     /// boundary below `size`).
     pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader> {
         let corrupt = |reason| LogError::CorruptLog {
-            path: self.log_path.clone(),
+            path: self.log_path.to_path_buf(),
             position,
             reason,
         };
@@ -377,46 +381,39 @@ impl LogSegment {
         Ok(None)
     }
 
-    /// Reads whole batches from `position` (a batch boundary), at most `max_bytes`
-    /// in total; if the first batch alone is larger and `min_one` is set, returns it
-    /// whole. The allocation is bounded by `max_bytes` and the segment size.
-    pub(crate) fn read_batches(
-        &self,
-        position: u64,
-        max_bytes: usize,
-        min_one: bool,
-    ) -> Result<Vec<u8>> {
+    /// Length of the whole batches from `position` (a batch boundary) that fit in
+    /// `max_bytes`; if the first batch alone is larger and `min_one` is set, its
+    /// length. Reads only batch headers: the scan starts at the last indexed batch
+    /// at or before the limit, so it reads about `index.interval.bytes` worth of
+    /// headers whatever `max_bytes` is.
+    pub(crate) fn batch_span(&self, position: u64, max_bytes: u64, min_one: bool) -> Result<u64> {
         let available = self.size.saturating_sub(position);
-        let want = available.min(max_bytes as u64) as usize;
-        let mut buf = vec![0u8; want];
-        self.log
-            .read_exact_at(&mut buf, position)
-            .map_err(LogError::io(&self.log_path))?;
-        let mut cut = 0usize;
-        while buf.len() - cut >= BATCH_HEADER_LEN {
-            let h = BatchHeader::parse(&buf[cut..]).map_err(|e| match e {
-                LogError::CorruptRecord { reason } => LogError::CorruptLog {
-                    path: self.log_path.clone(),
-                    position: position + cut as u64,
-                    reason,
-                },
-                other => other,
-            })?;
-            if h.total_len() > buf.len() - cut {
+        let limit = position + available.min(max_bytes);
+        let mut end = match self.offset_index.floor_position(limit)? {
+            Some(indexed) if indexed > position => indexed,
+            _ => position,
+        };
+        while end < limit {
+            let next = end + self.header_at(end)?.total_len() as u64;
+            if next > limit {
                 break;
             }
-            cut += h.total_len();
+            end = next;
         }
-        if cut == 0 && min_one && available > 0 {
-            let h = self.header_at(position)?;
-            buf = vec![0u8; h.total_len()];
-            self.log
-                .read_exact_at(&mut buf, position)
-                .map_err(LogError::io(&self.log_path))?;
-            return Ok(buf);
+        if end == position && min_one && available > 0 {
+            end += self.header_at(position)?.total_len() as u64;
         }
-        buf.truncate(cut);
-        Ok(buf)
+        Ok(end - position)
+    }
+
+    /// The `len` bytes at `position` of this segment's `.log`, through its shared handle.
+    pub(crate) fn region(&self, position: u64, len: u64) -> FileRegion {
+        FileRegion::new(
+            Arc::clone(&self.log),
+            Arc::clone(&self.log_path),
+            position,
+            len,
+        )
     }
 
     /// The first batch whose max timestamp is at least `timestamp`, whole.
@@ -562,14 +559,31 @@ mod tests {
     }
 
     #[test]
-    fn read_batches_is_bounded_to_whole_batches() {
+    fn batch_span_is_bounded_to_whole_batches() {
         let dir = tempfile::tempdir().unwrap();
-        let s = segment(dir.path(), &[(1, 0); 4]);
-        assert_eq!(s.read_batches(0, 250, false).unwrap().len(), 200);
-        assert_eq!(s.read_batches(100, 10_000, false).unwrap().len(), 300);
-        assert!(s.read_batches(0, 99, false).unwrap().is_empty());
-        assert_eq!(s.read_batches(0, 99, true).unwrap().len(), 100);
-        assert!(s.read_batches(400, 100, true).unwrap().is_empty());
+        // Index entries (every 150 bytes) at positions 200 and 400 of 600.
+        let s = segment(dir.path(), &[(1, 0); 6]);
+        for (position, max, min_one, span) in [
+            (0, 250, false, 200),
+            (0, 200, false, 200),
+            (0, 199, false, 100),
+            (100, 10_000, false, 500),
+            (100, 300, false, 300),
+            (100, 299, false, 200),
+            (300, 150, false, 100),
+            (0, 99, false, 0),
+            (0, 99, true, 100),
+            (0, 0, true, 100),
+            (500, 100, true, 100),
+            (600, 100, true, 0),
+            (0, u64::MAX, false, 600),
+        ] {
+            assert_eq!(
+                s.batch_span(position, max, min_one).unwrap(),
+                span,
+                "position {position} max {max} min_one {min_one}"
+            );
+        }
     }
 
     #[test]
@@ -630,7 +644,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            s.read_batches(300, 10, true),
+            s.batch_span(300, 10, true),
             Err(LogError::CorruptLog { .. })
         ));
     }
