@@ -30,21 +30,9 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 log="$work/log"
 
-fail() {
-    echo "chart-check: $*" >&2
-    exit 1
-}
-
-# run DESCRIPTION CMD...: runs CMD with its output captured; prints it only on failure.
-run() {
-    local what="$1"
-    shift
-    if ! "$@" >"$log" 2>&1; then
-        echo "chart-check: $what failed: $*" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-}
+script=chart-check
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 # --- 1. the chart's CRDs are the generated ones -------------------------------------------
 if ! diff -r "$repo/crds" "$chart/crds" >"$log" 2>&1; then

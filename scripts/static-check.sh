@@ -22,32 +22,9 @@ target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
-fail() {
-    echo "static-check: $*" >&2
-    exit 1
-}
-
-# run DESCRIPTION CMD...: runs CMD with its output captured; prints it only on failure.
-run() {
-    local what="$1"
-    shift
-    if ! "$@" >"$log" 2>&1; then
-        echo "static-check: $what failed: $*" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-}
-
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        echo "static-check: '$*' needs root: run this script as root or install sudo" >&2
-        return 1
-    fi
-}
+script=static-check
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 # --- toolchain ---------------------------------------------------------------------------
 if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then

@@ -19,28 +19,9 @@ python="${PYTHON:-python3}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
-# run DESCRIPTION CMD...: runs CMD with its output captured; prints it only on failure.
-run() {
-    local what="$1"
-    shift
-    if ! "$@" >"$log" 2>&1; then
-        echo "test-deps: $what failed: $*" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-}
-
-# as_root CMD...: runs CMD as root, through sudo when needed and available.
-as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo -n "$@"
-    else
-        echo "test-deps: '$*' needs root: run this script as root or install sudo" >&2
-        return 1
-    fi
-}
+script=test-deps
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 # --- Python venv -------------------------------------------------------------------------
 stamp="$venv/.requirements.sha256"

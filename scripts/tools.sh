@@ -30,16 +30,9 @@ log="$(mktemp)"
 work="$(mktemp -d)"
 trap 'rm -rf "$log" "$work"' EXIT
 
-# run DESCRIPTION CMD...: runs CMD with its output captured; prints it only on failure.
-run() {
-    local what="$1"
-    shift
-    if ! "$@" >"$log" 2>&1; then
-        echo "tools: $what failed: $*" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-}
+script=tools
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 mkdir -p "$tools/bin"
 
