@@ -7,8 +7,10 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
 
+use crate::broker_admin::{BrokerAdmin, GrpcBrokerAdmin};
 use crate::crd::KafkaCluster;
 use crate::kafka::{AdminFactory, KafkaAdmin, TcpAdminFactory};
 use crate::resources::names;
@@ -27,8 +29,13 @@ pub struct Context {
     pub client: Client,
     /// Makes Kafka admin clients; tests swap in a fake.
     pub admin: Arc<dyn AdminFactory>,
+    /// The brokers' gRPC admin service (restart gating); tests swap in a fake.
+    pub broker_admin: Arc<dyn BrokerAdmin>,
     /// Source of `lastTransitionTime`s; tests pin it.
     pub clock: fn() -> Time,
+    /// Publishes Events (`events.k8s.io/v1`) on reconciled objects; see
+    /// [`Context::publish_warning`].
+    recorder: Recorder,
     /// Consecutive failures per object key (`namespace/name`), for backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -42,16 +49,61 @@ impl Context {
     /// A context with a given clock (tests pin time with it).
     pub fn with_clock(client: Client, clock: fn() -> Time) -> Self {
         Self {
+            recorder: Recorder::new(client.clone(), reporter(None)),
             client,
             admin: Arc::new(TcpAdminFactory::default()),
+            broker_admin: Arc::new(GrpcBrokerAdmin),
             clock,
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This context with Events reported by `instance` (the pod's leader-election
+    /// identity), so two replicas' Events can be told apart.
+    pub fn with_reporting_instance(mut self, instance: String) -> Self {
+        self.recorder = Recorder::new(self.client.clone(), reporter(Some(instance)));
+        self
+    }
+
+    /// Publishes a Warning Event on `object` for `error`, which a spec edit must fix:
+    /// reason = [`Error::label`], note = the error and its causes.
+    ///
+    /// The same reason on the same object within kube's 6-minute window becomes one
+    /// Event with a growing series count (a PATCH), not a new Event per retry. A failed
+    /// publish is logged and otherwise ignored: Events are advisory.
+    pub async fn publish_warning<K: Resource<DynamicType = ()>>(&self, object: &K, error: &Error) {
+        let mut regarding = object.object_ref(&());
+        // The series key includes the reference: without the resourceVersion, repeats
+        // aggregate across status updates of the object.
+        regarding.resource_version = None;
+        let event = Event {
+            type_: EventType::Warning,
+            reason: error.label().to_string(),
+            note: Some(truncated(error.report(), EVENT_NOTE_MAX_BYTES)),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        if let Err(publish_error) = self.recorder.publish(&event, &regarding).await {
+            tracing::warn!(
+                kind = %K::kind(&()),
+                name = regarding.name.as_deref().unwrap_or_default(),
+                namespace = regarding.namespace.as_deref().unwrap_or_default(),
+                reason = error.label(),
+                error = %publish_error,
+                "could not publish an Event"
+            );
         }
     }
 
     /// This context with another Kafka admin factory.
     pub fn with_admin(mut self, admin: Arc<dyn AdminFactory>) -> Self {
         self.admin = admin;
+        self
+    }
+
+    /// This context with another broker admin client.
+    pub fn with_broker_admin(mut self, broker_admin: Arc<dyn BrokerAdmin>) -> Self {
+        self.broker_admin = broker_admin;
         self
     }
 
@@ -132,6 +184,28 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(BASE_SECS.saturating_mul(1 << exponent).min(MAX_SECS))
 }
 
+/// The API server's limit on an Event's note.
+const EVENT_NOTE_MAX_BYTES: usize = 1024;
+
+fn reporter(instance: Option<String>) -> Reporter {
+    Reporter {
+        controller: FIELD_MANAGER.to_string(),
+        instance,
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncated(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 fn wall_clock() -> Time {
     Time(Timestamp::now())
 }
@@ -147,5 +221,15 @@ mod tests {
             .map(|a| backoff(*a).as_secs())
             .collect();
         assert_eq!(secs, [5, 10, 20, 40, 160, 300, 300, 300]);
+    }
+
+    #[test]
+    fn event_notes_are_cut_on_a_character_boundary() {
+        assert_eq!(truncated("short".into(), 1024), "short");
+        let long = "é".repeat(600); // 1200 bytes
+        let cut = truncated(long, EVENT_NOTE_MAX_BYTES);
+        assert_eq!(cut.len(), 1024);
+        assert!(cut.chars().all(|c| c == 'é'));
+        assert_eq!(truncated("aé".into(), 2), "a");
     }
 }

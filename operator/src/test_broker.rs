@@ -14,6 +14,8 @@ pub struct TestBroker {
     child: Child,
     /// `127.0.0.1:<port>`.
     pub address: String,
+    /// The gRPC health and admin listener, `127.0.0.1:<port>`.
+    pub admin_address: String,
     _data: tempfile::TempDir,
 }
 
@@ -31,15 +33,14 @@ impl TestBroker {
              (or point RUNNEL_BROKER_BIN at one)",
             bin.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{}", free_port());
+        let admin_address = format!("127.0.0.1:{}", free_port());
         let data = tempfile::tempdir().unwrap();
         let child = Command::new(&bin)
             .arg("--listen")
             .arg(&address)
+            .arg("--health-listen")
+            .arg(&admin_address)
             .arg("--data-dir")
             .arg(data.path())
             .arg("--group-initial-rebalance-delay-ms")
@@ -51,6 +52,7 @@ impl TestBroker {
         let broker = Self {
             child,
             address,
+            admin_address,
             _data: data,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -71,6 +73,13 @@ impl TestBroker {
             .await
             .unwrap()
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
 }
 
 impl Drop for TestBroker {

@@ -99,13 +99,15 @@ authorized as `create`, so applied children need both `create` and `patch`.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   verbs: ["create", "patch"]
-# Broker pods are listed to derive the status (controller/kafkacluster.rs). The gated
-# rolling restart (OnDelete StatefulSet) will add `delete` when it lands.
+# Broker pods are listed to derive the status (controller/kafkacluster.rs) and deleted,
+# one at a time, by the gated rolling restart of the OnDelete StatefulSet
+# (controller/kafkacluster/restart.rs).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
-# Events: an invalid spec becomes an Event as well as a condition (kube's Recorder
-# writes events.k8s.io/v1).
+  verbs: ["list", "delete"]
+# Events: an error only a spec edit can fix becomes a Warning Event on the object
+# (context.rs publish_warning): kube's Recorder creates an events.k8s.io/v1 Event and
+# patches its series count on repeats.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -278,3 +278,38 @@ async fn the_group_controller_computes_real_lag_and_applies_real_resets() {
         object["status"] = status;
     }
 }
+
+#[tokio::test]
+async fn the_restart_gate_asks_a_real_broker_over_grpc() {
+    use crate::broker_admin::{BrokerAdmin, CatchUp, GrpcBrokerAdmin, RestartCheck};
+
+    let broker = TestBroker::start().await;
+    let grpc = GrpcBrokerAdmin;
+    // The health listener comes up with the Kafka one, but wait for it boundedly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let check = loop {
+        match grpc.can_restart(&broker.admin_address).await {
+            Ok(check) => break check,
+            Err(e) if std::time::Instant::now() > deadline => panic!("CanRestart: {e}"),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    };
+    // One broker, replication factor 1: waiting cannot make a restart safer, so it is
+    // allowed (the broker's rule) and nothing lags behind a leader.
+    assert_eq!(
+        check,
+        RestartCheck {
+            safe: true,
+            reasons: vec![]
+        }
+    );
+    assert_eq!(
+        grpc.caught_up(&broker.admin_address).await.unwrap(),
+        CatchUp {
+            caught_up: true,
+            lagging: vec![]
+        }
+    );
+    let refused = grpc.caught_up("127.0.0.1:1").await.unwrap_err();
+    assert!(refused.to_string().contains("127.0.0.1:1"), "{refused}");
+}

@@ -19,14 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::{apply_status, object_key, retry_after};
+use super::{apply_status, drive, object_key, retry_after, scoped_api, RunOptions};
 use crate::context::ClusterAddress;
 use crate::crd::{
     upsert_condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember,
@@ -43,6 +41,9 @@ pub const OFFSET_RESET: &str = "OffsetReset";
 pub const REFRESH: Duration = Duration::from_secs(30);
 /// How often a group whose cluster is missing is looked at.
 const CLUSTER_MISSING_RESYNC: Duration = Duration::from_secs(60);
+
+/// The `controller` label of this controller's metrics.
+pub const CONTROLLER: &str = "consumergroup";
 
 /// Reconciles one `ConsumerGroup`.
 pub async fn reconcile(cg: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -61,19 +62,22 @@ pub fn error_policy(cg: Arc<ConsumerGroup>, error: &Error, ctx: Arc<Context>) ->
     retry_after("ConsumerGroup", cg.as_ref(), error, &ctx)
 }
 
-/// Runs the controller until SIGTERM/ctrl-c.
-pub async fn run(ctx: Arc<Context>) {
-    let api = Api::<ConsumerGroup>::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, action)) => debug!(%object, ?action, "reconciled"),
-                Err(error) => info!(error = %error, "controller event"),
-            }
-        })
-        .await;
+/// Runs the controller until `options.shutdown` is cancelled: one kube `Controller` per
+/// watched namespace, or one over all namespaces.
+pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
+    let controllers = options.scopes().into_iter().map(|namespace| {
+        let api = scoped_api::<ConsumerGroup>(&ctx.client, namespace);
+        let controller = Controller::new(api, watcher::Config::default().any_semantic());
+        drive(
+            CONTROLLER,
+            controller,
+            reconcile,
+            error_policy,
+            Arc::clone(&ctx),
+            options,
+        )
+    });
+    futures::future::join_all(controllers).await;
 }
 
 async fn reconcile_in(cg: &ConsumerGroup, ctx: &Context, namespace: &str) -> Result<Action, Error> {

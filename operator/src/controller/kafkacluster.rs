@@ -6,26 +6,28 @@
 //! 2. read the StatefulSet, to hold a scale-down the brokers cannot yet survive;
 //! 3. apply ConfigMap, Services, StatefulSet, PDB and the optional ServiceMonitor, all
 //!    under the field manager `runnel-operator` with `force`;
-//! 4. list the broker pods and derive the status (see [`status`]);
-//! 5. apply the status through the status subresource, only when it changed.
+//! 4. list the broker pods; take one step of the gated rolling restart (see
+//!    [`restart`]: at most one pod is deleted per pass, and a ready broker only when the
+//!    brokers say it is safe);
+//! 5. derive the status (see [`status`]) and apply it through the status subresource,
+//!    only when it changed.
 //!
 //! Deleting a cluster needs no action here: every child carries an owner reference and
 //! is garbage-collected, and volumes are retained by design. So there is no finalizer.
 //!
-//! Extension points (they need the broker admin API): the gated rolling restart acts on
-//! `Progressing/RestartPending` (pods whose revision is behind); a partition-moving
-//! scale-down replaces [`Findings::scale_down_blocked_at`].
+//! Extension point: a partition-moving scale-down replaces
+//! [`Findings::scale_down_blocked_at`].
 
+pub mod restart;
 pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -35,6 +37,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 pub use status::Findings;
 
+use super::{apply_status, drive, object_key, retry_after, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
@@ -42,10 +45,13 @@ use crate::{Context, Error};
 
 /// How often a healthy cluster is looked at without any event.
 const HEALTHY_RESYNC: Duration = Duration::from_secs(300);
+/// How often a rolling restart is looked at (broker catch-up is not a watch event).
+const RESTART_RESYNC: Duration = Duration::from_secs(10);
 /// How often a cluster that is still converging is looked at.
 const CONVERGING_RESYNC: Duration = Duration::from_secs(30);
-/// Retry delay after an error that only a spec edit can fix.
-const INVALID_SPEC_RETRY: Duration = Duration::from_secs(300);
+
+/// The `controller` label of this controller's metrics.
+pub const CONTROLLER: &str = "kafkacluster";
 
 /// Reconciles one `KafkaCluster`.
 pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -55,7 +61,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
     })?;
     let span = info_span!("reconcile", kind = "KafkaCluster", name = %kc.name_any(), namespace = %namespace);
     let action = reconcile_in(&kc, &ctx, &namespace).instrument(span).await?;
-    ctx.record_success(&object_key(&kc));
+    ctx.record_success(&object_key(kc.as_ref()));
     Ok(action)
 }
 
@@ -64,6 +70,7 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
         warn!(error = %refusal, "spec refused");
         let status = status::invalid_spec_status(kc, refusal.to_string(), &(ctx.clock)());
         patch_status(kc, ctx, namespace, &status).await?;
+        ctx.publish_warning(kc, &refusal).await;
         return Ok(Action::await_change());
     }
 
@@ -105,6 +112,16 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
         .await
         .map_err(Error::kube(format!("list pods of {}", kc.name_any())))?;
 
+    let brokers = restart::broker_pods(kc, &sts, &pods.items);
+    let plan = restart::plan(&sts, &brokers);
+    let (delete, step) = restart::decide(kc, &brokers, plan, ctx.broker_admin.as_ref()).await;
+    if let Some(broker) = delete {
+        info!(pod = %broker.pod, "restarting the broker on the current pod template");
+        delete_pod(client, namespace, &broker).await?;
+    }
+    let restarting = step != restart::Step::Done;
+    findings.restart = step;
+
     let status = status::cluster_status(kc, &sts, &pods.items, &findings, &(ctx.clock)());
     let ready = status
         .conditions
@@ -115,55 +132,76 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     } else {
         patch_status(kc, ctx, namespace, &status).await?;
     }
-    Ok(Action::requeue(if ready {
+    Ok(Action::requeue(if restarting {
+        RESTART_RESYNC
+    } else if ready {
         HEALTHY_RESYNC
     } else {
         CONVERGING_RESYNC
     }))
 }
 
+/// Deletes a broker pod so the StatefulSet recreates it from the current template;
+/// the uid precondition makes sure it is the pod the decision was about.
+async fn delete_pod(
+    client: &kube::Client,
+    namespace: &str,
+    broker: &restart::BrokerPod,
+) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = DeleteParams {
+        preconditions: broker.uid.clone().map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match pods.delete(&broker.pod, &params).await {
+        Ok(_) => Ok(()),
+        // Gone already: the StatefulSet recreates it either way.
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(source) => Err(Error::Kube {
+            action: format!("delete pod {}", broker.pod),
+            source,
+        }),
+    }
+}
+
 /// Decides when to retry a failed reconcile: API errors back off (5 s doubling to
 /// 5 min per object), an invalid spec waits for an edit or the slow resync.
 pub fn error_policy(kc: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = if error.is_transient() {
-        ctx.record_failure(&object_key(&kc))
-    } else {
-        INVALID_SPEC_RETRY
-    };
-    warn!(
-        name = %kc.name_any(),
-        namespace = kc.namespace().unwrap_or_default(),
-        error = %error.report(),
-        label = error.label(),
-        retry_in_s = delay.as_secs(),
-        "reconcile failed"
-    );
-    Action::requeue(delay)
+    retry_after("KafkaCluster", kc.as_ref(), error, &ctx)
 }
 
-/// Runs the controller until SIGTERM/ctrl-c: watches every `KafkaCluster` and the
-/// children it owns.
-pub async fn run(ctx: Arc<Context>) {
-    let client = ctx.client.clone();
+/// Runs the controller until `options.shutdown` is cancelled: per watched namespace (or
+/// over all namespaces) one kube `Controller` watching the `KafkaCluster`s and the
+/// children they own, in the same scope.
+pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
+    let client = &ctx.client;
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    Controller::new(
-        Api::<KafkaCluster>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-    .owns(Api::<Service>::all(client.clone()), owned.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-    .owns(Api::<PodDisruptionBudget>::all(client), owned)
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((object, action)) => debug!(%object, ?action, "reconciled"),
-            Err(error) => info!(error = %error, "controller event"),
-        }
-    })
-    .await;
+    let controllers = options.scopes().into_iter().map(|namespace| {
+        let controller = Controller::new(
+            scoped_api::<KafkaCluster>(client, namespace),
+            watcher::Config::default().any_semantic(),
+        )
+        .owns(scoped_api::<StatefulSet>(client, namespace), owned.clone())
+        .owns(scoped_api::<Service>(client, namespace), owned.clone())
+        .owns(scoped_api::<ConfigMap>(client, namespace), owned.clone())
+        .owns(
+            scoped_api::<PodDisruptionBudget>(client, namespace),
+            owned.clone(),
+        );
+        drive(
+            CONTROLLER,
+            controller,
+            reconcile,
+            error_policy,
+            Arc::clone(&ctx),
+            options,
+        )
+    });
+    futures::future::join_all(controllers).await;
 }
 
 /// Server-side applies `object` (namespaced, typed) and returns what the server stored.
@@ -218,30 +256,14 @@ async fn apply_servicemonitor(
     }
 }
 
-/// Applies `status` through the status subresource.
+/// Applies `status` through the status subresource (see [`apply_status`]).
 async fn patch_status(
     kc: &KafkaCluster,
     ctx: &Context,
     namespace: &str,
     status: &KafkaClusterStatus,
 ) -> Result<(), Error> {
-    let body = serde_json::json!({
-        "apiVersion": KafkaCluster::api_version(&()),
-        "kind": KafkaCluster::kind(&()),
-        "status": status,
-    });
-    let api: Api<KafkaCluster> = Api::namespaced(ctx.client.clone(), namespace);
-    api.patch_status(
-        &kc.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await
-    .map_err(Error::kube(format!(
-        "apply status of KafkaCluster {}",
-        kc.name_any()
-    )))?;
-    Ok(())
+    apply_status::<KafkaCluster, _>(ctx, namespace, &kc.name_any(), status).await
 }
 
 fn label_selector(labels: &std::collections::BTreeMap<String, String>) -> String {
@@ -250,10 +272,6 @@ fn label_selector(labels: &std::collections::BTreeMap<String, String>) -> String
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
-}
-
-fn object_key(kc: &KafkaCluster) -> String {
-    format!("{}/{}", kc.namespace().unwrap_or_default(), kc.name_any())
 }
 
 #[cfg(test)]

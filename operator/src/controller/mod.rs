@@ -5,6 +5,10 @@
 //! | [`kafkacluster`] | `KafkaCluster` → StatefulSet, Services, ConfigMap, PDB | Kubernetes |
 //! | [`topic`] | `Topic` → a topic on the cluster (finalizer: deletes it) | Kubernetes, Kafka admin |
 //! | [`consumergroup`] | `ConsumerGroup` → status (state, lag), offset resets | Kubernetes, Kafka admin |
+//!
+//! Each `run` drives one kube `Controller` per watched namespace (or one over all
+//! namespaces) through [`drive`], and every reconcile through [`observed`]: counted in
+//! [`Metrics`], and an error only a spec edit can fix published as a Warning Event.
 
 pub mod consumergroup;
 pub mod kafkacluster;
@@ -12,17 +16,133 @@ pub mod topic;
 
 #[cfg(test)]
 mod broker_tests;
+#[cfg(test)]
+mod observed_tests;
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
+use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
-use kube::Resource;
+use kube::runtime::controller::{Action, Controller, Error as ControllerError};
+use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
 use crate::context::FIELD_MANAGER;
+use crate::metrics::Metrics;
 use crate::{Context, Error};
+
+/// The controllers' names, as the `controller` label of the metrics carries them.
+pub const CONTROLLERS: [&str; 3] = [
+    kafkacluster::CONTROLLER,
+    topic::CONTROLLER,
+    consumergroup::CONTROLLER,
+];
+
+/// How the controllers run: which namespaces they watch, where they count, and when
+/// they stop.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Watched namespaces; empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// Where reconciles are counted.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled to stop: running reconciles finish, no new ones start.
+    pub shutdown: CancellationToken,
+}
+
+impl RunOptions {
+    /// One entry per kube `Controller` to run: `Some(namespace)` per watched namespace,
+    /// or a single `None` for all namespaces.
+    pub(crate) fn scopes(&self) -> Vec<Option<&str>> {
+        if self.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.namespaces.iter().map(|n| Some(n.as_str())).collect()
+        }
+    }
+}
+
+/// An `Api` over `namespace`, or over all namespaces for `None`.
+pub(crate) fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs `reconcile` on `object` as the controller `controller`: counts it (and its
+/// error, by label) and its duration in `metrics`, and publishes a Warning Event on the
+/// object when the error is one only a spec edit can fix ([`Error::is_transient`] is
+/// false). Transient errors only back off (see [`retry_after`]).
+pub async fn observed<K, R, Fut>(
+    controller: &'static str,
+    metrics: Arc<Metrics>,
+    reconcile: R,
+    object: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    R: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let started = Instant::now();
+    let result = reconcile(Arc::clone(&object), Arc::clone(&ctx)).await;
+    metrics.reconciled(controller, started.elapsed(), result.as_ref().err());
+    if let Err(error) = &result {
+        if !error.is_transient() {
+            ctx.publish_warning(object.as_ref(), error).await;
+        }
+    }
+    result
+}
+
+/// Drives `controller` with `reconcile` (through [`observed`]) and `error_policy` until
+/// `options.shutdown` is cancelled and the running reconciles have finished.
+pub(crate) async fn drive<K, R, Fut>(
+    name: &'static str,
+    controller: Controller<K>,
+    reconcile: R,
+    error_policy: fn(Arc<K>, &Error, Arc<Context>) -> Action,
+    ctx: Arc<Context>,
+    options: &RunOptions,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    R: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let metrics = Arc::clone(&options.metrics);
+    controller
+        .graceful_shutdown_on(options.shutdown.clone().cancelled_owned())
+        .run(
+            move |object, ctx| observed(name, Arc::clone(&metrics), reconcile, object, ctx),
+            error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            match result {
+                Ok((object, action)) => debug!(controller = name, %object, ?action, "reconciled"),
+                // Logged once already, by the error policy.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
+                // A deleted object whose retry was still queued: expected.
+                Err(error @ ControllerError::ObjectNotFound(_)) => {
+                    debug!(controller = name, error = %error, "skipped");
+                }
+                Err(error) => warn!(controller = name, error = %error, "controller error"),
+            }
+        })
+        .await;
+}
 
 /// Applies `status` to the status subresource of the `K` named `name`, by server-side
 /// apply under the operator's field manager.

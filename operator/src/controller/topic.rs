@@ -27,7 +27,6 @@ pub mod plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{finalizer, Event};
@@ -36,7 +35,7 @@ use kube::ResourceExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use self::plan::{Observed, Outcome};
-use super::{apply_status, object_key, retry_after};
+use super::{apply_status, drive, object_key, retry_after, scoped_api, RunOptions};
 use crate::context::ClusterAddress;
 use crate::crd::{DeletionPolicy, Topic, TopicStatus};
 use crate::kafka::{KafkaAdmin, KafkaError, NewTopic};
@@ -50,6 +49,9 @@ const IN_SYNC_RESYNC: Duration = Duration::from_secs(120);
 const NOT_READY_RESYNC: Duration = Duration::from_secs(30);
 /// How often a topic the broker refused, or whose cluster is missing, is retried.
 const BLOCKED_RESYNC: Duration = Duration::from_secs(60);
+
+/// The `controller` label of this controller's metrics.
+pub const CONTROLLER: &str = "topic";
 
 /// Reconciles one `Topic`.
 pub async fn reconcile(topic: Arc<Topic>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -80,19 +82,22 @@ pub fn error_policy(topic: Arc<Topic>, error: &Error, ctx: Arc<Context>) -> Acti
     retry_after("Topic", topic.as_ref(), error, &ctx)
 }
 
-/// Runs the controller until SIGTERM/ctrl-c.
-pub async fn run(ctx: Arc<Context>) {
-    let api = Api::<Topic>::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, action)) => debug!(%object, ?action, "reconciled"),
-                Err(error) => info!(error = %error, "controller event"),
-            }
-        })
-        .await;
+/// Runs the controller until `options.shutdown` is cancelled: one kube `Controller` per
+/// watched namespace, or one over all namespaces.
+pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
+    let controllers = options.scopes().into_iter().map(|namespace| {
+        let api = scoped_api::<Topic>(&ctx.client, namespace);
+        let controller = Controller::new(api, watcher::Config::default().any_semantic());
+        drive(
+            CONTROLLER,
+            controller,
+            reconcile,
+            error_policy,
+            Arc::clone(&ctx),
+            options,
+        )
+    });
+    futures::future::join_all(controllers).await;
 }
 
 fn topic_name(topic: &Topic) -> String {

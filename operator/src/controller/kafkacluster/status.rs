@@ -13,6 +13,8 @@ use crate::crd::{
 };
 use crate::resources::names;
 
+use super::restart::Step;
+
 /// Condition type: every broker is ready.
 pub const READY: &str = "Ready";
 /// Condition type: the cluster is moving towards its spec.
@@ -28,6 +30,8 @@ pub struct Findings {
     pub scale_down_blocked_at: Option<i32>,
     /// The ServiceMonitor is enabled but its CRD is not installed.
     pub service_monitor_unavailable: bool,
+    /// Where the gated rolling restart stands.
+    pub restart: Step,
 }
 
 /// The state of each broker id `0..max(replicas, pods)`, from the pods.
@@ -132,13 +136,20 @@ pub fn cluster_status(
     );
 
     let sts_current = sts_status.observed_generation >= sts.metadata.generation;
-    let stale_pods = match (&sts_status.current_revision, &sts_status.update_revision) {
-        (Some(current), Some(update)) if current != update => {
-            sts_status.replicas - sts_status.updated_replicas.unwrap_or(0)
-        }
-        _ => 0,
-    };
-    let (progressing, reason, message) = if !sts_current || ready_brokers < desired {
+    let (progressing, reason, message) = if let Step::Restarting { pod, stale } = &findings.restart
+    {
+        (
+            true,
+            "Restarting",
+            format!("restarting {pod}; {stale} brokers run an older pod template"),
+        )
+    } else if let Step::Waiting { stale, reason } = &findings.restart {
+        (
+            true,
+            "RestartWaiting",
+            format!("{stale} brokers run an older pod template; the restart waits: {reason}"),
+        )
+    } else if !sts_current || ready_brokers < desired {
         (
             true,
             "RollingOut",
@@ -146,13 +157,6 @@ pub fn cluster_status(
                 "waiting for {} of {desired} brokers",
                 desired - ready_brokers.min(desired)
             ),
-        )
-    } else if stale_pods > 0 {
-        // OnDelete: these pods restart only when the (gated) rolling restart deletes them.
-        (
-            true,
-            "RestartPending",
-            format!("{stale_pods} brokers run an older pod template"),
         )
     } else {
         (

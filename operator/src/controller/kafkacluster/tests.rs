@@ -8,6 +8,7 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use super::{error_policy, reconcile};
+use crate::broker_admin::FakeBrokerAdmin;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::fixtures::{ApiServerVerifier, TEST_NOW_SECONDS};
 use crate::resources::test_cluster::demo;
@@ -38,15 +39,27 @@ fn respond_stored_cluster(patch: crate::fixtures::Exchange) {
     patch.respond(StatusCode::OK, &stored);
 }
 
+/// A broker pod made from the current revision (`demo-1`).
 fn pod(name: &str, phase: &str, ready: bool) -> Value {
-    json!({"metadata": {"name": name, "namespace": "streaming"},
+    pod_of("demo-1", name, phase, ready)
+}
+
+/// A broker pod made from StatefulSet revision `revision`.
+fn pod_of(revision: &str, name: &str, phase: &str, ready: bool) -> Value {
+    json!({"metadata": {"name": name, "namespace": "streaming", "uid": format!("uid-{name}"),
+            "labels": {"controller-revision-hash": revision}},
         "status": {"phase": phase, "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
 }
 
 /// The StatefulSet status the mock server reports after the apply.
 fn sts_status(replicas: i32, ready: i32) -> Value {
+    sts_status_at("demo-1", replicas, ready)
+}
+
+/// Like [`sts_status`], with pods to be made from revision `update`.
+fn sts_status_at(update: &str, replicas: i32, ready: i32) -> Value {
     json!({"status": {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": replicas,
-        "currentRevision": "demo-1", "updateRevision": "demo-1", "observedGeneration": 1},
+        "currentRevision": "demo-1", "updateRevision": update, "observedGeneration": 1},
         "metadata": {"name": "demo", "namespace": "streaming", "generation": 1}})
 }
 
@@ -57,6 +70,18 @@ async fn children_pass(
     existing_replicas: Option<i32>,
     applied_replicas: i32,
     ready: i32,
+    pods: Vec<Value>,
+) {
+    let sts_reply = sts_status(applied_replicas, ready);
+    children_pass_with(server, existing_replicas, applied_replicas, sts_reply, pods).await;
+}
+
+/// [`children_pass`] with the StatefulSet status the apply answers given.
+async fn children_pass_with(
+    server: &mut ApiServerVerifier,
+    existing_replicas: Option<i32>,
+    applied_replicas: i32,
+    sts_reply: Value,
     pods: Vec<Value>,
 ) {
     let get = server
@@ -112,7 +137,7 @@ async fn children_pass(
     assert_eq!(sts.body["spec"]["updateStrategy"]["type"], "OnDelete");
     assert_eq!(sts.body["spec"]["serviceName"], "demo-brokers");
     assert_eq!(owner_uid(&sts.body), UID);
-    sts.respond_echo(sts_status(applied_replicas, ready));
+    sts.respond_echo(sts_reply);
 
     let pdb = server
         .expect_apply("/apis/policy/v1/namespaces/streaming/poddisruptionbudgets/demo")
@@ -254,6 +279,22 @@ async fn reserved_config_is_refused_without_touching_children() {
             "{degraded}"
         );
         respond_stored_cluster(patch);
+
+        let event = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/streaming/events",
+            )
+            .await;
+        assert_eq!(event.body["type"], "Warning");
+        assert_eq!(event.body["reason"], "invalid_spec");
+        assert_eq!(event.body["regarding"]["name"], "demo");
+        assert!(
+            event.body["note"].as_str().unwrap().contains("node.id"),
+            "{}",
+            event.body
+        );
+        event.respond_echo(json!({}));
     });
 
     let mut kc: KafkaCluster = demo();
@@ -297,5 +338,190 @@ async fn api_errors_surface_and_back_off() {
         error_policy(kc, &invalid, ctx),
         kube::runtime::controller::Action::requeue(Duration::from_secs(300)),
         "an invalid spec waits for an edit"
+    );
+}
+
+/// One pass of a 3-broker cluster whose StatefulSet moved to revision `demo-2`: pods as
+/// given by `(revision, phase, ready)`; checks the Progressing condition of the status
+/// patch and, when `deleted` names a pod, that exactly it is deleted (uid precondition)
+/// before the status.
+async fn restart_pass(
+    ctx: Arc<Context>,
+    server: ApiServerVerifier,
+    pods: [(&'static str, &'static str, bool); 3],
+    deleted: Option<&'static str>,
+    progressing: (&'static str, &'static str),
+) {
+    let scenario = server.run(move |mut server| async move {
+        let ready = pods.iter().filter(|p| p.2).count() as i32;
+        let pods = pods
+            .iter()
+            .enumerate()
+            .map(|(i, (rev, phase, ready))| pod_of(rev, &format!("demo-{i}"), phase, *ready))
+            .collect();
+        children_pass_with(
+            &mut server,
+            Some(3),
+            3,
+            sts_status_at("demo-2", 3, ready),
+            pods,
+        )
+        .await;
+        if let Some(pod) = deleted {
+            let delete = server
+                .expect(Method::DELETE, &format!("{NS}/pods/{pod}"))
+                .await;
+            assert_eq!(delete.body["preconditions"]["uid"], format!("uid-{pod}"));
+            delete.respond(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": pod, "namespace": "streaming",
+                        "deletionTimestamp": "2023-11-14T22:13:20Z"}}),
+            );
+        }
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let condition = condition(&patch.body["status"], "Progressing").clone();
+        assert_eq!(
+            (condition["reason"].as_str(), condition["message"].as_str()),
+            (Some(progressing.0), Some(progressing.1)),
+        );
+        assert_eq!(condition["status"], "True");
+        respond_stored_cluster(patch);
+    });
+    let result = reconcile(Arc::new(demo()), ctx).await;
+    scenario.finish().await;
+    assert_eq!(
+        result.unwrap(),
+        kube::runtime::controller::Action::requeue(Duration::from_secs(10))
+    );
+}
+
+#[tokio::test]
+async fn rolling_restart_goes_one_broker_at_a_time_gated_by_the_brokers() {
+    let brokers = FakeBrokerAdmin::default();
+    let address = |id: i32| format!("demo-{id}.demo-brokers.streaming.svc:9095");
+    let test = || {
+        let (ctx, server) = Context::test();
+        let ctx = Arc::new(
+            Arc::into_inner(ctx)
+                .unwrap()
+                .with_broker_admin(Arc::new(brokers.clone())),
+        );
+        (ctx, server)
+    };
+    const OLD: &str = "demo-1";
+    const NEW: &str = "demo-2";
+    let running = ("Running", true);
+
+    // Everyone is on the old template and healthy: the highest ordinal goes first, once
+    // the others have caught up and it says a restart is safe.
+    let (ctx, server) = test();
+    let all_old = [(OLD, running.0, running.1); 3];
+    restart_pass(
+        ctx,
+        server,
+        all_old,
+        Some("demo-2"),
+        (
+            "Restarting",
+            "restarting demo-2; 3 brokers run an older pod template",
+        ),
+    )
+    .await;
+    assert_eq!(
+        brokers.take_calls(),
+        [
+            format!("CaughtUp {}", address(0)),
+            format!("CaughtUp {}", address(1)),
+            format!("CanRestart {}", address(2))
+        ]
+    );
+
+    // demo-2 is back on the new template but not ready: nobody else goes, nobody is asked.
+    let (ctx, server) = test();
+    let rejoining = [
+        (OLD, "Running", true),
+        (OLD, "Running", true),
+        (NEW, "Running", false),
+    ];
+    restart_pass(ctx, server, rejoining, None, ("RestartWaiting",
+        "2 brokers run an older pod template; the restart waits: demo-2 has restarted and is not ready yet")).await;
+    assert!(brokers.take_calls().is_empty());
+
+    // Ready, but still catching up: wait.
+    brokers.lag(&address(2), &["orders-0"]);
+    let (ctx, server) = test();
+    let caught_up_pending = [
+        (OLD, "Running", true),
+        (OLD, "Running", true),
+        (NEW, "Running", true),
+    ];
+    restart_pass(ctx, server, caught_up_pending, None, ("RestartWaiting",
+        "2 brokers run an older pod template; the restart waits: demo-2 has not caught up: orders-0")).await;
+    brokers.take_calls();
+
+    // Caught up, but stopping demo-1 would take a partition below min.insync.replicas.
+    brokers.heal().refuse_restart(
+        &address(1),
+        &["orders-1 would keep 1 of min.insync.replicas 2"],
+    );
+    let (ctx, server) = test();
+    restart_pass(ctx, server, caught_up_pending, None, ("RestartWaiting",
+        "2 brokers run an older pod template; the restart waits: restarting demo-1 now is unsafe: \
+         orders-1 would keep 1 of min.insync.replicas 2")).await;
+    brokers.take_calls();
+
+    // Safe now: demo-1 goes.
+    brokers.heal();
+    let (ctx, server) = test();
+    restart_pass(
+        ctx,
+        server,
+        caught_up_pending,
+        Some("demo-1"),
+        (
+            "Restarting",
+            "restarting demo-1; 2 brokers run an older pod template",
+        ),
+    )
+    .await;
+    assert_eq!(
+        brokers.take_calls(),
+        [
+            format!("CaughtUp {}", address(0)),
+            format!("CaughtUp {}", address(2)),
+            format!("CanRestart {}", address(1))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_stale_broker_that_is_not_ready_restarts_first_without_asking() {
+    let brokers = FakeBrokerAdmin::default();
+    let (ctx, server) = Context::test();
+    let ctx = Arc::new(
+        Arc::into_inner(ctx)
+            .unwrap()
+            .with_broker_admin(Arc::new(brokers.clone())),
+    );
+    let pods = [
+        ("demo-1", "Running", true),
+        ("demo-1", "Running", false),
+        ("demo-1", "Running", true),
+    ];
+    restart_pass(
+        ctx,
+        server,
+        pods,
+        Some("demo-1"),
+        (
+            "Restarting",
+            "restarting demo-1; 3 brokers run an older pod template",
+        ),
+    )
+    .await;
+    assert!(
+        brokers.take_calls().is_empty(),
+        "an unready broker is not asked"
     );
 }
