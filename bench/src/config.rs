@@ -110,15 +110,39 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 0.0)]
     pub warmup: f64,
 
-    /// Where consumers start: the log end (latest) or the log start (earliest).
-    #[arg(long, value_enum, default_value_t = StartOffset::Latest)]
-    pub consume_from: StartOffset,
+    /// Where consumers start: the log end (latest, the default) or the log start
+    /// (earliest). --read-back and --consume-only always start at earliest.
+    #[arg(long, value_enum)]
+    pub consume_from: Option<StartOffset>,
+
+    /// Measure a catch-up read: produce first, with no consumer running, then start the
+    /// --consumers consumers at the earliest offset of every partition and read until they
+    /// hold every record of this run the broker acknowledged (sent, with acks=0). Consume
+    /// figures cover only that read, from the moment consumers start fetching to the last
+    /// record received; end-to-end latency is not measured (reported as null). Needs
+    /// --producers and --consumers of at least 1; implies --consume-from earliest;
+    /// --drain-timeout bounds the read; --warmup applies to the produce figures only.
+    #[arg(long)]
+    pub read_back: bool,
+
+    /// Produce nothing: the --consumers consumers read the existing topic from the earliest
+    /// offset of every partition until they hold --records records, whoever wrote them
+    /// (control records aside). The same catch-up read as --read-back, for a topic filled
+    /// before (e.g. by a run with --consumers 0), so each phase can be measured on its own.
+    /// Needs --records; implies --consume-from earliest; --drain-timeout bounds the read;
+    /// producer flags (--producers, --acks, --rate, --create-topic, ...) are refused.
+    #[arg(long, conflicts_with_all = [
+        "read_back", "producers", "duration", "rate", "create_topic", "warmup", "acks",
+        "compression", "linger_ms", "max_in_flight", "batch_size", "record_size",
+    ])]
+    pub consume_only: bool,
 
     /// Milliseconds to wait for any one response before counting a timeout.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub request_timeout_ms: u64,
 
-    /// Seconds consumers keep fetching after producers finish, at most.
+    /// Seconds consumers keep fetching after producers finish, at most; with --read-back
+    /// or --consume-only, seconds the whole catch-up read may take.
     #[arg(long, default_value_t = 30.0)]
     pub drain_timeout: f64,
 
@@ -184,6 +208,30 @@ impl From<CompressionArg> for Compression {
     }
 }
 
+/// How producers and consumers of a run are arranged in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Consumers run alongside producers and measure end-to-end latency (the default).
+    Concurrent,
+    /// Producers run first, then consumers read the run's records back from earliest
+    /// (`--read-back`).
+    ReadBack,
+    /// No producers: consumers read `--records` existing records from earliest
+    /// (`--consume-only`).
+    ConsumeOnly,
+}
+
+impl RunMode {
+    /// How the text report names the consume phase.
+    pub fn consume_label(self) -> &'static str {
+        match self {
+            RunMode::Concurrent => "consume",
+            RunMode::ReadBack => "consume (read back from earliest after producing)",
+            RunMode::ConsumeOnly => "consume (existing records from earliest)",
+        }
+    }
+}
+
 /// The offset consumers start from, resolved with ListOffsets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -226,6 +274,12 @@ fn seconds(flag: &'static str, value: f64) -> Result<Duration, BenchError> {
 /// Settings checked and turned into the values the run uses.
 #[derive(Debug, Clone)]
 pub struct RunPlan {
+    /// Concurrent, read-back or consume-only.
+    pub mode: RunMode,
+    /// Where consumers start (earliest in the catch-up modes).
+    pub start: StartOffset,
+    /// Producer clients (0 with `--consume-only`).
+    pub producers: u32,
     /// Records in one batch (at least 1).
     pub records_per_batch: usize,
     /// Produce for this long after the warmup, unless a record count is set.
@@ -234,7 +288,8 @@ pub struct RunPlan {
     pub records: Option<u64>,
     /// Leading time left out of the figures.
     pub warmup: Duration,
-    /// How long consumers drain after producers finish.
+    /// How long consumers drain after producers finish; in the catch-up modes, how long
+    /// the whole read may take.
     pub drain_timeout: Duration,
     /// The whole run's limit.
     pub timeout: Duration,
@@ -271,7 +326,11 @@ impl BenchConfig {
                 reason: "a topic name has 1 to 249 characters".to_string(),
             });
         }
-        if self.producers == 0 && self.records.is_some_and(|n| n > 0) {
+        let (mode, start) = self.mode_and_start()?;
+        if mode != RunMode::ConsumeOnly
+            && self.producers == 0
+            && self.records.is_some_and(|n| n > 0)
+        {
             return Err(BenchError::InvalidSetting {
                 flag: "--records",
                 reason: "records cannot be produced with --producers 0".to_string(),
@@ -283,6 +342,13 @@ impl BenchConfig {
             (None, None) => Some(Duration::from_secs(10)),
         };
         Ok(RunPlan {
+            mode,
+            start,
+            producers: if mode == RunMode::ConsumeOnly {
+                0
+            } else {
+                self.producers
+            },
             records_per_batch: records_per_batch(self.batch_size, self.record_size),
             duration,
             records: self.records,
@@ -292,6 +358,44 @@ impl BenchConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             linger: Duration::from_millis(self.linger_ms),
         })
+    }
+
+    /// The run's mode and the consumers' start offset, with the flags each mode needs.
+    fn mode_and_start(&self) -> Result<(RunMode, StartOffset), BenchError> {
+        let (mode, flag) = match (self.read_back, self.consume_only) {
+            (true, true) => {
+                return Err(BenchError::InvalidSetting {
+                    flag: "--read-back",
+                    reason: "it cannot be combined with --consume-only".to_string(),
+                })
+            }
+            (true, false) => (RunMode::ReadBack, "--read-back"),
+            (false, true) => (RunMode::ConsumeOnly, "--consume-only"),
+            (false, false) => {
+                return Ok((
+                    RunMode::Concurrent,
+                    self.consume_from.unwrap_or(StartOffset::Latest),
+                ))
+            }
+        };
+        let refuse = |reason: String| Err(BenchError::InvalidSetting { flag, reason });
+        if self.consumers == 0 {
+            return refuse("it needs --consumers 1 or more to read".to_string());
+        }
+        if self.consume_from == Some(StartOffset::Latest) {
+            return refuse(
+                "it reads from the earliest offset; drop --consume-from latest".to_string(),
+            );
+        }
+        match mode {
+            RunMode::ReadBack if self.producers == 0 => {
+                refuse("it reads back what producers wrote; give --producers 1 or more".to_string())
+            }
+            RunMode::ConsumeOnly if self.records.unwrap_or(0) == 0 => {
+                refuse("it reads --records N existing records; give N of at least 1".to_string())
+            }
+            _ => Ok((mode, StartOffset::Earliest)),
+        }
     }
 }
 
@@ -355,6 +459,152 @@ mod tests {
         assert!(parse(&["--warmup=-1"]).unwrap().plan().is_err());
         assert!(parse(&["--duration", "NaN"]).unwrap().plan().is_err());
         assert!(parse(&["--timeout", "inf"]).unwrap().plan().is_err());
+    }
+
+    /// The flag an `InvalidSetting` error names.
+    fn refused_flag(args: &[&str]) -> &'static str {
+        match parse(args).unwrap().plan() {
+            Err(BenchError::InvalidSetting { flag, .. }) => flag,
+            other => panic!("{args:?} should be refused, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_mode_is_concurrent_from_latest() {
+        let plan = parse(&[]).unwrap().plan().unwrap();
+        assert_eq!(
+            (plan.mode, plan.start),
+            (RunMode::Concurrent, StartOffset::Latest)
+        );
+        assert_eq!(plan.producers, 1);
+        let plan = parse(&["--consume-from", "earliest"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(
+            (plan.mode, plan.start),
+            (RunMode::Concurrent, StartOffset::Earliest)
+        );
+    }
+
+    #[test]
+    fn read_back_reads_from_earliest() {
+        let plan = parse(&["--read-back", "--records", "100"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(
+            (plan.mode, plan.start),
+            (RunMode::ReadBack, StartOffset::Earliest)
+        );
+        assert_eq!((plan.producers, plan.records), (1, Some(100)));
+        let plan = parse(&["--read-back", "--duration", "2", "--warmup", "1"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(plan.mode, RunMode::ReadBack);
+        assert_eq!(plan.duration, Some(Duration::from_secs(2)));
+        let redundant = parse(&["--read-back", "--consume-from", "earliest"]).unwrap();
+        assert_eq!(redundant.plan().unwrap().start, StartOffset::Earliest);
+        assert_eq!(
+            refused_flag(&["--read-back", "--consume-from", "latest"]),
+            "--read-back"
+        );
+    }
+
+    #[test]
+    fn read_back_needs_a_producer_and_a_consumer() {
+        assert_eq!(
+            refused_flag(&["--read-back", "--consumers", "0"]),
+            "--read-back"
+        );
+        assert_eq!(
+            refused_flag(&["--read-back", "--producers", "0"]),
+            "--read-back"
+        );
+        let both = parse(&["--read-back", "--producers", "4", "--consumers", "2"]).unwrap();
+        assert!(both.plan().is_ok());
+    }
+
+    #[test]
+    fn consume_only_reads_a_record_count_without_producers() {
+        let plan = parse(&["--consume-only", "--records", "500", "--consumers", "2"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(
+            (plan.mode, plan.start),
+            (RunMode::ConsumeOnly, StartOffset::Earliest)
+        );
+        assert_eq!(
+            (plan.producers, plan.records, plan.duration),
+            (0, Some(500), None)
+        );
+        assert_eq!(refused_flag(&["--consume-only"]), "--consume-only");
+        assert_eq!(
+            refused_flag(&["--consume-only", "--records", "0"]),
+            "--consume-only"
+        );
+        assert_eq!(
+            refused_flag(&["--consume-only", "--records", "5", "--consumers", "0"]),
+            "--consume-only"
+        );
+        assert_eq!(
+            refused_flag(&[
+                "--consume-only",
+                "--records",
+                "5",
+                "--consume-from",
+                "latest"
+            ]),
+            "--consume-only"
+        );
+    }
+
+    #[test]
+    fn consume_only_refuses_producer_flags() {
+        for extra in [
+            &["--read-back"][..],
+            &["--producers", "1"],
+            &["--duration", "5"],
+            &["--rate", "100"],
+            &["--create-topic"],
+            &["--warmup", "1"],
+            &["--acks", "all"],
+            &["--compression", "lz4"],
+            &["--record-size", "100"],
+        ] {
+            let mut args = vec!["--consume-only", "--records", "5"];
+            args.extend_from_slice(extra);
+            assert!(parse(&args).is_err(), "{args:?} should not parse");
+        }
+        // Consumer-side flags are fine.
+        let args = [
+            "--consume-only",
+            "--records",
+            "5",
+            "--consumers",
+            "3",
+            "--drain-timeout",
+            "60",
+            "--fetch-max-bytes",
+            "2048",
+        ];
+        assert!(parse(&args).unwrap().plan().is_ok());
+    }
+
+    #[test]
+    fn read_back_and_consume_only_exclude_each_other_in_a_built_config() {
+        let mut config = parse(&["--records", "5"]).unwrap();
+        config.read_back = true;
+        config.consume_only = true;
+        assert!(matches!(
+            config.plan(),
+            Err(BenchError::InvalidSetting {
+                flag: "--read-back",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! One consumer connection: finds its start offsets with ListOffsets, then fetches its
-//! partitions from their leader, one Fetch in flight, until the run's records are all
-//! consumed, the drain time is over or the run is aborted.
+//! One consumer connection: finds its start offsets with ListOffsets, waits for the
+//! runner's go, then fetches its partitions from their leader, one Fetch in flight, until
+//! the run's records are all consumed, the drain time is over or the run is aborted.
 //!
 //! Decoding (and decompressing) a Fetch response is heavy CPU and runs on the blocking
 //! pool; a response's arrival time is taken before decoding, so decoding is not latency.
@@ -35,20 +35,43 @@ const BATCH_LENGTH_END: usize = 12;
 /// The smallest valid value of a v2 batch's length field (a header with no records).
 const MIN_BATCH_LENGTH: usize = 49;
 
+/// Which records consumers count as the run's, and what they measure of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counting {
+    /// Records of run `run_id`, consumed while producers run: those sent after warmup are
+    /// measured, with their end-to-end latency.
+    Live {
+        /// Tells this run's records apart.
+        run_id: u64,
+    },
+    /// Records of run `run_id`, read back after producing: all measured, no latency (they
+    /// waited in the log for consumers to start).
+    ReadBack {
+        /// Tells this run's records apart.
+        run_id: u64,
+    },
+    /// Every record but control records, whoever wrote it: all measured, no latency.
+    Any,
+}
+
 /// Settings and shared state of all consumer connections.
 #[derive(Debug)]
 pub struct ConsumeShared {
     /// The run's clock.
     pub clock: RunClock,
-    /// Records sent before this run-clock time are left out of the figures; `u64::MAX`
-    /// until producers start.
+    /// With [`Counting::Live`], records sent before this run-clock time are left out of
+    /// the figures; `u64::MAX` until producers start.
     pub warmup_end_micros: AtomicU64,
-    /// Tells this run's records apart.
-    pub run_id: u64,
-    /// This run's records consumed so far, over all consumers.
+    /// Which records count.
+    pub counting: Counting,
+    /// The run's records consumed so far, over all consumers.
     pub consumed: AtomicU64,
-    /// How many records to consume; set when producers are done.
+    /// How many records to consume; set when producers are done (at the start when
+    /// consumers catch up).
     pub target: watch::Receiver<Option<u64>>,
+    /// Consumers fetch once this is true: the runner opens it when every consumer has its
+    /// start offsets, so the consume window starts with the first Fetch of all of them.
+    pub go: watch::Receiver<bool>,
     /// Cancelled when the drain time is over or the run is aborted.
     pub stop: CancellationToken,
     /// The topic.
@@ -112,6 +135,16 @@ pub async fn run(
         }
     };
     let _ = ready.send(());
+    let mut go = shared.go.clone();
+    tokio::select! {
+        opened = go.wait_for(|open| *open) => {
+            // A closed gate means the runner gave up before starting consumers.
+            if opened.is_err() {
+                return stats;
+            }
+        }
+        _ = shared.stop.cancelled() => return stats,
+    }
     while !shared.done() {
         let request = fetch_request(&shared, &positions);
         let response = tokio::select! {
@@ -269,8 +302,8 @@ fn partition_records(
     (data, failures > 0 && failures >= positions.len())
 }
 
-/// Decodes the complete batches in `records`, counting records at or after `position`;
-/// returns the next position. A partial batch at the end (cut by the size limit) waits
+/// Decodes the complete batches in `records`, counting records at or after `position`
+/// as `shared.counting` says; returns the next position. A partial batch at the end (cut by the size limit) waits
 /// for the next Fetch.
 pub fn decode_records(
     mut records: Bytes,
@@ -281,6 +314,8 @@ pub fn decode_records(
 ) -> Result<i64, String> {
     let mut next = position;
     let warmup_end_micros = shared.warmup_end_micros.load(Ordering::Acquire);
+    // Only a live run measures end-to-end latency and leaves out warmup records.
+    let live = matches!(shared.counting, Counting::Live { .. });
     while let Some(mut batch) = next_batch(&mut records)? {
         let base_offset = batch.clone().get_i64();
         let last_offset_delta = i64::from((&batch[23..27]).get_i32());
@@ -292,18 +327,27 @@ pub fn decode_records(
         let mut ours = 0u64;
         for record in set.records.iter().filter(|r| r.offset >= position) {
             let value = record.value.as_deref().unwrap_or_default();
-            match sent_micros(value, shared.run_id) {
-                Some(sent) => {
-                    ours += 1;
-                    stats.records += 1;
-                    stats.bytes += value.len() as u64;
-                    if sent >= warmup_end_micros {
-                        stats.measured_records += 1;
-                        stats.measured_bytes += value.len() as u64;
-                        record_latency(&mut stats.end_to_end, received_micros.saturating_sub(sent));
-                    }
+            let len = value.len() as u64;
+            let sent = match shared.counting {
+                Counting::Live { run_id } | Counting::ReadBack { run_id } => {
+                    sent_micros(value, run_id)
                 }
-                None => stats.foreign_records += 1,
+                Counting::Any => (!record.control).then_some(0),
+            };
+            let Some(sent) = sent else {
+                stats.foreign_records += 1;
+                continue;
+            };
+            ours += 1;
+            stats.records += 1;
+            stats.bytes += len;
+            if live && sent < warmup_end_micros {
+                continue;
+            }
+            stats.measured_records += 1;
+            stats.measured_bytes += len;
+            if live {
+                record_latency(&mut stats.end_to_end, received_micros.saturating_sub(sent));
             }
         }
         if ours > 0 {
@@ -330,4 +374,88 @@ pub fn next_batch(records: &mut Bytes) -> Result<Option<Bytes>, String> {
         return Ok(None);
     }
     Ok(Some(records.split_to(total)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::PayloadTemplate;
+    use crate::producer::encode_batch;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::Compression;
+
+    fn shared(counting: Counting, warmup_end_micros: u64) -> ConsumeShared {
+        ConsumeShared {
+            clock: RunClock::start(),
+            warmup_end_micros: AtomicU64::new(warmup_end_micros),
+            counting,
+            consumed: AtomicU64::new(0),
+            target: watch::channel(None).1,
+            go: watch::channel(true).1,
+            stop: CancellationToken::new(),
+            topic: TopicLayout {
+                name: TopicName(StrBytes::from_static_str("t")),
+                topic_id: uuid::Uuid::nil(),
+                partitions: Vec::new(),
+            },
+            fetch_version: 12,
+            list_offsets_version: 6,
+            start: StartOffset::Earliest,
+            request_timeout: Duration::from_secs(1),
+            fetch_max_bytes: 1 << 20,
+            partition_fetch_max_bytes: 1 << 20,
+            client_id: "test".to_string(),
+        }
+    }
+
+    /// Offsets 0..=4: run 7 sent at 500, 2000 and 3000 µs, then a record of run 8 and a
+    /// value another client wrote.
+    fn mixed_batch() -> Bytes {
+        let ours = PayloadTemplate::new(7, 100, 1);
+        let theirs = PayloadTemplate::new(8, 100, 1);
+        let values = vec![
+            ours.value(500),
+            ours.value(2000),
+            ours.value(3000),
+            theirs.value(2500),
+            Bytes::from_static(b"written by someone else"),
+        ];
+        encode_batch(values, Compression::Lz4).unwrap()
+    }
+
+    fn decode(counting: Counting, position: i64) -> (ConsumeStats, u64, i64) {
+        let shared = shared(counting, 1000);
+        let mut stats = ConsumeStats::default();
+        let next = decode_records(mixed_batch(), position, &shared, 5000, &mut stats).unwrap();
+        (stats, shared.consumed.load(Ordering::Acquire), next)
+    }
+
+    #[test]
+    fn live_counts_the_run_and_measures_after_warmup_with_latency() {
+        let (stats, consumed, next) = decode(Counting::Live { run_id: 7 }, 0);
+        assert_eq!((stats.records, stats.foreign_records, consumed), (3, 2, 3));
+        assert_eq!((stats.measured_records, stats.measured_bytes), (2, 200));
+        assert_eq!(stats.end_to_end.len(), 2);
+        assert_eq!(stats.last_micros, 5000);
+        assert_eq!(next, 5);
+    }
+
+    #[test]
+    fn read_back_measures_every_record_of_the_run_without_latency() {
+        let (stats, consumed, _) = decode(Counting::ReadBack { run_id: 7 }, 0);
+        assert_eq!((stats.records, stats.foreign_records, consumed), (3, 2, 3));
+        assert_eq!((stats.measured_records, stats.measured_bytes), (3, 300));
+        assert!(stats.end_to_end.is_empty());
+    }
+
+    #[test]
+    fn any_counts_every_writer_from_the_position() {
+        let (stats, consumed, next) = decode(Counting::Any, 1);
+        assert_eq!((stats.records, stats.foreign_records, consumed), (4, 0, 4));
+        assert_eq!(stats.bytes, 300 + 23);
+        assert_eq!(stats.measured_records, 4);
+        assert!(stats.end_to_end.is_empty());
+        assert_eq!(next, 5);
+    }
 }

@@ -1,11 +1,14 @@
 //! `runnel-bench`: a load generator that speaks the Kafka protocol (through the
 //! `kafka-protocol` codec over tokio TCP) to any Kafka-compatible broker, and reports
 //! produce and consume throughput, produce latency (request sent → acknowledged, per
-//! batch) and end-to-end latency (record created → consumed), with errors seen.
+//! batch) and end-to-end latency (record created → consumed), with errors seen; or, with
+//! `--read-back` / `--consume-only`, the throughput of a catch-up read of records already
+//! in the log.
 //!
 //! Client flow: ApiVersions (highest common version per API) → Metadata (partitions and
 //! leaders) → optional CreateTopics → consumers' ListOffsets → pipelined Produce on one
 //! connection per producer and leader, Fetch on one connection per consumer and leader.
+//! In a catch-up run, consumers' ListOffsets and Fetch come after producing (or alone).
 //!
 //! Module map:
 //!
@@ -22,7 +25,7 @@
 //! | `consumer`   | one consumer connection: start offsets, fetch, decode          |
 //! | `stats`      | counters, histograms, error counts                             |
 //! | `report`     | percentiles, throughput, text and JSON                         |
-//! | `runner`     | one run, phase by phase                                        |
+//! | `runner`     | one run, phase by phase, per mode                              |
 
 pub mod cluster;
 pub mod config;

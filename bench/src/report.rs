@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::config::RunMode;
 use crate::stats::{ConsumeStats, ProduceStats};
 use crate::versions::Versions;
 
@@ -115,6 +116,10 @@ pub struct Settings {
     pub warmup_secs: f64,
     /// Produce requests in flight per connection.
     pub max_in_flight: u32,
+    /// Concurrent, read-back or consume-only. Shown in the text only: the JSON keeps the
+    /// keys of every earlier report (a catch-up run shows as null end-to-end latency).
+    #[serde(skip)]
+    pub mode: RunMode,
 }
 
 /// What producers achieved.
@@ -139,9 +144,10 @@ pub struct ConsumeReport {
     pub records: u64,
     /// Records of other runs or writers consumed.
     pub foreign_records: u64,
-    /// After-warmup throughput of this run's records.
+    /// After-warmup throughput of this run's records; in a catch-up run, of every record
+    /// read, from the moment consumers started fetching.
     pub throughput: Throughput,
-    /// Send → consumed, per record.
+    /// Send → consumed, per record; `None` in a catch-up run.
     pub end_to_end_latency_ms: Option<Percentiles>,
 }
 
@@ -166,7 +172,7 @@ pub struct Report {
     pub elapsed_secs: f64,
 }
 
-/// Produce and consume windows: seconds from the end of warmup to the last measured event.
+/// Produce and consume windows: seconds from each side's start to its last measured event.
 #[derive(Debug, Clone, Copy)]
 pub struct Windows {
     /// Produce window.
@@ -175,13 +181,23 @@ pub struct Windows {
     pub consume_secs: f64,
 }
 
+/// Where the windows start, in run-clock microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowStarts {
+    /// The end of warmup.
+    pub produce_micros: u64,
+    /// The end of warmup when consumers run alongside producers; the moment consumers
+    /// started fetching in a catch-up run (after producing, in `--read-back`).
+    pub consume_micros: u64,
+}
+
 impl Windows {
-    /// Windows from warmup end to each side's last event, in run-clock microseconds.
-    pub fn new(warmup_end_micros: u64, produce: &ProduceStats, consume: &ConsumeStats) -> Self {
-        let secs = |last: u64| last.saturating_sub(warmup_end_micros) as f64 / 1e6;
+    /// Windows from each start to that side's last event (empty when it came before).
+    pub fn new(starts: WindowStarts, produce: &ProduceStats, consume: &ConsumeStats) -> Self {
+        let secs = |start: u64, last: u64| last.saturating_sub(start) as f64 / 1e6;
         Windows {
-            produce_secs: secs(produce.last_micros),
-            consume_secs: secs(consume.last_micros),
+            produce_secs: secs(starts.produce_micros, produce.last_micros),
+            consume_secs: secs(starts.consume_micros, consume.last_micros),
         }
     }
 }
@@ -259,7 +275,8 @@ impl Report {
         latency_line(&mut out, "latency", p.latency_ms.as_ref(), "batches");
         let _ = writeln!(
             out,
-            "consume: {} consumed ({} foreign); {:.0} records/s, {:.2} MB/s over {:.2} s",
+            "{}: {} consumed ({} foreign); {:.0} records/s, {:.2} MB/s over {:.2} s",
+            s.mode.consume_label(),
             c.records,
             c.foreign_records,
             c.throughput.records_per_sec,
@@ -334,9 +351,49 @@ mod tests {
         let mut consume = ConsumeStats::default();
         produce.last_micros = 3_000_000;
         consume.last_micros = 500_000; // before warmup end: an empty window
-        let w = Windows::new(1_000_000, &produce, &consume);
+        let starts = WindowStarts {
+            produce_micros: 1_000_000,
+            consume_micros: 1_000_000,
+        };
+        let w = Windows::new(starts, &produce, &consume);
         assert_eq!(w.produce_secs, 2.0);
         assert_eq!(w.consume_secs, 0.0);
+    }
+
+    #[test]
+    fn read_back_window_starts_when_consumers_start() {
+        // Warmup ends at 1 s, the last acknowledgement is at 3 s, read-back consumers
+        // start at 3.5 s and receive the last record at 4.25 s.
+        let produce = ProduceStats {
+            last_micros: 3_000_000,
+            ..Default::default()
+        };
+        let consume = ConsumeStats {
+            last_micros: 4_250_000,
+            ..Default::default()
+        };
+        let starts = WindowStarts {
+            produce_micros: 1_000_000,
+            consume_micros: 3_500_000,
+        };
+        let w = Windows::new(starts, &produce, &consume);
+        assert_eq!(w.produce_secs, 2.0);
+        assert_eq!(w.consume_secs, 0.75);
+    }
+
+    #[test]
+    fn consume_only_has_an_empty_produce_window() {
+        let consume = ConsumeStats {
+            last_micros: 2_000_000,
+            ..Default::default()
+        };
+        let starts = WindowStarts {
+            produce_micros: 0,
+            consume_micros: 1_500_000,
+        };
+        let w = Windows::new(starts, &ProduceStats::default(), &consume);
+        assert_eq!(w.produce_secs, 0.0);
+        assert_eq!(w.consume_secs, 0.5);
     }
 
     fn sample_report() -> Report {
@@ -376,6 +433,7 @@ mod tests {
                 records: Some(10),
                 warmup_secs: 0.0,
                 max_in_flight: 5,
+                mode: RunMode::Concurrent,
             },
             versions: Versions {
                 produce: 11,
@@ -407,6 +465,50 @@ mod tests {
         assert_eq!(json["errors"]["Fetch: request timed out"], 1);
         assert_eq!(json["settings"]["acks"], 1);
         assert!(json["produce"]["latency_ms"]["p99"].as_f64().unwrap() >= 2.5);
+    }
+
+    /// Every key path of a JSON value, objects only (arrays have none here).
+    fn key_paths(value: &serde_json::Value, prefix: &str, into: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, child) in map {
+                let path = format!("{prefix}/{key}");
+                key_paths(child, &path, into);
+                into.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn catch_up_json_keeps_the_keys_with_null_end_to_end_latency() {
+        let live = sample_report();
+        let mut read_back = sample_report();
+        read_back.settings.mode = RunMode::ReadBack;
+        let consume = ConsumeStats {
+            records: 10,
+            measured_records: 10,
+            measured_bytes: 10 * 1024,
+            ..Default::default()
+        };
+        read_back.consume = consume_report(&consume, 0.25);
+        let live: serde_json::Value = serde_json::from_str(&live.to_json().unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&read_back.to_json().unwrap()).unwrap();
+        assert!(json["consume"]["end_to_end_latency_ms"].is_null(), "{json}");
+        assert_eq!(json["consume"]["throughput"]["bytes"], 10 * 1024);
+        assert_eq!(json["consume"]["throughput"]["records_per_sec"], 40.0);
+        // Same key paths, down to the latency object that is now null.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        key_paths(&live, "", &mut a);
+        key_paths(&json, "", &mut b);
+        a.retain(|p| !p.starts_with("/consume/end_to_end_latency_ms/"));
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        let text = read_back.to_text();
+        assert!(
+            text.contains("consume (read back from earliest after producing): 10 consumed"),
+            "{text}"
+        );
+        assert!(text.contains("e2e       n/a"), "{text}");
     }
 
     #[test]

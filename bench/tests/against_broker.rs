@@ -1,5 +1,9 @@
 //! The bench against a real `runnel-broker` process on 127.0.0.1: every record produced
-//! is acknowledged and consumed, and latency percentiles are positive and ordered.
+//! is acknowledged and consumed, latency percentiles are positive and ordered, and the
+//! catch-up modes (`--read-back`, `--consume-only`) read exactly the records produced.
+//!
+//! The broker is `$RUNNEL_BROKER_BIN` (set by `make test-rust`), else a debug build this
+//! test makes with the cargo running it.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -55,8 +59,24 @@ fn build_broker() -> anyhow::Result<PathBuf> {
     Ok(target.join("debug").join("runnel-broker"))
 }
 
+/// `$RUNNEL_BROKER_BIN`, else a fresh debug build.
+fn broker_binary() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("RUNNEL_BROKER_BIN") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            anyhow::ensure!(
+                path.is_file(),
+                "RUNNEL_BROKER_BIN={} is not a file",
+                path.display()
+            );
+            Ok(path)
+        }
+        None => build_broker(),
+    }
+}
+
 fn start_broker() -> anyhow::Result<BrokerProcess> {
-    let binary = build_broker()?;
+    let binary = broker_binary()?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let dir = tempfile::tempdir()?;
@@ -212,5 +232,116 @@ async fn a_missing_topic_is_a_setup_error() -> anyhow::Result<()> {
         Err(BenchError::UnknownTopic { topic }) => assert_eq!(topic, "no-such-topic"),
         other => panic!("expected UnknownTopic, got {other:?}"),
     }
+    Ok(())
+}
+
+/// A catch-up run read every record this run produced, and only those, with the same
+/// bytes, and measured no end-to-end latency.
+fn assert_caught_up(report: &Report, records: u64) -> anyhow::Result<()> {
+    let json = report.to_json()?;
+    assert_eq!(report.error_total, 0, "{json}");
+    assert!(!report.timed_out, "{json}");
+    assert_eq!(report.consume.records, records, "{json}");
+    assert_eq!(report.consume.throughput.records, records, "{json}");
+    assert!(report.consume.throughput.bytes > 0, "{json}");
+    assert!(report.consume.throughput.seconds > 0.0, "{json}");
+    assert!(report.consume.throughput.records_per_sec > 0.0, "{json}");
+    assert_eq!(report.consume.end_to_end_latency_ms, None, "{json}");
+    let value: serde_json::Value = serde_json::from_str(&json)?;
+    assert!(
+        value["consume"]["end_to_end_latency_ms"].is_null(),
+        "{json}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_back_consumes_exactly_the_records_produced() -> anyhow::Result<()> {
+    let broker = start_broker()?;
+    let args = [
+        "--topic",
+        "bench-read-back",
+        "--partitions",
+        "2",
+        "--records",
+        "3000",
+        "--acks",
+        "all",
+        "--read-back",
+        "--producers",
+        "1",
+        "--consumers",
+        "2",
+    ];
+    let mut first = vec!["--create-topic"];
+    first.extend_from_slice(&args);
+    let report = run(&config(&broker, &first)?).await?;
+    let json = report.to_json()?;
+    assert_caught_up(&report, 3000)?;
+    assert_eq!(report.produce.records_acked, 3000, "{json}");
+    assert_eq!(report.consume.foreign_records, 0, "{json}");
+    assert_eq!(
+        report.consume.throughput.bytes, report.produce.throughput.bytes,
+        "{json}"
+    );
+    assert!(report.produce.latency_ms.is_some(), "{json}");
+
+    // A second read-back run on the same topic reads the first run's records too, from
+    // earliest, and counts them apart.
+    let report = run(&config(&broker, &args)?).await?;
+    let json = report.to_json()?;
+    assert_caught_up(&report, 3000)?;
+    assert_eq!(report.consume.foreign_records, 3000, "{json}");
+    assert_eq!(
+        report.consume.throughput.bytes, report.produce.throughput.bytes,
+        "{json}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_only_reads_what_a_produce_only_run_wrote() -> anyhow::Result<()> {
+    let broker = start_broker()?;
+    let produce_only = config(
+        &broker,
+        &[
+            "--topic",
+            "bench-consume-only",
+            "--create-topic",
+            "--partitions",
+            "3",
+            "--records",
+            "2000",
+            "--consumers",
+            "0",
+        ],
+    )?;
+    let produced = run(&produce_only).await?;
+    assert_eq!(produced.error_total, 0, "{}", produced.to_json()?);
+    assert_eq!(produced.produce.records_acked, 2000);
+    assert_eq!(produced.consume.records, 0);
+
+    let consume_only = config(
+        &broker,
+        &[
+            "--topic",
+            "bench-consume-only",
+            "--consume-only",
+            "--records",
+            "2000",
+            "--consumers",
+            "2",
+        ],
+    )?;
+    let report = run(&consume_only).await?;
+    let json = report.to_json()?;
+    assert_caught_up(&report, 2000)?;
+    assert_eq!(report.settings.producers, 0, "{json}");
+    assert_eq!(report.produce.records_sent, 0, "{json}");
+    assert_eq!(report.consume.foreign_records, 0, "{json}");
+    assert_eq!(
+        report.consume.throughput.bytes, produced.produce.throughput.bytes,
+        "{json}"
+    );
     Ok(())
 }
