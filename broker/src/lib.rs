@@ -8,6 +8,7 @@
 //! | `ops`          | status, gRPC health and admin, Prometheus metrics              |
 //! | `server`       | bind, accept loop with a connection limit, shutdown order      |
 //! | `connection`   | bounded framing, pipelined requests answered in order          |
+//! | `sendfile`     | writing a frame of bytes and file regions (`sendfile(2)`)      |
 //! | `dispatch`     | the API table; ApiVersions is generated from it                |
 //! | `handlers`     | one file per Kafka API                                         |
 //! | `context`      | `BrokerContext`: the only door to metadata, logs and limits    |
@@ -35,6 +36,7 @@ pub mod metadata;
 pub mod ops;
 pub mod partitions;
 pub mod records;
+pub mod sendfile;
 pub mod server;
 pub mod topic_config;
 pub mod topics;

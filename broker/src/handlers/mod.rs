@@ -1,5 +1,6 @@
 //! One file per Kafka API. Each exposes
 //! `async fn handle(ctx: Arc<BrokerContext>, request, info: RequestInfo) -> response`.
+//! `fetch_encode` is Fetch's own response encoder, which leaves records in the files.
 
 pub mod alter_configs;
 pub mod api_versions;
@@ -12,6 +13,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
+pub mod fetch_encode;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
