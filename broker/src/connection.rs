@@ -11,6 +11,9 @@
 //! before a byte of the body is allocated, and the body's bytes are taken from the
 //! broker-wide `queued.max.request.bytes` budget until the request is answered.
 //! Requests are read ahead (pipelining) and handled one at a time, in the order they came.
+//! Answers waiting to be written are bounded by the in-flight limit; a Fetch answer
+//! holds its records only as file regions (see `sendfile`), so its size in memory does
+//! not grow with the request's `max_bytes`.
 
 use std::sync::Arc;
 
@@ -23,6 +26,7 @@ use tracing::{debug, Instrument};
 
 use crate::context::BrokerContext;
 use crate::dispatch::{self, Reply};
+use crate::sendfile;
 
 /// Buffer size a frame starts with; it grows as its bytes arrive.
 const INITIAL_FRAME_CAPACITY: usize = 64 * 1024;
@@ -163,6 +167,14 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
                 match reply {
                     Reply::Frame(bytes) => {
                         if let Err(e) = writer.write_all(&bytes).await {
+                            debug!(error = %e, "writing a response failed");
+                            break;
+                        }
+                    }
+                    // Fetch records: sent from the segment files; nothing but the
+                    // encoded fields is held in memory while the frame waits here.
+                    Reply::Chunks(chunks) => {
+                        if let Err(e) = sendfile::write_chunks(&mut writer, &chunks).await {
                             debug!(error = %e, "writing a response failed");
                             break;
                         }

@@ -32,17 +32,22 @@ use tracing::{debug, info_span, Instrument};
 use crate::connection::Frame;
 use crate::context::BrokerContext;
 use crate::error_codes::UNSUPPORTED_VERSION;
+use crate::handlers::fetch_encode::{self, FetchReply};
 use crate::handlers::{
     alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_records,
     delete_topics, describe_cluster, describe_configs, describe_groups, fetch, find_coordinator,
     heartbeat, incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
     list_offsets, metadata, offset_commit, offset_delete, offset_fetch, produce, sync_group,
 };
+use crate::sendfile::Chunk;
 
 /// What the connection writes back for one request.
 pub enum Reply {
     /// A complete response frame, size prefix included.
     Frame(Bytes),
+    /// A complete response frame in parts, size prefix included: bytes and file
+    /// regions, written in order (Fetch records, sent with `sendfile(2)`).
+    Chunks(Vec<Chunk>),
     /// Nothing: a Produce with acks=0 gets no response.
     None,
     /// The request was malformed: close the connection after earlier responses.
@@ -63,6 +68,32 @@ pub enum Answer<R> {
 impl<R> From<R> for Answer<R> {
     fn from(response: R) -> Self {
         Answer::Now(response)
+    }
+}
+
+/// A handler's response type: how it becomes a frame.
+pub trait Respond {
+    /// Encodes the response for `version` behind a response header with `correlation_id`.
+    fn into_reply(self, correlation_id: i32, version: i16) -> Reply;
+}
+
+/// Every `kafka-protocol` response, encoded whole by its generated encoder.
+impl<R: Encodable + HeaderVersion> Respond for R {
+    fn into_reply(self, correlation_id: i32, version: i16) -> Reply {
+        encoded(correlation_id, version, &self)
+    }
+}
+
+/// Fetch: records stay in the segment files until the connection sends them.
+impl Respond for FetchReply {
+    fn into_reply(self, correlation_id: i32, version: i16) -> Reply {
+        match fetch_encode::encode(correlation_id, version, &self) {
+            Ok(chunks) => Reply::Chunks(chunks),
+            Err(e) => {
+                tracing::error!(error = %e, "encoding a response failed; closing the connection");
+                Reply::Close
+            }
+        }
     }
 }
 
@@ -92,14 +123,25 @@ fn always_answer<T>(_: &T) -> bool {
     false
 }
 
+/// The response type of a route: the request's own, unless the route names another.
+macro_rules! response_type {
+    ($req:ty) => {
+        <$req as Request>::Response
+    };
+    ($req:ty, $resp:ty) => {
+        $resp
+    };
+}
+
+/// Rows: `Key => Request [=> Response], versions, handler, silent`.
 macro_rules! routes {
-    ($( $key:ident => $req:ty, $min:literal ..= $max:literal, $handler:path, $silent:path; )*) => {
+    ($( $key:ident => $req:ty $(=> $resp:ty)?, $min:literal ..= $max:literal, $handler:path, $silent:path; )*) => {
         /// Every API this broker serves, with the versions served.
         pub const ROUTES: &[Route] = &[ $( Route { key: ApiKey::$key, min: $min, max: $max }, )* ];
 
         async fn route(ctx: Arc<BrokerContext>, key: ApiKey, header: RequestHeader, body: Bytes, client_host: Arc<str>) -> Reply {
             match key {
-                $( ApiKey::$key => call::<$req, _, _, _>(ctx, header, body, client_host, $handler, $silent).await, )*
+                $( ApiKey::$key => call::<$req, response_type!($req $(, $resp)?), _, _, _>(ctx, header, body, client_host, $handler, $silent).await, )*
                 _ => unsupported(header.correlation_id),
             }
         }
@@ -108,7 +150,7 @@ macro_rules! routes {
 
 routes! {
     Produce => ProduceRequest, 3..=11, produce::handle, produce::is_silent;
-    Fetch => FetchRequest, 4..=16, fetch::handle, always_answer;
+    Fetch => FetchRequest => FetchReply, 4..=16, fetch::handle, always_answer;
     ListOffsets => ListOffsetsRequest, 1..=6, list_offsets::handle, always_answer;
     Metadata => MetadataRequest, 0..=12, metadata::handle, always_answer;
     OffsetCommit => OffsetCommitRequest, 2..=8, offset_commit::handle, always_answer;
@@ -232,7 +274,7 @@ fn peek_header(bytes: &[u8]) -> Option<(i16, i16, i32)> {
     Some((key, version, correlation))
 }
 
-async fn call<Req, F, Fut, Out>(
+async fn call<Req, Resp, F, Fut, Out>(
     ctx: Arc<BrokerContext>,
     header: RequestHeader,
     mut body: Bytes,
@@ -242,10 +284,10 @@ async fn call<Req, F, Fut, Out>(
 ) -> Reply
 where
     Req: Request,
+    Resp: Respond + Send + 'static,
     F: FnOnce(Arc<BrokerContext>, Req, RequestInfo) -> Fut,
     Fut: Future<Output = Out>,
-    Out: Into<Answer<Req::Response>>,
-    Req::Response: Send + 'static,
+    Out: Into<Answer<Resp>>,
 {
     let version = header.request_api_version;
     let request = match Req::decode(&mut body, version) {
@@ -267,9 +309,9 @@ where
     }
     let correlation_id = header.correlation_id;
     match answer {
-        Answer::Now(response) => encoded(correlation_id, version, &response),
+        Answer::Now(response) => response.into_reply(correlation_id, version),
         Answer::Later(pending) => Reply::Later(Box::pin(
-            async move { encoded(correlation_id, version, &pending.await) }.in_current_span(),
+            async move { pending.await.into_reply(correlation_id, version) }.in_current_span(),
         )),
     }
 }

@@ -5,10 +5,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::call;
+use common::{call, BrokerProcess};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_commit_request::{
@@ -29,60 +29,7 @@ use tonic_health::pb::HealthCheckRequest;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// The broker binary as a child process.
-struct Proc {
-    child: Child,
-    kafka: SocketAddr,
-    health: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Proc {
-    fn spawn(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<Proc> {
-        let (kafka, health, metrics) = (free_port()?, free_port()?, free_port()?);
-        let child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
-            .args(["--listen", &format!("127.0.0.1:{kafka}")])
-            .args(["--health-listen", &format!("127.0.0.1:{health}")])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
-            .args(["--data-dir", &dir.to_string_lossy()])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
-        Ok(Proc {
-            child,
-            kafka: at(kafka),
-            health: at(health),
-            metrics: at(metrics),
-        })
-    }
-
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill {signal} failed");
-        Ok(())
-    }
-
-    fn wait_exit(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            anyhow::ensure!(start.elapsed() < DEADLINE, "broker did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
+impl BrokerProcess {
     async fn admin(&self) -> anyhow::Result<BrokerAdminClient<tonic::transport::Channel>> {
         let start = Instant::now();
         loop {
@@ -105,13 +52,6 @@ impl Proc {
             anyhow::ensure!(start.elapsed() < DEADLINE, "broker never reached RUNNING");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -155,7 +95,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_a_known_produce_and_fetch() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let broker = Proc::spawn(dir.path(), &[])?;
+    let broker = BrokerProcess::spawn(dir.path(), &[])?;
     broker.wait_running().await?;
     create_topic(broker.kafka, "m", 1).await?;
     let values: Vec<(Option<bytes::Bytes>, bytes::Bytes)> = (0..10)
@@ -323,7 +263,7 @@ async fn metrics_count_a_known_produce_and_fetch() -> anyhow::Result<()> {
 #[tokio::test]
 async fn health_goes_from_serving_to_not_serving_on_sigterm() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut broker = Proc::spawn(dir.path(), &["--shutdown-grace-ms", "2000"])?;
+    let mut broker = BrokerProcess::spawn(dir.path(), &["--shutdown-grace-ms", "2000"])?;
     broker.wait_running().await?;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", broker.health))?
         .connect()
@@ -351,7 +291,7 @@ async fn health_goes_from_serving_to_not_serving_on_sigterm() -> anyhow::Result<
 #[tokio::test]
 async fn admin_reports_recovery_progress_and_clean_or_unclean_starts() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut broker = Proc::spawn(dir.path(), &[])?;
+    let mut broker = BrokerProcess::spawn(dir.path(), &[])?;
     let state = broker.wait_running().await?;
     assert!(
         !state.clean_start,
@@ -362,7 +302,7 @@ async fn admin_reports_recovery_progress_and_clean_or_unclean_starts() -> anyhow
     broker.wait_exit()?;
 
     // A slow start (the test knob pauses after each partition): progress is visible.
-    let mut broker = Proc::spawn(dir.path(), &["--debug-recovery-delay-ms", "100"])?;
+    let mut broker = BrokerProcess::spawn(dir.path(), &["--debug-recovery-delay-ms", "100"])?;
     let mut admin = broker.admin().await?;
     let start = Instant::now();
     let mut seen_partial = false;
@@ -388,7 +328,7 @@ async fn admin_reports_recovery_progress_and_clean_or_unclean_starts() -> anyhow
     // kill -9: the next start is not clean.
     broker.signal("-KILL")?;
     broker.wait_exit()?;
-    let broker = Proc::spawn(dir.path(), &[])?;
+    let broker = BrokerProcess::spawn(dir.path(), &[])?;
     let state = broker.wait_running().await?;
     assert!(!state.clean_start, "after kill -9 the start must recover");
     assert!(

@@ -4,21 +4,25 @@
 //! `min_bytes` are available it waits for appends until `max_wait_ms` has passed.
 //! v13+ names topics by id. Fetch sessions (KIP-227) are not kept: every response is full
 //! and has session id 0, which clients handle by sending full requests.
+//!
+//! Records are not read here: storage returns the batches as regions of the segment
+//! files, the response is encoded around them (`fetch_encode`) and the connection sends
+//! them with `sendfile(2)`. A fetch of any `max_bytes` costs memory only for the fields.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::FetchRequest;
 use runnel_storage::LogError;
 
 use super::blocking;
+use super::fetch_encode::{FetchReply, PartitionReply, TopicReply};
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::error_codes::{
     for_log_error, log_storage_error, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
+use crate::sendfile;
 use kafka_protocol::ResponseError;
 
 /// Longest a fetch waits for data, whatever the client asks.
@@ -39,7 +43,7 @@ pub async fn handle(
     ctx: Arc<BrokerContext>,
     request: FetchRequest,
     info: RequestInfo,
-) -> FetchResponse {
+) -> FetchReply {
     let by_id = info.version >= 13;
     let image = ctx.image();
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -77,8 +81,10 @@ pub async fn handle(
         let Some((read, total, any_error)) =
             blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id)).await
         else {
-            return FetchResponse::default()
-                .with_error_code(ResponseError::UnknownServerError.code());
+            return FetchReply {
+                error_code: ResponseError::UnknownServerError.code(),
+                ..FetchReply::default()
+            };
         };
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
             break read;
@@ -93,16 +99,16 @@ pub async fn handle(
         }
     };
 
-    let mut responses: Vec<FetchableTopicResponse> = topics
+    let mut responses: Vec<TopicReply> = topics
         .into_iter()
-        .map(|(name, id)| {
-            FetchableTopicResponse::default()
-                .with_topic(name)
-                .with_topic_id(id)
+        .map(|(name, topic_id)| TopicReply {
+            name,
+            topic_id,
+            partitions: Vec::new(),
         })
         .collect();
     for (t, data) in partitions {
-        let sent = data.records.as_ref().map_or(0, |r| r.len() as u64);
+        let sent = data.records_len();
         if let (Some(Some(name)), true) = (names.get(t), sent > 0) {
             ctx.metrics
                 .bytes_out
@@ -113,19 +119,22 @@ pub async fn handle(
             r.partitions.push(data);
         }
     }
-    FetchResponse::default()
-        .with_session_id(0)
-        .with_responses(responses)
+    FetchReply {
+        session_id: 0,
+        topics: responses,
+        ..FetchReply::default()
+    }
 }
 
-/// Reads every wanted partition; returns the per-topic partition data, the bytes read and
-/// whether any partition failed (which ends the long poll, as in Kafka).
+/// Finds the batches of every wanted partition; returns the per-topic partition data, the
+/// bytes found and whether any partition failed (which ends the long poll, as in Kafka).
+/// The regions found are read ahead into the page cache, for the connection to send.
 fn read_all(
     ctx: &BrokerContext,
     wants: &[Want],
     max_bytes: usize,
     by_id: bool,
-) -> (Vec<(usize, PartitionData)>, usize, bool) {
+) -> (Vec<(usize, PartitionReply)>, usize, bool) {
     let mut out = Vec::with_capacity(wants.len());
     let mut total = 0usize;
     let mut any_error = false;
@@ -141,41 +150,53 @@ fn read_all(
             .and_then(|n| ctx.partitions.get(n, w.partition));
         let Some(partition) = partition else {
             any_error = true;
-            out.push((w.topic, empty(w.partition).with_error_code(unknown)));
+            out.push((
+                w.topic,
+                PartitionReply {
+                    error_code: unknown,
+                    ..PartitionReply::empty(w.partition)
+                },
+            ));
             continue;
         };
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let log = partition.log();
-        let result = log.read(w.offset, budget, total == 0);
+        let result = log.read_regions(w.offset, budget, total == 0);
         let (hw, lso) = (log.high_watermark(), log.log_start_offset());
         drop(log);
-        let data = empty(w.partition)
-            .with_high_watermark(hw)
-            .with_last_stable_offset(hw)
-            .with_log_start_offset(lso);
+        let data = PartitionReply {
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: lso,
+            ..PartitionReply::empty(w.partition)
+        };
         match result {
             Ok(slice) => {
-                total += slice.bytes.len();
-                out.push((w.topic, data.with_records(Some(slice.bytes))));
+                let found = usize::try_from(slice.len()).unwrap_or(usize::MAX);
+                total = total.saturating_add(found);
+                slice.regions.iter().for_each(sendfile::prefetch);
+                out.push((
+                    w.topic,
+                    PartitionReply {
+                        records: Some(slice.regions),
+                        ..data
+                    },
+                ));
             }
             Err(e) => {
                 if !matches!(e, LogError::OffsetOutOfRange { .. }) {
                     log_storage_error(&partition.tp, &e);
                 }
                 any_error = true;
-                out.push((w.topic, data.with_error_code(for_log_error(&e))));
+                out.push((
+                    w.topic,
+                    PartitionReply {
+                        error_code: for_log_error(&e),
+                        ..data
+                    },
+                ));
             }
         }
     }
     (out, total, any_error)
-}
-
-fn empty(partition: i32) -> PartitionData {
-    PartitionData::default()
-        .with_partition_index(partition)
-        .with_high_watermark(-1)
-        .with_last_stable_offset(-1)
-        .with_log_start_offset(-1)
-        .with_preferred_read_replica(BrokerId(-1))
-        .with_records(Some(Bytes::new()))
 }

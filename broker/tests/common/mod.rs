@@ -1,10 +1,12 @@
-//! A broker started in-process on 127.0.0.1:0 with a temporary data dir, and a raw Kafka
-//! protocol client for tests that need exact bytes on the wire.
+//! A broker started in-process on 127.0.0.1:0 with a temporary data dir, the broker
+//! binary as a child process, and a raw Kafka protocol client for tests that need exact
+//! bytes on the wire.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
@@ -62,6 +64,84 @@ impl TestBroker {
 
     pub async fn connect(&self) -> anyhow::Result<TcpStream> {
         Ok(TcpStream::connect(self.addr).await?)
+    }
+}
+
+/// Longest a broker process may take to start listening or to exit.
+pub const PROCESS_WAIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The broker binary as a child process, killed when dropped.
+pub struct BrokerProcess {
+    pub child: Child,
+    pub kafka: SocketAddr,
+    pub health: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl BrokerProcess {
+    /// Starts the binary on free local ports with `dir` as its data dir.
+    pub fn spawn(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<BrokerProcess> {
+        let (kafka, health, metrics) = (free_port()?, free_port()?, free_port()?);
+        let child = Command::new(env!("CARGO_BIN_EXE_runnel-broker"))
+            .args(["--listen", &format!("127.0.0.1:{kafka}")])
+            .args(["--health-listen", &format!("127.0.0.1:{health}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+            .args(["--data-dir", &dir.to_string_lossy()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let at = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        Ok(BrokerProcess {
+            child,
+            kafka: at(kafka),
+            health: at(health),
+            metrics: at(metrics),
+        })
+    }
+
+    /// Connects to the Kafka listener, retrying until it accepts.
+    pub async fn connect(&self) -> anyhow::Result<TcpStream> {
+        let start = Instant::now();
+        loop {
+            match TcpStream::connect(self.kafka).await {
+                Ok(s) => return Ok(s),
+                Err(e) if start.elapsed() > PROCESS_WAIT => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill {signal} failed");
+        Ok(())
+    }
+
+    pub fn wait_exit(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(start.elapsed() < PROCESS_WAIT, "broker did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
