@@ -1,7 +1,8 @@
 //! The v2 record-batch header: the only part of a produce payload storage reads.
 //!
-//! Storage never decodes records (compressed batches stay compressed); it reads and
-//! patches the fixed 61-byte header. All fields are big-endian.
+//! Apart from the cleaner (`records`, `compression`), storage never decodes records
+//! (compressed batches stay compressed); it reads and patches the fixed 61-byte
+//! header. All fields are big-endian.
 //!
 //! | byte | field                  | type | notes                                        |
 //! |-----:|------------------------|------|----------------------------------------------|

@@ -10,20 +10,32 @@
 //!    has a key, the map names its offset, and it is not a tombstone (null value)
 //!    whose segment's largest timestamp is more than `delete.retention.ms` old.
 //!    Kept records keep their offsets: a rewritten batch has the same base offset,
-//!    timestamps, producer id/epoch/base sequence and `lastOffsetDelta`; only its
-//!    `recordCount`, length and CRC change (see `records`). A batch with no record
-//!    left is dropped; an emptied segment stays as an empty file, keeping its base.
-//!    Control batches are kept whole.
+//!    timestamps, producer id/epoch/base sequence, attributes and `lastOffsetDelta`
+//!    (Kafka keeps the last offset too, so the producer's last sequence survives);
+//!    only its `recordCount`, length and CRC change (see `records`). A batch with no
+//!    record left is dropped; an emptied segment stays as an empty file, keeping its
+//!    base. Control batches are kept whole.
 //! 4. The rewritten segment's indexes are rebuilt by the recovery scan.
+//!
+//! Compressed batches are filtered by the same rules, in both passes: the records
+//! region is decompressed (`compression`, at most
+//! `MAX_DECOMPRESSED_RECORDS_BYTES`), and if a record goes, the kept records are
+//! compressed again with the batch's codec. A batch with nothing to remove is copied
+//! as it is, never recompressed. Kafka's `MemoryRecordsBuilder` would also reset
+//! the base and max timestamps to the kept records'; we keep the header's, as for
+//! uncompressed batches, so kept records' bytes are copied verbatim.
 //!
 //! Records are decoded by our own bounded parser (`records`), not `kafka-protocol`'s
 //! `RecordBatchDecoder`: that decoder preallocates from wire counts (header count),
 //! collapses duplicate header keys into a map and rejects non-UTF-8 header keys, so
 //! re-encoding through it could lose data; copying record bytes verbatim cannot.
-//! **Compressed batches are not decoded**: they are kept whole (an older value inside
-//! one may survive next to a newer one), and while any exists in the cleanable range
-//! no tombstone is dropped, so a key deleted by a tombstone can never resurface from
-//! a compressed batch. Malformed uncompressed record regions are treated the same way.
+//!
+//! A data batch whose records cannot be read (a malformed region, an unknown codec,
+//! corrupt compressed data, more than the decompression limit) is kept whole and
+//! counted in [`CompactionOutcome::opaque_batches`], as is one whose kept records
+//! fail to compress. An older value inside one may survive next to a newer one, so
+//! while any exists no tombstone is dropped (a key deleted by a tombstone can never
+//! resurface from it); the failure is logged, and the next run tries again.
 //!
 //! # Crash safety
 //!
@@ -43,7 +55,9 @@
 //!
 //! [`Log::compact`] takes `&mut self` for its whole run: the broker calls it from a
 //! blocking thread holding the log's write lock, so appends and reads of that
-//! partition wait. Memory is proportional to the distinct keys of the cleanable range.
+//! partition wait. Memory is proportional to the distinct keys of the cleanable range,
+//! plus one batch at a time: its stored bytes, its decompressed region (at most
+//! `MAX_DECOMPRESSED_RECORDS_BYTES`) and its rewritten copy.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -54,11 +68,17 @@ use crate::batch::BatchHeader;
 use crate::checkpoint::sync_dir;
 use crate::error::{LogError, Result};
 use crate::log::{wall_clock_ms, Log};
-use crate::records::{self, RecordView};
+use crate::records::{self, RecordView, RecordsError};
 use crate::recovery::scan_segment;
 use crate::segment::{
     file_name, remove_if_exists, LogSegment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
+
+/// Largest records region the cleaner decompresses from one batch: a batch that
+/// would expand past it is kept whole, like a malformed one. Producers bound a batch
+/// by `batch.size` and `max.request.size` (16 KiB and 1 MiB by default), so this is
+/// far above what a client writes, and low enough for a fixed memory budget.
+pub(crate) const MAX_DECOMPRESSED_RECORDS_BYTES: usize = 64 * 1024 * 1024;
 
 /// Suffix (after `.log`) of a segment being written by the cleaner.
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
@@ -74,7 +94,9 @@ pub struct CompactionOutcome {
     pub records_removed: u64,
     /// Tombstones removed because they were older than `delete.retention.ms`.
     pub tombstones_removed: u64,
-    /// Compressed or undecodable batches kept whole.
+    /// Data batches kept whole because their records could not be read (malformed,
+    /// corrupt or oversized compressed data, an unknown codec) or, once filtered,
+    /// could not be compressed again. While any exists, no tombstone is dropped.
     pub opaque_batches: u64,
     /// Bytes of the cleanable segments before and after.
     pub bytes_before: u64,
@@ -101,9 +123,13 @@ struct OffsetMap {
     opaque_batches: u64,
 }
 
-/// What a batch becomes in the cleaned segment.
+/// How the cleaner treats a batch.
 enum Decision<'a> {
+    /// A control batch: kept whole.
     Whole,
+    /// A data batch whose records cannot be read: kept whole and counted.
+    Unreadable(RecordsError),
+    /// A data batch's records, to filter.
     Records(Vec<RecordView<'a>>),
 }
 
@@ -145,13 +171,20 @@ impl Log {
             let Some(segment) = self.segments.get(i) else {
                 break;
             };
-            let drop_tombstones = map.opaque_batches == 0 && segment.largest_timestamp()? < horizon;
+            let expired = segment.largest_timestamp()? < horizon;
             outcome.bytes_before += segment.size();
-            let stopped = self.clean_segment(i, &map, drop_tombstones, stop, &mut outcome)?;
+            let stopped = self.clean_segment(i, &map, expired, stop, &mut outcome)?;
             if stopped {
                 return Ok(outcome);
             }
             outcome.bytes_after += self.segments.get(i).map_or(0, LogSegment::size);
+        }
+        if outcome.opaque_batches > 0 {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                batches = outcome.opaque_batches,
+                "batches kept whole by the cleaner: their records could not be read or rewritten; tombstones are kept"
+            );
         }
         if outcome.segments_rewritten > 0 {
             tracing::info!(
@@ -190,8 +223,11 @@ impl Log {
                 let header = segment.header_at(position)?;
                 let bytes = segment.read_batch(position, &header)?;
                 position += header.total_len() as u64;
-                match decide(&bytes, &header) {
-                    Decision::Whole => map.opaque_batches += u64::from(!header.is_control()),
+                let mut scratch = Vec::new();
+                match decide(&bytes, &header, &mut scratch) {
+                    Decision::Whole => {}
+                    // Logged by the cleaning pass, which meets the same batch.
+                    Decision::Unreadable(_) => map.opaque_batches += 1,
                     Decision::Records(records) => {
                         for r in records {
                             if let Some(key) = r.key {
@@ -206,13 +242,15 @@ impl Log {
         Ok(map)
     }
 
-    /// Rewrites rolled segment `i` if anything in it is to be removed. Returns whether
-    /// `stop` ended the run (a simulated crash).
+    /// Rewrites rolled segment `i` if anything in it is to be removed. Tombstones go
+    /// only if `expired` (the segment is past `delete.retention.ms`) and no batch is
+    /// opaque: none unreadable in the cleanable range, none failed to be rewritten so
+    /// far. Returns whether `stop` ended the run (a simulated crash).
     fn clean_segment(
         &mut self,
         i: usize,
         map: &OffsetMap,
-        drop_tombstones: bool,
+        expired: bool,
         stop: StopAfter,
         outcome: &mut CompactionOutcome,
     ) -> Result<bool> {
@@ -234,32 +272,58 @@ impl Log {
             let header = segment.header_at(position)?;
             let bytes = segment.read_batch(position, &header)?;
             position += header.total_len() as u64;
-            let records = match decide(&bytes, &header) {
+            let mut scratch = Vec::new();
+            let records = match decide(&bytes, &header, &mut scratch) {
                 Decision::Whole => {
+                    out.write_all(&bytes).map_err(LogError::io(&cleaned_path))?;
+                    continue;
+                }
+                Decision::Unreadable(reason) => {
+                    tracing::debug!(segment = %segment.log_path().display(), offset = header.base_offset, %reason, "batch kept whole");
                     out.write_all(&bytes).map_err(LogError::io(&cleaned_path))?;
                     continue;
                 }
                 Decision::Records(records) => records,
             };
+            // Re-read per batch: a batch kept whole below stops tombstone removal.
+            let drop_tombstones = expired && outcome.opaque_batches == 0;
             let total = records.len();
+            let mut batch_tombstones = 0u64;
             let kept: Vec<RecordView<'_>> = records
                 .into_iter()
                 .filter(|r| {
                     let offset = header.base_offset + i64::from(r.offset_delta);
                     let latest = r.key.and_then(|k| map.latest.get(k)) == Some(&offset);
                     let expired = r.tombstone && drop_tombstones;
-                    tombstones += u64::from(latest && expired);
+                    batch_tombstones += u64::from(latest && expired);
                     latest && !expired
                 })
                 .collect();
-            removed += (total - kept.len()) as u64;
-            if kept.len() == total {
-                out.write_all(&bytes).map_err(LogError::io(&cleaned_path))?;
-            } else if !kept.is_empty() {
-                let rebuilt = records::rebuild_batch(&bytes, &kept);
-                out.write_all(&rebuilt)
-                    .map_err(LogError::io(&cleaned_path))?;
+            let rebuilt = if kept.len() == total {
+                None
+            } else if kept.is_empty() {
+                Some(Vec::new())
+            } else {
+                match records::rebuild_batch(&bytes, &header, &kept) {
+                    Ok(rebuilt) => Some(rebuilt),
+                    Err(reason) => {
+                        // Keeping it whole keeps older values; the opaque count keeps
+                        // the tombstones that would otherwise let them resurface.
+                        tracing::warn!(segment = %segment.log_path().display(), offset = header.base_offset, %reason, "batch kept whole: its kept records could not be rewritten");
+                        outcome.opaque_batches += 1;
+                        None
+                    }
+                }
+            };
+            match rebuilt {
+                None => out.write_all(&bytes),
+                Some(rebuilt) => {
+                    removed += (total - kept.len()) as u64;
+                    tombstones += batch_tombstones;
+                    out.write_all(&rebuilt)
+                }
             }
+            .map_err(LogError::io(&cleaned_path))?;
         }
         let file = out
             .into_inner()
@@ -298,14 +362,15 @@ impl Log {
     }
 }
 
-/// Whether a batch's records can be filtered: uncompressed, not control, well formed.
-fn decide<'a>(bytes: &'a [u8], header: &BatchHeader) -> Decision<'a> {
-    if header.is_control() || header.compression() != 0 {
+/// Whether a batch's records can be filtered: a data batch whose records (in
+/// `scratch` once decompressed) are well formed.
+fn decide<'a>(bytes: &'a [u8], header: &BatchHeader, scratch: &'a mut Vec<u8>) -> Decision<'a> {
+    if header.is_control() {
         return Decision::Whole;
     }
-    match records::parse_records(bytes, header) {
-        Some(records) => Decision::Records(records),
-        None => Decision::Whole,
+    match records::read_records(bytes, header, MAX_DECOMPRESSED_RECORDS_BYTES, scratch) {
+        Ok(records) => Decision::Records(records),
+        Err(reason) => Decision::Unreadable(reason),
     }
 }
 

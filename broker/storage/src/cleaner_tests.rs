@@ -17,7 +17,7 @@ fn config(segment_bytes: u64) -> LogConfig {
 /// One record as read back: (offset, key, tombstone, encoded bytes).
 type Rec = (i64, Option<Vec<u8>>, bool, Vec<u8>);
 
-/// Every record readable from the log start, in order.
+/// Every record readable from the log start, in order (compressed batches decoded).
 fn contents(log: &Log) -> Vec<Rec> {
     let bytes = log
         .read(log.log_start_offset(), usize::MAX, true)
@@ -29,7 +29,9 @@ fn contents(log: &Log) -> Vec<Rec> {
         let h = BatchHeader::parse(&bytes[at..]).unwrap();
         let batch = &bytes[at..at + h.total_len()];
         h.validate_crc(batch).unwrap();
-        for r in records::parse_records(batch, &h).unwrap() {
+        let mut scratch = Vec::new();
+        let limit = MAX_DECOMPRESSED_RECORDS_BYTES;
+        for r in records::read_records(batch, &h, limit, &mut scratch).unwrap() {
             let offset = h.base_offset + i64::from(r.offset_delta);
             out.push((
                 offset,
@@ -165,11 +167,11 @@ fn min_compaction_lag_and_policy_limit_the_cleanable_range() {
 }
 
 #[test]
-fn compressed_batches_are_kept_whole_and_keep_tombstones() {
+fn undecodable_compressed_batches_are_kept_whole_and_keep_tombstones() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), config(100)).unwrap();
     let mut gz = keyed_batch(&[(Some("b"), Some("hidden"))], 0);
-    gz[22] |= 1; // "gzip": the cleaner must not look inside
+    gz[22] |= 1; // "gzip", but the region is not gzip data
     let crc = crate::batch::compute_crc(&gz);
     gz[17..21].copy_from_slice(&crc.to_be_bytes());
     log.append(&gz, 0, 0).unwrap();
@@ -299,8 +301,336 @@ fn crash_after_swap_rename_completes_on_open() {
     );
 }
 
+/// Compressed batches, written by kafka-protocol's encoder and read back by its
+/// decoder, so neither end depends on our codec code.
+mod compressed {
+    use super::*;
+    use crate::compression::Codec;
+    use crate::testutil::compressed;
+    use bytes::Bytes;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+
+    const CODECS: [Compression; 4] = [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// One batch per segment: `segment.ms` 0 rolls at every later timestamp.
+    fn roll_every_batch() -> LogConfig {
+        LogConfig {
+            segment_ms: 0,
+            ..config(1 << 20)
+        }
+    }
+
+    /// A batch from producer 7 (epoch 2, sequences from `base_sequence`) whose record
+    /// `i` has timestamp `ts + i` and one header.
+    fn kp_batch(
+        compression: Compression,
+        ts: i64,
+        base_sequence: i32,
+        recs: &[(Option<&str>, Option<&str>)],
+    ) -> Vec<u8> {
+        let records: Vec<Record> = recs
+            .iter()
+            .enumerate()
+            .map(|(i, (k, v))| {
+                let mut headers = kafka_protocol::indexmap::IndexMap::new();
+                headers.insert(
+                    StrBytes::from_static_str("h"),
+                    Some(Bytes::from_static(b"hv")),
+                );
+                Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: -1,
+                    producer_id: 7,
+                    producer_epoch: 2,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i as i64,
+                    sequence: base_sequence + i as i32,
+                    timestamp: ts + i as i64,
+                    key: k.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+                    value: v.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+                    headers,
+                }
+            })
+            .collect();
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+        buf.to_vec()
+    }
+
+    fn headers_by_base(log: &Log) -> Vec<BatchHeader> {
+        let bytes = log.read(0, usize::MAX, true).unwrap().bytes;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let h = BatchHeader::parse(&bytes[at..]).unwrap();
+            h.validate_crc(&bytes[at..at + h.total_len()]).unwrap();
+            out.push(h);
+            at += h.total_len();
+        }
+        out
+    }
+
+    /// (offset, key, value, timestamp, sequence) of every record, by kafka-protocol.
+    type Decoded = (i64, Option<String>, Option<String>, i64, i32);
+
+    fn decode_independently(log: &Log) -> Vec<Decoded> {
+        let mut bytes = log.read(0, usize::MAX, true).unwrap().bytes;
+        let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+        RecordBatchDecoder::decode_all(&mut bytes)
+            .unwrap()
+            .into_iter()
+            .flat_map(|set| set.records)
+            .map(|r| {
+                assert_eq!(
+                    r.headers.get(&b"h"[..]),
+                    Some(&Some(Bytes::from_static(b"hv")))
+                );
+                assert_eq!((r.producer_id, r.producer_epoch), (7, 2));
+                (
+                    r.offset,
+                    text(&r.key),
+                    text(&r.value),
+                    r.timestamp,
+                    r.sequence,
+                )
+            })
+            .collect()
+    }
+
+    /// Each batch in `after` is the batch with the same base offset in `before`, with
+    /// only its length, record count and CRC changed: same codec, timestamps,
+    /// producer fields, leader epoch and last offset.
+    fn assert_headers_kept(before: &[BatchHeader], after: &[BatchHeader], counts: &[(i64, i32)]) {
+        for h in after {
+            let original = before
+                .iter()
+                .find(|o| o.base_offset == h.base_offset)
+                .unwrap();
+            let count = counts
+                .iter()
+                .find(|c| c.0 == h.base_offset)
+                .map_or(original.record_count, |c| c.1);
+            let expect = BatchHeader {
+                batch_length: h.batch_length,
+                crc: h.crc,
+                record_count: count,
+                ..*original
+            };
+            assert_eq!(*h, expect);
+        }
+    }
+
+    #[test]
+    fn each_codec_keeps_only_the_latest_value_per_key() {
+        type R = (Option<&'static str>, Option<&'static str>);
+        for codec in CODECS {
+            let dir = tempfile::tempdir().unwrap();
+            let mut log = Log::open(dir.path(), roll_every_batch()).unwrap();
+            let none = Compression::None;
+            let history: [(Compression, Vec<R>); 6] = [
+                (
+                    codec,
+                    vec![
+                        (Some("a"), Some("a1")),
+                        (Some("x"), Some("x1")),
+                        (Some("b"), Some("b1")),
+                        (None, Some("keyless")),
+                        (Some("c"), Some("c1")),
+                    ],
+                ),
+                (none, vec![(Some("a"), Some("a2")), (Some("d"), Some("d1"))]),
+                (
+                    codec,
+                    vec![
+                        (Some("d"), Some("d2")),
+                        (Some("b"), Some("b2")),
+                        (Some("e"), Some("e1")),
+                    ],
+                ),
+                (
+                    codec,
+                    vec![
+                        (Some("c"), None),
+                        (Some("e"), Some("e2")),
+                        (Some("f"), Some("f1")),
+                    ],
+                ),
+                (none, vec![(Some("f"), Some("f2"))]),
+                (codec, vec![(Some("a"), Some("a3"))]),
+            ];
+            let mut sequence = 0;
+            for (i, (compression, recs)) in history.iter().enumerate() {
+                let batch = kp_batch(*compression, 10 * i as i64, sequence, recs);
+                log.append(&batch, 5, 0).unwrap();
+                sequence += recs.len() as i32;
+            }
+            assert_eq!(log.segments.len(), 6);
+            let before = headers_by_base(&log);
+            let all = decode_independently(&log);
+            assert_eq!(all.len(), 15);
+
+            // Tombstones are young: every older value goes, c's tombstone stays.
+            let out = log.compact(500).unwrap();
+            assert_eq!(out.opaque_batches, 0, "{codec:?}");
+            assert_eq!(
+                (out.segments_rewritten, out.records_removed),
+                (4, 7),
+                "{codec:?}"
+            );
+            let kept_offsets = [1, 5, 7, 8, 10, 11, 13, 14];
+            let expect: Vec<Decoded> = all
+                .iter()
+                .filter(|r| kept_offsets.contains(&r.0))
+                .cloned()
+                .collect();
+            let names: Vec<_> = expect
+                .iter()
+                .map(|r| r.2.as_deref().unwrap_or("-"))
+                .collect();
+            assert_eq!(names, ["x1", "a2", "d2", "b2", "-", "e2", "f2", "a3"]);
+            assert_eq!(decode_independently(&log), expect, "{codec:?}");
+            let after = headers_by_base(&log);
+            assert_eq!(
+                after.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+                [0, 5, 7, 10, 13, 14]
+            );
+            assert_headers_kept(&before, &after, &[(0, 1), (5, 1), (7, 2), (10, 2)]);
+            // Our decoder agrees (offsets, keys, record bytes).
+            let ours: Vec<i64> = contents(&log).iter().map(|r| r.0).collect();
+            assert_eq!(ours, kept_offsets);
+
+            // The tombstone's segment (timestamps 30..32) expires after 1_032.
+            let out = log.compact(1_033).unwrap();
+            assert_eq!(
+                (out.records_removed, out.tombstones_removed),
+                (1, 1),
+                "{codec:?}"
+            );
+            let expect: Vec<Decoded> = expect.into_iter().filter(|r| r.0 != 10).collect();
+            assert_eq!(decode_independently(&log), expect, "{codec:?}");
+            let after = headers_by_base(&log);
+            assert_headers_kept(&before, &after, &[(0, 1), (5, 1), (7, 2), (10, 1)]);
+
+            // Reopened: indexes rebuilt, same records, nothing more to do.
+            log.close().unwrap();
+            let mut log = Log::open(dir.path(), roll_every_batch()).unwrap();
+            assert_eq!(decode_independently(&log), expect, "{codec:?}");
+            assert_eq!(log.read(2, 1, true).unwrap().first_offset, 0);
+            // Last offsets were kept: offset 9 (e1, gone) still falls in batch 7.
+            assert_eq!(log.read(9, 1, true).unwrap().first_offset, 7);
+            assert_eq!(log.read(12, 1, true).unwrap().first_offset, 10);
+            assert_eq!(log.compact(1_033).unwrap().segments_rewritten, 0);
+        }
+    }
+
+    #[test]
+    fn a_newer_value_in_a_compressed_batch_supersedes_an_older_uncompressed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), roll_every_batch()).unwrap();
+        log.append(
+            &keyed_batch(&[(Some("k"), Some("old")), (Some("j"), Some("j1"))], 0),
+            0,
+            0,
+        )
+        .unwrap();
+        let newer = keyed_batch(&[(Some("k"), Some("new"))], 10);
+        log.append(&compressed(&newer, Codec::Zstd), 0, 0).unwrap();
+        log.append(&keyed_batch(&[(Some("z"), Some("z"))], 20), 0, 0)
+            .unwrap();
+        log.compact(100).unwrap();
+        assert_eq!(
+            keys_at(&contents(&log)),
+            [
+                (1, "j".into(), false),
+                (2, "k".into(), false),
+                (3, "z".into(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn crash_mid_compaction_of_a_compressed_batch_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), roll_every_batch()).unwrap();
+        let first = keyed_batch(
+            &[
+                (Some("a"), Some("a1")),
+                (Some("x"), Some("x1")),
+                (Some("b"), Some("b1")),
+            ],
+            0,
+        );
+        log.append(&compressed(&first, Codec::Lz4), 0, 0).unwrap();
+        log.append(
+            &compressed(&keyed_batch(&[(Some("a"), Some("a2"))], 10), Codec::Snappy),
+            0,
+            0,
+        )
+        .unwrap();
+        log.append(&keyed_batch(&[(Some("b"), None)], 20), 0, 0)
+            .unwrap();
+        log.append(&keyed_batch(&[(Some("z"), Some("z"))], 30), 0, 0)
+            .unwrap();
+        let before = contents(&log);
+
+        assert_eq!(
+            log.compact_until(500, StopAfter::Cleaned)
+                .unwrap()
+                .segments_rewritten,
+            1
+        );
+        drop(log); // crash with a complete .cleaned file
+        let mut log = Log::open(dir.path(), roll_every_batch()).unwrap();
+        assert!(leftover_names(dir.path()).is_empty());
+        assert_eq!(contents(&log), before);
+
+        log.compact_until(500, StopAfter::Swap).unwrap();
+        drop(log); // crash with the .swap file in place
+        let mut log = Log::open(dir.path(), roll_every_batch()).unwrap();
+        assert!(leftover_names(dir.path()).is_empty());
+        let after = contents(&log);
+        assert_latest_once(&after, &before);
+        // Segment 0 lost a1 and b1 and is still one lz4 batch; b's tombstone is kept.
+        assert_eq!(keys_at(&after)[0], (1, "x".into(), false));
+        assert_eq!(contents_with_opaque(&log)[0], (0, true));
+        assert_eq!(
+            BatchHeader::parse(&log.read(0, 1, true).unwrap().bytes)
+                .unwrap()
+                .compression(),
+            3
+        );
+        log.compact(500).unwrap();
+        assert_eq!(
+            keys_at(&contents(&log)),
+            [
+                (1, "x".into(), false),
+                (3, "a".into(), false),
+                (4, "b".into(), true),
+                (5, "z".into(), false)
+            ]
+        );
+    }
+}
+
 mod model {
     use super::*;
+    use crate::compression::Codec;
+    use crate::testutil::compressed;
     use proptest::prelude::*;
 
     /// A record of the generated history: key index (None = keyless), value (None = tombstone).
@@ -314,12 +644,38 @@ mod model {
         prop::collection::vec(prop::collection::vec(record, 1..4), 1..40)
     }
 
+    /// The codec of each generated batch: mostly uncompressed, each codec sometimes.
+    fn codecs() -> impl Strategy<Value = Vec<Option<Codec>>> {
+        let codec = prop_oneof![
+            4 => Just(None),
+            1 => Just(Some(Codec::Gzip)),
+            1 => Just(Some(Codec::Snappy)),
+            1 => Just(Some(Codec::Lz4)),
+            1 => Just(Some(Codec::Zstd)),
+        ];
+        prop::collection::vec(codec, 40)
+    }
+
+    /// (base offset, codec id) of every batch.
+    fn batch_codecs(log: &Log) -> Vec<(i64, u8)> {
+        let bytes = log.read(0, usize::MAX, true).unwrap().bytes;
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let h = BatchHeader::parse(&bytes[at..]).unwrap();
+            out.push((h.base_offset, h.compression()));
+            at += h.total_len();
+        }
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 20, ..ProptestConfig::default() })]
 
         #[test]
         fn compaction_matches_the_model(
             history in batches(),
+            codecs in codecs(),
             segment_bytes in 150u64..600,
             now in 0i64..1_500,
             twice in any::<bool>(),
@@ -333,9 +689,15 @@ mod model {
             for (i, b) in owned.iter().enumerate() {
                 let refs: Vec<(Option<&str>, Option<&str>)> =
                     b.iter().map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
-                log.append(&keyed_batch(&refs, 10 * i as i64), 0, 0).unwrap();
+                let batch = keyed_batch(&refs, 10 * i as i64);
+                let batch = match codecs[i] {
+                    Some(codec) => compressed(&batch, codec),
+                    None => batch,
+                };
+                log.append(&batch, 0, 0).unwrap();
             }
             let original = contents(&log);
+            let original_codecs = batch_codecs(&log);
             let active_base = log.segments.active().base_offset();
             // Largest timestamp of the segment holding each offset.
             let mut seg_ts = Vec::new();
@@ -365,6 +727,11 @@ mod model {
             let log = Log::open(dir.path(), config(segment_bytes)).unwrap();
             let kept = contents(&log);
 
+            // Every batch keeps its base offset and codec (no compression was lost or
+            // added); contents() checked each CRC and decoded each batch.
+            for b in batch_codecs(&log) {
+                prop_assert!(original_codecs.contains(&b), "batch {:?} changed", b);
+            }
             // Offsets strictly increasing, each record byte-identical to the original.
             prop_assert!(kept.windows(2).all(|w| w[0].0 < w[1].0));
             for r in &kept {

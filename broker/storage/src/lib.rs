@@ -5,10 +5,9 @@
 //! `records` bytes go in through [`Log::append`] and come back, byte-identical apart
 //! from the patched base offset and leader epoch, from [`Log::read`], or as regions
 //! of the segment files from [`Log::read_regions`] for sending without a copy. Only
-//! the cleaner (compaction) looks inside a batch, at the keys of uncompressed
-//! records. The on-disk
-//! layout and durability order are documented on the [`log`] module; the batch
-//! header table on [`batch`].
+//! the cleaner (compaction) looks inside a batch, decompressing it if needed, at its
+//! records' keys. The on-disk layout and durability order are documented on the
+//! [`log`] module; the batch header table on [`batch`].
 //!
 //! All calls block on file I/O. The broker owns each `Log` behind a lock and calls it
 //! from blocking threads.
@@ -32,6 +31,7 @@
 //! | `retention`      | retention by time/size, DeleteRecords: the log start offset     |
 //! | `cleaner`        | compaction: latest record per key, crash-safe segment swap      |
 //! | `records`        | bounded parsing of a batch's records region (for the cleaner)   |
+//! | `compression`    | bounded gzip/snappy/lz4/zstd codecs (for the cleaner)           |
 //! | `flush`          | flush policy, `FlushHandle` for grouped fsync outside the lock  |
 //! | [`error`]        | `LogError`                                                      |
 
@@ -41,6 +41,7 @@ mod append;
 pub mod batch;
 mod checkpoint;
 mod cleaner;
+mod compression;
 mod config;
 pub mod error;
 mod flush;

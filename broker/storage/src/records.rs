@@ -1,5 +1,6 @@
 //! Just enough of a v2 batch's records region for the cleaner: each record's key,
 //! whether its value is null, and its offset delta, with every length bounds-checked.
+//! The region of a compressed batch is decompressed first (`compression`).
 //!
 //! Record layout (Kafka's `DefaultRecord`; varints are zig-zag encoded):
 //!
@@ -17,15 +18,33 @@
 //!
 //! Records are never re-encoded: a rewritten batch keeps its base offset and base
 //! timestamp, so each kept record's bytes (deltas included) are copied verbatim and
-//! only the header's `batchLength`, `recordCount` and CRC change. Compressed batches
-//! are not decoded here (see `cleaner`).
+//! only the header's `batchLength`, `recordCount` and CRC change. For a compressed
+//! batch the kept records are compressed again with the batch's codec.
 
 use crate::batch::{compute_crc, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use crate::compression::{self, Codec, CodecError};
 
 /// Smallest possible encoded record: a one-byte length and six one-byte fields.
 const MIN_RECORD_LEN: usize = 7;
 
-/// One record of an uncompressed batch, borrowed from the batch bytes.
+/// Why a batch's records cannot be read or rewritten.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RecordsError {
+    /// The codec failed or the batch decompresses past the limit.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The (decompressed) records region does not parse (see [`parse_region`]).
+    #[error("the records region is malformed")]
+    Malformed,
+    /// A rewritten batch would not fit a batch's 32-bit length.
+    #[error("the rewritten batch would be {len} bytes, more than a batch can hold")]
+    BatchTooLarge {
+        /// Its size in bytes.
+        len: usize,
+    },
+}
+
+/// One record of a batch, borrowed from the batch bytes or its decompressed region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordView<'a> {
     /// The whole encoded record, length prefix included.
@@ -88,15 +107,46 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Every record of a data batch (`batch` is the whole batch, header included). An
+/// uncompressed batch's records borrow `batch`; a compressed batch's region is
+/// decompressed into `scratch` (at most `limit` bytes) and its records borrow that.
+pub(crate) fn read_records<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    limit: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<Vec<RecordView<'a>>, RecordsError> {
+    let stored = batch
+        .get(BATCH_HEADER_LEN..header.total_len())
+        .ok_or(RecordsError::Malformed)?;
+    let region = match Codec::from_id(header.compression()) {
+        None => stored,
+        Some(codec) => {
+            *scratch = compression::decompress(codec?, stored, limit)?;
+            scratch.as_slice()
+        }
+    };
+    parse_region(region, header).ok_or(RecordsError::Malformed)
+}
+
 /// Parses every record of an uncompressed batch (`batch` is the whole batch, header
-/// included). Returns `None` if the region is malformed: a length running past its
-/// bounds, a record count different from the header's, offset deltas not strictly
-/// increasing or beyond `lastOffsetDelta`. Allocation is bounded by the batch size.
+/// included); see [`parse_region`].
+#[cfg(test)]
 pub(crate) fn parse_records<'a>(
     batch: &'a [u8],
     header: &BatchHeader,
 ) -> Option<Vec<RecordView<'a>>> {
-    let region = batch.get(BATCH_HEADER_LEN..header.total_len())?;
+    parse_region(batch.get(BATCH_HEADER_LEN..header.total_len())?, header)
+}
+
+/// Parses every record of a batch's (uncompressed) records region. Returns `None` if
+/// the region is malformed: a length running past its bounds, a record count
+/// different from the header's, offset deltas not strictly increasing or beyond
+/// `lastOffsetDelta`. Allocation is bounded by the region's size.
+pub(crate) fn parse_region<'a>(
+    region: &'a [u8],
+    header: &BatchHeader,
+) -> Option<Vec<RecordView<'a>>> {
     let expected = usize::try_from(header.record_count).ok()?;
     let mut records = Vec::with_capacity(expected.min(region.len() / MIN_RECORD_LEN));
     let mut outer = Cursor { buf: region, at: 0 };
@@ -136,23 +186,42 @@ pub(crate) fn parse_records<'a>(
 }
 
 /// A copy of `batch` holding only `kept` (records of that batch, in order): same base
-/// offset, timestamps, producer fields and `lastOffsetDelta`; new `batchLength`,
-/// `recordCount` and CRC. `kept` must be non-empty and smaller than the original.
-pub(crate) fn rebuild_batch(batch: &[u8], kept: &[RecordView<'_>]) -> Vec<u8> {
-    let records_len: usize = kept.iter().map(|r| r.bytes.len()).sum();
-    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records_len);
-    out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
-    for record in kept {
-        out.extend_from_slice(record.bytes);
-    }
-    // Both fit: the result is no larger than the original batch.
-    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).unwrap_or(i32::MAX);
+/// offset, timestamps, producer fields, attributes (so the same codec) and
+/// `lastOffsetDelta`; new `batchLength`, `recordCount` and CRC. A compressed batch's
+/// kept records are compressed again with its codec. `kept` must be non-empty and
+/// smaller than the original.
+pub(crate) fn rebuild_batch(
+    batch: &[u8],
+    header: &BatchHeader,
+    kept: &[RecordView<'_>],
+) -> Result<Vec<u8>, RecordsError> {
+    let parts = kept.iter().map(|r| r.bytes);
+    let mut out = match Codec::from_id(header.compression()) {
+        None => {
+            let records_len: usize = kept.iter().map(|r| r.bytes.len()).sum();
+            let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records_len);
+            out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+            parts.for_each(|part| out.extend_from_slice(part));
+            out
+        }
+        Some(codec) => {
+            let compressed = compression::compress(codec?, parts)?;
+            let mut out = Vec::with_capacity(BATCH_HEADER_LEN + compressed.len());
+            out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+            out.extend_from_slice(&compressed);
+            out
+        }
+    };
+    let len = out.len();
+    let batch_length =
+        i32::try_from(len - LOG_OVERHEAD).map_err(|_| RecordsError::BatchTooLarge { len })?;
+    // Fewer records than the original, whose count was an i32.
     let count = i32::try_from(kept.len()).unwrap_or(i32::MAX);
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
     out[57..61].copy_from_slice(&count.to_be_bytes());
     let crc = compute_crc(&out);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
-    out
+    Ok(out)
 }
 
 /// Encodes records as a v2 records region (uncompressed): for tests and benches.
@@ -194,7 +263,7 @@ pub(crate) fn encode_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::keyed_batch;
+    use crate::testutil::{compressed, keyed_batch};
 
     #[test]
     fn parses_keys_tombstones_and_deltas() {
@@ -220,7 +289,7 @@ mod tests {
                 (2, Some(&b"bb"[..]), true)
             ]
         );
-        let rebuilt = rebuild_batch(&b, &[records[0], records[2]]);
+        let rebuilt = rebuild_batch(&b, &h, &[records[0], records[2]]).unwrap();
         let rh = BatchHeader::parse(&rebuilt).unwrap();
         rh.validate_crc(&rebuilt).unwrap();
         assert_eq!(
@@ -229,6 +298,53 @@ mod tests {
         );
         let again = parse_records(&rebuilt, &rh).unwrap();
         assert_eq!(again[1].offset_delta, 2);
+    }
+
+    #[test]
+    fn compressed_regions_are_read_and_rebuilt_with_their_codec() {
+        let plain = keyed_batch(
+            &[
+                (Some("a"), Some("1")),
+                (Some("b"), Some("2")),
+                (Some("c"), None),
+            ],
+            0,
+        );
+        let region_len = plain.len() - BATCH_HEADER_LEN;
+        let b = compressed(&plain, Codec::Snappy);
+        let h = BatchHeader::parse(&b).unwrap();
+        let mut scratch = Vec::new();
+        let records = read_records(&b, &h, region_len, &mut scratch).unwrap();
+        let plain_h = BatchHeader::parse(&plain).unwrap();
+        assert_eq!(records, parse_records(&plain, &plain_h).unwrap());
+        let rebuilt = rebuild_batch(&b, &h, &[records[0], records[2]]).unwrap();
+        let rh = BatchHeader::parse(&rebuilt).unwrap();
+        rh.validate_crc(&rebuilt).unwrap();
+        assert_eq!(
+            (rh.compression(), rh.record_count, rh.last_offset_delta),
+            (2, 2, 2)
+        );
+        let mut scratch = Vec::new();
+        let again = read_records(&rebuilt, &rh, region_len, &mut scratch).unwrap();
+        assert_eq!(
+            (again[0].key, again[1].key),
+            (Some(&b"a"[..]), Some(&b"c"[..]))
+        );
+        // One byte under the decompressed size, an unknown codec, garbage data.
+        assert!(matches!(
+            read_records(&b, &h, region_len - 1, &mut Vec::new()),
+            Err(RecordsError::Codec(CodecError::TooLarge { .. }))
+        ));
+        let unknown = BatchHeader { attributes: 5, ..h };
+        assert!(matches!(
+            read_records(&b, &unknown, region_len, &mut Vec::new()),
+            Err(RecordsError::Codec(CodecError::UnknownCodec { id: 5 }))
+        ));
+        let gzip = BatchHeader {
+            attributes: 1,
+            ..plain_h
+        };
+        assert!(read_records(&plain, &gzip, region_len, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -112,3 +112,17 @@ pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], max_timestam
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
 }
+
+/// `batch` (an uncompressed batch) with its records region compressed by `codec`,
+/// the codec's attribute bits set and a new CRC.
+pub(crate) fn compressed(batch: &[u8], codec: crate::compression::Codec) -> Vec<u8> {
+    let region = crate::compression::compress(codec, [&batch[BATCH_HEADER_LEN..]]).unwrap();
+    let mut b = batch[..BATCH_HEADER_LEN].to_vec();
+    b.extend_from_slice(&region);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    b[22] = (b[22] & !0x07) | codec.id();
+    let crc = compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
