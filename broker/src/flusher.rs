@@ -6,7 +6,13 @@
 //!
 //! A round: take each partition's [`runnel_storage::FlushHandle`] under its log lock
 //! (cheap: cloned file handles), fsync them with no lock held (appends and reads go on),
-//! then advance each log's recovery point with `mark_flushed`.
+//! then record it with `mark_synced`.
+//!
+//! An acknowledgement needs the record bytes on disk, not the indexes: most rounds
+//! fsync only the partitions' `.log` files. A partition whose last full flush (indexes
+//! and recovery-point checkpoint) is [`FULL_FLUSH_EVERY_MS`] old gets a full one in
+//! the round, which bounds how much a restart after a crash must re-read (see
+//! `runnel_storage::Log::data_flush_handle`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +25,9 @@ use crate::partitions::{Partition, TopicPartition};
 
 /// Requests that may wait for one round; further producers wait to enqueue.
 const QUEUE: usize = 4096;
+
+/// Longest a partition under acks=all load goes between full flushes.
+pub const FULL_FLUSH_EVERY_MS: i64 = 1_000;
 
 /// One partition that must be durable up to (excluding) `upto` before a producer is answered.
 struct Request {
@@ -129,8 +138,14 @@ fn flush_round(round: &[Request]) -> HashMap<TopicPartition, String> {
     }
     let mut failures = HashMap::new();
     let mut handles = Vec::with_capacity(wanted.len());
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     for (tp, (partition, _)) in &wanted {
-        match partition.log().flush_handle() {
+        match partition
+            .log()
+            .ack_flush_handle(now_ms, FULL_FLUSH_EVERY_MS)
+        {
             Ok(Some(handle)) => handles.push((tp.clone(), Arc::clone(partition), handle)),
             Ok(None) => {}
             Err(e) => {
@@ -141,7 +156,7 @@ fn flush_round(round: &[Request]) -> HashMap<TopicPartition, String> {
     for (tp, partition, handle) in handles {
         let synced = handle
             .sync()
-            .and_then(|()| partition.log().mark_flushed(handle.upto_offset()));
+            .and_then(|()| partition.log().mark_synced(&handle));
         if let Err(e) = synced {
             tracing::error!(partition = %tp, error = %e, "fsync failed");
             failures.insert(tp, e.to_string());

@@ -13,6 +13,15 @@
 //! Appends made between 1 and 3 are not covered and stay unflushed. A truncation in
 //! between invalidates the handle: `mark_flushed` never moves the recovery point past
 //! the truncation point on its behalf.
+//!
+//! An acknowledgement only needs the record bytes on disk. [`Log::data_flush_handle`]
+//! covers the `.log` files alone (and the directory when segments were created), and
+//! [`Log::mark_synced`] with it advances only the in-memory [`Log::data_synced`]: no
+//! index fsyncs, no checkpoint write. That is safe because after a crash recovery
+//! re-reads every segment past the persisted recovery point, keeps each batch whose
+//! CRC-32C holds and rebuilds the indexes; fsynced data past the recovery point is
+//! therefore recovered. [`Log::ack_flush_handle`] picks a full handle when the last
+//! full flush is older than a given interval, which bounds that re-reading.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -32,6 +41,8 @@ pub struct FlushHandle {
     files: Vec<(PathBuf, File)>,
     dir: Option<PathBuf>,
     upto_offset: i64,
+    /// Indexes included: syncing it lets the recovery point advance.
+    full: bool,
 }
 
 impl FlushHandle {
@@ -44,6 +55,12 @@ impl FlushHandle {
     /// Number of files (segment data and indexes) the handle will fsync.
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+
+    /// Whether the handle covers the indexes too (from [`Log::flush_handle`]), so that
+    /// the recovery point may advance once it is synced.
+    pub fn is_full(&self) -> bool {
+        self.full
     }
 
     /// fsyncs every file, then the partition directory if segments were created
@@ -98,7 +115,75 @@ impl Log {
             files,
             dir: self.dir_dirty.then(|| self.dir.clone()),
             upto_offset,
+            full: true,
         }))
+    }
+
+    /// What to fsync so that every record up to the current log end offset is on disk:
+    /// the `.log` files past [`Self::data_synced`] (and the directory when segments
+    /// were created), not the indexes. `None` when nothing is unsynced. Complete it
+    /// with [`Self::mark_synced`].
+    pub fn data_flush_handle(&self) -> Result<Option<FlushHandle>> {
+        let upto_offset = self.log_end_offset();
+        let synced = self.data_synced.max(self.recovery_point);
+        if upto_offset <= synced && !self.dir_dirty {
+            return Ok(None);
+        }
+        let mut files = Vec::new();
+        for segment in self.segments.iter().rev() {
+            if segment.next_offset() <= synced && segment.size() > 0 {
+                break;
+            }
+            files.push(segment.clone_log_handle()?);
+        }
+        self.flush_handle_upto
+            .fetch_max(upto_offset, Ordering::AcqRel);
+        Ok(Some(FlushHandle {
+            files,
+            dir: self.dir_dirty.then(|| self.dir.clone()),
+            upto_offset,
+            full: false,
+        }))
+    }
+
+    /// The handle an acknowledgement waits for at wall-clock time `now_ms`: a full
+    /// one ([`Self::flush_handle`]) when the last full flush is at least
+    /// `full_every_ms` old, else a data-only one ([`Self::data_flush_handle`]).
+    pub fn ack_flush_handle(&self, now_ms: i64, full_every_ms: i64) -> Result<Option<FlushHandle>> {
+        if now_ms.saturating_sub(self.last_flush_ms) >= full_every_ms {
+            self.flush_handle()
+        } else {
+            self.data_flush_handle()
+        }
+    }
+
+    /// Records that `handle` was synced: [`Self::mark_flushed`] for a full handle;
+    /// for a data-only one, advances [`Self::data_synced`] (same bounds: never past
+    /// the log end or a truncation, never backwards).
+    pub fn mark_synced(&mut self, handle: &FlushHandle) -> Result<()> {
+        if handle.full {
+            return self.mark_flushed(handle.upto_offset);
+        }
+        let valid = handle
+            .upto_offset
+            .min(self.flush_handle_upto.load(Ordering::Acquire))
+            .min(self.log_end_offset());
+        if valid <= self.data_synced {
+            return Ok(());
+        }
+        // As in `mark_flushed`: segments created before the handle had their
+        // directory entries fsynced by it.
+        if self.segments.active().base_offset() < valid {
+            self.dir_dirty = false;
+        }
+        self.data_synced = valid;
+        Ok(())
+    }
+
+    /// Every offset below this has its record bytes fsynced (at least
+    /// [`Self::recovery_point`]).
+    pub fn data_synced(&self) -> i64 {
+        self.data_synced.max(self.recovery_point)
     }
 
     /// Records that a [`FlushHandle`] with this `upto_offset` was synced: persists the
@@ -118,6 +203,7 @@ impl Log {
         }
         checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, valid, Durability::OldOrNew)?;
         self.recovery_point = valid;
+        self.data_synced = self.data_synced.max(valid);
         self.last_flush_ms = wall_clock_ms();
         self.maybe_snapshot_producers()
     }
@@ -187,6 +273,62 @@ mod tests {
         log.mark_flushed(3).unwrap();
         log.mark_flushed(100).unwrap();
         assert_eq!(log.recovery_point(), 8);
+    }
+
+    #[test]
+    fn data_handles_sync_segment_data_only_and_recovery_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), small()).unwrap();
+        log.append(&simple(2, 39, 0), 0, 0).unwrap();
+        log.flush().unwrap();
+        for _ in 0..3 {
+            log.append(&simple(2, 39, 0), 0, 0).unwrap(); // rolls once
+        }
+        let handle = log.data_flush_handle().unwrap().unwrap();
+        assert!(!handle.is_full());
+        // The two segments holding offsets 2..8, their .log files alone.
+        assert_eq!((handle.upto_offset(), handle.file_count()), (8, 2));
+        handle.sync().unwrap();
+        log.mark_synced(&handle).unwrap();
+        assert_eq!((log.data_synced(), log.recovery_point()), (8, 2));
+        assert!(
+            !log.dir_dirty,
+            "the new segment's directory entry was synced"
+        );
+        assert_eq!(
+            checkpoint::read_offset(dir.path(), RECOVERY_POINT_FILE).unwrap(),
+            Some(2),
+            "no checkpoint write on the acknowledgement path"
+        );
+        assert!(log.data_flush_handle().unwrap().is_none(), "nothing new");
+
+        // Old enough: the acknowledgement path takes a full flush, which checkpoints.
+        let now = log.last_flush_ms;
+        log.append(&simple(1, 39, 0), 0, 0).unwrap();
+        assert!(!log
+            .ack_flush_handle(now + 999, 1_000)
+            .unwrap()
+            .unwrap()
+            .is_full());
+        let full = log.ack_flush_handle(now + 1_000, 1_000).unwrap().unwrap();
+        assert!(full.is_full());
+        full.sync().unwrap();
+        log.mark_synced(&full).unwrap();
+        assert_eq!((log.data_synced(), log.recovery_point()), (9, 9));
+
+        // Data synced past the persisted recovery point survives a crash: recovery
+        // re-reads it from the segment files and rebuilds the indexes.
+        log.append(&simple(3, 39, 0), 0, 0).unwrap();
+        let handle = log.data_flush_handle().unwrap().unwrap();
+        handle.sync().unwrap();
+        log.mark_synced(&handle).unwrap();
+        let expected = log.read(0, usize::MAX, true).unwrap();
+        drop(log); // crash: no clean-shutdown marker
+        let log = Log::open(dir.path(), small()).unwrap();
+        assert_eq!(log.log_end_offset(), 12);
+        assert!(log.segments_scanned_at_open() >= 1);
+        assert_eq!(log.read(0, usize::MAX, true).unwrap().bytes, expected.bytes);
+        assert_eq!(log.read(10, usize::MAX, true).unwrap().first_offset, 9);
     }
 
     #[test]

@@ -94,8 +94,13 @@ pub struct Log {
     /// The first offset readable; at least the first segment's base, at most the log
     /// end offset. Persisted in `log-start-offset` (durably) whenever it changes.
     pub(crate) log_start_offset: i64,
-    /// Every offset below this is fsynced; persisted in `recovery-point`.
+    /// Every offset below this is fsynced with its indexes; persisted in
+    /// `recovery-point`.
     pub(crate) recovery_point: i64,
+    /// Every offset below this has its segment data fsynced (at least
+    /// `recovery_point`): what an acknowledgement waits for. Not persisted: recovery
+    /// re-reads everything past the recovery point and keeps the valid batches.
+    pub(crate) data_synced: i64,
     pub(crate) producers: ProducerStateManager,
     /// Offset of the producer-state snapshot on disk, if any.
     pub(crate) snapshot_offset: Option<i64>,
@@ -162,6 +167,7 @@ impl Log {
             log_start_offset: segments.first().base_offset(),
             segments,
             recovery_point: 0,
+            data_synced: 0,
             producers: ProducerStateManager::default(),
             snapshot_offset: None,
             dir_dirty: loaded.truncated,
@@ -181,6 +187,7 @@ impl Log {
             log.dir_dirty = false;
         }
         log.recovery_point = log.log_end_offset();
+        log.data_synced = log.recovery_point;
         if stored_recovery_point != Some(log.recovery_point) {
             // Moving it back (recovery cut fsynced data) must survive a crash; moving it
             // forward may be lost, which only means a longer scan next time.
@@ -314,6 +321,7 @@ impl Log {
             checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, end, Durability::OldOrNew)?;
             self.recovery_point = end;
         }
+        self.data_synced = self.data_synced.max(end);
         self.last_flush_ms = wall_clock_ms();
         self.maybe_snapshot_producers()
     }
@@ -387,6 +395,7 @@ impl Log {
             checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, bound, Durability::Durable)?;
             self.recovery_point = bound;
         }
+        self.data_synced = self.data_synced.min(bound);
         if self.snapshot_offset.is_some_and(|s| s > bound) {
             ProducerStateManager::delete_snapshot(&self.dir)?;
             self.snapshot_offset = None;

@@ -166,6 +166,12 @@ impl LogSegment {
 
     /// Second handles on the `.log` and both index files, so they can be fsynced
     /// without the log's lock (see [`crate::FlushHandle`]).
+    /// A second handle on the `.log` file alone.
+    pub(crate) fn clone_log_handle(&self) -> Result<(PathBuf, File)> {
+        let log = self.log.try_clone().map_err(LogError::io(&self.log_path))?;
+        Ok((self.log_path.to_path_buf(), log))
+    }
+
     pub(crate) fn clone_handles(&self) -> Result<Vec<(PathBuf, File)>> {
         let log = self.log.try_clone().map_err(LogError::io(&self.log_path))?;
         Ok(vec![
