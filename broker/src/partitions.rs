@@ -43,6 +43,15 @@ impl Partition {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// The log, if nobody holds it now (a flush or compaction may hold it for long).
+    pub fn try_log(&self) -> Option<MutexGuard<'_, Log>> {
+        match self.log.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
 }
 
 /// All hosted partitions.
