@@ -26,6 +26,9 @@ use crate::partitions::{Partition, TopicPartition};
 /// Requests that may wait for one round; further producers wait to enqueue.
 const QUEUE: usize = 4096;
 
+/// Most fsyncs a round issues at once (threads of its own; the rest queue behind).
+const MAX_PARALLEL_FSYNCS: usize = 8;
+
 /// Longest a partition under acks=all load goes between full flushes.
 pub const FULL_FLUSH_EVERY_MS: i64 = 1_000;
 
@@ -153,11 +156,40 @@ fn flush_round(round: &[Request]) -> HashMap<TopicPartition, String> {
             }
         }
     }
-    for (tp, partition, handle) in handles {
-        let synced = handle
-            .sync()
-            .and_then(|()| partition.log().mark_synced(&handle));
-        if let Err(e) = synced {
+    // Each partition's fsync waits on the disk, not the CPU: issued together, the
+    // device and the filesystem journal can serve them in one go.
+    let synced: Vec<_> = if handles.len() <= 1 {
+        handles.iter().map(|(_, _, h)| h.sync()).collect()
+    } else {
+        let per_thread = handles.len().div_ceil(MAX_PARALLEL_FSYNCS);
+        std::thread::scope(|scope| {
+            let running: Vec<_> = handles
+                .chunks(per_thread)
+                .map(|chunk| {
+                    let sync_chunk = move || chunk.iter().map(|(_, _, h)| h.sync()).collect();
+                    (chunk.len(), scope.spawn(sync_chunk))
+                })
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|(len, thread)| {
+                    thread.join().unwrap_or_else(|_| {
+                        (0..len)
+                            .map(|_| {
+                                Err(runnel_storage::LogError::Io {
+                                    path: std::path::PathBuf::new(),
+                                    source: std::io::Error::other("an fsync thread panicked"),
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect()
+        })
+    };
+    for ((tp, partition, handle), result) in handles.into_iter().zip(synced) {
+        let done = result.and_then(|()| partition.log().mark_synced(&handle));
+        if let Err(e) = done {
             tracing::error!(partition = %tp, error = %e, "fsync failed");
             failures.insert(tp, e.to_string());
         }
@@ -165,4 +197,53 @@ fn flush_round(round: &[Request]) -> HashMap<TopicPartition, String> {
     // A handle covers everything appended when it was taken, which includes every
     // waiting producer's batch (they appended before enqueuing).
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partitions::PartitionManager;
+    use crate::records::test_batch;
+    use runnel_storage::LogConfig;
+
+    fn request(partition: &Arc<Partition>, upto: i64) -> Request {
+        Request {
+            partition: Arc::clone(partition),
+            upto,
+            done: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_round_syncs_every_partition_in_parallel_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = PartitionManager::new(dir.path());
+        // More partitions than MAX_PARALLEL_FSYNCS, so some threads sync several.
+        let count = i32::try_from(MAX_PARALLEL_FSYNCS * 2 + 3).unwrap();
+        manager.open("t", 0..count, &LogConfig::default()).unwrap();
+        let partitions: Vec<_> = (0..count).map(|p| manager.get("t", p).unwrap()).collect();
+        let mut round = Vec::new();
+        for (i, partition) in partitions.iter().enumerate() {
+            let records = i32::try_from(i % 3).unwrap() + 1;
+            let info = partition.log().append(&test_batch(records), 0, 0).unwrap();
+            round.push(request(partition, info.last_offset + 1));
+            // A partition may be asked for twice in one round.
+            if i % 5 == 0 {
+                round.push(request(partition, info.last_offset + 1));
+            }
+        }
+        assert!(flush_round(&round).is_empty());
+        for (i, partition) in partitions.iter().enumerate() {
+            let log = partition.log();
+            let end = i64::try_from(i % 3).unwrap() + 1;
+            assert_eq!(
+                (log.log_end_offset(), log.data_synced()),
+                (end, end),
+                "partition {i}"
+            );
+        }
+        // Nothing left to sync: no handle at all, and the round still succeeds.
+        assert!(flush_round(&round).is_empty());
+        assert!(flush_round(&round[..1]).is_empty());
+    }
 }

@@ -15,6 +15,42 @@ pub fn first_at_or_after(mut batch: Bytes, timestamp: i64) -> Option<(i64, i64)>
         .map(|r| (r.offset, r.timestamp))
 }
 
+/// A small uncompressed batch of `count` records (magic 2, valid CRC-32C), for tests.
+#[cfg(test)]
+pub(crate) fn test_batch(count: i32) -> Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: i - 1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from_static(b"value")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encoding a plain batch cannot fail");
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

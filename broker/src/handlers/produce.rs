@@ -262,6 +262,8 @@ mod tests {
     use runnel_storage::LogConfig;
     use tokio_util::sync::CancellationToken;
 
+    use crate::records::test_batch as batch;
+
     fn work(partition: i32, records: Bytes) -> Work {
         Work {
             topic: 0,
@@ -269,41 +271,6 @@ mod tests {
             partition,
             records: Some(records),
         }
-    }
-
-    /// A small uncompressed batch of `count` records (magic 2, valid CRC-32C).
-    fn batch(count: i32) -> Bytes {
-        use kafka_protocol::records::{
-            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let records: Vec<Record> = (0..count)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                delete_horizon: false,
-                offset: i64::from(i),
-                sequence: i - 1,
-                timestamp: 1_700_000_000_000,
-                key: None,
-                value: Some(Bytes::from_static(b"value")),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = bytes::BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        buf.freeze()
     }
 
     #[tokio::test]
