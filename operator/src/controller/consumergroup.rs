@@ -24,7 +24,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::{apply_status, drive, object_key, retry_after, scoped_api, RunOptions};
+use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::ClusterAddress;
 use crate::crd::{
     upsert_condition, ConditionStatus, ConsumerGroup, ConsumerGroupStatus, GroupMember,
@@ -65,19 +65,12 @@ pub fn error_policy(cg: Arc<ConsumerGroup>, error: &Error, ctx: Arc<Context>) ->
 /// Runs the controller until `options.shutdown` is cancelled: one kube `Controller` per
 /// watched namespace, or one over all namespaces.
 pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
-    let controllers = options.scopes().into_iter().map(|namespace| {
-        let api = scoped_api::<ConsumerGroup>(&ctx.client, namespace);
-        let controller = Controller::new(api, watcher::Config::default().any_semantic());
-        drive(
-            CONTROLLER,
-            controller,
-            reconcile,
-            error_policy,
-            Arc::clone(&ctx),
-            options,
-        )
-    });
-    futures::future::join_all(controllers).await;
+    let client = ctx.client.clone();
+    let make = |namespace: Option<&str>| {
+        let api = scoped_api::<ConsumerGroup>(&client, namespace);
+        Controller::new(api, watcher::Config::default().any_semantic())
+    };
+    run_scoped(CONTROLLER, make, reconcile, error_policy, ctx, options).await;
 }
 
 async fn reconcile_in(cg: &ConsumerGroup, ctx: &Context, namespace: &str) -> Result<Action, Error> {

@@ -37,7 +37,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 pub use status::Findings;
 
-use super::{apply_status, drive, object_key, retry_after, scoped_api, RunOptions};
+use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
@@ -177,31 +177,23 @@ pub fn error_policy(kc: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>) -> 
 /// over all namespaces) one kube `Controller` watching the `KafkaCluster`s and the
 /// children they own, in the same scope.
 pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
-    let client = &ctx.client;
+    let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    let controllers = options.scopes().into_iter().map(|namespace| {
-        let controller = Controller::new(
-            scoped_api::<KafkaCluster>(client, namespace),
+    let make = |namespace: Option<&str>| {
+        Controller::new(
+            scoped_api::<KafkaCluster>(&client, namespace),
             watcher::Config::default().any_semantic(),
         )
-        .owns(scoped_api::<StatefulSet>(client, namespace), owned.clone())
-        .owns(scoped_api::<Service>(client, namespace), owned.clone())
-        .owns(scoped_api::<ConfigMap>(client, namespace), owned.clone())
+        .owns(scoped_api::<StatefulSet>(&client, namespace), owned.clone())
+        .owns(scoped_api::<Service>(&client, namespace), owned.clone())
+        .owns(scoped_api::<ConfigMap>(&client, namespace), owned.clone())
         .owns(
-            scoped_api::<PodDisruptionBudget>(client, namespace),
+            scoped_api::<PodDisruptionBudget>(&client, namespace),
             owned.clone(),
-        );
-        drive(
-            CONTROLLER,
-            controller,
-            reconcile,
-            error_policy,
-            Arc::clone(&ctx),
-            options,
         )
-    });
-    futures::future::join_all(controllers).await;
+    };
+    run_scoped(CONTROLLER, make, reconcile, error_policy, ctx, options).await;
 }
 
 /// Server-side applies `object` (namespaced, typed) and returns what the server stored.

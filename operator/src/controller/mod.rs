@@ -109,6 +109,33 @@ where
 
 /// Drives `controller` with `reconcile` (through [`observed`]) and `error_policy` until
 /// `options.shutdown` is cancelled and the running reconciles have finished.
+/// Runs one kube `Controller` per scope of `options` (each watched namespace, or all
+/// namespaces), each made by `make` for its scope and driven by [`drive`].
+pub(crate) async fn run_scoped<K, R, Fut>(
+    name: &'static str,
+    make: impl Fn(Option<&str>) -> Controller<K>,
+    reconcile: R,
+    error_policy: fn(Arc<K>, &Error, Arc<Context>) -> Action,
+    ctx: Arc<Context>,
+    options: &RunOptions,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    R: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let controllers = options.scopes().into_iter().map(|namespace| {
+        drive(
+            name,
+            make(namespace),
+            reconcile,
+            error_policy,
+            Arc::clone(&ctx),
+            options,
+        )
+    });
+    futures::future::join_all(controllers).await;
+}
+
 pub(crate) async fn drive<K, R, Fut>(
     name: &'static str,
     controller: Controller<K>,

@@ -35,7 +35,7 @@ use kube::ResourceExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use self::plan::{Observed, Outcome};
-use super::{apply_status, drive, object_key, retry_after, scoped_api, RunOptions};
+use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::ClusterAddress;
 use crate::crd::{DeletionPolicy, Topic, TopicStatus};
 use crate::kafka::{KafkaAdmin, KafkaError, NewTopic};
@@ -85,19 +85,12 @@ pub fn error_policy(topic: Arc<Topic>, error: &Error, ctx: Arc<Context>) -> Acti
 /// Runs the controller until `options.shutdown` is cancelled: one kube `Controller` per
 /// watched namespace, or one over all namespaces.
 pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
-    let controllers = options.scopes().into_iter().map(|namespace| {
-        let api = scoped_api::<Topic>(&ctx.client, namespace);
-        let controller = Controller::new(api, watcher::Config::default().any_semantic());
-        drive(
-            CONTROLLER,
-            controller,
-            reconcile,
-            error_policy,
-            Arc::clone(&ctx),
-            options,
-        )
-    });
-    futures::future::join_all(controllers).await;
+    let client = ctx.client.clone();
+    let make = |namespace: Option<&str>| {
+        let api = scoped_api::<Topic>(&client, namespace);
+        Controller::new(api, watcher::Config::default().any_semantic())
+    };
+    run_scoped(CONTROLLER, make, reconcile, error_policy, ctx, options).await;
 }
 
 fn topic_name(topic: &Topic) -> String {
