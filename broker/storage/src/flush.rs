@@ -98,25 +98,7 @@ impl Log {
     /// `None` when nothing is unflushed. Takes `&self`: hold only a read lock, and do
     /// the fsyncs ([`FlushHandle::sync`]) after releasing it (see the module docs).
     pub fn flush_handle(&self) -> Result<Option<FlushHandle>> {
-        let upto_offset = self.log_end_offset();
-        if upto_offset <= self.recovery_point && !self.dir_dirty {
-            return Ok(None);
-        }
-        let mut files = Vec::new();
-        for segment in self.segments.iter().rev() {
-            if segment.next_offset() <= self.recovery_point && segment.size() > 0 {
-                break;
-            }
-            files.extend(segment.clone_handles()?);
-        }
-        self.flush_handle_upto
-            .fetch_max(upto_offset, Ordering::AcqRel);
-        Ok(Some(FlushHandle {
-            files,
-            dir: self.dir_dirty.then(|| self.dir.clone()),
-            upto_offset,
-            full: true,
-        }))
+        self.handle_past(self.recovery_point, true)
     }
 
     /// What to fsync so that every record up to the current log end offset is on disk:
@@ -124,8 +106,13 @@ impl Log {
     /// were created), not the indexes. `None` when nothing is unsynced. Complete it
     /// with [`Self::mark_synced`].
     pub fn data_flush_handle(&self) -> Result<Option<FlushHandle>> {
+        self.handle_past(self.data_synced(), false)
+    }
+
+    /// A handle on the segments holding offsets at or past `synced` (with their
+    /// indexes when `full`), up to the log end offset.
+    fn handle_past(&self, synced: i64, full: bool) -> Result<Option<FlushHandle>> {
         let upto_offset = self.log_end_offset();
-        let synced = self.data_synced.max(self.recovery_point);
         if upto_offset <= synced && !self.dir_dirty {
             return Ok(None);
         }
@@ -134,7 +121,11 @@ impl Log {
             if segment.next_offset() <= synced && segment.size() > 0 {
                 break;
             }
-            files.push(segment.clone_log_handle()?);
+            if full {
+                files.extend(segment.clone_handles()?);
+            } else {
+                files.push(segment.clone_log_handle()?);
+            }
         }
         self.flush_handle_upto
             .fetch_max(upto_offset, Ordering::AcqRel);
@@ -142,7 +133,7 @@ impl Log {
             files,
             dir: self.dir_dirty.then(|| self.dir.clone()),
             upto_offset,
-            full: false,
+            full,
         }))
     }
 
