@@ -15,8 +15,10 @@
 //! Deleting a cluster needs no action here: every child carries an owner reference and
 //! is garbage-collected, and volumes are retained by design. So there is no finalizer.
 //!
-//! Extension point: a partition-moving scale-down replaces
-//! [`Findings::scale_down_blocked_at`].
+//! Scaling down goes ahead only when the brokers that would go hold no partition
+//! replicas (each is asked for its Metadata); otherwise the StatefulSet keeps its size
+//! and `Degraded/ScaleDownBlocked` names them. Extension point: a partition-moving
+//! scale-down replaces that refusal.
 
 pub mod restart;
 pub mod status;
@@ -86,13 +88,24 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     let mut findings = Findings::default();
     let mut desired_sts = statefulset::desired_statefulset(kc);
     if let Some(running) = running.filter(|running| *running > kc.spec.replicas) {
-        warn!(
-            running,
-            desired = kc.spec.replicas,
-            "scale-down held: partitions cannot be moved off brokers yet"
-        );
-        findings.scale_down_blocked_at = Some(running);
-        desired_sts.spec.replicas = Some(running);
+        let holders = replica_holders(kc, ctx, kc.spec.replicas..running).await;
+        if holders.is_empty() {
+            info!(
+                running,
+                desired = kc.spec.replicas,
+                "scaling down: the brokers that go hold no replicas"
+            );
+        } else {
+            warn!(
+                running,
+                desired = kc.spec.replicas,
+                holders = %holders.join("; "),
+                "scale-down held: brokers that would go still hold replicas"
+            );
+            findings.scale_down_blocked_at = Some(running);
+            findings.scale_down_holders = holders;
+            desired_sts.spec.replicas = Some(running);
+        }
     }
 
     apply(client, namespace, &configmap::desired_configmap(kc)).await?;
@@ -139,6 +152,46 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     } else {
         CONVERGING_RESYNC
     }))
+}
+
+/// Which of the brokers `ids` still hold partition replicas, one line each
+/// (`demo-2 holds 3 partition replicas`); a broker that cannot be asked counts as
+/// holding, with the reason. Each is asked for its Metadata at its own address.
+async fn replica_holders(
+    kc: &KafkaCluster,
+    ctx: &Context,
+    ids: std::ops::Range<i32>,
+) -> Vec<String> {
+    let mut holders = Vec::new();
+    for id in ids {
+        let pod = resources::names::pod(kc, id);
+        let address = format!(
+            "{}:{}",
+            resources::names::broker_host(kc, id),
+            kc.spec.listeners.kafka_port
+        );
+        let topics = match ctx.kafka_admin(&address).await {
+            Ok(admin) => admin
+                .metadata(None)
+                .await
+                .map_err(Error::kafka(format!("Metadata from {address}"))),
+            Err(e) => Err(e),
+        };
+        match topics {
+            Ok(topics) => {
+                let held = topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .filter(|p| p.leader == id || p.replicas.contains(&id))
+                    .count();
+                if held > 0 {
+                    holders.push(format!("{pod} holds {held} partition replicas"));
+                }
+            }
+            Err(e) => holders.push(format!("{pod} cannot be asked: {}", e.report())),
+        }
+    }
+    holders
 }
 
 /// Deletes a broker pod so the StatefulSet recreates it from the current template;

@@ -71,6 +71,16 @@ pub mod names {
         format!("{}-{id}", kc.name_any())
     }
 
+    /// The stable DNS name of broker `id`: `<pod>.<headless service>.<namespace>.svc`.
+    pub fn broker_host(kc: &KafkaCluster, id: i32) -> String {
+        format!(
+            "{}.{}.{}.svc",
+            pod(kc, id),
+            headless_service(kc),
+            kc.namespace().unwrap_or_default()
+        )
+    }
+
     /// The bootstrap address clients use: `<name>-bootstrap.<namespace>.svc:<port>`.
     pub fn bootstrap_servers(kc: &KafkaCluster) -> String {
         format!(

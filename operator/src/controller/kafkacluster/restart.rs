@@ -157,10 +157,8 @@ pub fn plan(sts: &StatefulSet, brokers: &[BrokerPod]) -> Plan {
 /// Address of broker `id`'s admin service: `<pod>.<headless service>.<ns>.svc:<port>`.
 pub fn admin_address(kc: &KafkaCluster, id: i32) -> String {
     format!(
-        "{}.{}.{}.svc:{}",
-        names::pod(kc, id),
-        names::headless_service(kc),
-        kc.namespace().unwrap_or_default(),
+        "{}:{}",
+        names::broker_host(kc, id),
         kc.spec.listeners.health_port
     )
 }

@@ -25,9 +25,11 @@ pub const DEGRADED: &str = "Degraded";
 /// What a reconcile pass saw besides the StatefulSet and pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
-    /// The spec asks for fewer brokers than run; kept at this many until the
-    /// partition-moving scale-down exists.
+    /// The spec asks for fewer brokers than run, and some of those that would go still
+    /// hold replicas: kept at this many (partitions cannot be moved off brokers yet).
     pub scale_down_blocked_at: Option<i32>,
+    /// Why: each broker that would go and still holds replicas (or cannot be asked).
+    pub scale_down_holders: Vec<String>,
     /// The ServiceMonitor is enabled but its CRD is not installed.
     pub service_monitor_unavailable: bool,
     /// Where the gated rolling restart stands.
@@ -184,8 +186,8 @@ pub fn cluster_status(
         .collect();
     let (degraded, reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
         let message = format!(
-            "scaling down from {kept} to {desired} brokers needs partition reassignment, which is not supported yet; \
-             keeping {kept}"
+            "keeping {kept} brokers, not {desired}: {} (moving partitions off a broker is not supported yet)",
+            findings.scale_down_holders.join("; ")
         );
         (true, "ScaleDownBlocked", message)
     } else if !failed.is_empty() {

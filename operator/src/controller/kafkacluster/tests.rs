@@ -11,6 +11,7 @@ use super::{error_policy, reconcile};
 use crate::broker_admin::FakeBrokerAdmin;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::fixtures::{ApiServerVerifier, TEST_NOW_SECONDS};
+use crate::kafka::fake::FakeKafka;
 use crate::resources::test_cluster::demo;
 use crate::{Context, Error};
 
@@ -242,9 +243,19 @@ async fn settled_cluster_reapplies_children_but_leaves_status_alone() {
     );
 }
 
+/// A context whose Kafka admin calls reach `kafka`.
+fn context_with_kafka(kafka: &FakeKafka) -> (Arc<Context>, ApiServerVerifier) {
+    Context::test_with_admin(Arc::new(kafka.clone()))
+}
+
 #[tokio::test]
-async fn scale_down_is_held_and_reported() {
-    let (ctx, server) = Context::test();
+async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
+    // Replication factor 3: brokers 1 and 2 hold a replica of each of 4 partitions.
+    let kafka = FakeKafka::default();
+    kafka.with_topic("orders", 4, &[]).with_state(|s| {
+        s.topics.get_mut("orders").unwrap().replication_factor = 3;
+    });
+    let (ctx, server) = context_with_kafka(&kafka);
     let scenario = server.run(|mut server| async move {
         let pods = (0..3)
             .map(|i| pod(&format!("demo-{i}"), "Running", true))
@@ -255,7 +266,46 @@ async fn scale_down_is_held_and_reported() {
         let degraded = condition(&patch.body["status"], "Degraded");
         assert_eq!(degraded["status"], "True");
         assert_eq!(degraded["reason"], "ScaleDownBlocked");
+        assert_eq!(
+            degraded["message"],
+            "keeping 3 brokers, not 1: demo-1 holds 4 partition replicas; demo-2 holds 4 partition replicas \
+             (moving partitions off a broker is not supported yet)"
+        );
         assert_eq!(condition(&patch.body["status"], "Ready")["status"], "False");
+        respond_stored_cluster(patch);
+    });
+
+    let mut kc = demo();
+    kc.spec.replicas = 1;
+    let result = reconcile(Arc::new(kc), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+    let calls = kafka.take_calls();
+    assert_eq!(
+        calls,
+        [
+            "connect demo-1.demo-brokers.streaming.svc:9092",
+            "Metadata None",
+            "connect demo-2.demo-brokers.streaming.svc:9092",
+            "Metadata None"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn scale_down_goes_ahead_when_the_brokers_that_go_hold_nothing() {
+    // Replication factor 1 on broker 0 only: brokers 1 and 2 hold nothing.
+    let kafka = FakeKafka::default();
+    kafka.with_topic("orders", 4, &[]);
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(|mut server| async move {
+        let pods = vec![pod("demo-0", "Running", true)];
+        children_pass(&mut server, Some(3), 1, 1, pods).await;
+
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let status = &patch.body["status"];
+        assert_eq!(condition(status, "Degraded")["status"], "False");
+        assert_eq!(condition(status, "Ready")["status"], "True");
         respond_stored_cluster(patch);
     });
 
