@@ -189,35 +189,151 @@ fn max_entries(max_index_bytes: u64, entry_len: usize) -> u64 {
     (max_index_bytes / entry_len as u64).max(1)
 }
 
-/// The sparse offset index of one segment.
+/// What an index holds, as a fixed-size big-endian entry of `N` bytes.
+pub(crate) trait IndexEntry<const N: usize>: Copy {
+    fn decode(bytes: &[u8; N]) -> Self;
+    fn encode(self) -> [u8; N];
+    /// The offset the entry names, relative to the segment's base offset.
+    fn relative_offset(self) -> RelativeOffset;
+}
+
+/// An `.index` entry: the batch with this base offset starts at this position.
+pub(crate) type OffsetEntry = (RelativeOffset, FilePosition);
+
+impl IndexEntry<8> for OffsetEntry {
+    fn decode(e: &[u8; 8]) -> Self {
+        (RelativeOffset(u32_at(e, 0)), FilePosition(u32_at(e, 4)))
+    }
+
+    fn encode(self) -> [u8; 8] {
+        let mut entry = [0u8; 8];
+        entry[..4].copy_from_slice(&self.0 .0.to_be_bytes());
+        entry[4..].copy_from_slice(&self.1 .0.to_be_bytes());
+        entry
+    }
+
+    fn relative_offset(self) -> RelativeOffset {
+        self.0
+    }
+}
+
+/// A `.timeindex` entry: the batch with this base offset is the first to reach this
+/// max timestamp.
+pub(crate) type TimeEntry = (i64, RelativeOffset);
+
+impl IndexEntry<12> for TimeEntry {
+    fn decode(e: &[u8; 12]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&e[..8]);
+        (i64::from_be_bytes(ts), RelativeOffset(u32_at(e, 8)))
+    }
+
+    fn encode(self) -> [u8; 12] {
+        let mut entry = [0u8; 12];
+        entry[..8].copy_from_slice(&self.0.to_be_bytes());
+        entry[8..].copy_from_slice(&self.1 .0.to_be_bytes());
+        entry
+    }
+
+    fn relative_offset(self) -> RelativeOffset {
+        self.1
+    }
+}
+
+/// A sparse index of one segment: entries of type `E`, `N` bytes each, in a file.
 #[derive(Debug)]
-pub(crate) struct OffsetIndex {
-    file: IndexFile<8>,
+pub(crate) struct SparseIndex<const N: usize, E> {
+    file: IndexFile<N>,
     base_offset: i64,
     max_entries: u64,
-    last: Option<(RelativeOffset, FilePosition)>,
+    last: Option<E>,
 }
 
-fn decode_offset_entry(e: &[u8; 8]) -> (RelativeOffset, FilePosition) {
-    (RelativeOffset(u32_at(e, 0)), FilePosition(u32_at(e, 4)))
-}
+/// The sparse offset index of one segment.
+pub(crate) type OffsetIndex = SparseIndex<8, OffsetEntry>;
 
-impl OffsetIndex {
+/// The sparse time index of one segment.
+pub(crate) type TimeIndex = SparseIndex<12, TimeEntry>;
+
+impl<const N: usize, E: IndexEntry<N>> SparseIndex<N, E> {
     /// Opens (creating if absent) the index without validating it.
     pub(crate) fn open(path: &Path, base_offset: i64, max_index_bytes: u64) -> Result<Self> {
-        let file = IndexFile::<8>::open(path)?;
+        let file = IndexFile::<N>::open(path)?;
         let last = match file.entries {
             0 => None,
-            n => Some(decode_offset_entry(&file.entry(n - 1)?)),
+            n => Some(E::decode(&file.entry(n - 1)?)),
         };
-        Ok(OffsetIndex {
+        Ok(SparseIndex {
             file,
             base_offset,
-            max_entries: max_entries(max_index_bytes, 8),
+            max_entries: max_entries(max_index_bytes, N),
             last,
         })
     }
 
+    /// Appends `entry` (the caller checked it keeps the index ordered).
+    fn push(&mut self, entry: E) -> Result<()> {
+        self.file.append(entry.encode())?;
+        self.last = Some(entry);
+        Ok(())
+    }
+
+    /// The last entry for which `below` holds, the entries being ordered so that it
+    /// holds for a prefix of them.
+    fn last_where(&self, below: impl Fn(E) -> bool) -> Result<Option<E>> {
+        let n = self.file.partition_point(|e| below(E::decode(e)))?;
+        match n {
+            0 => Ok(None),
+            n => Ok(Some(E::decode(&self.file.entry(n - 1)?))),
+        }
+    }
+
+    /// Drops entries for offsets at or after `offset`.
+    pub(crate) fn truncate_to_offset(&mut self, offset: i64) -> Result<()> {
+        let base = self.base_offset;
+        let keep = self
+            .file
+            .partition_point(|e| E::decode(e).relative_offset().absolute(base) < offset)?;
+        self.file.truncate(keep)?;
+        self.last = match keep {
+            0 => None,
+            n => Some(E::decode(&self.file.entry(n - 1)?)),
+        };
+        Ok(())
+    }
+
+    /// Empties the index (before a rebuild).
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        self.file.truncate(0)?;
+        self.last = None;
+        Ok(())
+    }
+
+    /// Whether the index has reached `segment.index.bytes` (the segment must roll).
+    pub(crate) fn is_full(&self) -> bool {
+        self.file.entries >= self.max_entries
+    }
+
+    /// Applies a new `segment.index.bytes`.
+    pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u64) {
+        self.max_entries = max_entries(max_index_bytes, N);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> u64 {
+        self.file.entries
+    }
+
+    pub(crate) fn clone_handle(&self) -> Result<(PathBuf, File)> {
+        self.file.clone_handle()
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync()
+    }
+}
+
+impl OffsetIndex {
     /// Whether the file is well formed for a `.log` of `log_size` bytes: present (unless
     /// the log is empty), whole entries, offsets and positions strictly increasing,
     /// every position inside the log.
@@ -225,9 +341,9 @@ impl OffsetIndex {
         if self.file.ragged || (self.file.created && log_size > 0) {
             return Ok(false);
         }
-        let mut prev: Option<(RelativeOffset, FilePosition)> = None;
+        let mut prev: Option<OffsetEntry> = None;
         self.file.all(|e| {
-            let (rel, pos) = decode_offset_entry(e);
+            let (rel, pos) = OffsetEntry::decode(e);
             let ordered = prev.is_none_or(|(r, p)| rel > r && pos > p);
             prev = Some((rel, pos));
             ordered && rel.0 <= i32::MAX as u32 && pos.get() < log_size
@@ -247,38 +363,27 @@ impl OffsetIndex {
         if self.last.is_some_and(|(r, p)| rel <= r || pos <= p) {
             return Ok(());
         }
-        let mut entry = [0u8; 8];
-        entry[..4].copy_from_slice(&rel.0.to_be_bytes());
-        entry[4..].copy_from_slice(&pos.0.to_be_bytes());
-        self.file.append(entry)?;
-        self.last = Some((rel, pos));
-        Ok(())
+        self.push((rel, pos))
     }
 
     /// The indexed batch start closest before `target`: the largest entry whose offset
     /// is at most `target`, as (absolute offset, position); `(base, 0)` if none.
     pub(crate) fn lookup(&self, target: i64) -> Result<(i64, u64)> {
         let base = self.base_offset;
-        let n = self
-            .file
-            .partition_point(|e| decode_offset_entry(e).0.absolute(base) <= target)?;
-        if n == 0 {
-            return Ok((base, 0));
-        }
-        let (rel, pos) = decode_offset_entry(&self.file.entry(n - 1)?);
-        Ok((rel.absolute(base), pos.get()))
+        Ok(
+            match self.last_where(|(rel, _)| rel.absolute(base) <= target)? {
+                Some((rel, pos)) => (rel.absolute(base), pos.get()),
+                None => (base, 0),
+            },
+        )
     }
 
     /// The largest indexed batch start at or before `position`, if any (positions
     /// increase with offsets, so the entries are sorted by both).
     pub(crate) fn floor_position(&self, position: u64) -> Result<Option<u64>> {
-        let n = self
-            .file
-            .partition_point(|e| decode_offset_entry(e).1.get() <= position)?;
-        match n {
-            0 => Ok(None),
-            n => Ok(Some(decode_offset_entry(&self.file.entry(n - 1)?).1.get())),
-        }
+        Ok(self
+            .last_where(|(_, pos)| pos.get() <= position)?
+            .map(|(_, pos)| pos.get()))
     }
 
     /// The last entry as (absolute offset, position).
@@ -286,83 +391,9 @@ impl OffsetIndex {
         self.last
             .map(|(r, p)| (r.absolute(self.base_offset), p.get()))
     }
-
-    /// Drops entries for offsets at or after `offset`.
-    pub(crate) fn truncate_to_offset(&mut self, offset: i64) -> Result<()> {
-        let base = self.base_offset;
-        let keep = self
-            .file
-            .partition_point(|e| decode_offset_entry(e).0.absolute(base) < offset)?;
-        self.file.truncate(keep)?;
-        self.last = match keep {
-            0 => None,
-            n => Some(decode_offset_entry(&self.file.entry(n - 1)?)),
-        };
-        Ok(())
-    }
-
-    /// Empties the index (before a rebuild).
-    pub(crate) fn reset(&mut self) -> Result<()> {
-        self.file.truncate(0)?;
-        self.last = None;
-        Ok(())
-    }
-
-    /// Whether the index has reached `segment.index.bytes` (the segment must roll).
-    pub(crate) fn is_full(&self) -> bool {
-        self.file.entries >= self.max_entries
-    }
-
-    /// Applies a new `segment.index.bytes`.
-    pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u64) {
-        self.max_entries = max_entries(max_index_bytes, 8);
-    }
-
-    #[cfg(test)]
-    pub(crate) fn entries(&self) -> u64 {
-        self.file.entries
-    }
-
-    pub(crate) fn clone_handle(&self) -> Result<(PathBuf, File)> {
-        self.file.clone_handle()
-    }
-
-    pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync()
-    }
-}
-
-/// The sparse time index of one segment.
-#[derive(Debug)]
-pub(crate) struct TimeIndex {
-    file: IndexFile<12>,
-    base_offset: i64,
-    max_entries: u64,
-    last: Option<(i64, RelativeOffset)>,
-}
-
-fn decode_time_entry(e: &[u8; 12]) -> (i64, RelativeOffset) {
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&e[..8]);
-    (i64::from_be_bytes(ts), RelativeOffset(u32_at(e, 8)))
 }
 
 impl TimeIndex {
-    /// Opens (creating if absent) the index without validating it.
-    pub(crate) fn open(path: &Path, base_offset: i64, max_index_bytes: u64) -> Result<Self> {
-        let file = IndexFile::<12>::open(path)?;
-        let last = match file.entries {
-            0 => None,
-            n => Some(decode_time_entry(&file.entry(n - 1)?)),
-        };
-        Ok(TimeIndex {
-            file,
-            base_offset,
-            max_entries: max_entries(max_index_bytes, 12),
-            last,
-        })
-    }
-
     /// Whether the file is well formed for a segment whose offsets are below
     /// `next_offset`: present (unless the segment is empty), whole entries, timestamps
     /// strictly increasing, offsets non-decreasing and inside the segment.
@@ -371,9 +402,9 @@ impl TimeIndex {
             return Ok(false);
         }
         let base = self.base_offset;
-        let mut prev: Option<(i64, RelativeOffset)> = None;
+        let mut prev: Option<TimeEntry> = None;
         self.file.all(|e| {
-            let (ts, rel) = decode_time_entry(e);
+            let (ts, rel) = TimeEntry::decode(e);
             let ordered = prev.is_none_or(|(t, r)| ts > t && rel >= r);
             prev = Some((ts, rel));
             ordered && ts >= 0 && rel.0 <= i32::MAX as u32 && rel.absolute(base) < next_offset
@@ -393,69 +424,21 @@ impl TimeIndex {
         if self.last.is_some_and(|(t, r)| timestamp <= t || rel < r) {
             return Ok(());
         }
-        let mut entry = [0u8; 12];
-        entry[..8].copy_from_slice(&timestamp.to_be_bytes());
-        entry[8..].copy_from_slice(&rel.0.to_be_bytes());
-        self.file.append(entry)?;
-        self.last = Some((timestamp, rel));
-        Ok(())
+        self.push((timestamp, rel))
     }
 
     /// The base offset of the last indexed batch whose timestamp is below `timestamp`:
     /// every batch up to and including it has a max timestamp below `timestamp`.
     pub(crate) fn lookup_below(&self, timestamp: i64) -> Result<Option<i64>> {
-        let n = self
-            .file
-            .partition_point(|e| decode_time_entry(e).0 < timestamp)?;
-        if n == 0 {
-            return Ok(None);
-        }
-        let (_, rel) = decode_time_entry(&self.file.entry(n - 1)?);
-        Ok(Some(rel.absolute(self.base_offset)))
+        let base = self.base_offset;
+        Ok(self
+            .last_where(|(t, _)| t < timestamp)?
+            .map(|(_, rel)| rel.absolute(base)))
     }
 
     /// The last entry as (timestamp, absolute offset).
     pub(crate) fn last_entry(&self) -> Option<(i64, i64)> {
         self.last.map(|(t, r)| (t, r.absolute(self.base_offset)))
-    }
-
-    /// Drops entries for offsets at or after `offset`.
-    pub(crate) fn truncate_to_offset(&mut self, offset: i64) -> Result<()> {
-        let base = self.base_offset;
-        let keep = self
-            .file
-            .partition_point(|e| decode_time_entry(e).1.absolute(base) < offset)?;
-        self.file.truncate(keep)?;
-        self.last = match keep {
-            0 => None,
-            n => Some(decode_time_entry(&self.file.entry(n - 1)?)),
-        };
-        Ok(())
-    }
-
-    /// Empties the index (before a rebuild).
-    pub(crate) fn reset(&mut self) -> Result<()> {
-        self.file.truncate(0)?;
-        self.last = None;
-        Ok(())
-    }
-
-    /// Whether the index has reached `segment.index.bytes` (the segment must roll).
-    pub(crate) fn is_full(&self) -> bool {
-        self.file.entries >= self.max_entries
-    }
-
-    /// Applies a new `segment.index.bytes`.
-    pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u64) {
-        self.max_entries = max_entries(max_index_bytes, 12);
-    }
-
-    pub(crate) fn clone_handle(&self) -> Result<(PathBuf, File)> {
-        self.file.clone_handle()
-    }
-
-    pub(crate) fn sync(&self) -> Result<()> {
-        self.file.sync()
     }
 }
 
