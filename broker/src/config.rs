@@ -58,7 +58,8 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_MAX_IN_FLIGHT", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_in_flight_requests: u32,
 
-    /// `connections.max.idle.ms`: an idle connection is closed after this long.
+    /// `connections.max.idle.ms`: a connection that sends no request, or takes no
+    /// response, for this long is closed.
     #[arg(
         long,
         env = "RUNNEL_CONNECTIONS_MAX_IDLE_MS",

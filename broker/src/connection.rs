@@ -158,29 +158,39 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
         }
         .in_current_span(),
     );
+    // A client that stops reading would hold this connection (and, through the bounded
+    // queues, its requests) forever: a response it has not taken within
+    // `connections.max.idle.ms` closes the connection.
+    let idle = ctx.config.idle_timeout();
     let write_task = tokio::spawn(
         async move {
             while let Some(mut reply) = reply_rx.recv().await {
                 if let Reply::Later(pending) = reply {
                     reply = pending.await;
                 }
-                match reply {
+                let written = match reply {
                     Reply::Frame(bytes) => {
-                        if let Err(e) = writer.write_all(&bytes).await {
-                            debug!(error = %e, "writing a response failed");
-                            break;
-                        }
+                        tokio::time::timeout(idle, writer.write_all(&bytes)).await
                     }
                     // Fetch records: sent from the segment files; nothing but the
                     // encoded fields is held in memory while the frame waits here.
                     Reply::Chunks(chunks) => {
-                        if let Err(e) = sendfile::write_chunks(&mut writer, &chunks).await {
-                            debug!(error = %e, "writing a response failed");
-                            break;
-                        }
+                        tokio::time::timeout(idle, sendfile::write_chunks(&mut writer, &chunks))
+                            .await
                     }
-                    Reply::None | Reply::Later(_) => {}
+                    Reply::None | Reply::Later(_) => Ok(Ok(())),
                     Reply::Close => break,
+                };
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "writing a response failed");
+                        break;
+                    }
+                    Err(_) => {
+                        debug!("the client took no response for connections.max.idle.ms; closing");
+                        break;
+                    }
                 }
             }
             let _ = writer.shutdown().await;
@@ -189,7 +199,6 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
     );
 
     let max = ctx.config.socket_request_max_bytes;
-    let idle = ctx.config.idle_timeout();
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -207,7 +216,11 @@ pub async fn serve(stream: TcpStream, ctx: Arc<BrokerContext>, shutdown: Cancell
                 break;
             }
         };
-        if tx.send(frame).await.is_err() {
+        let queued = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            queued = tx.send(frame) => queued,
+        };
+        if queued.is_err() {
             break; // the writer has stopped: the connection is going away
         }
     }

@@ -214,3 +214,91 @@ fn resident_bytes() -> u64 {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> anyhow::Result<()> {
+    use bytes::Bytes;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{CreateTopicsRequest, FetchRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+
+    let broker = TestBroker::start(|c| {
+        c.connections_max_idle_ms = 500;
+        c.metrics_listen = Some("127.0.0.1:0".parse().expect("an address"));
+    })
+    .await?;
+    let metrics = broker
+        .metrics_addr
+        .ok_or_else(|| anyhow::anyhow!("no metrics endpoint"))?;
+    let topic = TopicName(StrBytes::from_static_str("big"));
+    let mut s = broker.connect().await?;
+    let created = call(
+        &mut s,
+        &CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(topic.clone())
+            .with_num_partitions(1)
+            .with_replication_factor(1)]),
+        7,
+    )
+    .await?;
+    anyhow::ensure!(created.topics[0].error_code == 0, "create failed");
+    // One batch of a million incompressible bytes (under max.message.bytes).
+    let mut value = vec![0u8; 1_000_000];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for b in &mut value {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let batch = common::plain_batch(&[(None, Bytes::from(value))], 1_700_000_000_000)?;
+    let produced = call(
+        &mut s,
+        &ProduceRequest::default()
+            .with_acks(1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(topic.clone())
+                .with_partition_data(vec![
+                    PartitionProduceData::default().with_records(Some(batch))
+                ])]),
+        9,
+    )
+    .await?;
+    anyhow::ensure!(produced.responses[0].partition_responses[0].error_code == 0);
+
+    // 64 pipelined fetches of that batch, never read: far more than the socket
+    // buffers hold, so the broker's writer stalls on this client.
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(8 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition_max_bytes(8 << 20)
+                .with_fetch_offset(0)])]);
+    let mut frames = Vec::new();
+    for correlation in 0..64 {
+        frames.extend_from_slice(&common::request_frame(&fetch, 12, correlation)?);
+    }
+    s.write_all(&frames).await?;
+
+    // The stalled connection is closed within connections.max.idle.ms (plus scheduling),
+    // though the client keeps its socket open; only the scrapes' own connections remain.
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        let text = common::scrape(metrics).await?;
+        if common::sample(&text, "runnel_connections_active") == Some(0.0) {
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the stalled connection is still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(is_closed(&mut s).await, "the client was not disconnected");
+    still_serving(&broker).await?;
+    broker.stop().await
+}

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{call, BrokerProcess};
+use common::{call, sample, scrape, BrokerProcess};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_commit_request::{
@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use runnel_broker::ops::proto::broker_admin_client::BrokerAdminClient;
 use runnel_broker::ops::proto::{GetStateRequest, State};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -72,24 +72,6 @@ async fn create_topic(kafka: SocketAddr, topic: &str, partitions: i32) -> anyhow
     .await?;
     anyhow::ensure!(r.topics[0].error_code == 0, "create failed");
     Ok(())
-}
-
-async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut body = String::new();
-    tokio::time::timeout(DEADLINE, s.read_to_string(&mut body)).await??;
-    anyhow::ensure!(body.starts_with("HTTP/1.1 200"), "scrape failed: {body}");
-    Ok(body)
-}
-
-/// The value of the sample `series` (name with labels, exactly as exported).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)
-            .and_then(|rest| rest.trim().parse().ok())
-    })
 }
 
 #[tokio::test]

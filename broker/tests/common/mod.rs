@@ -22,6 +22,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A running in-process broker.
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The `/metrics` endpoint, when the config asked for one.
+    pub metrics_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
     pub dir: tempfile::TempDir,
@@ -42,9 +44,11 @@ impl TestBroker {
         let shutdown = CancellationToken::new();
         let broker = Broker::bind(config, shutdown.clone()).await?;
         let addr = broker.local_addr;
+        let metrics_addr = broker.metrics_addr;
         let task = tokio::spawn(broker.run());
         Ok(TestBroker {
             addr,
+            metrics_addr,
             shutdown,
             task,
             dir,
@@ -202,6 +206,25 @@ pub async fn call<R: Request>(
         "correlation id mismatch"
     );
     R::Response::decode(&mut body, version)
+}
+
+/// The text of `GET /metrics` from the endpoint at `addr`.
+pub async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: broker\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut body)).await??;
+    anyhow::ensure!(body.starts_with("HTTP/1.1 200"), "scrape failed: {body}");
+    Ok(body)
+}
+
+/// The value of the sample `series` (name with labels, exactly as exported).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.trim().parse().ok())
+    })
 }
 
 /// True when the peer closed the connection (read returns EOF or reset) within the wait.
