@@ -18,11 +18,23 @@ pub fn first_at_or_after(mut batch: Bytes, timestamp: i64) -> Option<(i64, i64)>
 /// A small uncompressed batch of `count` records (magic 2, valid CRC-32C), for tests.
 #[cfg(test)]
 pub(crate) fn test_batch(count: i32) -> Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let records: Vec<Record> = (0..count)
-        .map(|i| Record {
+    let records: Vec<(i64, i64)> = (0..i64::from(count))
+        .map(|offset| (offset, 1_700_000_000_000))
+        .collect();
+    test_batch_of(&records, kafka_protocol::records::Compression::None)
+}
+
+/// One batch of plain records at the given `(offset, timestamp)`s, for tests.
+#[cfg(test)]
+pub(crate) fn test_batch_of(
+    records: &[(i64, i64)],
+    compression: kafka_protocol::records::Compression,
+) -> Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let first = records.first().map_or(0, |r| r.0);
+    let records: Vec<Record> = records
+        .iter()
+        .map(|&(offset, timestamp)| Record {
             transactional: false,
             control: false,
             delete_horizon: false,
@@ -30,9 +42,10 @@ pub(crate) fn test_batch(count: i32) -> Bytes {
             producer_id: -1,
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: i - 1,
-            timestamp: 1_700_000_000_000,
+            offset,
+            // One batch: the encoder splits where offset - sequence changes.
+            sequence: i32::try_from(offset - first).unwrap_or(0) - 1,
+            timestamp,
             key: None,
             value: Some(Bytes::from_static(b"value")),
             headers: Default::default(),
@@ -44,57 +57,25 @@ pub(crate) fn test_batch(count: i32) -> Bytes {
         &records,
         &RecordEncodeOptions {
             version: 2,
-            compression: Compression::None,
+            compression,
         },
     )
-    .expect("encoding a plain batch cannot fail");
+    .expect("encoding a test batch cannot fail");
     buf.freeze()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-
-    fn record(offset: i64, timestamp: i64) -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: offset as i32 - 11, // one batch: offset - sequence constant
-            timestamp,
-            key: None,
-            value: Some(Bytes::from_static(b"v")),
-            headers: Default::default(),
-        }
-    }
+    use kafka_protocol::records::Compression;
 
     #[test]
-    fn finds_the_first_record_at_or_after_a_timestamp() -> anyhow::Result<()> {
-        let records = vec![record(10, 100), record(11, 200), record(12, 300)];
+    fn finds_the_first_record_at_or_after_a_timestamp() {
         for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let mut buf = BytesMut::new();
-            RecordBatchEncoder::encode(
-                &mut buf,
-                &records,
-                &RecordEncodeOptions {
-                    version: 2,
-                    compression,
-                },
-            )?;
-            let batch = buf.freeze();
+            let batch = test_batch_of(&[(10, 100), (11, 200), (12, 300)], compression);
             assert_eq!(first_at_or_after(batch.clone(), 150), Some((11, 200)));
             assert_eq!(first_at_or_after(batch.clone(), 100), Some((10, 100)));
             assert_eq!(first_at_or_after(batch, 301), None);
         }
-        Ok(())
     }
 }

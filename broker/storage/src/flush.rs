@@ -174,7 +174,7 @@ impl Log {
     /// Every offset below this has its record bytes fsynced (at least
     /// [`Self::recovery_point`]).
     pub fn data_synced(&self) -> i64 {
-        self.data_synced.max(self.recovery_point)
+        self.data_synced
     }
 
     /// Records that a [`FlushHandle`] with this `upto_offset` was synced: persists the

@@ -107,10 +107,10 @@ where
     result
 }
 
-/// Drives `controller` with `reconcile` (through [`observed`]) and `error_policy` until
-/// `options.shutdown` is cancelled and the running reconciles have finished.
 /// Runs one kube `Controller` per scope of `options` (each watched namespace, or all
-/// namespaces), each made by `make` for its scope and driven by [`drive`].
+/// namespaces), each made by `make` for its scope, with `reconcile` (through
+/// [`observed`]) and `error_policy`, until `options.shutdown` is cancelled and the
+/// running reconciles have finished.
 pub(crate) async fn run_scoped<K, R, Fut>(
     name: &'static str,
     make: impl Fn(Option<&str>) -> Controller<K>,
@@ -124,51 +124,30 @@ pub(crate) async fn run_scoped<K, R, Fut>(
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     let controllers = options.scopes().into_iter().map(|namespace| {
-        drive(
-            name,
-            make(namespace),
-            reconcile,
-            error_policy,
-            Arc::clone(&ctx),
-            options,
-        )
+        let metrics = Arc::clone(&options.metrics);
+        make(namespace)
+            .graceful_shutdown_on(options.shutdown.clone().cancelled_owned())
+            .run(
+                move |object, ctx| observed(name, Arc::clone(&metrics), reconcile, object, ctx),
+                error_policy,
+                Arc::clone(&ctx),
+            )
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, action)) => {
+                        debug!(controller = name, %object, ?action, "reconciled")
+                    }
+                    // Logged once already, by the error policy.
+                    Err(ControllerError::ReconcilerFailed(..)) => {}
+                    // A deleted object whose retry was still queued: expected.
+                    Err(error @ ControllerError::ObjectNotFound(_)) => {
+                        debug!(controller = name, error = %error, "skipped");
+                    }
+                    Err(error) => warn!(controller = name, error = %error, "controller error"),
+                }
+            })
     });
     futures::future::join_all(controllers).await;
-}
-
-pub(crate) async fn drive<K, R, Fut>(
-    name: &'static str,
-    controller: Controller<K>,
-    reconcile: R,
-    error_policy: fn(Arc<K>, &Error, Arc<Context>) -> Action,
-    ctx: Arc<Context>,
-    options: &RunOptions,
-) where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    R: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
-    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
-{
-    let metrics = Arc::clone(&options.metrics);
-    controller
-        .graceful_shutdown_on(options.shutdown.clone().cancelled_owned())
-        .run(
-            move |object, ctx| observed(name, Arc::clone(&metrics), reconcile, object, ctx),
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            match result {
-                Ok((object, action)) => debug!(controller = name, %object, ?action, "reconciled"),
-                // Logged once already, by the error policy.
-                Err(ControllerError::ReconcilerFailed(..)) => {}
-                // A deleted object whose retry was still queued: expected.
-                Err(error @ ControllerError::ObjectNotFound(_)) => {
-                    debug!(controller = name, error = %error, "skipped");
-                }
-                Err(error) => warn!(controller = name, error = %error, "controller error"),
-            }
-        })
-        .await;
 }
 
 /// Applies `status` to the status subresource of the `K` named `name`, by server-side
