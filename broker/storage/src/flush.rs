@@ -171,6 +171,15 @@ impl Log {
         Ok(())
     }
 
+    /// Writes zeros ahead of the active segment's end, up to `ahead` bytes (never past
+    /// `segment.bytes`), so that the acknowledgement fsyncs of the appends that follow
+    /// write only data (see `segment.rs`). For partitions whose producers wait for
+    /// fsyncs; the next sync carries the zeros. Cheap when enough is still ahead.
+    pub fn preallocate(&mut self, ahead: u64) -> Result<()> {
+        let limit = self.config.effective_segment_bytes();
+        self.segments.active_mut().preallocate(ahead, limit)
+    }
+
     /// Every offset below this has its record bytes fsynced (at least
     /// [`Self::recovery_point`]).
     pub fn data_synced(&self) -> i64 {

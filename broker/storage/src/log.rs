@@ -413,7 +413,9 @@ impl Log {
     /// the recovery scan.
     pub fn close(mut self) -> Result<()> {
         // The final time-index entry lets the next open skip scanning for timestamps.
-        self.segments.active_mut().seal_time_index()?;
+        let active = self.segments.active_mut();
+        active.seal_time_index()?;
+        active.trim()?;
         self.flush()?;
         self.segments.active().flush()?;
         let end = self.log_end_offset();

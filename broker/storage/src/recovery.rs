@@ -15,6 +15,9 @@
 //! CRC-32C streamed through a fixed buffer so a garbage length never allocates),
 //! rebuilds both indexes, and stops at the first invalid or torn batch: the segment is
 //! cut there and every later segment is deleted, so a corrupt batch is never served.
+//! When everything from that point to the end of the file is zero bytes, it is the
+//! preallocated tail of an active segment (see `segment.rs`): the segment is cut there
+//! quietly and later segments stay.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -206,6 +209,13 @@ pub(crate) fn scan_segment(
     if position == file_len {
         return Ok(false);
     }
+    if all_zero(&file, position, file_len).map_err(LogError::io(&path))? {
+        // Zeros written ahead of the appends (segment.rs): the end of the data, not a
+        // damaged batch. Later segments stay.
+        tracing::debug!(segment = %path.display(), position, zero_bytes = file_len - position, "cutting the preallocated tail");
+        segment.cut_file_to_size()?;
+        return Ok(false);
+    }
     tracing::warn!(
         segment = %path.display(),
         position,
@@ -214,6 +224,25 @@ pub(crate) fn scan_segment(
         "truncating log segment at the first invalid batch"
     );
     segment.cut_file_to_size()?;
+    Ok(true)
+}
+
+/// Whether `file` holds only zero bytes from `from` to `to` (reads stop at the first
+/// other byte).
+fn all_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; SCAN_BUFFER];
+    let mut position = from;
+    while position < to {
+        let want = usize::try_from(to - position).map_or(buf.len(), |n| n.min(buf.len()));
+        let read = file.read_at(&mut buf[..want], position)?;
+        if read == 0 {
+            return Ok(true);
+        }
+        if buf[..read].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        position += read as u64;
+    }
     Ok(true)
 }
 

@@ -27,6 +27,8 @@ enum Op {
     ReadByTimestamp(i64),
     Truncate(Index),
     Flush,
+    /// Zeros written ahead of the active segment's end (acks=all partitions).
+    Preallocate(u64),
     CloseReopen,
     CrashReopen,
 }
@@ -40,6 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..1_100i64).prop_map(Op::ReadByTimestamp),
         1 => any::<Index>().prop_map(Op::Truncate),
         1 => Just(Op::Flush),
+        2 => (0..2_000u64).prop_map(Op::Preallocate),
         1 => Just(Op::CloseReopen),
         1 => Just(Op::CrashReopen),
     ]
@@ -115,6 +118,16 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Bytes of every `.log` file in `dir`.
+fn log_file_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
 fn run(config: LogConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Some(Log::open(dir.path(), config.clone()).unwrap());
@@ -177,13 +190,18 @@ fn run(config: LogConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .retain(|b| Model::header(b).last_offset() < offset);
             }
             Op::Flush => current.flush().unwrap(),
+            Op::Preallocate(ahead) => current.preallocate(ahead).unwrap(),
             Op::CloseReopen => {
                 log.take().unwrap().close().unwrap();
+                // A clean close leaves no preallocated zeros behind.
+                prop_assert_eq!(log_file_bytes(dir.path()), model.size());
                 log = Some(Log::open(dir.path(), config.clone()).unwrap());
             }
             Op::CrashReopen => {
                 drop(log.take());
                 log = Some(Log::open(dir.path(), config.clone()).unwrap());
+                // Recovery cut any preallocated tail, and nothing else.
+                prop_assert_eq!(log_file_bytes(dir.path()), model.size());
             }
         }
         check(log.as_ref().unwrap(), &model)?;

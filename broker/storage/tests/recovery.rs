@@ -135,6 +135,59 @@ fn corruption_in_an_unflushed_earlier_segment_deletes_later_segments() {
     assert_eq!(log_files(dir.path()).len(), 3);
 }
 
+/// Appends `count` zero bytes to `path` (what a preallocated segment looks like when a
+/// crash came before its zeros were cut).
+fn append_zeros(path: &Path, count: usize) {
+    let mut data = fs::read(path).unwrap();
+    data.extend(std::iter::repeat_n(0u8, count));
+    fs::write(path, data).unwrap();
+}
+
+#[test]
+fn preallocated_zeros_are_cut_quietly_and_keep_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(400)).unwrap();
+    let stored = fill(&mut log, &[(2, 100); 12]); // 161 bytes each: 2 per segment
+                                                  // The active segment carries zeros written ahead of its end.
+    log.preallocate(1_000).unwrap();
+    let files = log_files(dir.path());
+    let active = files.last().unwrap();
+    assert_eq!(fs::metadata(active).unwrap().len(), 400);
+    drop(log); // a crash: the zeros are still there
+               // As if a crash came right after a roll, before the old active's zeros were cut.
+    append_zeros(&files[2], 239);
+
+    let mut log = Log::open(dir.path(), config(400)).unwrap();
+    assert_eq!(read_all(&log), stored.concat());
+    assert_every_offset_readable(&log, &stored);
+    let lengths: Vec<u64> = log_files(dir.path())
+        .iter()
+        .map(|f| fs::metadata(f).unwrap().len())
+        .collect();
+    assert_eq!(lengths, [322; 6]);
+    // Appends go on right after the last batch.
+    let more = fill(&mut log, &[(1, 10)]);
+    assert_eq!(base_of(&more[0]), 24);
+    assert_eq!(read_all(&log), [stored.concat(), more.concat()].concat());
+}
+
+#[test]
+fn zeros_then_garbage_is_corruption_not_preallocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), config(400)).unwrap();
+    let stored = fill(&mut log, &[(2, 100); 12]);
+    drop(log);
+    let files = log_files(dir.path());
+    append_zeros(&files[2], 100);
+    let mut data = fs::read(&files[2]).unwrap();
+    data.push(7);
+    fs::write(&files[2], data).unwrap();
+
+    let log = Log::open(dir.path(), config(400)).unwrap();
+    assert_eq!(read_all(&log), stored[..6].concat());
+    assert_eq!(log_files(dir.path()).len(), 3);
+}
+
 #[test]
 fn missing_or_garbage_indexes_are_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
