@@ -13,6 +13,12 @@
 //! and recovery-point checkpoint) is [`FULL_FLUSH_EVERY_MS`] old gets a full one in
 //! the round, which bounds how much a restart after a crash must re-read (see
 //! `runnel_storage::Log::data_flush_handle`).
+//!
+//! The flusher is a thread of its own, not a task: a round blocks on the disk anyway,
+//! and a thread waiting on the queue is woken straight by the producer that enqueues,
+//! with no hop through the blocking pool and back. After answering a round it tops up
+//! the preallocated zeros of each partition it synced ([`PREALLOCATE_AHEAD`]), so the
+//! fsyncs of the rounds that follow only write data.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +38,20 @@ const MAX_PARALLEL_FSYNCS: usize = 8;
 /// Longest a partition under acks=all load goes between full flushes.
 pub const FULL_FLUSH_EVERY_MS: i64 = 1_000;
 
+/// Zeros kept ahead of the end of a partition's active segment once it was synced for
+/// a producer (topped up when half is used: 512 KiB of zeros per 512 KiB appended,
+/// carried by one round's fsync). Measured on an ext4 virtual disk with 1 KiB records in
+/// 16 KiB batches: 1 MiB took acks=all produce from 77k to 100k records/s, with p99
+/// unchanged; 2 MiB and more made the rounds that carry the zeros slow enough to raise p99.
+pub const PREALLOCATE_AHEAD: u64 = 1 << 20;
+
+/// What the flusher thread receives.
+enum Message {
+    Sync(Request),
+    /// Answer everything queued before this, then stop.
+    Stop,
+}
+
 /// One partition that must be durable up to (excluding) `upto` before a producer is answered.
 struct Request {
     partition: Arc<Partition>,
@@ -42,17 +62,35 @@ struct Request {
 /// Handle to the flusher task.
 #[derive(Clone)]
 pub struct Flusher {
-    tx: mpsc::Sender<Request>,
+    tx: mpsc::Sender<Message>,
 }
 
 impl Flusher {
-    /// Starts the flusher task; it ends when `shutdown` is cancelled and the queue drains.
+    /// Starts the flusher thread. The returned task ends when `shutdown` was cancelled
+    /// and the thread has answered every request queued until then; later requests
+    /// get an error.
     pub fn start(
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> (Flusher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(rx, metrics, shutdown));
+        let (stopped_tx, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("runnel-flusher".into())
+            .spawn(move || {
+                run(rx, &metrics);
+                drop(stopped_tx);
+            });
+        let stop = tx.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = thread {
+                tracing::error!(error = %e, "cannot start the flusher thread; acks=all requests will fail");
+                return;
+            }
+            shutdown.cancelled().await;
+            let _ = stop.send(Message::Stop).await;
+            let _ = stopped.await;
+        });
         (Flusher { tx }, task)
     }
 
@@ -68,11 +106,11 @@ impl Flusher {
             let (done, answer) = oneshot::channel();
             let sent = self
                 .tx
-                .send(Request {
+                .send(Message::Sync(Request {
                     partition,
                     upto,
                     done,
-                })
+                }))
                 .await;
             answers.push(
                 sent.map(|()| answer)
@@ -94,38 +132,41 @@ impl Flusher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Request>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
-    loop {
-        let first = tokio::select! {
-            request = rx.recv() => request,
-            _ = shutdown.cancelled() => { rx.close(); rx.recv().await }
+/// The flusher thread: one round per wake-up, with every request queued by then.
+fn run(mut rx: mpsc::Receiver<Message>, metrics: &Metrics) {
+    let mut stopping = false;
+    while !stopping {
+        let mut round = match rx.blocking_recv() {
+            Some(Message::Sync(request)) => vec![request],
+            Some(Message::Stop) | None => return,
         };
-        let Some(first) = first else { return };
-        let mut round = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            round.push(more);
-        }
-        let metrics = Arc::clone(&metrics);
-        let results = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let outcome = flush_round(&round);
-            metrics
-                .flush_duration
-                .observe(started.elapsed().as_secs_f64());
-            (round, outcome)
-        })
-        .await;
-        match results {
-            Ok((round, failures)) => {
-                for r in round {
-                    let result = match failures.get(&r.partition.tp) {
-                        Some(e) => Err(e.clone()),
-                        None => Ok(()),
-                    };
-                    let _ = r.done.send(result);
-                }
+        while let Ok(message) = rx.try_recv() {
+            match message {
+                Message::Sync(request) => round.push(request),
+                Message::Stop => stopping = true,
             }
-            Err(e) => tracing::error!(error = %e, "a flush round failed"),
+        }
+        let started = std::time::Instant::now();
+        let failures = flush_round(&round);
+        metrics
+            .flush_duration
+            .observe(started.elapsed().as_secs_f64());
+        let mut synced = HashMap::new();
+        for r in round {
+            let result = match failures.get(&r.partition.tp) {
+                Some(e) => Err(e.clone()),
+                None => {
+                    synced.insert(r.partition.tp.clone(), Arc::clone(&r.partition));
+                    Ok(())
+                }
+            };
+            let _ = r.done.send(result);
+        }
+        // After answering: the zeros go to disk with the next round's fsync.
+        for partition in synced.into_values() {
+            if let Err(e) = partition.log().preallocate(PREALLOCATE_AHEAD) {
+                tracing::warn!(partition = %partition.tp, error = %e, "cannot preallocate the active segment");
+            }
         }
     }
 }
@@ -212,6 +253,59 @@ mod tests {
             upto,
             done: oneshot::channel().0,
         }
+    }
+
+    /// Bytes of the partition's `.log` files on disk.
+    fn log_file_bytes(partition: &Partition) -> u64 {
+        std::fs::read_dir(partition.log().dir())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn the_thread_answers_preallocates_and_stops_after_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = PartitionManager::new(dir.path());
+        manager.open("t", 0..2, &LogConfig::default()).unwrap();
+        let (a, b) = (manager.get("t", 0).unwrap(), manager.get("t", 1).unwrap());
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let shutdown = CancellationToken::new();
+        let (flusher, task) = Flusher::start(Arc::clone(&metrics), shutdown.clone());
+
+        let end_a = a.log().append(&test_batch(3), 0, 0).unwrap().last_offset + 1;
+        let end_b = b.log().append(&test_batch(2), 0, 0).unwrap().last_offset + 1;
+        let size_a = a.log().size_bytes();
+        assert_eq!(log_file_bytes(&a), size_a);
+        let answers = flusher
+            .enqueue(vec![(Arc::clone(&a), end_a), (Arc::clone(&b), end_b)])
+            .await
+            .await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        assert_eq!((a.log().data_synced(), b.log().data_synced()), (3, 2));
+        // Once answered, each synced partition gets its zeros ahead of the end.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log_file_bytes(&a) != size_a + PREALLOCATE_AHEAD {
+            assert!(std::time::Instant::now() < deadline, "no preallocation");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(a.log().size_bytes(), size_a);
+        assert_eq!(metrics.flush_duration.get_sample_count(), 1);
+
+        // Queued before the stop: answered. After it: refused, never left waiting.
+        let end_a = a.log().append(&test_batch(1), 0, 0).unwrap().last_offset + 1;
+        let before_stop = flusher.enqueue(vec![(Arc::clone(&a), end_a)]).await;
+        shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("the flusher stops")
+            .unwrap();
+        assert!(before_stop.await[0].is_ok());
+        assert_eq!(a.log().data_synced(), 4);
+        let after_stop = flusher.enqueue(vec![(Arc::clone(&a), end_a)]).await.await;
+        assert!(after_stop[0].is_err());
     }
 
     #[test]
