@@ -65,9 +65,18 @@ impl FlushHandle {
 
     /// fsyncs every file, then the partition directory if segments were created
     /// since the last flush. Blocking; call it without holding the log's lock.
+    ///
+    /// A data-only handle uses fdatasync: the bytes and the file length, not the
+    /// modification time (which retention reads only for segments whose batches carry
+    /// no timestamp, and which the next full flush, with fsync, persists).
     pub fn sync(&self) -> Result<()> {
         for (path, file) in &self.files {
-            file.sync_all().map_err(LogError::io(path))?;
+            let synced = if self.full {
+                file.sync_all()
+            } else {
+                file.sync_data()
+            };
+            synced.map_err(LogError::io(path))?;
         }
         if let Some(dir) = &self.dir {
             checkpoint::sync_dir(dir)?;
