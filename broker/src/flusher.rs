@@ -16,9 +16,10 @@
 //!
 //! The flusher is a thread of its own, not a task: a round blocks on the disk anyway,
 //! and a thread waiting on the queue is woken straight by the producer that enqueues,
-//! with no hop through the blocking pool and back. After answering a round it tops up
-//! the preallocated zeros of each partition it synced ([`PREALLOCATE_AHEAD`]), so the
-//! fsyncs of the rounds that follow only write data.
+//! with no hop through the blocking pool and back. After answering a round it hands
+//! each synced partition that is running out of preallocated zeros
+//! ([`PREALLOCATE_AHEAD`]) to a second thread that writes them, so the fsyncs of the
+//! rounds that follow only write data and no round waits for zeros to be written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +32,10 @@ use crate::partitions::{Partition, TopicPartition};
 
 /// Requests that may wait for one round; further producers wait to enqueue.
 const QUEUE: usize = 4096;
+
+/// Partitions that may wait for their zeros; more are skipped until there is room
+/// (their appends still work, their fsyncs just cost more).
+const PREALLOCATE_QUEUE: usize = 1024;
 
 /// Most fsyncs a round issues at once (threads of its own; the rest queue behind).
 const MAX_PARALLEL_FSYNCS: usize = 8;
@@ -74,13 +79,26 @@ impl Flusher {
         shutdown: CancellationToken,
     ) -> (Flusher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (stopped_tx, stopped) = oneshot::channel::<()>();
+        let (zeros_tx, zeros_rx) = std::sync::mpsc::sync_channel(PREALLOCATE_QUEUE);
+        // Each thread holds a sender; `stopped` ends when both threads have.
+        let (running, mut stopped) = mpsc::channel::<()>(1);
+        let flusher_running = running.clone();
         let thread = std::thread::Builder::new()
             .name("runnel-flusher".into())
             .spawn(move || {
-                run(rx, &metrics);
-                drop(stopped_tx);
+                run(rx, &metrics, &zeros_tx);
+                drop(flusher_running);
             });
+        // Ends once the flusher thread has dropped its sender and the queue is done.
+        let preallocator = std::thread::Builder::new()
+            .name("runnel-prealloc".into())
+            .spawn(move || {
+                preallocate(&zeros_rx);
+                drop(running);
+            });
+        if let Err(e) = preallocator {
+            tracing::warn!(error = %e, "cannot start the preallocation thread; acks=all fsyncs will cost more");
+        }
         let stop = tx.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = thread {
@@ -89,7 +107,7 @@ impl Flusher {
             }
             shutdown.cancelled().await;
             let _ = stop.send(Message::Stop).await;
-            let _ = stopped.await;
+            let _ = stopped.recv().await;
         });
         (Flusher { tx }, task)
     }
@@ -133,7 +151,11 @@ impl Flusher {
 }
 
 /// The flusher thread: one round per wake-up, with every request queued by then.
-fn run(mut rx: mpsc::Receiver<Message>, metrics: &Metrics) {
+fn run(
+    mut rx: mpsc::Receiver<Message>,
+    metrics: &Metrics,
+    zeros: &std::sync::mpsc::SyncSender<Arc<Partition>>,
+) {
     let mut stopping = false;
     while !stopping {
         let mut round = match rx.blocking_recv() {
@@ -162,8 +184,25 @@ fn run(mut rx: mpsc::Receiver<Message>, metrics: &Metrics) {
             };
             let _ = r.done.send(result);
         }
-        // After answering: the zeros go to disk with the next round's fsync.
         for partition in synced.into_values() {
+            if partition.log().preallocation_due(PREALLOCATE_AHEAD) {
+                // A full queue or a missing thread: skipped, asked again next round.
+                let _ = zeros.try_send(partition);
+            }
+        }
+    }
+}
+
+/// The preallocation thread: writes each queued partition's zeros (a partition queued
+/// twice is done once); they reach the disk with a later round's fsync.
+fn preallocate(queue: &std::sync::mpsc::Receiver<Arc<Partition>>) {
+    while let Ok(first) = queue.recv() {
+        let mut due = HashMap::new();
+        due.insert(first.tp.clone(), first);
+        while let Ok(more) = queue.try_recv() {
+            due.insert(more.tp.clone(), more);
+        }
+        for partition in due.into_values() {
             if let Err(e) = partition.log().preallocate(PREALLOCATE_AHEAD) {
                 tracing::warn!(partition = %partition.tp, error = %e, "cannot preallocate the active segment");
             }

@@ -189,6 +189,13 @@ impl Log {
         self.segments.active_mut().preallocate(ahead, limit)
     }
 
+    /// Whether [`Self::preallocate`] with `ahead` would write zeros now (less than half
+    /// of `ahead` is left). No I/O.
+    pub fn preallocation_due(&self, ahead: u64) -> bool {
+        let limit = self.config.effective_segment_bytes();
+        self.segments.active().preallocation_due(ahead, limit)
+    }
+
     /// Every offset below this has its record bytes fsynced (at least
     /// [`Self::recovery_point`]).
     pub fn data_synced(&self) -> i64 {

@@ -263,10 +263,10 @@ impl LogSegment {
     /// a steady writer pays for it once per `ahead / 2` bytes. Does not fsync: the
     /// next fsync of the file carries the zeros and the new length.
     pub(crate) fn preallocate(&mut self, ahead: u64, limit: u64) -> Result<()> {
-        let target = self.size.saturating_add(ahead).min(limit.max(self.size));
-        if self.allocated >= self.size.saturating_add(ahead / 2) || target <= self.allocated {
+        if !self.preallocation_due(ahead, limit) {
             return Ok(());
         }
+        let target = self.size.saturating_add(ahead).min(limit.max(self.size));
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let mut position = self.allocated;
         while position < target {
@@ -281,6 +281,12 @@ impl LogSegment {
         }
         self.allocated = target;
         Ok(())
+    }
+
+    /// Whether [`Self::preallocate`] with these arguments would write zeros now.
+    pub(crate) fn preallocation_due(&self, ahead: u64, limit: u64) -> bool {
+        let target = self.size.saturating_add(ahead).min(limit.max(self.size));
+        self.allocated < self.size.saturating_add(ahead / 2) && target > self.allocated
     }
 
     /// Cuts zeros written ahead by [`Self::preallocate`], so the file ends at the last
@@ -668,6 +674,8 @@ mod tests {
         s.append(&b, &BatchHeader::parse(&b).unwrap(), 150).unwrap();
         assert_eq!((s.size(), file_len(&s)), (300, 1_200));
         // More than half of `ahead` is still ahead: nothing is written.
+        assert!(!s.preallocation_due(1_000, 10_000));
+        assert!(s.preallocation_due(2_000, 10_000));
         s.preallocate(1_000, 10_000).unwrap();
         assert_eq!(file_len(&s), 1_200);
         // Less than half: topped up to `ahead` again, never past `limit`.
