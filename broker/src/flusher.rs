@@ -27,6 +27,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::fsync_pool::{FsyncPool, Task};
 use crate::ops::metrics::Metrics;
 use crate::partitions::{Partition, TopicPartition};
 
@@ -37,7 +38,8 @@ const QUEUE: usize = 4096;
 /// (their appends still work, their fsyncs just cost more).
 const PREALLOCATE_QUEUE: usize = 1024;
 
-/// Most fsyncs a round issues at once (threads of its own; the rest queue behind).
+/// Most fsyncs a round issues at once (the flusher thread and its pool's; the rest
+/// queue behind).
 const MAX_PARALLEL_FSYNCS: usize = 8;
 
 /// Longest a partition under acks=all load goes between full flushes.
@@ -156,6 +158,8 @@ fn run(
     metrics: &Metrics,
     zeros: &std::sync::mpsc::SyncSender<Arc<Partition>>,
 ) {
+    // The flusher thread runs a share of each round's fsyncs itself.
+    let pool = FsyncPool::start(MAX_PARALLEL_FSYNCS - 1);
     let mut stopping = false;
     while !stopping {
         let mut round = match rx.blocking_recv() {
@@ -169,7 +173,7 @@ fn run(
             }
         }
         let started = std::time::Instant::now();
-        let failures = flush_round(&round);
+        let failures = flush_round(&round, &pool);
         metrics
             .flush_duration
             .observe(started.elapsed().as_secs_f64());
@@ -211,7 +215,7 @@ fn preallocate(queue: &std::sync::mpsc::Receiver<Arc<Partition>>) {
 }
 
 /// Fsyncs every partition in the round once; returns the partitions that failed.
-fn flush_round(round: &[Request]) -> HashMap<TopicPartition, String> {
+fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, String> {
     let mut wanted: HashMap<TopicPartition, (Arc<Partition>, i64)> = HashMap::new();
     for r in round {
         let entry = wanted
@@ -238,36 +242,29 @@ fn flush_round(round: &[Request]) -> HashMap<TopicPartition, String> {
     }
     // Each partition's fsync waits on the disk, not the CPU: issued together, the
     // device and the filesystem journal can serve them in one go.
+    let handles: Vec<_> = handles
+        .into_iter()
+        .map(|(tp, partition, handle)| (tp, partition, Arc::new(handle)))
+        .collect();
     let synced: Vec<_> = if handles.len() <= 1 {
-        handles.iter().map(|(_, _, h)| h.sync()).collect()
+        handles.iter().map(|(_, _, h)| Some(h.sync())).collect()
     } else {
-        let per_thread = handles.len().div_ceil(MAX_PARALLEL_FSYNCS);
-        std::thread::scope(|scope| {
-            let running: Vec<_> = handles
-                .chunks(per_thread)
-                .map(|chunk| {
-                    let sync_chunk = move || chunk.iter().map(|(_, _, h)| h.sync()).collect();
-                    (chunk.len(), scope.spawn(sync_chunk))
-                })
-                .collect();
-            running
-                .into_iter()
-                .flat_map(|(len, thread)| {
-                    thread.join().unwrap_or_else(|_| {
-                        (0..len)
-                            .map(|_| {
-                                Err(runnel_storage::LogError::Io {
-                                    path: std::path::PathBuf::new(),
-                                    source: std::io::Error::other("an fsync thread panicked"),
-                                })
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect()
-        })
+        let tasks = handles
+            .iter()
+            .map(|(_, _, h)| {
+                let h = Arc::clone(h);
+                Box::new(move || h.sync()) as Task<runnel_storage::Result<()>>
+            })
+            .collect();
+        pool.run(tasks)
     };
     for ((tp, partition, handle), result) in handles.into_iter().zip(synced) {
+        let result = result.unwrap_or_else(|| {
+            Err(runnel_storage::LogError::Io {
+                path: std::path::PathBuf::new(),
+                source: std::io::Error::other("an fsync task panicked"),
+            })
+        });
         let done = result.and_then(|()| partition.log().mark_synced(&handle));
         if let Err(e) = done {
             tracing::error!(partition = %tp, error = %e, "fsync failed");
@@ -351,6 +348,7 @@ mod tests {
     fn a_round_syncs_every_partition_in_parallel_batches() {
         let dir = tempfile::tempdir().unwrap();
         let manager = PartitionManager::new(dir.path());
+        let pool = FsyncPool::start(MAX_PARALLEL_FSYNCS - 1);
         // More partitions than MAX_PARALLEL_FSYNCS, so some threads sync several.
         let count = i32::try_from(MAX_PARALLEL_FSYNCS * 2 + 3).unwrap();
         manager.open("t", 0..count, &LogConfig::default()).unwrap();
@@ -365,7 +363,7 @@ mod tests {
                 round.push(request(partition, info.last_offset + 1));
             }
         }
-        assert!(flush_round(&round).is_empty());
+        assert!(flush_round(&round, &pool).is_empty());
         for (i, partition) in partitions.iter().enumerate() {
             let log = partition.log();
             let end = i64::try_from(i % 3).unwrap() + 1;
@@ -376,7 +374,7 @@ mod tests {
             );
         }
         // Nothing left to sync: no handle at all, and the round still succeeds.
-        assert!(flush_round(&round).is_empty());
-        assert!(flush_round(&round[..1]).is_empty());
+        assert!(flush_round(&round, &pool).is_empty());
+        assert!(flush_round(&round[..1], &pool).is_empty());
     }
 }

@@ -29,6 +29,7 @@ pub mod context;
 pub mod dispatch;
 pub mod error_codes;
 pub mod flusher;
+mod fsync_pool;
 pub mod groups;
 pub mod handlers;
 pub mod maintenance;
