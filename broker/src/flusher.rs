@@ -1,12 +1,13 @@
 //! Group commit for acks=all: produce requests hand the partitions they appended to one
-//! flusher task, which fsyncs every waiting partition's files in one round and then
+//! flusher thread, which fsyncs every waiting partition's files in one round and then
 //! answers all of them. While a round is on disk new requests queue up and share the next
 //! round, so concurrent producers — across partitions and connections — share fsyncs
 //! instead of each paying for its own.
 //!
 //! A round: take each partition's [`runnel_storage::FlushHandle`] under its log lock
-//! (cheap: cloned file handles), fsync them with no lock held (appends and reads go on),
-//! then record it with `mark_synced`.
+//! (cheap: cloned file handles), fsync them with no lock held (appends and reads go on;
+//! several partitions' fsyncs run at once, see `fsync_pool.rs`), then record it with
+//! `mark_synced`.
 //!
 //! An acknowledgement needs the record bytes on disk, not the indexes: most rounds
 //! fsync only the partitions' `.log` files. A partition whose last full flush (indexes
@@ -14,7 +15,7 @@
 //! the round, which bounds how much a restart after a crash must re-read (see
 //! `runnel_storage::Log::data_flush_handle`).
 //!
-//! The flusher is a thread of its own, not a task: a round blocks on the disk anyway,
+//! The flusher is a thread, not a task: a round blocks on the disk anyway,
 //! and a thread waiting on the queue is woken straight by the producer that enqueues,
 //! with no hop through the blocking pool and back. After answering a round it hands
 //! each synced partition that is running out of preallocated zeros
@@ -66,7 +67,7 @@ struct Request {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// Handle to the flusher task.
+/// Handle to the flusher thread.
 #[derive(Clone)]
 pub struct Flusher {
     tx: mpsc::Sender<Message>,
