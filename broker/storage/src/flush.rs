@@ -85,6 +85,9 @@ impl FlushHandle {
     }
 }
 
+/// The least [`Log::preallocate`] keeps ahead of a segment's end.
+pub const MIN_PREALLOCATE: u64 = 64 * 1024;
+
 impl Log {
     /// Offsets appended since the recovery point (Kafka's `unflushedMessages`).
     pub fn unflushed_messages(&self) -> u64 {
@@ -186,13 +189,22 @@ impl Log {
     /// fsyncs; the next sync carries the zeros. Cheap when enough is still ahead.
     pub fn preallocate(&mut self, ahead: u64) -> Result<()> {
         let limit = self.config.effective_segment_bytes();
+        let ahead = self.preallocation_window(ahead);
         self.segments.active_mut().preallocate(ahead, limit)
+    }
+
+    /// How far ahead to preallocate: as much as the active segment holds, between
+    /// [`MIN_PREALLOCATE`] and `ahead`, so a new segment's first rounds each carry a
+    /// little of zeros rather than all of `ahead` at once.
+    fn preallocation_window(&self, ahead: u64) -> u64 {
+        ahead.min(self.segments.active().size().max(MIN_PREALLOCATE))
     }
 
     /// Whether [`Self::preallocate`] with `ahead` would write zeros now (less than half
     /// of `ahead` is left). No I/O.
     pub fn preallocation_due(&self, ahead: u64) -> bool {
         let limit = self.config.effective_segment_bytes();
+        let ahead = self.preallocation_window(ahead);
         self.segments.active().preallocation_due(ahead, limit)
     }
 
@@ -243,6 +255,34 @@ mod tests {
             flush_ms: 1_000,
             ..LogConfig::default()
         }
+    }
+
+    #[test]
+    fn the_preallocated_window_grows_with_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let active_len = |log: &Log| {
+            let path = log.segments.active().log_path().to_path_buf();
+            std::fs::metadata(path).unwrap().len()
+        };
+        log.append(&simple(1, 1_000, 0), 0, 0).unwrap();
+        let small = log.size_bytes();
+        assert!(log.preallocation_due(1 << 20));
+        log.preallocate(1 << 20).unwrap();
+        // A new segment gets the least window, not all of `ahead`.
+        assert_eq!(active_len(&log), small + MIN_PREALLOCATE);
+        assert!(!log.preallocation_due(1 << 20));
+        // Once it holds more than that, the window is what it holds, up to `ahead`.
+        while log.size_bytes() < 3 * MIN_PREALLOCATE {
+            log.append(&simple(8, 8_000, 0), 0, 0).unwrap();
+        }
+        let held = log.size_bytes();
+        assert!(log.preallocation_due(1 << 20));
+        log.preallocate(1 << 20).unwrap();
+        assert_eq!(active_len(&log), 2 * held);
+        log.preallocate(MIN_PREALLOCATE).unwrap();
+        assert_eq!(active_len(&log), 2 * held);
+        assert_eq!(log.size_bytes(), held);
     }
 
     #[test]

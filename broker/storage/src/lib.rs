@@ -62,7 +62,7 @@ pub use batch::{BatchHeader, BATCH_HEADER_LEN};
 pub use cleaner::CompactionOutcome;
 pub use config::CleanupPolicy;
 pub use error::{CorruptReason, InvalidReason, LogError, Result};
-pub use flush::FlushHandle;
+pub use flush::{FlushHandle, MIN_PREALLOCATE};
 pub use log::{AppendInfo, Log, LogConfig, ReadSlice, TimestampType};
 pub use region::{FileRegion, FileSlice};
 pub use retention::RetentionOutcome;
