@@ -227,9 +227,7 @@ fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, S
     }
     let mut failures = HashMap::new();
     let mut handles = Vec::with_capacity(wanted.len());
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = crate::handlers::produce::now_ms();
     for (tp, (partition, _)) in &wanted {
         match partition
             .log()
@@ -244,22 +242,19 @@ fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, S
     }
     // Each partition's fsync waits on the disk, not the CPU: issued together, the
     // device and the filesystem journal can serve them in one go.
+    // A round of one partition syncs on this thread (see `FsyncPool::run`).
     let handles: Vec<_> = handles
         .into_iter()
         .map(|(tp, partition, handle)| (tp, partition, Arc::new(handle)))
         .collect();
-    let synced: Vec<_> = if handles.len() <= 1 {
-        handles.iter().map(|(_, _, h)| Some(h.sync())).collect()
-    } else {
-        let tasks = handles
-            .iter()
-            .map(|(_, _, h)| {
-                let h = Arc::clone(h);
-                Box::new(move || h.sync()) as Task<runnel_storage::Result<()>>
-            })
-            .collect();
-        pool.run(tasks)
-    };
+    let tasks = handles
+        .iter()
+        .map(|(_, _, h)| {
+            let h = Arc::clone(h);
+            Box::new(move || h.sync()) as Task<runnel_storage::Result<()>>
+        })
+        .collect();
+    let synced = pool.run(tasks);
     for ((tp, partition, handle), result) in handles.into_iter().zip(synced) {
         let result = result.unwrap_or_else(|| {
             Err(runnel_storage::LogError::Io {

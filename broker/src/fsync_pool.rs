@@ -42,8 +42,9 @@ impl FsyncPool {
     }
 
     /// Runs every task and returns their results in order: `None` for a task that
-    /// panicked. Tasks are dealt round-robin to the threads and to the caller, which
-    /// runs its share while the others run theirs.
+    /// panicked. Tasks are dealt round-robin to the caller and the threads, the caller
+    /// first (a single task never leaves its thread); it runs its share while the
+    /// others run theirs.
     pub(crate) fn run<T: Send + 'static>(&self, tasks: Vec<Task<T>>) -> Vec<Option<T>> {
         let count = tasks.len();
         let (done, results) = channel::<(usize, T)>();
@@ -57,7 +58,8 @@ impl FsyncPool {
                     let _ = done.send((i, result));
                 }
             });
-            match self.workers.get(i % slots) {
+            // Slot 0 is the caller's.
+            match (i % slots).checked_sub(1).and_then(|w| self.workers.get(w)) {
                 // A worker that is gone hands the job back: the caller runs it.
                 Some(worker) => {
                     if let Err(returned) = worker.send(job) {
@@ -111,7 +113,7 @@ mod tests {
     #[test]
     fn a_panicking_task_is_reported_and_the_caller_goes_on() {
         let pool = FsyncPool::start(2);
-        // Task 1 runs on a thread, task 2 on the caller.
+        // Tasks 1 and 2 run on the threads, tasks 0 and 3 on the caller.
         let tasks: Vec<Task<u8>> = vec![
             Box::new(|| 0),
             Box::new(|| panic!("an fsync task failed")),

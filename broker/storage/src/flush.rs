@@ -167,20 +167,28 @@ impl Log {
         if handle.full {
             return self.mark_flushed(handle.upto_offset);
         }
-        let valid = handle
-            .upto_offset
+        if let Some(valid) = self.synced_past(handle.upto_offset, self.data_synced) {
+            self.data_synced = valid;
+        }
+        Ok(())
+    }
+
+    /// How far a synced handle with this `upto_offset` makes the log durable (never
+    /// past the log end nor past a handle a truncation has invalidated), or `None`
+    /// when that is not past `floor`. When it is, clears `dir_dirty` if the handle
+    /// covered the directory: a segment created after the handle was taken starts at
+    /// or past its offset; one created before it had its directory entry fsynced by it.
+    fn synced_past(&mut self, upto_offset: i64, floor: i64) -> Option<i64> {
+        let valid = upto_offset
             .min(self.flush_handle_upto.load(Ordering::Acquire))
             .min(self.log_end_offset());
-        if valid <= self.data_synced {
-            return Ok(());
+        if valid <= floor {
+            return None;
         }
-        // As in `mark_flushed`: segments created before the handle had their
-        // directory entries fsynced by it.
         if self.segments.active().base_offset() < valid {
             self.dir_dirty = false;
         }
-        self.data_synced = valid;
-        Ok(())
+        Some(valid)
     }
 
     /// Writes zeros ahead of the active segment's end, up to `ahead` bytes (never past
@@ -188,24 +196,24 @@ impl Log {
     /// write only data (see `segment.rs`). For partitions whose producers wait for
     /// fsyncs; the next sync carries the zeros. Cheap when enough is still ahead.
     pub fn preallocate(&mut self, ahead: u64) -> Result<()> {
-        let limit = self.config.effective_segment_bytes();
-        let ahead = self.preallocation_window(ahead);
-        self.segments.active_mut().preallocate(ahead, limit)
+        let (window, limit) = self.preallocation_window(ahead);
+        self.segments.active_mut().preallocate(window, limit)
     }
 
-    /// How far ahead to preallocate: as much as the active segment holds, between
-    /// [`MIN_PREALLOCATE`] and `ahead`, so a new segment's first rounds each carry a
-    /// little of zeros rather than all of `ahead` at once.
-    fn preallocation_window(&self, ahead: u64) -> u64 {
-        ahead.min(self.segments.active().size().max(MIN_PREALLOCATE))
+    /// How far ahead to preallocate, and the file length not to pass (`segment.bytes`):
+    /// as much as the active segment holds, between [`MIN_PREALLOCATE`] and `ahead`, so
+    /// a new segment's first rounds each carry a little of zeros rather than all of
+    /// `ahead` at once.
+    fn preallocation_window(&self, ahead: u64) -> (u64, u64) {
+        let window = ahead.min(self.segments.active().size().max(MIN_PREALLOCATE));
+        (window, self.config.effective_segment_bytes())
     }
 
     /// Whether [`Self::preallocate`] with `ahead` would write zeros now (less than half
     /// of `ahead` is left). No I/O.
     pub fn preallocation_due(&self, ahead: u64) -> bool {
-        let limit = self.config.effective_segment_bytes();
-        let ahead = self.preallocation_window(ahead);
-        self.segments.active().preallocation_due(ahead, limit)
+        let (window, limit) = self.preallocation_window(ahead);
+        self.segments.active().preallocation_due(window, limit)
     }
 
     /// Every offset below this has its record bytes fsynced (at least
@@ -218,17 +226,9 @@ impl Log {
     /// recovery point (never past the log end, nor past a handle a truncation has
     /// invalidated, nor backwards) and snapshots producer state when a segment rolled.
     pub fn mark_flushed(&mut self, upto_offset: i64) -> Result<()> {
-        let valid = upto_offset
-            .min(self.flush_handle_upto.load(Ordering::Acquire))
-            .min(self.log_end_offset());
-        if valid <= self.recovery_point {
+        let Some(valid) = self.synced_past(upto_offset, self.recovery_point) else {
             return Ok(());
-        }
-        // A segment created after the handle was taken starts at or past its offset;
-        // one created before it had its directory entry fsynced by the handle.
-        if self.segments.active().base_offset() < valid {
-            self.dir_dirty = false;
-        }
+        };
         checkpoint::write_offset(&self.dir, RECOVERY_POINT_FILE, valid, Durability::OldOrNew)?;
         self.recovery_point = valid;
         self.data_synced = self.data_synced.max(valid);

@@ -209,7 +209,7 @@ pub(crate) fn scan_segment(
     if position == file_len {
         return Ok(false);
     }
-    if all_zero(&file, position, file_len).map_err(LogError::io(&path))? {
+    if all_zero(&file, &mut chunk, position, file_len).map_err(LogError::io(&path))? {
         // Zeros written ahead of the appends (segment.rs): the end of the data, not a
         // damaged batch. Later segments stay.
         tracing::debug!(segment = %path.display(), position, zero_bytes = file_len - position, "cutting the preallocated tail");
@@ -227,10 +227,9 @@ pub(crate) fn scan_segment(
     Ok(true)
 }
 
-/// Whether `file` holds only zero bytes from `from` to `to` (reads stop at the first
-/// other byte).
-fn all_zero(file: &File, from: u64, to: u64) -> io::Result<bool> {
-    let mut buf = vec![0u8; SCAN_BUFFER];
+/// Whether `file` holds only zero bytes from `from` to `to`, read through `buf`
+/// (reads stop at the first other byte).
+fn all_zero(file: &File, buf: &mut [u8], from: u64, to: u64) -> io::Result<bool> {
     let mut position = from;
     while position < to {
         let want = usize::try_from(to - position).map_or(buf.len(), |n| n.min(buf.len()));

@@ -176,18 +176,17 @@ impl LogSegment {
             .map_err(LogError::io(&self.log_path))
     }
 
-    /// Second handles on the `.log` and both index files, so they can be fsynced
-    /// without the log's lock (see [`crate::FlushHandle`]).
-    /// A second handle on the `.log` file alone.
+    /// A second handle on the `.log` file alone, so it can be fsynced without the
+    /// log's lock (see [`crate::FlushHandle`]).
     pub(crate) fn clone_log_handle(&self) -> Result<(PathBuf, File)> {
         let log = self.log.try_clone().map_err(LogError::io(&self.log_path))?;
         Ok((self.log_path.to_path_buf(), log))
     }
 
+    /// Second handles on the `.log` and both index files.
     pub(crate) fn clone_handles(&self) -> Result<Vec<(PathBuf, File)>> {
-        let log = self.log.try_clone().map_err(LogError::io(&self.log_path))?;
         Ok(vec![
-            (self.log_path.to_path_buf(), log),
+            self.clone_log_handle()?,
             self.offset_index.clone_handle()?,
             self.time_index.clone_handle()?,
         ])
@@ -263,10 +262,9 @@ impl LogSegment {
     /// a steady writer pays for it once per `ahead / 2` bytes. Does not fsync: the
     /// next fsync of the file carries the zeros and the new length.
     pub(crate) fn preallocate(&mut self, ahead: u64, limit: u64) -> Result<()> {
-        if !self.preallocation_due(ahead, limit) {
+        let Some(target) = self.preallocation_target(ahead, limit) else {
             return Ok(());
-        }
-        let target = self.size.saturating_add(ahead).min(limit.max(self.size));
+        };
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         let mut position = self.allocated;
         while position < target {
@@ -285,8 +283,14 @@ impl LogSegment {
 
     /// Whether [`Self::preallocate`] with these arguments would write zeros now.
     pub(crate) fn preallocation_due(&self, ahead: u64, limit: u64) -> bool {
+        self.preallocation_target(ahead, limit).is_some()
+    }
+
+    /// The file length [`Self::preallocate`] would extend the file to now, if any.
+    fn preallocation_target(&self, ahead: u64, limit: u64) -> Option<u64> {
         let target = self.size.saturating_add(ahead).min(limit.max(self.size));
-        self.allocated < self.size.saturating_add(ahead / 2) && target > self.allocated
+        let due = self.allocated < self.size.saturating_add(ahead / 2) && target > self.allocated;
+        due.then_some(target)
     }
 
     /// Cuts zeros written ahead by [`Self::preallocate`], so the file ends at the last
