@@ -326,7 +326,10 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert_eq!(a.log().size_bytes(), size_a);
-        assert_eq!(metrics.flush_duration.get_sample_count(), 1);
+        // Each round is timed: one, or two when the thread woke for the first
+        // partition before the second was queued (they are separate messages).
+        let rounds = metrics.flush_duration.get_sample_count();
+        assert!((1..=2).contains(&rounds), "{rounds} rounds");
 
         // Queued before the stop: answered. After it: refused, never left waiting.
         let end_a = a.log().append(&test_batch(1), 0, 0).unwrap().last_offset + 1;
