@@ -36,6 +36,9 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The compiled-in request layouts do not parse (a defect of the build).
+    #[error(transparent)]
+    RequestLayouts(#[from] crate::bounds::SchemaError),
 }
 
 /// The metadata log and the image it builds, changed together under one lock.

@@ -29,6 +29,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 use tracing::{debug, info_span, Instrument};
 
+use crate::bounds;
 use crate::connection::Frame;
 use crate::context::BrokerContext;
 use crate::error_codes::UNSUPPORTED_VERSION;
@@ -141,7 +142,7 @@ macro_rules! routes {
 
         async fn route(ctx: Arc<BrokerContext>, key: ApiKey, header: RequestHeader, body: Bytes, client_host: Arc<str>) -> Reply {
             match key {
-                $( ApiKey::$key => call::<$req, response_type!($req $(, $resp)?), _, _, _>(ctx, header, body, client_host, $handler, $silent).await, )*
+                $( ApiKey::$key => call::<$req, response_type!($req $(, $resp)?), _, _, _>(ctx, stringify!($key), header, body, client_host, $handler, $silent).await, )*
                 _ => unsupported(header.correlation_id),
             }
         }
@@ -276,6 +277,7 @@ fn peek_header(bytes: &[u8]) -> Option<(i16, i16, i32)> {
 
 async fn call<Req, Resp, F, Fut, Out>(
     ctx: Arc<BrokerContext>,
+    api: &'static str,
     header: RequestHeader,
     mut body: Bytes,
     client_host: Arc<str>,
@@ -290,6 +292,11 @@ where
     Out: Into<Answer<Resp>>,
 {
     let version = header.request_api_version;
+    // The codec reserves memory from counts on the wire: bound them all first.
+    if let Err(e) = bounds::check_request(api, version, &body) {
+        debug!(error = %e, "request body out of bounds; closing the connection");
+        return Reply::Close;
+    }
     let request = match Req::decode(&mut body, version) {
         Ok(r) => r,
         Err(e) => {

@@ -10,6 +10,7 @@
 //! | `connection`   | bounded framing, pipelined requests answered in order          |
 //! | `sendfile`     | writing a frame of bytes and file regions (`sendfile(2)`)      |
 //! | `dispatch`     | the API table; ApiVersions is generated from it                |
+//! | `bounds`       | every length and count in a request checked before decoding    |
 //! | `handlers`     | one file per Kafka API                                         |
 //! | `context`      | `BrokerContext`: the only door to metadata, logs and limits    |
 //! | `maintenance`  | retention, compaction and the flush policy in the background   |
@@ -22,6 +23,7 @@
 //! | `records`      | reading records inside batches (timestamps for ListOffsets)    |
 //! | `error_codes`  | storage errors to Kafka error codes, in one place              |
 
+pub mod bounds;
 pub mod config;
 pub mod config_file;
 pub mod connection;

@@ -46,6 +46,8 @@ impl Broker {
         config: BrokerConfig,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
+        // Every request is checked against these: a broker without them must not start.
+        crate::bounds::messages()?;
         let status = Arc::new(BrokerStatus::new());
         let metrics = Arc::new(
             Metrics::new()
