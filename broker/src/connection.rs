@@ -8,8 +8,9 @@
 //! | 4..   | header + body                              |
 //!
 //! The size is checked against `socket.request.max.bytes` (and for being negative)
-//! before a byte of the body is allocated, and the body's bytes are taken from the
-//! broker-wide `queued.max.request.bytes` budget until the request is answered.
+//! before a byte of the body is allocated, and the body's buffer is taken from the
+//! broker-wide `queued.max.request.bytes` budget as its bytes arrive, until the request
+//! is answered.
 //! Requests are read ahead (pipelining) and handled one at a time, in the order they came.
 //! Answers waiting to be written are bounded by the in-flight limit; a Fetch answer
 //! holds its records only as file regions (see `sendfile`), so its size in memory does
@@ -17,7 +18,7 @@
 
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -48,6 +49,9 @@ pub enum FrameError {
     /// The peer closed the connection in the middle of a frame.
     #[error("connection closed in the middle of a frame")]
     Truncated,
+    /// No request budget (`queued.max.request.bytes`) came free for the frame in time.
+    #[error("queued.max.request.bytes stayed exhausted while the frame arrived")]
+    BudgetExhausted,
     /// A socket error.
     #[error("socket error: {0}")]
     Io(#[from] std::io::Error),
@@ -64,10 +68,28 @@ pub struct Frame {
 }
 
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+///
+/// The frame's buffer grows with the bytes that actually arrive, and each growth first
+/// takes its size from the shared `budget`: a client that announces a large frame and
+/// then trickles holds only what it sent (at most twice that, and at least the first
+/// 64 KiB), so a few such clients cannot starve every other connection of the budget.
+/// A frame that waits longer than [`BUDGET_WAIT`] for more budget mid-way is dropped
+/// with its connection: partial frames holding all of the budget between them would
+/// otherwise wait for each other forever.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     max: u32,
     budget: &Arc<Semaphore>,
+) -> Result<Option<Frame>, FrameError> {
+    read_frame_waiting(reader, max, budget, BUDGET_WAIT).await
+}
+
+/// [`read_frame`] with the longest wait for budget given.
+async fn read_frame_waiting<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: u32,
+    budget: &Arc<Semaphore>,
+    wait: std::time::Duration,
 ) -> Result<Option<Frame>, FrameError> {
     let mut size_buf = [0u8; 4];
     match reader.read_exact(&mut size_buf).await {
@@ -76,32 +98,50 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         Err(e) => return Err(e.into()),
     }
     let size = i32::from_be_bytes(size_buf);
-    let len = checked_frame_len(size, max)?;
-    // The budget is at least `max` (checked at start-up), so this cannot wait forever;
-    // a closed semaphore means shutdown.
-    let permit = Arc::clone(budget)
-        .acquire_many_owned(len)
-        .await
-        .map_err(|_| FrameError::Truncated)?;
-    // Grow with the bytes that actually arrive: a client that announces a large frame and
-    // then trickles or stops costs only what it sent.
-    let len = len as usize;
-    let mut body = BytesMut::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
+    let len = checked_frame_len(size, max)? as usize;
+    let first = len.min(INITIAL_FRAME_CAPACITY);
+    // The budget is at least `max` (checked at start-up), so one frame alone always fits.
+    let mut permit = take_budget(budget, first, wait).await?;
+    // A Vec, not a BytesMut: `reserve_exact` keeps the buffer at what the budget paid for.
+    let mut body: Vec<u8> = Vec::with_capacity(first);
     while body.len() < len {
         let want = len - body.len();
         if body.capacity() == body.len() {
-            body.reserve(want.min(body.len().max(INITIAL_FRAME_CAPACITY)));
+            // Double, up to the frame's size.
+            let grow = want.min(body.len().max(INITIAL_FRAME_CAPACITY));
+            permit.merge(take_budget(budget, grow, wait).await?);
+            body.reserve_exact(grow);
         }
-        let n = reader.read_buf(&mut (&mut body).limit(want)).await?;
+        let room = want.min(body.capacity() - body.len());
+        let n = reader.read_buf(&mut (&mut body).limit(room)).await?;
         if n == 0 {
             return Err(FrameError::Truncated);
         }
     }
     Ok(Some(Frame {
-        bytes: body.freeze(),
+        bytes: Bytes::from(body),
         _permit: permit,
         arrived: std::time::Instant::now(),
     }))
+}
+
+/// How long a frame may wait for budget before its connection is closed.
+pub const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes `bytes` of the request budget, waiting at most `wait`.
+async fn take_budget(
+    budget: &Arc<Semaphore>,
+    bytes: usize,
+    wait: std::time::Duration,
+) -> Result<OwnedSemaphorePermit, FrameError> {
+    // `bytes` is at most a frame's length, which is a u32.
+    let n = u32::try_from(bytes).map_err(|_| FrameError::BudgetExhausted)?;
+    match tokio::time::timeout(wait, Arc::clone(budget).acquire_many_owned(n)).await {
+        Ok(Ok(permit)) => Ok(permit),
+        // A closed semaphore means shutdown.
+        Ok(Err(_)) => Err(FrameError::Truncated),
+        Err(_) => Err(FrameError::BudgetExhausted),
+    }
 }
 
 /// Validates a size prefix: not negative, at most `max`.
@@ -241,6 +281,7 @@ impl Drop for ConnectionGauge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[test]
     fn frame_length_bounds() {
@@ -287,5 +328,61 @@ mod tests {
         let res = read_frame(&mut input, 100, &budget).await;
         assert!(matches!(res, Err(FrameError::TooLarge { .. })));
         assert_eq!(budget.available_permits(), 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_trickling_frame_holds_budget_for_what_it_sent() {
+        let total = 300 << 20;
+        let budget = Arc::new(Semaphore::new(total));
+        let (mut client, mut server) = tokio::io::duplex(1 << 16);
+        let announced: i32 = 100 << 20;
+        client.write_all(&announced.to_be_bytes()).await.unwrap();
+        client.write_all(b"x").await.unwrap();
+        let reading = {
+            let budget = Arc::clone(&budget);
+            tokio::spawn(async move {
+                read_frame(&mut server, 200 << 20, &budget)
+                    .await
+                    .map(|f| f.map(|f| f.bytes.len()))
+            })
+        };
+        // The reader has taken its first share and waits for more bytes.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while budget.available_permits() == total {
+            assert!(tokio::time::Instant::now() < deadline, "no budget taken");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(budget.available_permits(), total - INITIAL_FRAME_CAPACITY);
+        // Sending the rest takes the rest, and the whole frame arrives.
+        let rest = vec![7u8; (announced as usize) - 1];
+        client.write_all(&rest).await.unwrap();
+        let got = reading.await.unwrap().unwrap();
+        assert_eq!(got, Some(announced as usize));
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_cannot_get_budget_in_time_is_dropped() {
+        let budget = Arc::new(Semaphore::new(1 << 20));
+        // Someone else holds all but 64 KiB.
+        let _held = Arc::clone(&budget)
+            .acquire_many_owned((1 << 20) - INITIAL_FRAME_CAPACITY as u32)
+            .await
+            .unwrap();
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        let announced: i32 = 512 << 10;
+        client.write_all(&announced.to_be_bytes()).await.unwrap();
+        client
+            .write_all(&vec![1u8; INITIAL_FRAME_CAPACITY])
+            .await
+            .unwrap();
+        let wait = std::time::Duration::from_millis(100);
+        let res = read_frame_waiting(&mut server, 1 << 20, &budget, wait).await;
+        assert!(
+            matches!(res, Err(FrameError::BudgetExhausted)),
+            "{:?}",
+            res.err()
+        );
+        // Its share went back.
+        assert_eq!(budget.available_permits(), INITIAL_FRAME_CAPACITY);
     }
 }
