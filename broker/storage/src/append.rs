@@ -4,11 +4,14 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::batch::{self, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use crate::compression::Codec;
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{CorruptReason, InvalidReason, LogError, Result};
 use crate::log::{AppendInfo, Log};
 use crate::producer_state::{ProducerEntry, ProducerStateManager, Verdict};
+use crate::records::{MAX_DECOMPRESSED_RECORDS_BYTES, MIN_RECORD_LEN};
 use crate::segment::LogSegment;
+use crate::validate::{self, BatchBytes};
 
 /// What to do with a payload once every batch is checked.
 enum Plan {
@@ -20,7 +23,7 @@ enum Plan {
 
 /// One batch of a payload, checked and given its offsets, not yet written.
 struct PlannedBatch {
-    range: Range<usize>,
+    bytes: BatchBytes,
     header: BatchHeader,
     base_offset: i64,
     /// The producer's entry once this batch is written.
@@ -29,8 +32,11 @@ struct PlannedBatch {
 
 /// Splits a produce payload into batches, validating each one's framing and header:
 /// length bounds (≥ 61, ≤ `max.message.bytes` and `segment.bytes`, inside the buffer),
-/// magic 2, CRC-32C, `recordCount ≥ 1` and `lastOffsetDelta == recordCount - 1`.
-/// Nothing is allocated from a length before it is checked.
+/// magic 2, CRC-32C, a codec Kafka defines, `recordCount ≥ 1`,
+/// `lastOffsetDelta == recordCount - 1`, and a record count the batch can hold: at
+/// most one record per `MIN_RECORD_LEN` (7) bytes of the records region, or of
+/// [`MAX_DECOMPRESSED_RECORDS_BYTES`] for a compressed batch. Nothing is allocated
+/// from a length or a count before it is checked.
 pub(crate) fn split_batches(
     records: &[u8],
     config: &LogConfig,
@@ -86,24 +92,85 @@ pub(crate) fn split_batches(
                 record_count: header.record_count,
             }));
         }
+        check_record_count(&header)?;
         batches.push((start..start + total, header));
         start += total;
     }
     Ok(batches)
 }
 
+/// The most records `header`'s batch can hold, and an error if it claims more (see
+/// [`split_batches`]). Also refuses a codec id Kafka does not define.
+fn check_record_count(header: &BatchHeader) -> Result<()> {
+    let room = match Codec::from_id(header.compression()) {
+        None => header.total_len().saturating_sub(BATCH_HEADER_LEN),
+        Some(Ok(_)) => MAX_DECOMPRESSED_RECORDS_BYTES,
+        Some(Err(_)) => {
+            return Err(LogError::invalid(InvalidReason::UnknownCodec {
+                id: header.compression(),
+            }))
+        }
+    };
+    let max = (room / MIN_RECORD_LEN) as u64;
+    // record_count >= 1 was checked, so the conversion cannot fail.
+    let claimed = u64::try_from(header.record_count).unwrap_or(u64::MAX);
+    if claimed > max {
+        return Err(LogError::invalid(InvalidReason::RecordCountTooLarge {
+            record_count: header.record_count,
+            max,
+        }));
+    }
+    Ok(())
+}
+
 impl Log {
+    /// Whether appending `records` decompresses or parses records: the topic is
+    /// compacted (keys are checked), its `compression.type` names a codec, or a batch
+    /// is compressed (its records are validated). That is CPU work in proportion to
+    /// the decompressed size, which an async caller should do off its runtime's
+    /// threads; otherwise append only reads headers and copies bytes. A payload too
+    /// malformed to walk gives `false` (append refuses it from its headers).
+    pub fn append_decodes_records(&self, records: &[u8]) -> bool {
+        if self.config.cleanup_policy.compacts()
+            || self.config.compression_type.target(None).is_some()
+        {
+            return true;
+        }
+        let mut start = 0usize;
+        while let Some(rest) = records.get(start..).filter(|r| r.len() >= BATCH_HEADER_LEN) {
+            // The codec: the low three bits of the attributes' second byte.
+            if rest[22] & 0x07 != 0 {
+                return true;
+            }
+            let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+            let Some(next) = usize::try_from(length)
+                .ok()
+                .and_then(|len| len.checked_add(LOG_OVERHEAD))
+                .and_then(|total| start.checked_add(total))
+            else {
+                return false;
+            };
+            start = next;
+        }
+        false
+    }
+
     /// Appends the record batches of one produce payload (the raw `records` of one
     /// partition).
     ///
-    /// Every batch is validated before any is written (see [`crate::BatchHeader`] for
-    /// the checks; failures are `CorruptRecord`, `InvalidRecord` or `RecordTooLarge`).
+    /// Every batch is validated before any is written (see [`crate::BatchHeader`] and
+    /// `split_batches` for the header checks; failures are `CorruptRecord`,
+    /// `InvalidRecord` or `RecordTooLarge`), then its records where the batch or the
+    /// topic calls for it (see the `validate` module: compressed batches are
+    /// decompressed, within a bound, and parsed; a compacted topic refuses records
+    /// without a key with `RejectedRecords`; a batch whose codec is not the topic's
+    /// `compression.type` is re-compressed, keeping its offsets, timestamps and
+    /// producer fields).
     /// Offsets are assigned from the log end offset by patching each batch's base
     /// offset; the partition leader epoch is set to `leader_epoch` unless that is
     /// negative (then the producer's value is kept). Under `LogAppendTime` the max
     /// timestamp becomes `now_ms`, the timestamp-type bit is set and the CRC recomputed;
-    /// otherwise the bytes are stored as received (compressed batches are never
-    /// decompressed).
+    /// otherwise the bytes are stored as received, or as re-compressed.
     ///
     /// Idempotent batches (producer id ≥ 0, not control batches) are checked in order
     /// as Kafka's `ProducerStateManager` does: a retry of one of the producer's last five
@@ -121,6 +188,7 @@ impl Log {
     /// of the payload may have been appended; the log stays consistent.
     pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let batches = split_batches(records, &self.config)?;
+        let batches = validate::check_batches(records, batches, &self.config)?;
         let plan = match self.plan(batches)? {
             Plan::Write(plan) => plan,
             Plan::Duplicate(info) => return Ok(info),
@@ -130,8 +198,11 @@ impl Log {
         let first_offset = plan
             .first()
             .map_or(self.log_end_offset(), |p| p.base_offset);
-        for planned in plan {
-            let bytes = &mut buf[planned.range.clone()];
+        for mut planned in plan {
+            let bytes: &mut [u8] = match &mut planned.bytes {
+                BatchBytes::Payload(range) => &mut buf[range.clone()],
+                BatchBytes::Rewritten(rewritten) => rewritten,
+            };
             batch::set_base_offset(bytes, planned.base_offset);
             let mut header = BatchHeader {
                 base_offset: planned.base_offset,
@@ -164,11 +235,11 @@ impl Log {
     }
 
     /// Assigns offsets and checks producer state for every batch, writing nothing.
-    fn plan(&self, batches: Vec<(Range<usize>, BatchHeader)>) -> Result<Plan> {
+    fn plan(&self, batches: Vec<(BatchBytes, BatchHeader)>) -> Result<Plan> {
         let mut next_offset = self.log_end_offset();
         let mut staged: HashMap<i64, ProducerEntry> = HashMap::new();
         let mut plan = Vec::with_capacity(batches.len());
-        for (range, header) in batches {
+        for (bytes, header) in batches {
             let base_offset = next_offset;
             next_offset = base_offset
                 .checked_add(i64::from(header.record_count))
@@ -208,7 +279,7 @@ impl Log {
                 None
             };
             plan.push(PlannedBatch {
-                range,
+                bytes,
                 header,
                 base_offset,
                 producer,
@@ -244,7 +315,12 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{batch, idempotent, simple, BatchSpec};
+    use crate::config::{CleanupPolicy, CompressionType};
+    use crate::error::{RecordError, RecordErrorReason};
+    use crate::testutil::{
+        batch, batch_with_region, compressed, idempotent, keyed_batch, simple, zeros_record,
+        BatchSpec,
+    };
     use std::path::Path;
 
     fn open(dir: &Path, config: LogConfig) -> Log {
@@ -383,6 +459,245 @@ mod tests {
                 reason: InvalidReason::MissingSequence { producer_id: 5 }
             })
         ));
+    }
+
+    #[test]
+    fn record_count_must_fit_the_records_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        // 70 bytes of records hold at most 10 records of 7 bytes.
+        for (count, accepted) in [(9, true), (10, true), (11, false), (i32::MAX, false)] {
+            let mut b = simple(1, 70, 0);
+            b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            let crc = batch::compute_crc(&b);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let got = log.append(&b, 0, 0);
+            if accepted {
+                got.unwrap();
+                continue;
+            }
+            assert!(
+                matches!(
+                    got,
+                    Err(LogError::InvalidRecord {
+                        reason: InvalidReason::RecordCountTooLarge { record_count, max: 10 }
+                    }) if record_count == count
+                ),
+                "{count}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), 19);
+    }
+
+    #[test]
+    fn compressed_record_count_is_bounded_by_the_decompression_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let max = (MAX_DECOMPRESSED_RECORDS_BYTES / MIN_RECORD_LEN) as i32;
+        let real = compressed(&keyed_batch(&[(Some("k"), Some("v"))], 0), Codec::Lz4);
+        let claiming = |count: i32| {
+            let mut b = real.clone();
+            b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            let crc = batch::compute_crc(&b);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            b
+        };
+        log.append(&claiming(1), 0, 0).unwrap();
+        // Within the bound the header passes; the records then do not match it.
+        for count in [max - 1, max] {
+            assert!(
+                matches!(
+                    log.append(&claiming(count), 0, 0),
+                    Err(LogError::InvalidRecord {
+                        reason: InvalidReason::MalformedRecords
+                    })
+                ),
+                "{count}"
+            );
+        }
+        for count in [max + 1, i32::MAX] {
+            assert!(
+                matches!(
+                    log.append(&claiming(count), 0, 0),
+                    Err(LogError::InvalidRecord {
+                        reason: InvalidReason::RecordCountTooLarge { max: m, .. }
+                    }) if m == max as u64
+                ),
+                "{count}"
+            );
+        }
+        assert_eq!(log.log_end_offset(), 1);
+    }
+
+    #[test]
+    fn decompressed_size_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let limit = MAX_DECOMPRESSED_RECORDS_BYTES;
+        for (region_len, accepted) in [(limit - 1, true), (limit, true), (limit + 1, false)] {
+            // One record of zeros: 13 bytes of framing at this size.
+            let region = zeros_record(region_len - 13);
+            assert_eq!(region.len(), region_len);
+            let b = compressed(&batch_with_region(&region, 1), Codec::Zstd);
+            drop(region);
+            assert!(b.len() < 64 * 1024, "zeros compress well");
+            let got = log.append(&b, 0, 0);
+            if accepted {
+                got.unwrap();
+            } else {
+                assert!(
+                    matches!(
+                        got,
+                        Err(LogError::InvalidRecord {
+                            reason: InvalidReason::DecompressedTooLarge {
+                                codec: Codec::Zstd,
+                                limit: l
+                            }
+                        }) if l == limit
+                    ),
+                    "{region_len}"
+                );
+            }
+        }
+        assert_eq!(log.log_end_offset(), 2);
+    }
+
+    #[test]
+    fn unknown_codecs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        for id in 5..=7 {
+            let b = batch(&BatchSpec {
+                attributes: id,
+                ..BatchSpec::default()
+            });
+            assert!(matches!(
+                log.append(&b, 0, 0),
+                Err(LogError::InvalidRecord {
+                    reason: InvalidReason::UnknownCodec { id: i }
+                }) if i16::from(i) == id
+            ));
+        }
+        assert_eq!(log.log_end_offset(), 0);
+    }
+
+    #[test]
+    fn batches_are_stored_with_the_topics_codec() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            compression_type: CompressionType::Zstd,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), config);
+        let plain = keyed_batch(&[(Some("a"), Some("1")), (Some("b"), Some("2"))], 500);
+        let region = &plain[BATCH_HEADER_LEN..];
+        let zstd = compressed(&plain, Codec::Zstd);
+        for b in [compressed(&plain, Codec::Lz4), plain.clone(), zstd.clone()] {
+            log.append(&b, 3, 0).unwrap();
+        }
+        assert_eq!(log.log_end_offset(), 6);
+        let stored = log.read(0, 1 << 20, false).unwrap().bytes;
+        let mut at = 0;
+        for base_offset in [0, 2, 4] {
+            let h = BatchHeader::parse(&stored[at..]).unwrap();
+            let bytes = &stored[at..at + h.total_len()];
+            h.validate_crc(bytes).unwrap();
+            assert_eq!(
+                (h.base_offset, h.compression(), h.partition_leader_epoch),
+                (base_offset, 4, 3)
+            );
+            assert_eq!(
+                (h.base_timestamp, h.max_timestamp, h.record_count),
+                (500, 500, 2)
+            );
+            let mut scratch = Vec::new();
+            let got = crate::records::region(bytes, &h, 1 << 20, &mut scratch).unwrap();
+            assert_eq!(got, region);
+            at += h.total_len();
+        }
+        // A batch already in the topic's codec is stored as received.
+        assert_eq!(stored[at - zstd.len() + 16..], zstd[16..]);
+
+        // Stored uncompressed, a batch may outgrow max.message.bytes: refused.
+        log.set_config(LogConfig {
+            compression_type: CompressionType::Uncompressed,
+            max_message_bytes: 1_000,
+            ..LogConfig::default()
+        });
+        let big = compressed(&batch_with_region(&zeros_record(2_000), 1), Codec::Gzip);
+        assert!(big.len() < 1_000);
+        assert!(matches!(
+            log.append(&big, 0, 0),
+            Err(LogError::RecordTooLarge { max: 1_000, .. })
+        ));
+        assert_eq!(log.log_end_offset(), 6);
+    }
+
+    #[test]
+    fn compacted_topics_refuse_keyless_records_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), config);
+        let good = keyed_batch(&[(Some("a"), Some("1"))], 0);
+        let bad = keyed_batch(&[(Some("b"), Some("2")), (None, Some("3"))], 0);
+        for payload in [
+            [good.clone(), bad.clone()].concat(),
+            [good.clone(), compressed(&bad, Codec::Snappy)].concat(),
+        ] {
+            match log.append(&payload, 0, 0) {
+                Err(LogError::RejectedRecords { errors }) => assert_eq!(
+                    errors,
+                    [RecordError {
+                        batch_index: 1,
+                        reason: RecordErrorReason::MissingKey
+                    }]
+                ),
+                other => panic!("expected rejected records, got {other:?}"),
+            }
+        }
+        assert_eq!((log.log_end_offset(), log.size_bytes()), (0, 0));
+        log.append(&good, 0, 0).unwrap();
+        assert_eq!(log.log_end_offset(), 1);
+    }
+
+    #[test]
+    fn append_says_when_it_decodes_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path(), LogConfig::default());
+        let plain = keyed_batch(&[(Some("a"), Some("1"))], 0);
+        let lz4 = compressed(&plain, Codec::Lz4);
+        assert!(!log.append_decodes_records(&plain));
+        assert!(!log.append_decodes_records(&[plain.clone(), plain.clone()].concat()));
+        assert!(log.append_decodes_records(&[plain.clone(), lz4.clone()].concat()));
+        // Too short or lying lengths: no walk past the end, and append refuses them.
+        assert!(!log.append_decodes_records(&plain[..30]));
+        let mut lying = plain.clone();
+        lying[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert!(!log.append_decodes_records(&lying));
+        for config in [
+            LogConfig {
+                cleanup_policy: CleanupPolicy::Compact,
+                ..LogConfig::default()
+            },
+            LogConfig {
+                compression_type: CompressionType::Gzip,
+                ..LogConfig::default()
+            },
+        ] {
+            log.set_config(config);
+            assert!(log.append_decodes_records(&plain));
+        }
+        log.set_config(LogConfig {
+            compression_type: CompressionType::Uncompressed,
+            ..LogConfig::default()
+        });
+        assert!(!log.append_decodes_records(&plain));
+        assert!(log.append_decodes_records(&lz4));
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! The v2 record-batch header: the only part of a produce payload storage reads.
+//! The v2 record-batch header: the part of every batch storage reads.
 //!
-//! Apart from the cleaner (`records`, `compression`), storage never decodes records
-//! (compressed batches stay compressed); it reads and patches the fixed 61-byte
-//! header. All fields are big-endian.
+//! Storage reads and patches the fixed 61-byte header; records are parsed (within
+//! bounds, see `records`) only by the validation of some appends (`validate`), the
+//! cleaner and a lookup by timestamp. All fields are big-endian.
 //!
 //! | byte | field                  | type | notes                                        |
 //! |-----:|------------------------|------|----------------------------------------------|
@@ -19,7 +19,7 @@
 //! |   51 | `producerEpoch`        | i16  |                                              |
 //! |   53 | `baseSequence`         | i32  |                                              |
 //! |   57 | `recordCount`          | i32  |                                              |
-//! |   61 | records…               |      | opaque to storage                            |
+//! |   61 | records…               |      | see `records`                                |
 
 use crate::error::{CorruptReason, LogError, Result};
 

@@ -68,17 +68,11 @@ use crate::batch::BatchHeader;
 use crate::checkpoint::sync_dir;
 use crate::error::{LogError, Result};
 use crate::log::{wall_clock_ms, Log};
-use crate::records::{self, RecordView, RecordsError};
+use crate::records::{self, RecordView, RecordsError, MAX_DECOMPRESSED_RECORDS_BYTES};
 use crate::recovery::scan_segment;
 use crate::segment::{
     file_name, remove_if_exists, LogSegment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
-
-/// Largest records region the cleaner decompresses from one batch: a batch that
-/// would expand past it is kept whole, like a malformed one. Producers bound a batch
-/// by `batch.size` and `max.request.size` (16 KiB and 1 MiB by default), so this is
-/// far above what a client writes, and low enough for a fixed memory budget.
-pub(crate) const MAX_DECOMPRESSED_RECORDS_BYTES: usize = 64 * 1024 * 1024;
 
 /// Suffix (after `.log`) of a segment being written by the cleaner.
 pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";

@@ -1,6 +1,8 @@
-//! The record-batch compression codecs (attribute bits 0-2), for the cleaner: it
-//! decompresses a batch's records region to filter it and compresses what it keeps
-//! with the same codec. Nothing else in storage decompresses.
+//! The record-batch compression codecs (attribute bits 0-2). Append decompresses a
+//! compressed batch to validate its records, and compresses it again when the topic's
+//! `compression.type` names another codec; the cleaner decompresses to filter and
+//! compresses what it keeps with the same codec; a timestamp lookup decompresses the
+//! one batch it reads. Every decompression is bounded (see below).
 //!
 //! Each codec reads and writes the stream format Kafka's Java client uses:
 //!
@@ -27,10 +29,14 @@ use std::io::{self, Read, Write};
 
 /// A compression codec of a v2 record batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Codec {
+pub enum Codec {
+    /// Id 1.
     Gzip,
+    /// Id 2.
     Snappy,
+    /// Id 3.
     Lz4,
+    /// Id 4.
     Zstd,
 }
 
@@ -49,8 +55,7 @@ impl Codec {
     }
 
     /// The attribute bits of this codec.
-    #[cfg(test)]
-    pub(crate) fn id(self) -> u8 {
+    pub fn id(self) -> u8 {
         match self {
             Codec::Gzip => 1,
             Codec::Snappy => 2,

@@ -1,5 +1,7 @@
 //! Per-partition log settings, named after Kafka's topic configs.
 
+use crate::compression::Codec;
+
 /// Where a batch's stored timestamp comes from (`message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimestampType {
@@ -34,6 +36,67 @@ impl CleanupPolicy {
     }
 }
 
+/// The codec stored batches get (`compression.type`). Anything but `Producer` makes
+/// append re-compress a batch whose codec differs, as Kafka does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompressionType {
+    /// `producer`: batches are stored with the codec they came with, byte for byte.
+    #[default]
+    Producer,
+    /// `uncompressed`: compressed batches are stored decompressed.
+    Uncompressed,
+    /// `gzip`.
+    Gzip,
+    /// `snappy`.
+    Snappy,
+    /// `lz4`.
+    Lz4,
+    /// `zstd`.
+    Zstd,
+}
+
+impl CompressionType {
+    /// Every value, in the order Kafka documents them.
+    pub const ALL: [CompressionType; 6] = [
+        CompressionType::Uncompressed,
+        CompressionType::Zstd,
+        CompressionType::Lz4,
+        CompressionType::Snappy,
+        CompressionType::Gzip,
+        CompressionType::Producer,
+    ];
+
+    /// Kafka's name for the value (`compression.type`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        }
+    }
+
+    /// The value Kafka calls `name`, if any.
+    pub fn from_name(name: &str) -> Option<CompressionType> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The codec a batch compressed with `source` is stored with: `source` itself
+    /// under `Producer`, `None` meaning uncompressed.
+    pub(crate) fn target(self, source: Option<Codec>) -> Option<Codec> {
+        match self {
+            CompressionType::Producer => source,
+            CompressionType::Uncompressed => None,
+            CompressionType::Gzip => Some(Codec::Gzip),
+            CompressionType::Snappy => Some(Codec::Snappy),
+            CompressionType::Lz4 => Some(Codec::Lz4),
+            CompressionType::Zstd => Some(Codec::Zstd),
+        }
+    }
+}
+
 /// Settings of one partition log. Changing them at runtime ([`crate::Log::set_config`])
 /// affects later appends; existing segments are not rewritten.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,8 +121,10 @@ pub struct LogConfig {
     /// `retention.bytes`: oldest segments are deleted while the log would stay at or
     /// above this size without them; -1 (any negative value) means no limit.
     pub retention_bytes: i64,
-    /// `cleanup.policy`.
+    /// `cleanup.policy`. Under `compact`, append refuses records without a key.
     pub cleanup_policy: CleanupPolicy,
+    /// `compression.type`: the codec batches are stored with.
+    pub compression_type: CompressionType,
     /// `delete.retention.ms`: how long a tombstone (a record with a null value) stays
     /// in a compacted log after its segment's largest timestamp.
     pub delete_retention_ms: i64,
@@ -85,6 +150,7 @@ impl Default for LogConfig {
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
             cleanup_policy: CleanupPolicy::Delete,
+            compression_type: CompressionType::Producer,
             delete_retention_ms: 24 * 60 * 60 * 1000,
             min_compaction_lag_ms: 0,
             flush_messages: u64::MAX,
@@ -115,6 +181,7 @@ mod tests {
         assert_eq!(c.timestamp_type, TimestampType::CreateTime);
         assert_eq!((c.retention_ms, c.retention_bytes), (604_800_000, -1));
         assert_eq!(c.cleanup_policy, CleanupPolicy::Delete);
+        assert_eq!(c.compression_type, CompressionType::Producer);
         assert_eq!(
             (c.delete_retention_ms, c.min_compaction_lag_ms),
             (86_400_000, 0)
@@ -122,6 +189,27 @@ mod tests {
         assert_eq!((c.flush_messages, c.flush_ms), (u64::MAX, u64::MAX));
         assert!(CleanupPolicy::CompactDelete.deletes() && CleanupPolicy::CompactDelete.compacts());
         assert!(!CleanupPolicy::Compact.deletes() && !CleanupPolicy::Delete.compacts());
+    }
+
+    #[test]
+    fn compression_types_are_kafkas_words() {
+        let names: Vec<&str> = CompressionType::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]
+        );
+        for c in CompressionType::ALL {
+            assert_eq!(CompressionType::from_name(c.name()), Some(c));
+        }
+        assert_eq!(CompressionType::from_name("none"), None);
+        assert_eq!(CompressionType::from_name("GZIP"), None);
+        assert_eq!(
+            CompressionType::Producer.target(Some(Codec::Lz4)),
+            Some(Codec::Lz4)
+        );
+        assert_eq!(CompressionType::Producer.target(None), None);
+        assert_eq!(CompressionType::Uncompressed.target(Some(Codec::Lz4)), None);
+        assert_eq!(CompressionType::Zstd.target(None), Some(Codec::Zstd));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::compression::Codec;
+
 /// The result type of every fallible storage call.
 pub type Result<T> = std::result::Result<T, LogError>;
 
@@ -33,6 +35,33 @@ pub enum LogError {
     InvalidRecord {
         /// What was wrong with it.
         reason: InvalidReason,
+    },
+    /// Records of a well-formed batch break a rule of the topic (a record without a key
+    /// in a compacted topic): Kafka's `RecordValidationException`, `INVALID_RECORD`
+    /// with one error per record. Only the first offending batch's records are listed;
+    /// nothing of the payload is written.
+    #[error("The batch was rejected: {}.", summarize(errors))]
+    RejectedRecords {
+        /// One per offending record, in order; never empty.
+        errors: Vec<RecordError>,
+    },
+    /// A stored batch's records cannot be read (they do not parse, or decompress past
+    /// the limit): the batch is answered with this, never decoded without bounds.
+    #[error("The stored batch at offset {base_offset} cannot be read: {reason}.")]
+    UnreadableBatch {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// What is wrong with it.
+        reason: InvalidReason,
+    },
+    /// Compressing a batch for the topic's `compression.type` failed (the encoders
+    /// write to memory, so this is not expected).
+    #[error("Compressing a batch with {codec} failed: {source}.")]
+    Compress {
+        /// The topic's codec.
+        codec: Codec,
+        /// The encoder's error.
+        source: std::io::Error,
     },
     /// A record batch is larger than the topic allows (`max.message.bytes`, or
     /// `segment.bytes` since a batch never spans segments).
@@ -107,6 +136,46 @@ pub enum LogError {
         /// The offset asked for.
         offset: i64,
     },
+}
+
+/// The `errors` of [`LogError::RejectedRecords`] in a few words.
+fn summarize(errors: &[RecordError]) -> String {
+    match errors.first() {
+        Some(first) => format!(
+            "{} record(s) refused, the first at batch index {}: {}",
+            errors.len(),
+            first.batch_index,
+            first.reason
+        ),
+        None => "no record error was given".to_string(),
+    }
+}
+
+/// Why one record of a batch was refused (Kafka's `RecordError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordError {
+    /// The record's position in its batch, from 0 (not its offset delta).
+    pub batch_index: i32,
+    /// What is wrong with it.
+    pub reason: RecordErrorReason,
+}
+
+/// What is wrong with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordErrorReason {
+    /// The record has a null key and the topic is compacted (`cleanup.policy` includes
+    /// `compact`): the cleaner could never remove it.
+    MissingKey,
+}
+
+impl fmt::Display for RecordErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordErrorReason::MissingKey => {
+                f.write_str("a compacted topic cannot accept a record without a key")
+            }
+        }
+    }
 }
 
 impl LogError {
@@ -230,6 +299,35 @@ pub enum InvalidReason {
     },
     /// Assigning offsets to the batch would overflow a signed 64-bit offset.
     OffsetOverflow,
+    /// `recordCount` is more than the batch could hold: every record takes at least
+    /// 7 bytes of the records region (of the decompressed region, at most the
+    /// decompression limit, for a compressed batch).
+    RecordCountTooLarge {
+        /// The `recordCount` field.
+        record_count: i32,
+        /// The most records the batch could hold.
+        max: u64,
+    },
+    /// Attribute bits 0-2 name no codec Kafka defines (5-7).
+    UnknownCodec {
+        /// The attribute bits.
+        id: u8,
+    },
+    /// The compressed records region is truncated or corrupt.
+    MalformedCompression {
+        /// The batch's codec.
+        codec: Codec,
+    },
+    /// The compressed records region decompresses to more than the limit.
+    DecompressedTooLarge {
+        /// The batch's codec.
+        codec: Codec,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The records region does not parse, or its records do not match the header's
+    /// record count and offset deltas.
+    MalformedRecords,
 }
 
 impl fmt::Display for InvalidReason {
@@ -253,6 +351,24 @@ impl fmt::Display for InvalidReason {
             InvalidReason::OffsetOverflow => {
                 write!(f, "assigning offsets would overflow the offset space")
             }
+            InvalidReason::RecordCountTooLarge { record_count, max } => write!(
+                f,
+                "the record count {record_count} is more than the {max} records the batch could hold"
+            ),
+            InvalidReason::UnknownCodec { id } => {
+                write!(f, "compression codec id {id} is not one Kafka defines")
+            }
+            InvalidReason::MalformedCompression { codec } => {
+                write!(f, "the {codec} data of the records is malformed")
+            }
+            InvalidReason::DecompressedTooLarge { codec, limit } => write!(
+                f,
+                "the {codec} data of the records decompresses to more than {limit} bytes"
+            ),
+            InvalidReason::MalformedRecords => write!(
+                f,
+                "the records do not parse or do not match the header's count and offset deltas"
+            ),
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Just enough of a v2 batch's records region for the cleaner: each record's key,
-//! whether its value is null, and its offset delta, with every length bounds-checked.
-//! The region of a compressed batch is decompressed first (`compression`).
+//! Bounded parsing of a v2 batch's records region: each record's key, whether its
+//! value is null, its offset and timestamp deltas, with every length bounds-checked.
+//! Append uses it to validate a compressed batch (and a compacted topic's keys), the
+//! cleaner to filter records, and [`first_record_at_or_after`] to answer a lookup by
+//! timestamp. The region of a compressed batch is decompressed first (`compression`),
+//! to at most [`MAX_DECOMPRESSED_RECORDS_BYTES`].
 //!
 //! Record layout (Kafka's `DefaultRecord`; varints are zig-zag encoded):
 //!
@@ -19,13 +22,27 @@
 //! Records are never re-encoded: a rewritten batch keeps its base offset and base
 //! timestamp, so each kept record's bytes (deltas included) are copied verbatim and
 //! only the header's `batchLength`, `recordCount` and CRC change. For a compressed
-//! batch the kept records are compressed again with the batch's codec.
+//! batch the kept records are compressed again with the batch's codec. A batch
+//! re-compressed for the topic's `compression.type` keeps its records region byte for
+//! byte under the new codec; only the codec bits, `batchLength` and CRC change.
+
+use std::borrow::Cow;
 
 use crate::batch::{compute_crc, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use crate::compression::{self, Codec, CodecError};
+use crate::error::{InvalidReason, LogError};
+
+/// Largest records region storage decompresses from one batch. Append refuses a batch
+/// that would expand past it (so every stored batch can be read back), the cleaner
+/// keeps such a batch whole, and a lookup by timestamp answers
+/// [`LogError::UnreadableBatch`]. Producers bound a batch by `batch.size` and
+/// `max.request.size` (16 KiB and 1 MiB by default; Kafka's producer fills a batch
+/// up to `batch.size` *compressed*), so this is far above what a client writes, and
+/// it bounds the memory one batch can claim.
+pub const MAX_DECOMPRESSED_RECORDS_BYTES: usize = 64 * 1024 * 1024;
 
 /// Smallest possible encoded record: a one-byte length and six one-byte fields.
-const MIN_RECORD_LEN: usize = 7;
+pub(crate) const MIN_RECORD_LEN: usize = 7;
 
 /// Why a batch's records cannot be read or rewritten.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +61,32 @@ pub(crate) enum RecordsError {
     },
 }
 
+impl RecordsError {
+    /// What to tell the batch's sender or reader, or `Err` when the failure is the
+    /// broker's (an encoder error, a rewritten batch too large for its length field).
+    pub(crate) fn reason(self) -> Result<InvalidReason, LogError> {
+        match self {
+            RecordsError::Codec(CodecError::UnknownCodec { id }) => {
+                Ok(InvalidReason::UnknownCodec { id })
+            }
+            RecordsError::Codec(CodecError::Malformed { codec, .. }) => {
+                Ok(InvalidReason::MalformedCompression { codec })
+            }
+            RecordsError::Codec(CodecError::TooLarge { codec, limit }) => {
+                Ok(InvalidReason::DecompressedTooLarge { codec, limit })
+            }
+            RecordsError::Codec(CodecError::Compress { codec, source }) => {
+                Err(LogError::Compress { codec, source })
+            }
+            RecordsError::Malformed => Ok(InvalidReason::MalformedRecords),
+            RecordsError::BatchTooLarge { len } => Err(LogError::RecordTooLarge {
+                size: len as u64,
+                max: (LOG_OVERHEAD as u64) + i32::MAX as u64,
+            }),
+        }
+    }
+}
+
 /// One record of a batch, borrowed from the batch bytes or its decompressed region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordView<'a> {
@@ -51,6 +94,9 @@ pub(crate) struct RecordView<'a> {
     pub(crate) bytes: &'a [u8],
     /// Offset relative to the batch's base offset.
     pub(crate) offset_delta: i32,
+    /// Timestamp relative to the batch's base timestamp (meaningless under
+    /// `LogAppendTime`, where every record has the batch's max timestamp).
+    pub(crate) timestamp_delta: i64,
     /// The key, `None` for a null key.
     pub(crate) key: Option<&'a [u8]>,
     /// The value is null: a tombstone in a compacted log.
@@ -107,26 +153,86 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Every record of a data batch (`batch` is the whole batch, header included). An
-/// uncompressed batch's records borrow `batch`; a compressed batch's region is
-/// decompressed into `scratch` (at most `limit` bytes) and its records borrow that.
+/// The uncompressed records region of a batch (`batch` is the whole batch, header
+/// included): borrowed from `batch` when uncompressed, else decompressed into
+/// `scratch` (at most `limit` bytes) and borrowed from that.
+pub(crate) fn region<'a>(
+    batch: &'a [u8],
+    header: &BatchHeader,
+    limit: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], RecordsError> {
+    let stored = batch
+        .get(BATCH_HEADER_LEN..header.total_len())
+        .ok_or(RecordsError::Malformed)?;
+    Ok(match Codec::from_id(header.compression()) {
+        None => stored,
+        Some(codec) => {
+            *scratch = compression::decompress(codec?, stored, limit)?;
+            scratch.as_slice()
+        }
+    })
+}
+
+/// Every record of a data batch (`batch` is the whole batch, header included), read
+/// from its [`region`].
 pub(crate) fn read_records<'a>(
     batch: &'a [u8],
     header: &BatchHeader,
     limit: usize,
     scratch: &'a mut Vec<u8>,
 ) -> Result<Vec<RecordView<'a>>, RecordsError> {
-    let stored = batch
-        .get(BATCH_HEADER_LEN..header.total_len())
-        .ok_or(RecordsError::Malformed)?;
-    let region = match Codec::from_id(header.compression()) {
-        None => stored,
-        Some(codec) => {
-            *scratch = compression::decompress(codec?, stored, limit)?;
-            scratch.as_slice()
-        }
-    };
+    let region = region(batch, header, limit, scratch)?;
     parse_region(region, header).ok_or(RecordsError::Malformed)
+}
+
+/// A record's timestamp and offset (Kafka's `TimestampAndOffset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampAndOffset {
+    /// The record's timestamp: the batch's base timestamp plus the record's delta, or
+    /// the batch's max timestamp under `LogAppendTime`.
+    pub timestamp: i64,
+    /// The record's offset.
+    pub offset: i64,
+}
+
+/// The first record of `batch` (one whole stored batch, header included, as
+/// [`crate::Log::read_batch_by_timestamp`] returns it) whose timestamp is at or after
+/// `timestamp`, or `None` if no record's is.
+///
+/// Bounded: a compressed batch is decompressed to at most
+/// [`MAX_DECOMPRESSED_RECORDS_BYTES`] and every record length is checked against what
+/// remains, so a batch whose header lies costs no more than its bytes. A batch whose
+/// records cannot be read (they do not parse, do not match the header's count, or
+/// decompress past the limit) is [`LogError::UnreadableBatch`]; a bad header is
+/// `CorruptRecord`. Decompression is CPU work: call from a blocking thread.
+pub fn first_record_at_or_after(
+    batch: &[u8],
+    timestamp: i64,
+) -> crate::error::Result<Option<TimestampAndOffset>> {
+    let header = BatchHeader::parse(batch)?;
+    let unreadable = |e: RecordsError| match e.reason() {
+        Ok(reason) => LogError::UnreadableBatch {
+            base_offset: header.base_offset,
+            reason,
+        },
+        Err(e) => e,
+    };
+    let mut scratch = Vec::new();
+    let records = read_records(batch, &header, MAX_DECOMPRESSED_RECORDS_BYTES, &mut scratch)
+        .map_err(unreadable)?;
+    Ok(records
+        .iter()
+        .map(|r| TimestampAndOffset {
+            timestamp: if header.is_log_append_time() {
+                header.max_timestamp
+            } else {
+                // Java's long addition: a hostile delta wraps rather than panics.
+                header.base_timestamp.wrapping_add(r.timestamp_delta)
+            },
+            offset: header.base_offset.saturating_add(i64::from(r.offset_delta)),
+        })
+        .find(|r| r.timestamp >= timestamp))
 }
 
 /// Parses every record of an uncompressed batch (`batch` is the whole batch, header
@@ -157,7 +263,7 @@ pub(crate) fn parse_region<'a>(
         let body = outer.take(length)?;
         let mut c = Cursor { buf: body, at: 0 };
         c.byte()?; // attributes
-        c.varlong()?; // timestamp delta
+        let timestamp_delta = c.varlong()?;
         let offset_delta = c.varint()?;
         let key = c.nullable_bytes()?;
         let value = c.nullable_bytes()?;
@@ -178,6 +284,7 @@ pub(crate) fn parse_region<'a>(
         records.push(RecordView {
             bytes: region.get(start..outer.at)?,
             offset_delta,
+            timestamp_delta,
             key,
             tombstone: value.is_none(),
         });
@@ -196,29 +303,61 @@ pub(crate) fn rebuild_batch(
     kept: &[RecordView<'_>],
 ) -> Result<Vec<u8>, RecordsError> {
     let parts = kept.iter().map(|r| r.bytes);
+    let head = batch
+        .get(..BATCH_HEADER_LEN)
+        .ok_or(RecordsError::Malformed)?;
     let mut out = match Codec::from_id(header.compression()) {
         None => {
             let records_len: usize = kept.iter().map(|r| r.bytes.len()).sum();
             let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records_len);
-            out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+            out.extend_from_slice(head);
             parts.for_each(|part| out.extend_from_slice(part));
             out
         }
         Some(codec) => {
             let compressed = compression::compress(codec?, parts)?;
             let mut out = Vec::with_capacity(BATCH_HEADER_LEN + compressed.len());
-            out.extend_from_slice(&batch[..BATCH_HEADER_LEN]);
+            out.extend_from_slice(head);
             out.extend_from_slice(&compressed);
             out
         }
     };
+    // Fewer records than the original, whose count was an i32.
+    let count = i32::try_from(kept.len()).unwrap_or(i32::MAX);
+    out[57..61].copy_from_slice(&count.to_be_bytes());
+    seal(out)
+}
+
+/// A copy of `batch` whose records `region` (its uncompressed records region) is
+/// stored with `target` (`None`: uncompressed): same base offset, timestamps,
+/// producer fields, flags, record count and record bytes; new codec bits,
+/// `batchLength` and CRC.
+pub(crate) fn recompress_batch(
+    batch: &[u8],
+    region: &[u8],
+    target: Option<Codec>,
+) -> Result<Vec<u8>, RecordsError> {
+    let head = batch
+        .get(..BATCH_HEADER_LEN)
+        .ok_or(RecordsError::Malformed)?;
+    let body = match target {
+        None => Cow::Borrowed(region),
+        Some(codec) => Cow::Owned(compression::compress(codec, [region])?),
+    };
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + body.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&body);
+    // The codec is the low byte of the big-endian attributes (bytes 21-22).
+    out[22] = (out[22] & !0x07) | target.map_or(0, Codec::id);
+    seal(out)
+}
+
+/// Sets `batchLength` and the CRC of a batch assembled in `out`.
+fn seal(mut out: Vec<u8>) -> Result<Vec<u8>, RecordsError> {
     let len = out.len();
     let batch_length =
         i32::try_from(len - LOG_OVERHEAD).map_err(|_| RecordsError::BatchTooLarge { len })?;
-    // Fewer records than the original, whose count was an i32.
-    let count = i32::try_from(kept.len()).unwrap_or(i32::MAX);
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    out[57..61].copy_from_slice(&count.to_be_bytes());
     let crc = compute_crc(&out);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     Ok(out)
@@ -232,6 +371,18 @@ pub(crate) fn encode_record(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
 ) {
+    encode_record_at(out, offset_delta, 0, key, value);
+}
+
+/// [`encode_record`] with a timestamp delta.
+#[cfg(test)]
+pub(crate) fn encode_record_at(
+    out: &mut Vec<u8>,
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
     fn zigzag(out: &mut Vec<u8>, v: i64) {
         let mut raw = ((v << 1) ^ (v >> 63)) as u64;
         while raw >= 0x80 {
@@ -241,7 +392,7 @@ pub(crate) fn encode_record(
         out.push(raw as u8);
     }
     let mut body = vec![0u8]; // attributes
-    zigzag(&mut body, 0); // timestamp delta
+    zigzag(&mut body, timestamp_delta);
     zigzag(&mut body, i64::from(offset_delta));
     for part in [key, value] {
         match part {
@@ -263,7 +414,7 @@ pub(crate) fn encode_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{compressed, keyed_batch};
+    use crate::testutil::{batch_with_region, compressed, keyed_batch, zeros_record};
 
     #[test]
     fn parses_keys_tombstones_and_deltas() {
@@ -345,6 +496,107 @@ mod tests {
             ..plain_h
         };
         assert!(read_records(&plain, &gzip, region_len, &mut Vec::new()).is_err());
+    }
+
+    /// An uncompressed batch at base offset 100, base timestamp 1000, of records at
+    /// the given `(offset delta, timestamp delta)`.
+    fn timed_batch(records: &[(i32, i64)]) -> Vec<u8> {
+        let mut region = Vec::new();
+        for &(offset_delta, timestamp_delta) in records {
+            encode_record_at(&mut region, offset_delta, timestamp_delta, Some(b"k"), None);
+        }
+        let mut b = batch_with_region(&region, records.len() as i32);
+        let last = records.last().map_or(0, |r| r.0);
+        b[0..8].copy_from_slice(&100i64.to_be_bytes());
+        b[23..27].copy_from_slice(&last.to_be_bytes());
+        b[27..35].copy_from_slice(&1_000i64.to_be_bytes());
+        b[35..43].copy_from_slice(&1_300i64.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn at(timestamp: i64, offset: i64) -> Option<TimestampAndOffset> {
+        Some(TimestampAndOffset { timestamp, offset })
+    }
+
+    #[test]
+    fn finds_the_first_record_at_or_after_a_timestamp() {
+        // Offsets 100, 101, 103 (a gap left by compaction); timestamps out of order.
+        let plain = timed_batch(&[(0, 0), (1, 300), (3, 200)]);
+        for b in [
+            plain.clone(),
+            compressed(&plain, Codec::Gzip),
+            compressed(&plain, Codec::Zstd),
+        ] {
+            let find = |t| first_record_at_or_after(&b, t).unwrap();
+            assert_eq!(find(i64::MIN), at(1_000, 100));
+            assert_eq!(find(1_000), at(1_000, 100));
+            assert_eq!(find(1_001), at(1_300, 101));
+            assert_eq!(find(1_200), at(1_300, 101));
+            assert_eq!(find(1_300), at(1_300, 101));
+            assert_eq!(find(1_301), None);
+        }
+        // LogAppendTime: every record has the batch's max timestamp.
+        let mut stamped = plain.clone();
+        stamped[22] |= 0x08;
+        assert_eq!(
+            first_record_at_or_after(&stamped, 1_300).unwrap(),
+            at(1_300, 100)
+        );
+        assert_eq!(first_record_at_or_after(&stamped, 1_301).unwrap(), None);
+        // A delta that would overflow wraps as Java's long addition does.
+        let wrapping = timed_batch(&[(0, i64::MAX)]);
+        assert_eq!(
+            first_record_at_or_after(&wrapping, i64::MIN).unwrap(),
+            at(1_000i64.wrapping_add(i64::MAX), 100)
+        );
+    }
+
+    #[test]
+    fn batches_that_lie_are_unreadable_without_being_decoded_unbounded() {
+        let plain = timed_batch(&[(0, 0), (1, 10)]);
+        // The header claims 2^31 - 1 records: the capacity reserved is bounded by the
+        // region, the count does not match, the batch is unreadable.
+        let claim = |b: &[u8], count: i32| {
+            let mut b = b.to_vec();
+            b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            let crc = compute_crc(&b);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            b
+        };
+        for b in [
+            claim(&plain, i32::MAX),
+            claim(&compressed(&plain, Codec::Lz4), i32::MAX),
+            claim(&plain, 3),
+        ] {
+            assert!(matches!(
+                first_record_at_or_after(&b, 0),
+                Err(LogError::UnreadableBatch {
+                    base_offset: 100,
+                    reason: InvalidReason::MalformedRecords
+                })
+            ));
+        }
+        // Past the decompression limit: refused as soon as the output passes it.
+        let bomb = zeros_record(MAX_DECOMPRESSED_RECORDS_BYTES);
+        let bomb = compressed(&batch_with_region(&bomb, 1), Codec::Zstd);
+        assert!(matches!(
+            first_record_at_or_after(&bomb, 0),
+            Err(LogError::UnreadableBatch {
+                reason: InvalidReason::DecompressedTooLarge {
+                    codec: Codec::Zstd,
+                    limit: MAX_DECOMPRESSED_RECORDS_BYTES
+                },
+                ..
+            })
+        ));
+        // Not even a header.
+        assert!(matches!(
+            first_record_at_or_after(&plain[..60], 0),
+            Err(LogError::CorruptRecord { .. })
+        ));
     }
 
     #[test]

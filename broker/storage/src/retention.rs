@@ -257,11 +257,12 @@ mod tests {
     #[test]
     fn compact_only_policy_keeps_everything() {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
+        // Filled before the topic became compacted (the filler records have no keys).
+        let mut log = filled(dir.path(), config(0, 0), &[0; 10]);
+        log.set_config(LogConfig {
             cleanup_policy: CleanupPolicy::Compact,
             ..config(0, 0)
-        };
-        let mut log = filled(dir.path(), config, &[0; 10]);
+        });
         assert_eq!(log.apply_retention(i64::MAX).unwrap().deleted_bytes, 0);
         assert_eq!(log.log_start_offset(), 0);
     }

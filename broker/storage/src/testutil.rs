@@ -34,8 +34,19 @@ impl Default for BatchSpec {
     }
 }
 
-/// A valid v2 batch for `spec`, with a correct CRC-32C.
+/// A valid v2 batch for `spec`, with a correct CRC-32C. The filler is raised to 7
+/// bytes per record if shorter (the least a record takes), so append believes the
+/// record count.
 pub(crate) fn batch(spec: &BatchSpec) -> Vec<u8> {
+    let min = 7 * usize::try_from(spec.record_count).unwrap_or(0);
+    build(&BatchSpec {
+        payload_len: spec.payload_len.max(min),
+        ..*spec
+    })
+}
+
+/// [`batch`] without raising the filler.
+fn build(spec: &BatchSpec) -> Vec<u8> {
     let total = BATCH_HEADER_LEN + spec.payload_len;
     let mut b = Vec::with_capacity(total);
     b.extend_from_slice(&spec.base_offset.to_be_bytes());
@@ -86,6 +97,44 @@ pub(crate) fn idempotent(
     })
 }
 
+/// An uncompressed batch of `record_count` records whose records region is `region`
+/// (not checked against the count), with a correct CRC-32C.
+pub(crate) fn batch_with_region(region: &[u8], record_count: i32) -> Vec<u8> {
+    let mut b = build(&BatchSpec {
+        record_count,
+        payload_len: 0,
+        ..BatchSpec::default()
+    });
+    b.extend_from_slice(region);
+    let len = (b.len() - 12) as i32;
+    b[8..12].copy_from_slice(&len.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A records region of one record (offset delta 0, null key, no headers) whose value
+/// is `value_len` zero bytes.
+pub(crate) fn zeros_record(value_len: usize) -> Vec<u8> {
+    fn zigzag(out: &mut Vec<u8>, v: i64) {
+        let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+        while raw >= 0x80 {
+            out.push((raw as u8) | 0x80);
+            raw >>= 7;
+        }
+        out.push(raw as u8);
+    }
+    let mut body = vec![0u8, 0, 0]; // attributes, timestamp delta, offset delta
+    zigzag(&mut body, -1); // null key
+    zigzag(&mut body, value_len as i64);
+    body.resize(body.len() + value_len, 0);
+    body.push(0); // no headers
+    let mut region = Vec::with_capacity(body.len() + 5);
+    zigzag(&mut region, body.len() as i64);
+    region.extend_from_slice(&body);
+    region
+}
+
 /// An uncompressed batch of keyed records (`None` = null key / null value), offset
 /// deltas 0.., all with timestamp `max_timestamp`.
 pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], max_timestamp: i64) -> Vec<u8> {
@@ -98,7 +147,7 @@ pub(crate) fn keyed_batch(records: &[(Option<&str>, Option<&str>)], max_timestam
             value.map(str::as_bytes),
         );
     }
-    let mut b = batch(&BatchSpec {
+    let mut b = build(&BatchSpec {
         record_count: records.len() as i32,
         base_timestamp: max_timestamp,
         max_timestamp,

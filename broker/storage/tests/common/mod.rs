@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 /// A valid v2 batch: `record_count` records (the records region is `payload_len`
-/// filler bytes derived from `seed`), max timestamp `max_timestamp`, no producer id.
+/// filler bytes derived from `seed`, raised to 7 per record, the least a record takes,
+/// so append believes the count), max timestamp `max_timestamp`, no producer id.
 pub fn batch(record_count: i32, payload_len: usize, max_timestamp: i64, seed: u8) -> Vec<u8> {
+    let payload_len = payload_len.max(7 * usize::try_from(record_count).unwrap_or(0));
     let total = 61 + payload_len;
     let mut b = Vec::with_capacity(total);
     b.extend_from_slice(&0i64.to_be_bytes()); // base offset: assigned by the log
