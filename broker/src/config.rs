@@ -190,6 +190,49 @@ pub struct BrokerConfig {
     pub log_json: bool,
 }
 
+/// A broker setting that breaks a rule clap cannot check alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSetting {
+    /// `--advertised-listener` is not `HOST:PORT`.
+    #[error("--advertised-listener {0:?} is invalid: expected HOST:PORT with a port 0-65535")]
+    AdvertisedListener(String),
+    /// A broker default of a topic config breaks that config's rule.
+    #[error("invalid value {value:?} for {key}: {reason}")]
+    Value {
+        /// The broker setting's Kafka name.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// `default.replication.factor` other than 1.
+    #[error(
+        "invalid value {0} for default.replication.factor: must be 1 (this broker runs alone)"
+    )]
+    ReplicationFactor(i16),
+    /// The group session timeout bounds are reversed.
+    #[error(
+        "group.min.session.timeout.ms ({min}) must not exceed group.max.session.timeout.ms ({max})"
+    )]
+    SessionTimeouts {
+        /// `group.min.session.timeout.ms`.
+        min: u64,
+        /// `group.max.session.timeout.ms`.
+        max: u64,
+    },
+    /// The request budget cannot hold one largest request.
+    #[error(
+        "queued.max.request.bytes ({queued}) must be at least socket.request.max.bytes ({max})"
+    )]
+    RequestBudget {
+        /// `queued.max.request.bytes`.
+        queued: u32,
+        /// `socket.request.max.bytes`.
+        max: u32,
+    },
+}
+
 impl BrokerConfig {
     /// The (host, port) advertised to clients in Metadata and DescribeCluster.
     pub fn advertised(&self) -> (String, i32) {
@@ -204,15 +247,13 @@ impl BrokerConfig {
     }
 
     /// Checks the settings that clap cannot check alone.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if let Some(adv) = &self.advertised_listener {
             let valid = adv
                 .rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !valid {
-                return Err(format!(
-                    "--advertised-listener {adv:?} is invalid: expected HOST:PORT with a port 0-65535"
-                ));
+                return Err(InvalidSetting::AdvertisedListener(adv.clone()));
             }
         }
         for (key, topic_key, value) in [
@@ -259,29 +300,29 @@ impl BrokerConfig {
             ),
         ] {
             crate::topic_config::validate(topic_key, &value).map_err(|e| {
-                format!(
-                    "invalid value {value:?} for {key}: {}",
-                    e.0.rsplit(": ").next().unwrap_or(&e.0)
-                )
+                InvalidSetting::Value {
+                    key,
+                    reason: e.0.rsplit(": ").next().unwrap_or(&e.0).to_string(),
+                    value,
+                }
             })?;
         }
         if self.default_replication_factor != 1 {
-            return Err(format!(
-                "invalid value {} for default.replication.factor: must be 1 (this broker runs alone)",
-                self.default_replication_factor
+            return Err(InvalidSetting::ReplicationFactor(
+                self.default_replication_factor,
             ));
         }
         if self.group_min_session_timeout_ms > self.group_max_session_timeout_ms {
-            return Err(format!(
-                "group.min.session.timeout.ms ({}) must not exceed group.max.session.timeout.ms ({})",
-                self.group_min_session_timeout_ms, self.group_max_session_timeout_ms
-            ));
+            return Err(InvalidSetting::SessionTimeouts {
+                min: self.group_min_session_timeout_ms,
+                max: self.group_max_session_timeout_ms,
+            });
         }
         if self.queued_max_request_bytes < self.socket_request_max_bytes {
-            return Err(format!(
-                "queued.max.request.bytes ({}) must be at least socket.request.max.bytes ({})",
-                self.queued_max_request_bytes, self.socket_request_max_bytes
-            ));
+            return Err(InvalidSetting::RequestBudget {
+                queued: self.queued_max_request_bytes,
+                max: self.socket_request_max_bytes,
+            });
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ pub enum ConfigError {
     },
     /// The combined settings break a rule.
     #[error("invalid configuration: {0}")]
-    Invalid(String),
+    Invalid(#[from] crate::config::InvalidSetting),
 }
 
 /// Loads and validates the configuration for the command line `args` (program name first).
@@ -44,7 +44,7 @@ pub fn load(args: Vec<OsString>) -> Result<BrokerConfig, ConfigError> {
             BrokerConfig::try_parse_from(merged)?
         }
     };
-    config.validate().map_err(ConfigError::Invalid)?;
+    config.validate()?;
     Ok(config)
 }
 

@@ -35,7 +35,33 @@ pub enum StartError {
     },
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] crate::config::InvalidSetting),
+    /// The data directory cannot be prepared.
+    #[error("cannot {action} {path}: {source}", path = path.display())]
+    DataDir {
+        /// What was being done (`create`, `remove`).
+        action: &'static str,
+        /// The path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Listen {
+        /// Which listener (`kafka`, `health`, `metrics`).
+        listener: &'static str,
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The error binding it.
+        source: std::io::Error,
+    },
+    /// The metrics registry refused a metric (a defect).
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The task opening storage panicked or was cancelled.
+    #[error("the storage recovery task failed: {0}")]
+    RecoveryTask(#[from] tokio::task::JoinError),
     /// The compiled-in request layouts do not parse (a defect of the build).
     #[error(transparent)]
     RequestLayouts(#[from] crate::bounds::SchemaError),
@@ -79,19 +105,20 @@ impl BrokerContext {
         metrics: Arc<Metrics>,
         flusher: Flusher,
     ) -> Result<Self, StartError> {
-        config.validate().map_err(StartError::Config)?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            StartError::Config(format!(
-                "cannot create data dir {}: {e}",
-                config.data_dir.display()
-            ))
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            action: "create",
+            path: config.data_dir.clone(),
+            source,
         })?;
         let marker = config.data_dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean = marker.exists();
         status.set_clean_start(clean);
         if clean {
-            std::fs::remove_file(&marker).map_err(|e| {
-                StartError::Config(format!("cannot remove {}: {e}", marker.display()))
+            std::fs::remove_file(&marker).map_err(|source| StartError::DataDir {
+                action: "remove",
+                path: marker.clone(),
+                source,
             })?;
         }
         let (mut log, mut image) = MetadataLog::open(&config.data_dir.join("__cluster_metadata"))?;

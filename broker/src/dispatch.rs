@@ -333,19 +333,37 @@ fn encoded<R: Encodable + HeaderVersion>(correlation_id: i32, version: i16, resp
     }
 }
 
+/// Why a response could not be encoded (a defect: handlers build valid responses).
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseEncodeError {
+    /// The codec refused a field (for example one the version does not carry).
+    #[error("the codec cannot encode the response: {0}")]
+    Codec(Box<dyn std::error::Error + Send + Sync>),
+    /// The response does not fit a frame's 32-bit size.
+    #[error("a response of {0} bytes does not fit a frame")]
+    TooLarge(usize),
+}
+
+/// The codec's errors, kept as their source.
+fn codec<E: Into<Box<dyn std::error::Error + Send + Sync>>>(e: E) -> ResponseEncodeError {
+    ResponseEncodeError::Codec(e.into())
+}
+
 /// Encodes a response frame: size, response header, body.
 pub fn encode_response<R: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     response: &R,
-) -> anyhow::Result<Bytes> {
+) -> Result<Bytes, ResponseEncodeError> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = R::header_version(version);
-    let size = header.compute_size(header_version)? + response.compute_size(version)?;
+    let size = header.compute_size(header_version).map_err(codec)?
+        + response.compute_size(version).map_err(codec)?;
+    let prefix = i32::try_from(size).map_err(|_| ResponseEncodeError::TooLarge(size))?;
     let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(i32::try_from(size)?);
-    header.encode(&mut buf, header_version)?;
-    response.encode(&mut buf, version)?;
+    buf.put_i32(prefix);
+    header.encode(&mut buf, header_version).map_err(codec)?;
+    response.encode(&mut buf, version).map_err(codec)?;
     Ok(buf.freeze())
 }
 

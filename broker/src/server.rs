@@ -49,17 +49,16 @@ impl Broker {
         // Every request is checked against these: a broker without them must not start.
         crate::bounds::messages()?;
         let status = Arc::new(BrokerStatus::new());
-        let metrics = Arc::new(
-            Metrics::new()
-                .map_err(|e| StartError::Config(format!("cannot register metrics: {e}")))?,
-        );
+        let metrics = Arc::new(Metrics::new()?);
         let node_id = config.node_id;
         let grpc = match config.health_listen {
             Some(addr) => Some(
                 GrpcEndpoint::start(addr, Arc::clone(&status), node_id)
                     .await
-                    .map_err(|e| {
-                        StartError::Config(format!("cannot listen on {addr} (health): {e}"))
+                    .map_err(|source| StartError::Listen {
+                        listener: "health",
+                        addr,
+                        source,
                     })?,
             ),
             None => None,
@@ -71,18 +70,23 @@ impl Broker {
             Some(addr) => Some(
                 MetricsEndpoint::start(addr, Arc::clone(&cell), Arc::clone(&metrics))
                     .await
-                    .map_err(|e| {
-                        StartError::Config(format!("cannot listen on {addr} (metrics): {e}"))
+                    .map_err(|source| StartError::Listen {
+                        listener: "metrics",
+                        addr,
+                        source,
                     })?,
             ),
             None => None,
         };
+        let listen_error = |source| StartError::Listen {
+            listener: "kafka",
+            addr: config.listen,
+            source,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(|e| StartError::Config(format!("cannot listen on {}: {e}", config.listen)))?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| StartError::Config(format!("listener has no address: {e}")))?;
+            .map_err(listen_error)?;
+        let local_addr = listener.local_addr().map_err(listen_error)?;
         let advertised = match &config.advertised_listener {
             Some(_) => config.advertised(),
             None => (local_addr.ip().to_string(), i32::from(local_addr.port())),
@@ -93,8 +97,7 @@ impl Broker {
         let ctx = tokio::task::spawn_blocking(move || {
             BrokerContext::open(config, advertised, &opening, metrics, flusher)
         })
-        .await
-        .map_err(|e| StartError::Config(format!("storage recovery task failed: {e}")))??;
+        .await??;
         let ctx = Arc::new(ctx);
         let _ = cell.set(Arc::clone(&ctx));
         Ok(Broker {

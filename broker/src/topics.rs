@@ -39,20 +39,38 @@ pub enum TopicError {
     /// No topic with this name.
     #[error("topic {0:?} does not exist")]
     Unknown(String),
-    /// The partition count is not acceptable.
-    #[error("{0}")]
-    InvalidPartitions(String),
-    /// The replication factor is not acceptable.
-    #[error("{0}")]
-    InvalidReplicationFactor(String),
+    /// A new topic's partition count is outside what a topic may have.
+    #[error("number of partitions must be from 1 to {MAX_PARTITIONS}, got {count}")]
+    PartitionCountOutOfRange {
+        /// The count asked for.
+        count: i32,
+    },
+    /// Partitions can only be added: the new count is not larger than the current one.
+    #[error("topic {topic} has {current} partitions; the new count {count} must be larger")]
+    PartitionCountNotLarger {
+        /// The topic.
+        topic: String,
+        /// Its partitions now.
+        current: i32,
+        /// The count asked for.
+        count: i32,
+    },
+    /// The replication factor is larger than the brokers available.
+    #[error("replication factor {factor} is larger than the {brokers} available broker(s)")]
+    ReplicationFactorTooLarge {
+        /// The factor asked for.
+        factor: i16,
+        /// Brokers in the cluster.
+        brokers: usize,
+    },
     /// A config name or value is not acceptable.
-    #[error("{0}")]
+    #[error(transparent)]
     InvalidConfig(#[from] topic_config::InvalidConfig),
     /// The metadata log failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Metadata(#[from] MetadataLogError),
     /// A partition log failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Storage(#[from] LogError),
 }
 
@@ -63,8 +81,9 @@ impl TopicError {
             TopicError::InvalidName { .. } => ResponseError::InvalidTopicException.code(),
             TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists.code(),
             TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition.code(),
-            TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
-            TopicError::InvalidReplicationFactor(_) => {
+            TopicError::PartitionCountOutOfRange { .. }
+            | TopicError::PartitionCountNotLarger { .. } => ResponseError::InvalidPartitions.code(),
+            TopicError::ReplicationFactorTooLarge { .. } => {
                 ResponseError::InvalidReplicationFactor.code()
             }
             TopicError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
@@ -113,14 +132,13 @@ pub fn create_topic(
         partitions
     };
     if !(1..=MAX_PARTITIONS).contains(&partitions) {
-        return Err(TopicError::InvalidPartitions(format!(
-            "number of partitions must be from 1 to {MAX_PARTITIONS}, got {partitions}"
-        )));
+        return Err(TopicError::PartitionCountOutOfRange { count: partitions });
     }
     if replication_factor != -1 && replication_factor != 1 {
-        return Err(TopicError::InvalidReplicationFactor(format!(
-            "replication factor {replication_factor} is larger than the 1 available broker"
-        )));
+        return Err(TopicError::ReplicationFactorTooLarge {
+            factor: replication_factor,
+            brokers: 1,
+        });
     }
     topic_config::validate_all(&configs)?;
     let mut state = ctx.lock_metadata();
@@ -184,15 +202,14 @@ pub fn create_partitions(
         .cloned()
         .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
     if count <= topic.partitions {
-        return Err(TopicError::InvalidPartitions(format!(
-            "topic {name} has {} partitions; the new count {count} must be larger",
-            topic.partitions
-        )));
+        return Err(TopicError::PartitionCountNotLarger {
+            topic: name.to_string(),
+            current: topic.partitions,
+            count,
+        });
     }
     if count > MAX_PARTITIONS {
-        return Err(TopicError::InvalidPartitions(format!(
-            "number of partitions must be at most {MAX_PARTITIONS}, got {count}"
-        )));
+        return Err(TopicError::PartitionCountOutOfRange { count });
     }
     if validate_only {
         return Ok(());
