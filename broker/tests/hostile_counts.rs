@@ -331,3 +331,39 @@ async fn trickling_large_frames_do_not_stall_other_clients() -> anyhow::Result<(
     dripping.abort();
     broker.stop().await
 }
+
+#[tokio::test]
+async fn group_ids_too_long_for_the_offsets_key_are_refused_not_cut() -> anyhow::Result<()> {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        FindCoordinatorRequest, GroupId, JoinGroupRequest, OffsetCommitRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const INVALID_GROUP_ID: i16 = 24;
+    let broker = TestBroker::start(|_| {}).await?;
+    let mut s = broker.connect().await?;
+    // Flexible versions carry strings longer than an i16 can count.
+    let long = GroupId(StrBytes::from_string("g".repeat(i16::MAX as usize + 1)));
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(long.clone())
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()])]);
+    let answer = call(&mut s, &commit, 8).await?;
+    assert_eq!(answer.topics[0].partitions[0].error_code, INVALID_GROUP_ID);
+    let join = JoinGroupRequest::default()
+        .with_group_id(long.clone())
+        .with_session_timeout_ms(10_000)
+        .with_protocol_type(StrBytes::from_static_str("consumer"));
+    assert_eq!(call(&mut s, &join, 6).await?.error_code, INVALID_GROUP_ID);
+    let find = FindCoordinatorRequest::default().with_key(long.0.clone());
+    assert_eq!(call(&mut s, &find, 3).await?.error_code, INVALID_GROUP_ID);
+    // One byte shorter is a valid group id.
+    let fits = GroupId(StrBytes::from_string("g".repeat(i16::MAX as usize)));
+    let find = FindCoordinatorRequest::default().with_key(fits.0.clone());
+    assert_eq!(call(&mut s, &find, 3).await?.error_code, 0);
+    broker.stop().await
+}

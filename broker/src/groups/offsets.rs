@@ -50,6 +50,32 @@ pub struct OffsetRecord {
     pub value: Option<CommittedOffset>,
 }
 
+/// The longest group id, topic name or metadata string an offset record can hold: its
+/// i16 length prefix. A longer group id is refused with INVALID_GROUP_ID, never cut.
+pub const MAX_STRING_BYTES: usize = i16::MAX as usize;
+
+/// Whether `group` may be used as a group id: not empty, and short enough for the key
+/// of its offset records.
+pub fn valid_group_id(group: &str) -> bool {
+    !group.is_empty() && group.len() <= MAX_STRING_BYTES
+}
+
+/// Why offset records could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetRecordError {
+    /// A string is longer than its i16 length prefix can say.
+    #[error("the {field} is {len} bytes; an offset record holds at most {MAX_STRING_BYTES}")]
+    TooLong {
+        /// Which string (`group id`, `topic`, `metadata`).
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The record batch encoder failed.
+    #[error("cannot encode the offset record batch: {0}")]
+    Codec(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// The `__consumer_offsets` partition of a group.
 pub fn partition_for(group: &str, partitions: i32) -> i32 {
     let hash = group
@@ -60,11 +86,14 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
     abs % partitions.max(1)
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
-    let len = bytes.len().min(i16::MAX as usize);
-    buf.put_i16(len as i16);
-    buf.put_slice(&bytes[..len]);
+fn put_str(buf: &mut BytesMut, s: &str, field: &'static str) -> Result<(), OffsetRecordError> {
+    let len = i16::try_from(s.len()).map_err(|_| OffsetRecordError::TooLong {
+        field,
+        len: s.len(),
+    })?;
+    buf.put_i16(len);
+    buf.put_slice(s.as_bytes());
+    Ok(())
 }
 
 fn get_str(buf: &mut Bytes) -> Option<String> {
@@ -79,26 +108,29 @@ fn get_str(buf: &mut Bytes) -> Option<String> {
 }
 
 /// Encodes records as one uncompressed batch ready for `Log::append`.
-pub fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> anyhow::Result<Bytes> {
-    let encoded: Vec<Record> = records
+pub fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> Result<Bytes, OffsetRecordError> {
+    let encoded = records
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let mut key = BytesMut::new();
             key.put_i16(1);
-            put_str(&mut key, &r.group);
-            put_str(&mut key, &r.topic);
+            put_str(&mut key, &r.group, "group id")?;
+            put_str(&mut key, &r.topic, "topic")?;
             key.put_i32(r.partition);
-            let value = r.value.as_ref().map(|v| {
-                let mut value = BytesMut::new();
-                value.put_i16(3);
-                value.put_i64(v.offset);
-                value.put_i32(v.leader_epoch);
-                put_str(&mut value, &v.metadata);
-                value.put_i64(v.commit_timestamp);
-                value.freeze()
-            });
-            Record {
+            let value = match &r.value {
+                None => None,
+                Some(v) => {
+                    let mut value = BytesMut::new();
+                    value.put_i16(3);
+                    value.put_i64(v.offset);
+                    value.put_i32(v.leader_epoch);
+                    put_str(&mut value, &v.metadata, "metadata")?;
+                    value.put_i64(v.commit_timestamp);
+                    Some(value.freeze())
+                }
+            };
+            Ok(Record {
                 transactional: false,
                 control: false,
                 delete_horizon: false,
@@ -114,9 +146,9 @@ pub fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> anyhow::Result<Byt
                 key: Some(key.freeze()),
                 value,
                 headers: Default::default(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<Record>, OffsetRecordError>>()?;
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
@@ -125,7 +157,8 @@ pub fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> anyhow::Result<Byt
             version: 2,
             compression: Compression::None,
         },
-    )?;
+    )
+    .map_err(|e| OffsetRecordError::Codec(e.into()))?;
     Ok(buf.freeze())
 }
 
@@ -188,6 +221,29 @@ fn decode_record(key: Option<Bytes>, value: Option<Bytes>) -> Option<OffsetRecor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_ids_fit_the_offsets_key_or_are_refused() {
+        let at = |len: usize| "g".repeat(len);
+        assert!(!valid_group_id(""));
+        assert!(valid_group_id(&at(MAX_STRING_BYTES - 1)));
+        assert!(valid_group_id(&at(MAX_STRING_BYTES)));
+        assert!(!valid_group_id(&at(MAX_STRING_BYTES + 1)));
+        let record = |group: String| OffsetRecord {
+            group,
+            topic: "t".into(),
+            partition: 0,
+            value: None,
+        };
+        let fits = encode_batch(&[record(at(MAX_STRING_BYTES))], 1).expect("fits");
+        let back = decode_batches(fits).expect("decodes");
+        assert_eq!(back[0].group.len(), MAX_STRING_BYTES);
+        // One byte more is an error, not a key cut short (possibly inside a character).
+        assert!(matches!(
+            encode_batch(&[record(at(MAX_STRING_BYTES + 1))], 1),
+            Err(OffsetRecordError::TooLong { field: "group id", len }) if len == MAX_STRING_BYTES + 1
+        ));
+    }
 
     #[test]
     fn partitioning_matches_kafka() {

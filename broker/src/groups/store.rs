@@ -43,8 +43,8 @@ pub enum StoreError {
     #[error("{OFFSETS_TOPIC} partition {0} is not available")]
     Unavailable(i32),
     /// The records could not be encoded.
-    #[error("cannot encode offset records: {0}")]
-    Encode(String),
+    #[error(transparent)]
+    Encode(#[from] offsets::OffsetRecordError),
     /// The log refused the append.
     #[error("cannot append offset records: {0}")]
     Log(#[from] runnel_storage::LogError),
@@ -66,8 +66,7 @@ pub fn write(
         .partitions
         .get(OFFSETS_TOPIC, partition)
         .ok_or(StoreError::Unavailable(partition))?;
-    let batch =
-        offsets::encode_batch(records, now_ms).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let batch = offsets::encode_batch(records, now_ms)?;
     log.log().append(&batch, 0, now_ms)?;
     Ok(())
 }

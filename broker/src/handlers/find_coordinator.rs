@@ -12,7 +12,7 @@ use super::{blocking, text};
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::groups::errors::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID};
-use crate::groups::store;
+use crate::groups::{offsets, store};
 
 /// `key_type` of a consumer group.
 const KEY_GROUP: i8 = 0;
@@ -51,8 +51,8 @@ pub async fn handle(
                     COORDINATOR_NOT_AVAILABLE,
                     "transactions are not supported yet",
                 )
-            } else if key.is_empty() {
-                (key, INVALID_GROUP_ID, "the group id is empty")
+            } else if !offsets::valid_group_id(&key) {
+                (key, INVALID_GROUP_ID, "the group id is empty or too long")
             } else if !offsets_ready {
                 (
                     key,

@@ -12,7 +12,7 @@ use super::text;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::groups::errors::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT};
-use crate::groups::{GroupCoordinator, JoinRequest, JoinResult, Pending};
+use crate::groups::{offsets, GroupCoordinator, JoinRequest, JoinResult, Pending};
 
 /// Answers JoinGroup.
 pub async fn handle(
@@ -53,7 +53,7 @@ async fn join(ctx: &BrokerContext, request: JoinGroupRequest, info: &RequestInfo
         ..Default::default()
     };
     let group_id = request.group_id.0.to_string();
-    if group_id.is_empty() {
+    if !offsets::valid_group_id(&group_id) {
         return fail(INVALID_GROUP_ID);
     }
     let config = &ctx.groups.config;

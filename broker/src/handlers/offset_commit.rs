@@ -19,7 +19,7 @@ use crate::groups::errors::{
     COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, OFFSET_METADATA_TOO_LARGE, REBALANCE_IN_PROGRESS,
     UNKNOWN_MEMBER_ID,
 };
-use crate::groups::offsets::{CommittedOffset, OffsetRecord};
+use crate::groups::offsets::{self, CommittedOffset, OffsetRecord};
 use crate::groups::{store, GroupState};
 
 /// Answers OffsetCommit.
@@ -107,7 +107,7 @@ pub async fn handle(
 
 /// The error for the whole request, if the committer may not commit for this group now.
 fn check_member(ctx: &BrokerContext, request: &OffsetCommitRequest) -> Option<i16> {
-    if request.group_id.0.is_empty() {
+    if !offsets::valid_group_id(&request.group_id.0) {
         return Some(INVALID_GROUP_ID);
     }
     let groups = ctx.groups.lock();
