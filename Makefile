@@ -6,7 +6,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crds bench bench-compare images static-check chart-check tools e2e fmt lint clippy clean
+.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare images static-check chart-check tools e2e fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -30,6 +30,11 @@ test-rust:
 test-compat: test-deps
 	$(CARGO) build -p runnel-broker
 	RUNNEL_BROKER_BIN=$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
+
+# 50 kill -9/restart cycles under an idempotent acks=all producer (`make test` runs 5); CRASH_SEED=n for another seed.
+crash-loop: test-deps
+	$(CARGO) build -p runnel-broker
+	CRASH_CYCLES=50 RUNNEL_BROKER_BIN=$(BROKER_BIN) $(VENV)/bin/pytest tests/compat/test_crash_loop.py -s
 
 # runnel-bench against a fresh release broker; BENCH_ARGS="--records 1000000 --acks all".
 bench:
