@@ -17,6 +17,10 @@ pub fn for_log_error(e: &LogError) -> i16 {
     let error = match e {
         LogError::CorruptRecord { .. } => ResponseError::CorruptMessage,
         LogError::InvalidRecord { .. } => ResponseError::InvalidRecord,
+        // Answered with per-record errors too: see the Produce handler.
+        LogError::RejectedRecords { .. } => ResponseError::InvalidRecord,
+        // A stored batch that does not read back (written before append checked it).
+        LogError::UnreadableBatch { .. } => ResponseError::CorruptMessage,
         LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } | LogError::DeleteRecordsOutOfRange { .. } => {
             ResponseError::OffsetOutOfRange
@@ -32,6 +36,9 @@ pub fn for_log_error(e: &LogError) -> i16 {
 pub fn log_storage_error(tp: &crate::partitions::TopicPartition, e: &LogError) {
     match e {
         LogError::Io { .. } => tracing::error!(partition = %tp, error = %e, "storage error"),
+        LogError::UnreadableBatch { .. } | LogError::Compress { .. } => {
+            tracing::warn!(partition = %tp, error = %e, "stored data could not be read or written")
+        }
         _ => tracing::debug!(partition = %tp, error = %e, "request rejected by the log"),
     }
 }

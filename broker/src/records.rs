@@ -1,19 +1,12 @@
-//! Reading the records inside a stored batch, for the few requests that need more than
-//! batch headers (ListOffsets by timestamp). Decompression is CPU work: call from a
-//! blocking thread.
+//! Record batches built with `kafka-protocol`'s encoder, for tests. The broker itself
+//! reads records inside a stored batch only through `runnel-storage`'s bounded parser
+//! ([`runnel_storage::first_record_at_or_after`], for ListOffsets by timestamp): the
+//! `kafka-protocol` decoder reserves memory from the header's record count and
+//! decompresses without a limit, so a stored batch whose header lies could make it
+//! allocate hundreds of gigabytes.
 
+#[cfg(test)]
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
-
-/// The offset and timestamp of the first record in `batch` whose timestamp is at or after
-/// `timestamp`, or `None` when there is none or the batch cannot be decoded.
-pub fn first_at_or_after(mut batch: Bytes, timestamp: i64) -> Option<(i64, i64)> {
-    let sets = RecordBatchDecoder::decode_all(&mut batch).ok()?;
-    sets.iter()
-        .flat_map(|set| set.records.iter())
-        .find(|r| r.timestamp >= timestamp)
-        .map(|r| (r.offset, r.timestamp))
-}
 
 /// A small uncompressed batch of `count` records (magic 2, valid CRC-32C), for tests.
 #[cfg(test)]
@@ -68,14 +61,24 @@ pub(crate) fn test_batch_of(
 mod tests {
     use super::*;
     use kafka_protocol::records::Compression;
+    use runnel_storage::{first_record_at_or_after, TimestampAndOffset};
 
+    /// Storage's parser reads what the Java-compatible encoder writes, every codec.
     #[test]
-    fn finds_the_first_record_at_or_after_a_timestamp() {
-        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let batch = test_batch_of(&[(10, 100), (11, 200), (12, 300)], compression);
-            assert_eq!(first_at_or_after(batch.clone(), 150), Some((11, 200)));
-            assert_eq!(first_at_or_after(batch.clone(), 100), Some((10, 100)));
-            assert_eq!(first_at_or_after(batch, 301), None);
+    fn storage_finds_records_in_batches_kafka_protocol_encodes() {
+        let at = |timestamp, offset| Some(TimestampAndOffset { timestamp, offset });
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let batch = test_batch_of(&[(10, 100), (11, 300), (12, 200)], compression);
+            let find = |t| first_record_at_or_after(&batch, t).unwrap();
+            assert_eq!(find(150), at(300, 11), "{compression:?}");
+            assert_eq!(find(100), at(100, 10), "{compression:?}");
+            assert_eq!(find(301), None, "{compression:?}");
         }
     }
 }

@@ -1,5 +1,7 @@
 //! ListOffsets (key 2): the earliest (-2) and latest (-1) offsets of a partition, or the
-//! first offset whose record timestamp is at or after a given time (via the time index).
+//! first offset whose record timestamp is at or after a given time (via the time index,
+//! then storage's bounded record parser on the one batch found: a stored batch that
+//! does not read back is answered with CORRUPT_MESSAGE, never decoded without bounds).
 
 use std::sync::Arc;
 
@@ -13,7 +15,6 @@ use super::blocking;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
-use crate::records;
 
 /// `timestamp` asking for the log end offset.
 const LATEST: i64 = -1;
@@ -76,10 +77,17 @@ fn lookup(
         t if t < 0 => response.with_error_code(ResponseError::UnsupportedVersion.code()),
         t => match log.read_batch_by_timestamp(t) {
             Ok(Some(batch)) => {
+                // Decompressing and parsing need no lock (this runs on a blocking thread).
                 drop(log);
-                match records::first_at_or_after(batch, t) {
-                    Some((offset, ts)) => response.with_offset(offset).with_timestamp(ts),
-                    None => response,
+                match runnel_storage::first_record_at_or_after(&batch, t) {
+                    Ok(Some(found)) => response
+                        .with_offset(found.offset)
+                        .with_timestamp(found.timestamp),
+                    Ok(None) => response,
+                    Err(e) => {
+                        log_storage_error(&p.tp, &e);
+                        response.with_error_code(for_log_error(&e))
+                    }
                 }
             }
             Ok(None) => response,
