@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use runnel_storage::{CleanupPolicy, LogConfig, TimestampType};
+use runnel_storage::{CleanupPolicy, CompressionType, LogConfig, TimestampType};
 
 use crate::config::BrokerConfig;
 
@@ -28,6 +28,9 @@ pub struct ConfigDef {
     pub doc: &'static str,
 }
 
+/// Kafka's `compression.type` values (`CompressionType::name` of each).
+const COMPRESSION_TYPES: [&str; 6] = ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"];
+
 const LONG: i64 = i64::MAX;
 const INT: i64 = i32::MAX as i64;
 
@@ -40,8 +43,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "compression.type",
-        kind: Kind::OneOf(&["producer"]),
-        doc: "batches are stored as the producer compressed them",
+        kind: Kind::OneOf(&COMPRESSION_TYPES),
+        doc: "codec batches are stored with: producer keeps the producer's bytes, any other value re-compresses batches with another codec on append",
     },
     ConfigDef {
         name: "delete.retention.ms",
@@ -251,6 +254,10 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
         retention_ms: signed("retention.ms", broker.log_retention_ms),
         retention_bytes: signed("retention.bytes", broker.log_retention_bytes),
         cleanup_policy: cleanup_policy(policy),
+        compression_type: overrides
+            .get("compression.type")
+            .and_then(|v| CompressionType::from_name(v))
+            .unwrap_or_default(),
         delete_retention_ms: signed("delete.retention.ms", base.delete_retention_ms),
         min_compaction_lag_ms: signed("min.compaction.lag.ms", base.min_compaction_lag_ms),
         flush_messages: flush("flush.messages", broker.log_flush_interval_messages),
@@ -284,6 +291,30 @@ mod tests {
         );
         assert!(validate("segment.bytes", "13").is_err());
         assert!(validate("no.such.config", "1").is_err());
+    }
+
+    #[test]
+    fn compression_type_takes_kafkas_values_and_reaches_the_log_config() {
+        let names: Vec<&str> = CompressionType::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, COMPRESSION_TYPES);
+        let broker = BrokerConfig::for_tests(PathBuf::from("/nonexistent"));
+        for c in CompressionType::ALL {
+            assert!(validate("compression.type", c.name()).is_ok());
+            let overrides = [("compression.type".to_string(), c.name().to_string())].into();
+            assert_eq!(log_config(&broker, &overrides).compression_type, c);
+        }
+        for bad in ["none", "GZIP", "lz4 ", "", "brotli"] {
+            assert!(validate("compression.type", bad).is_err(), "{bad:?}");
+        }
+        let err = validate("compression.type", "none").err().map(|e| e.0);
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid value \"none\" for topic config compression.type: must be one of uncompressed | zstd | lz4 | snappy | gzip | producer")
+        );
+        assert_eq!(
+            log_config(&broker, &BTreeMap::new()).compression_type,
+            CompressionType::Producer
+        );
     }
 
     #[test]

@@ -2,13 +2,22 @@
 //! response; acks=1 is answered once the batches are in the log (page cache); acks=-1
 //! (all) once they are fsynced. Idempotent batches are deduplicated by the log's
 //! producer state: a retried batch is answered with its original offsets.
+//!
+//! A partition whose records break a rule of its topic (a record without a key in a
+//! compacted topic) is answered as Kafka answers it: INVALID_RECORD, one
+//! `record_errors` entry per offending record (its index in the batch and a message)
+//! and an `error_message` (both from v8); nothing of that partition is written, and
+//! the request's other partitions are answered as usual.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
+use runnel_storage::{LogError, RecordError, RecordErrorReason};
 
 use super::{blocking, text};
 use crate::context::BrokerContext;
@@ -21,12 +30,13 @@ pub fn is_silent(request: &ProduceRequest) -> bool {
     request.acks == 0
 }
 
-/// One partition's batches, with the index of its topic in the response.
 /// Requests carrying at most this many record bytes are appended on the runtime
 /// thread when their logs are free: a write of this size into the page cache takes
 /// microseconds, less than handing the work to a blocking thread and back (two thread
-/// wake-ups per request, most of a small produce's cost). Larger requests, and logs a
-/// flush or compaction holds, go to the blocking pool.
+/// wake-ups per request, most of a small produce's cost). Larger requests, logs a
+/// flush or compaction holds, and appends that decompress or parse records
+/// ([`runnel_storage::Log::append_decodes_records`]: compressed batches, compacted
+/// topics, a `compression.type` codec) go to the blocking pool.
 const INLINE_APPEND_MAX_BYTES: usize = 256 * 1024;
 
 /// How [`append_all`] takes each partition's log lock.
@@ -34,10 +44,12 @@ const INLINE_APPEND_MAX_BYTES: usize = 256 * 1024;
 enum Locking {
     /// Wait for it (on a blocking thread).
     Wait,
-    /// Only when free at once; busy partitions are handed back.
+    /// Only when free at once, and only for appends that decode no records; the other
+    /// partitions are handed back.
     TryOnly,
 }
 
+/// One partition's batches, with the index of its topic in the response.
 struct Work {
     topic: usize,
     name: String,
@@ -157,7 +169,8 @@ fn respond(
 
 /// Partition responses by topic index, the appended partitions with the offset each
 /// must be durable up to (for acks=all, indexing the responses), and the work left
-/// undone because its log was busy (only with [`Locking::TryOnly`]).
+/// undone because its log was busy or its append decodes records (only with
+/// [`Locking::TryOnly`]).
 type Appended = (
     Vec<(usize, PartitionProduceResponse)>,
     Vec<(usize, Arc<Partition>, i64)>,
@@ -191,13 +204,19 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
         };
         let result = match locking {
             Locking::Wait => partition.log().append(records, 0, now_ms),
-            Locking::TryOnly => match partition.try_log() {
-                Some(mut log) => log.append(records, 0, now_ms),
-                None => {
+            Locking::TryOnly => {
+                let Some(mut log) = partition.try_log() else {
+                    busy.push(w);
+                    continue;
+                };
+                // Decompression is CPU work for the blocking pool, not this thread.
+                if log.append_decodes_records(records) {
+                    drop(log);
                     busy.push(w);
                     continue;
                 }
-            },
+                log.append(records, 0, now_ms)
+            }
         };
         match result {
             Ok(info) => {
@@ -223,11 +242,13 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
             }
             Err(e) => {
                 log_storage_error(&partition.tp, &e);
-                let message = e.to_string();
-                out.push((
-                    w.topic,
-                    failed(w.partition, for_log_error(&e), Some(&message)),
-                ));
+                let response = match &e {
+                    LogError::RejectedRecords { errors } => {
+                        rejected(w.partition, &partition.tp.to_string(), errors)
+                    }
+                    _ => failed(w.partition, for_log_error(&e), Some(&e.to_string())),
+                };
+                out.push((w.topic, response));
             }
         }
     }
@@ -242,6 +263,46 @@ fn failed(partition: i32, code: i16, message: Option<&str>) -> PartitionProduceR
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
         .with_error_message(message.map(text))
+}
+
+/// The answer for a partition whose records were refused, worded as Kafka's
+/// `LogValidator` and `ReplicaManager` word it (`tp` is `topic-partition`).
+fn rejected(partition: i32, tp: &str, errors: &[RecordError]) -> PartitionProduceResponse {
+    let message = |e: &RecordError| match e.reason {
+        RecordErrorReason::MissingKey => {
+            format!("Compacted topic cannot accept message without key in topic partition {tp}")
+        }
+    };
+    let first_three: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|e| {
+            format!(
+                "RecordError(batchIndex={}, message='{}')",
+                e.batch_index,
+                message(e)
+            )
+        })
+        .collect();
+    let summary = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        first_three.join(", ")
+    );
+    let record_errors = errors
+        .iter()
+        .map(|e| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(e.batch_index)
+                .with_batch_index_error_message(Some(text(message(e))))
+        })
+        .collect();
+    failed(
+        partition,
+        ResponseError::InvalidRecord.code(),
+        Some(&summary),
+    )
+    .with_record_errors(record_errors)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -273,21 +334,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_busy_log_is_handed_back_and_appended_by_waiting() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A broker context on `dir`, with no topic.
+    fn context(dir: &std::path::Path) -> BrokerContext {
         let mut config = BrokerConfig::parse_from(["runnel-broker"]);
-        config.data_dir = dir.path().to_path_buf();
+        config.data_dir = dir.to_path_buf();
         let metrics = Arc::new(Metrics::new().unwrap());
         let (flusher, _task) = Flusher::start(Arc::clone(&metrics), CancellationToken::new());
-        let ctx = BrokerContext::open(
+        BrokerContext::open(
             config,
             ("127.0.0.1".into(), 9092),
             &BrokerStatus::new(),
             metrics,
             flusher,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_busy_log_is_handed_back_and_appended_by_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
         ctx.partitions
             .open("t", 0..2, &LogConfig::default())
             .unwrap();
@@ -315,5 +381,51 @@ mod tests {
         assert_eq!((done[0].1.index, done[0].1.error_code), (1, 0));
         assert_eq!(appended[0].2, 2);
         assert_eq!(held.log().log_end_offset(), 2);
+    }
+
+    #[tokio::test]
+    async fn appends_that_decode_records_are_left_to_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path());
+        let compact = LogConfig {
+            cleanup_policy: runnel_storage::CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        ctx.partitions.open("t", 0..1, &compact).unwrap();
+        let (done, _, busy) = append_all(&ctx, vec![work(0, batch(2))], Locking::TryOnly);
+        assert!(done.is_empty());
+        assert_eq!(busy.len(), 1);
+        // Waiting appends it, and the keyless records are refused one by one.
+        let (done, appended, busy) = append_all(&ctx, busy, Locking::Wait);
+        assert!(busy.is_empty() && appended.is_empty());
+        let r = &done[0].1;
+        assert_eq!(r.error_code, ResponseError::InvalidRecord.code());
+        let at: Vec<i32> = r.record_errors.iter().map(|e| e.batch_index).collect();
+        assert_eq!(at, [0, 1]);
+        assert_eq!(
+            ctx.partitions.get("t", 0).unwrap().log().log_end_offset(),
+            0
+        );
+    }
+
+    #[test]
+    fn rejected_records_are_worded_as_kafka_words_them() {
+        let errors = [0, 2, 5, 7].map(|batch_index| RecordError {
+            batch_index,
+            reason: RecordErrorReason::MissingKey,
+        });
+        let r = rejected(3, "t-3", &errors);
+        assert_eq!((r.index, r.error_code, r.base_offset), (3, 87, -1));
+        assert_eq!(r.record_errors.len(), 4);
+        assert_eq!(r.record_errors[1].batch_index, 2);
+        assert_eq!(
+            r.record_errors[1].batch_index_error_message.as_deref(),
+            Some("Compacted topic cannot accept message without key in topic partition t-3")
+        );
+        let summary = r.error_message.as_deref().unwrap_or_default();
+        assert!(summary.starts_with(
+            "One or more records have been rejected due to 4 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=0, message='Compacted topic"
+        ));
+        assert_eq!(summary.matches("RecordError(").count(), 3);
     }
 }
