@@ -119,7 +119,7 @@ class Broker:
             raise BrokerError("broker is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info,runnel_broker=debug,runnel_storage=debug")
+        env.setdefault("RUNNEL_LOG", "info,runnel_broker=debug,runnel_storage=debug")
         env.setdefault("RUST_BACKTRACE", "1")
         env.setdefault("NO_COLOR", "1")
         self.starts += 1
