@@ -6,7 +6,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare images static-check chart-check tools e2e fmt lint clippy clean
+.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check chart-check tools e2e fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -43,6 +43,10 @@ bench:
 # runnel vs Tansu (in memory) side by side; installs Tansu under target/ (long first build).
 bench-compare:
 	bench/compare.sh
+
+# Mutation fuzzer over the request path, in-process (release); FUZZ_ARGS="--iterations 10000000 --seed 1" (default: 60 s).
+fuzz:
+	$(CARGO) run --release -p runnel-fuzz -- run $(FUZZ_ARGS)
 
 # Regenerates crds/ from the Rust types; `cargo test` fails while crds/ is stale.
 crds:
