@@ -61,11 +61,31 @@ enum Message {
     Stop,
 }
 
+/// Why a partition could not be made durable for a waiting producer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FlushError {
+    /// The broker is shutting down and takes no more fsync requests.
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+    /// The flusher thread ended before answering.
+    #[error("the flusher stopped before the fsync")]
+    Stopped,
+    /// The partition's fsync (or taking its flush handle) failed; shared by every
+    /// producer waiting on that partition in the round.
+    #[error("fsync of {partition} failed: {source}")]
+    Storage {
+        /// The partition.
+        partition: TopicPartition,
+        /// The storage error.
+        source: Arc<runnel_storage::LogError>,
+    },
+}
+
 /// One partition that must be durable up to (excluding) `upto` before a producer is answered.
 struct Request {
     partition: Arc<Partition>,
     upto: i64,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), FlushError>>,
 }
 
 /// Handle to the flusher thread.
@@ -122,7 +142,7 @@ impl Flusher {
     pub async fn enqueue(
         &self,
         wanted: Vec<(Arc<Partition>, i64)>,
-    ) -> impl std::future::Future<Output = Vec<Result<(), String>>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Vec<Result<(), FlushError>>> + Send + 'static {
         let mut answers = Vec::with_capacity(wanted.len());
         for (partition, upto) in wanted {
             let (done, answer) = oneshot::channel();
@@ -134,18 +154,13 @@ impl Flusher {
                     done,
                 }))
                 .await;
-            answers.push(
-                sent.map(|()| answer)
-                    .map_err(|_| "the broker is shutting down".to_string()),
-            );
+            answers.push(sent.map(|()| answer).map_err(|_| FlushError::ShuttingDown));
         }
         async move {
             let mut results = Vec::with_capacity(answers.len());
             for answer in answers {
                 results.push(match answer {
-                    Ok(rx) => rx
-                        .await
-                        .unwrap_or_else(|_| Err("the flusher stopped".to_string())),
+                    Ok(rx) => rx.await.unwrap_or(Err(FlushError::Stopped)),
                     Err(e) => Err(e),
                 });
             }
@@ -216,8 +231,15 @@ fn preallocate(queue: &std::sync::mpsc::Receiver<Arc<Partition>>) {
     }
 }
 
+fn storage_failure(tp: &TopicPartition, e: runnel_storage::LogError) -> FlushError {
+    FlushError::Storage {
+        partition: tp.clone(),
+        source: Arc::new(e),
+    }
+}
+
 /// Fsyncs every partition in the round once; returns the partitions that failed.
-fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, String> {
+fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, FlushError> {
     let mut wanted: HashMap<TopicPartition, (Arc<Partition>, i64)> = HashMap::new();
     for r in round {
         let entry = wanted
@@ -236,7 +258,7 @@ fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, S
             Ok(Some(handle)) => handles.push((tp.clone(), Arc::clone(partition), handle)),
             Ok(None) => {}
             Err(e) => {
-                failures.insert(tp.clone(), e.to_string());
+                failures.insert(tp.clone(), storage_failure(tp, e));
             }
         }
     }
@@ -265,7 +287,8 @@ fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, S
         let done = result.and_then(|()| partition.log().mark_synced(&handle));
         if let Err(e) = done {
             tracing::error!(partition = %tp, error = %e, "fsync failed");
-            failures.insert(tp, e.to_string());
+            let failure = storage_failure(&tp, e);
+            failures.insert(tp, failure);
         }
     }
     // A handle covers everything appended when it was taken, which includes every
@@ -342,7 +365,10 @@ mod tests {
         assert!(before_stop.await[0].is_ok());
         assert_eq!(a.log().data_synced(), 4);
         let after_stop = flusher.enqueue(vec![(Arc::clone(&a), end_a)]).await.await;
-        assert!(after_stop[0].is_err());
+        assert!(matches!(
+            after_stop[0],
+            Err(FlushError::ShuttingDown | FlushError::Stopped)
+        ));
     }
 
     #[test]

@@ -138,7 +138,12 @@ pub async fn handle(
         for (i, flushed) in slots.into_iter().zip(durable.await) {
             if let Err(e) = flushed {
                 let index = results[i].1.index;
-                results[i].1 = failed(index, ResponseError::KafkaStorageError.code(), Some(&e));
+                let message = e.to_string();
+                results[i].1 = failed(
+                    index,
+                    ResponseError::KafkaStorageError.code(),
+                    Some(&message),
+                );
             }
         }
         respond(&ctx, responses, results)
