@@ -88,7 +88,7 @@ struct RunOpts {
     /// A worker that prints nothing for this many seconds is taken for hung.
     #[arg(long, default_value_t = 120)]
     stall_seconds: u64,
-    /// Stop after this many crashes.
+    /// Stop after this many distinct crashes (kind and broker function).
     #[arg(long, default_value_t = 20)]
     max_crashes: usize,
     #[command(flatten)]
@@ -113,7 +113,8 @@ struct WorkerOpts {
 
 #[derive(Args)]
 struct ReplayOpts {
-    /// Frame files (no size prefix); several are replayed in order on one broker.
+    /// Frame files: `*.bin` one frame without its size prefix, `*.frames` several frames
+    /// each with its size prefix (as on the wire). All are replayed in order on one broker.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Where the data dir is made.
@@ -183,8 +184,15 @@ fn main() -> anyhow::Result<()> {
                 summary.frames() as f64 / elapsed.as_secs_f64().max(1e-9),
                 summary.frames_in_crashed_epochs
             );
-            println!("crashes: {}", summary.crashes.len());
-            for c in &summary.crashes {
+            println!(
+                "crashes: {} ({} distinct)",
+                summary.crashes.len(),
+                summary.signatures().len()
+            );
+            for (signature, n) in summary.signatures() {
+                println!("  {n} x {signature}");
+            }
+            for c in summary.crashes.iter().filter(|c| c.saved.is_some()) {
                 println!("  {}", c.summary);
                 if let Some(p) = &c.saved {
                     println!("    saved: {}", p.display());
@@ -220,7 +228,16 @@ fn main() -> anyhow::Result<()> {
             cap_allocations(opts.alloc_limit_mib)?;
             let mut frames = Vec::with_capacity(opts.files.len());
             for f in &opts.files {
-                frames.push(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
+                let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                if f.extension().is_some_and(|x| x == "frames") {
+                    frames.extend(
+                        worker::split_frames(&bytes).with_context(|| {
+                            format!("{}: not size-prefixed frames", f.display())
+                        })?,
+                    );
+                } else {
+                    frames.push(bytes);
+                }
             }
             match worker::replay(&frames, &opts.data_root) {
                 Ok(stats) => {

@@ -45,7 +45,7 @@ pub struct RunArgs {
     pub alloc_limit_mib: u64,
     /// A worker silent this long is taken for hung.
     pub stall: Duration,
-    /// Stop after this many crashes.
+    /// Stop after this many distinct crashes (by [`signature`]).
     pub max_crashes: usize,
 }
 
@@ -60,7 +60,13 @@ pub struct Crash {
     pub saved: Option<PathBuf>,
     /// The first line that says what went wrong.
     pub summary: String,
+    /// What kind of death, and where in the broker: crashes with one signature are
+    /// one bug (see [`signature`]).
+    pub signature: String,
 }
+
+/// Crashes saved per signature; later ones are counted, not saved.
+const SAVED_PER_SIGNATURE: usize = 3;
 
 /// A supervised run's result.
 #[derive(Debug, Default)]
@@ -74,6 +80,20 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The distinct signatures, with how often each occurred, most frequent first.
+    pub fn signatures(&self) -> Vec<(String, usize)> {
+        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for c in &self.crashes {
+            *counts.entry(c.signature.as_str()).or_default() += 1;
+        }
+        let mut v: Vec<(String, usize)> = counts
+            .into_iter()
+            .map(|(s, n)| (s.to_string(), n))
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.1));
+        v
+    }
+
     /// Every frame handled, crashed epochs included.
     pub fn frames(&self) -> u64 {
         self.stats.frames() + self.frames_in_crashed_epochs
@@ -104,7 +124,11 @@ pub fn run(args: &RunArgs, exe: &Path, corpus: &[CorpusFrame]) -> anyhow::Result
     let deadline = args.seconds.map(Duration::from_secs_f64);
     let mut summary = Summary::default();
     let mut start = 0;
-    while start < end && summary.crashes.len() < args.max_crashes {
+    // A bug that crashes often would otherwise end the run early: distinct ones count.
+    while start < end
+        && summary.signatures().len() < args.max_crashes
+        && summary.crashes.len() < args.max_crashes.saturating_mul(100)
+    {
         let left = match deadline {
             Some(d) if started.elapsed() >= d => break,
             Some(d) => Some(d - started.elapsed()),
@@ -121,7 +145,20 @@ pub fn run(args: &RunArgs, exe: &Path, corpus: &[CorpusFrame]) -> anyhow::Result
             continue;
         }
         let checkpoint = ended.checkpoint.unwrap_or(start);
-        let crash = pin(args, exe, corpus, checkpoint, end, &ended)?;
+        let seen = summary
+            .crashes
+            .iter()
+            .filter(|c| c.signature == signature(&ended.stderr, ended.stalled))
+            .count();
+        let crash = pin(
+            args,
+            exe,
+            corpus,
+            checkpoint,
+            end,
+            &ended,
+            seen < SAVED_PER_SIGNATURE,
+        )?;
         let _ = std::fs::remove_dir_all(&args.data_root);
         let crashed_at = crash.iteration;
         summary.frames_in_crashed_epochs += crashed_at.map_or(0, |i| i + 1 - checkpoint);
@@ -147,6 +184,7 @@ fn pin(
     checkpoint: u64,
     end: u64,
     first: &Ended,
+    save: bool,
 ) -> anyhow::Result<Crash> {
     let epoch_end = ((checkpoint / args.reset_every + 1) * args.reset_every).min(end);
     let trace = supervise(args, exe, checkpoint, epoch_end, None, true)?;
@@ -160,9 +198,20 @@ fn pin(
                 "not reproduced from checkpoint {checkpoint}: {}",
                 first_line(&first.stderr, first.stalled)
             ),
+            signature: signature(&first.stderr, first.stalled),
         });
     };
     let frame = mutate::generate(corpus, args.seed, i).bytes;
+    let summary_line = first_line(&trace.stderr, trace.stalled);
+    if !save {
+        return Ok(Crash {
+            iteration: Some(i),
+            checkpoint,
+            saved: None,
+            summary: format!("iteration {i}: {summary_line} (seen before: not saved)"),
+            signature: signature(&first.stderr, first.stalled),
+        });
+    }
     let (label, version) = frame_api(&frame).map_or_else(
         || ("Unknown".to_string(), 0),
         |(k, v)| (format!("{k:?}"), v),
@@ -180,9 +229,8 @@ fn pin(
     // A replay that fails, or hangs as long as a stalled worker, crashes alone.
     let alone = !succeeds_within(&mut replay, args.stall).unwrap_or(true);
     let summary = format!(
-        "{label} v{version} at iteration {i} (seed {}): {}",
-        args.seed,
-        first_line(&trace.stderr, trace.stalled)
+        "{label} v{version} at iteration {i} (seed {}): {summary_line}",
+        args.seed
     );
     let reproduce = if alone {
         format!("runnel-fuzz replay {}", bin.display())
@@ -211,6 +259,7 @@ fn pin(
         checkpoint,
         saved: Some(bin),
         summary,
+        signature: signature(&first.stderr, first.stalled),
     })
 }
 
@@ -338,6 +387,35 @@ fn succeeds_within(command: &mut Command, limit: Duration) -> std::io::Result<bo
     }
 }
 
+/// What kind of death and the first broker function on its backtrace, e.g.
+/// `allocation failure in runnel_broker::groups::assignment::subscribed_topics`.
+pub fn signature(stderr: &str, stalled: bool) -> String {
+    if stalled {
+        return "hang".to_string();
+    }
+    let kind = if stderr.contains("memory allocation of") {
+        "allocation failure"
+    } else if stderr.contains("panicked at") {
+        "panic"
+    } else if stderr.contains("violation:") {
+        "broken answer"
+    } else {
+        "death"
+    };
+    let place = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("at "))
+        .find_map(|l| {
+            let function = l.split_once(": ")?.1;
+            function.starts_with("runnel_broker::").then_some(function)
+        });
+    match place {
+        Some(f) => format!("{kind} in {f}"),
+        None => kind.to_string(),
+    }
+}
+
 fn first_line(stderr: &str, stalled: bool) -> String {
     if stalled {
         return "the worker stopped making progress (a hang)".to_string();
@@ -363,4 +441,23 @@ fn head(text: &str, max: usize) -> String {
         cut -= 1;
     }
     format!("{}...", &text[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_name_the_kind_and_the_broker_function() {
+        let oom = "memory allocation of 68719476704 bytes failed\nstack backtrace:\n   0: std::alloc::rust_oom\n             at /rustc/x/alloc.rs:1:1\n  12: runnel_broker::groups::assignment::subscribed_topics\n             at ./broker/src/groups/assignment.rs:16:5\n";
+        assert_eq!(
+            signature(oom, false),
+            "allocation failure in runnel_broker::groups::assignment::subscribed_topics"
+        );
+        assert_eq!(
+            signature("runnel-fuzz: violation: iteration 3", false),
+            "broken answer"
+        );
+        assert_eq!(signature("", true), "hang");
+    }
 }

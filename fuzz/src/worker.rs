@@ -170,7 +170,20 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Runs one frame on a fresh broker and probes ApiVersions after it: the replay of a
+/// The frames of a `*.frames` file: each behind its 4-byte size prefix, as on the wire.
+/// `None` when a prefix is negative or runs past the end.
+pub fn split_frames(mut bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        let size = i32::from_be_bytes(bytes.get(0..4)?.try_into().ok()?);
+        let end = 4 + usize::try_from(size).ok()?;
+        frames.push(bytes.get(4..end)?.to_vec());
+        bytes = &bytes[end..];
+    }
+    Some(frames)
+}
+
+/// Runs frames on a fresh broker and probes ApiVersions after it: the replay of a
 /// saved crash or regression file.
 pub fn replay(frames: &[Vec<u8>], data_root: &std::path::Path) -> anyhow::Result<Stats> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -206,5 +219,14 @@ mod tests {
         assert_eq!(unhex("0001ABff"), Some(bytes.to_vec()));
         assert_eq!(unhex("abc"), None);
         assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn frames_files_split_on_their_size_prefixes() {
+        let file = [0, 0, 0, 2, 7, 8, 0, 0, 0, 0, 0, 0, 0, 1, 9];
+        assert_eq!(split_frames(&file), Some(vec![vec![7, 8], vec![], vec![9]]));
+        assert_eq!(split_frames(&[0, 0, 0, 3, 1]), None);
+        assert_eq!(split_frames(&[0xff, 0, 0, 0]), None);
+        assert_eq!(split_frames(&[0, 0]), None);
     }
 }
