@@ -7,16 +7,17 @@
 #      API version no client sent by re-encoding a captured frame with kafka-protocol.
 # The capture (one directory per client) is kept in target/fuzz-capture for inspection.
 #
-# Usage: scripts/capture-corpus.sh
+# Usage: scripts/capture-corpus.sh [CORPUS_DIR]      (default: fuzz/corpus)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 capture="$target_dir/fuzz-capture"
+corpus="${1:-$repo/fuzz/corpus}"
 
 scripts/test-deps.sh
 cargo build -q -p runnel-broker -p runnel-fuzz
 rm -rf "$capture"
 .venv/bin/python scripts/capture-corpus.py --broker-bin "$target_dir/debug/runnel-broker" --out "$capture"
-"$target_dir/debug/runnel-fuzz" derive-corpus --captured "$capture" --out fuzz/corpus
+"$target_dir/debug/runnel-fuzz" derive-corpus --captured "$capture" --out "$corpus"
