@@ -293,7 +293,7 @@ where
 {
     let version = header.request_api_version;
     // The codec reserves memory from counts on the wire: bound them all first.
-    if let Err(e) = bounds::check_request(api, version, &body) {
+    if let Err(e) = bounds::check_body(api, version, &body) {
         debug!(error = %e, "request body out of bounds; closing the connection");
         return Reply::Close;
     }

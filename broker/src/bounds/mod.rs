@@ -88,9 +88,10 @@ pub enum BoundsError {
     },
 }
 
-/// Checks `body` (the request after its header) of `api` at `version` (already known to
-/// be served) before it is decoded.
-pub fn check_request(api: &str, version: i16, body: &[u8]) -> Result<(), BoundsError> {
+/// Checks `body` of the message `api` at `version` before it is decoded: a request
+/// after its header (`api` is the API key's name, the version one that is served), or
+/// another message a client sent as bytes (`ConsumerProtocolSubscription`).
+pub fn check_body(api: &str, version: i16, body: &[u8]) -> Result<(), BoundsError> {
     let message = messages()?
         .get(api)
         .ok_or_else(|| BoundsError::UnknownApi {

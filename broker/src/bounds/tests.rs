@@ -8,7 +8,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::schema::{FieldType, Message};
-use super::{check_request, messages, BoundsError};
+use super::{check_body, messages, BoundsError};
 use crate::dispatch::ROUTES;
 
 /// xorshift64*: a fixed-seed source of test values.
@@ -219,13 +219,15 @@ codecs! {
     DeleteGroups => DeleteGroupsRequest,
     OffsetDelete => OffsetDeleteRequest,
     DescribeCluster => DescribeClusterRequest,
+    ConsumerProtocolSubscription => ConsumerProtocolSubscription,
 }
 
-/// Every served (API name, version).
+/// Every served (API name, version), and the other client messages the broker decodes.
 fn served() -> Vec<(String, i16)> {
     ROUTES
         .iter()
         .flat_map(|r| (r.min..=r.max).map(move |v| (format!("{:?}", r.key), v)))
+        .chain((0..=3).map(|v| ("ConsumerProtocolSubscription".to_string(), v)))
         .collect()
 }
 
@@ -245,7 +247,7 @@ fn generated_bodies_decode_whole_and_encode_back_identically() {
         let message = &messages[&api];
         for seed in 1..=40u64 {
             let (body, _) = generate(message, version, seed * 7919, Counts::Few);
-            check_request(&api, version, &body)
+            check_body(&api, version, &body)
                 .unwrap_or_else(|e| panic!("{api} v{version} seed {seed}: pre-pass refused: {e}"));
             let encoded = codec_round_trip(&api, &body, version)
                 .unwrap_or_else(|e| panic!("{api} v{version} seed {seed}: {e}"));
@@ -275,7 +277,7 @@ fn every_array_announcing_a_huge_count_is_refused() {
                 if !written {
                     continue;
                 }
-                let result = check_request(&api, version, &body);
+                let result = check_body(&api, version, &body);
                 // A non-flexible 0xffff_fffe is -2: negative, refused all the same.
                 assert!(
                     matches!(
@@ -326,7 +328,7 @@ fn the_reported_frame_is_refused() {
     // Metadata v1, topics announcing 2^31-1 entries: 19 bytes that aborted the broker.
     let body = 0x7fff_ffff_i32.to_be_bytes();
     assert!(matches!(
-        check_request("Metadata", 1, &body),
+        check_body("Metadata", 1, &body),
         Err(BoundsError::CountTooLarge {
             field: "topics",
             count: 0x7fff_ffff,
@@ -334,8 +336,8 @@ fn the_reported_frame_is_refused() {
         })
     ));
     // A null topics array (all topics) and an empty one are fine.
-    assert!(check_request("Metadata", 1, &(-1i32).to_be_bytes()).is_ok());
-    assert!(check_request("Metadata", 1, &0i32.to_be_bytes()).is_ok());
+    assert!(check_body("Metadata", 1, &(-1i32).to_be_bytes()).is_ok());
+    assert!(check_body("Metadata", 1, &0i32.to_be_bytes()).is_ok());
 }
 
 #[test]
@@ -348,10 +350,10 @@ fn count_bounds_at_the_boundary() {
         }
         b
     };
-    assert!(check_request("DeleteGroups", 1, &body(3, 3)).is_ok());
+    assert!(check_body("DeleteGroups", 1, &body(3, 3)).is_ok());
     // Four announced, bytes for three: count × 2 > remaining.
     assert!(matches!(
-        check_request("DeleteGroups", 1, &body(4, 3)),
+        check_body("DeleteGroups", 1, &body(4, 3)),
         Err(BoundsError::CountTooLarge {
             count: 4,
             min_element: 2,
@@ -360,7 +362,7 @@ fn count_bounds_at_the_boundary() {
         })
     ));
     assert!(matches!(
-        check_request("DeleteGroups", 1, &body(-2, 0)),
+        check_body("DeleteGroups", 1, &body(-2, 0)),
         Err(BoundsError::NegativeLength { len: -2, .. })
     ));
     // String lengths: max - 1, max, max + 1 of the bytes left.
@@ -370,10 +372,10 @@ fn count_bounds_at_the_boundary() {
         b.extend(std::iter::repeat_n(b'g', have));
         b
     };
-    assert!(check_request("DeleteGroups", 1, &string(4, 5)).is_ok());
-    assert!(check_request("DeleteGroups", 1, &string(5, 5)).is_ok());
+    assert!(check_body("DeleteGroups", 1, &string(4, 5)).is_ok());
+    assert!(check_body("DeleteGroups", 1, &string(5, 5)).is_ok());
     assert!(matches!(
-        check_request("DeleteGroups", 1, &string(6, 5)),
+        check_body("DeleteGroups", 1, &string(6, 5)),
         Err(BoundsError::LengthTooLarge {
             len: 6,
             remaining: 5,
@@ -401,7 +403,7 @@ fn a_known_tag_must_fill_its_declared_size() {
     body.truncate(section);
     body.extend_from_slice(&tail);
     assert!(matches!(
-        check_request("Fetch", 15, &body),
+        check_body("Fetch", 15, &body),
         Err(BoundsError::TagSize {
             declared: 14,
             used: 13,

@@ -13,6 +13,10 @@ pub fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
         return Vec::new();
     }
     let version = buf.get_i16().clamp(0, 3);
+    // Client bytes kept by the group: their counts are bounded like a request's.
+    if crate::bounds::check_body("ConsumerProtocolSubscription", version, &buf).is_err() {
+        return Vec::new();
+    }
     ConsumerProtocolSubscription::decode(&mut buf, version)
         .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
         .unwrap_or_default()
@@ -35,6 +39,9 @@ mod tests {
         sub.encode(&mut buf, 1)?;
         assert_eq!(subscribed_topics(&buf.freeze()), ["a", "b"]);
         assert!(subscribed_topics(&Bytes::from_static(&[0, 1, 0xff])).is_empty());
+        // v0, topics announcing 2^31-1 entries: refused before the codec reserves 64 GB.
+        let hostile = Bytes::from_static(&[0, 0, 0x7f, 0xff, 0xff, 0xff, 0, 1, b'a']);
+        assert!(subscribed_topics(&hostile).is_empty());
         Ok(())
     }
 }
