@@ -1,8 +1,10 @@
-//! Storage micro-benchmarks: append, index lookup, read and recovery.
+//! Storage micro-benchmarks: append (as received, validated, re-compressed), index
+//! lookup, read and recovery.
 //!
-//! Run with `cargo bench -p runnel-storage` (or `make bench`). Batches are 16 KiB of
-//! 1 KiB records, like a producer with `batch.size=16384`. Nothing here fsyncs except
-//! recovery, which fsyncs what it scanned.
+//! Run with `cargo bench -p runnel-storage` (one group: `cargo bench -p runnel-storage
+//! --bench log -- append_codec`). Batches are 16 KiB of 1 KiB records, like a producer
+//! with `batch.size=16384`. Nothing here fsyncs except recovery, which fsyncs what it
+//! scanned.
 
 // Bench code: a panic is how a broken setup is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -11,8 +13,12 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use runnel_storage::{Log, LogConfig};
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion, Throughput};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use runnel_storage::{CompressionType, Log, LogConfig};
 
 const RECORD: usize = 1024;
 const RECORDS_PER_BATCH: i32 = 16;
@@ -60,27 +66,105 @@ fn filled(dir: &Path, bytes: usize) -> Log {
     log
 }
 
+/// Times appends of `batch` to a fresh log with `config`.
+fn bench_append(bench: &mut Bencher<'_>, batch: &[u8], config: &LogConfig) {
+    bench.iter_custom(|iters| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), config.clone()).unwrap();
+        let mut spent = Duration::ZERO;
+        for i in 0..iters {
+            // Keep the disk footprint bounded; the reset is not timed.
+            if i % 4096 == 4095 {
+                log.truncate_to(0).unwrap();
+            }
+            let start = Instant::now();
+            black_box(log.append(black_box(batch), 0, 0).unwrap());
+            spent += start.elapsed();
+        }
+        spent
+    });
+}
+
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");
     let b = batch(1_000);
     group.throughput(Throughput::Bytes(b.len() as u64));
     group.bench_function("16KiB_batch_1KiB_records", |bench| {
-        bench.iter_custom(|iters| {
-            let dir = tempfile::tempdir().unwrap();
-            let mut log = Log::open(dir.path(), config()).unwrap();
-            let mut spent = Duration::ZERO;
-            for i in 0..iters {
-                // Keep the disk footprint bounded; the reset is not timed.
-                if i % 4096 == 4095 {
-                    log.truncate_to(0).unwrap();
-                }
-                let start = Instant::now();
-                black_box(log.append(black_box(&b), 0, 0).unwrap());
-                spent += start.elapsed();
-            }
-            spent
-        });
+        bench_append(bench, &b, &config());
     });
+    group.finish();
+}
+
+/// A real batch of 16 records of 1 KiB, compressed with `compression` by
+/// kafka-protocol's encoder (the Java client's framing). Values are pseudo-random
+/// `A`-`Z`, as runnel-bench and Kafka's perf tool send: they compress to about 60%.
+fn encoded_batch(compression: Compression) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let records: Vec<Record> = (0..i64::from(RECORDS_PER_BATCH))
+        .map(|i| {
+            let value: Vec<u8> = (0..RECORD)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b'A' + (x % 26) as u8
+                })
+                .collect();
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32 - 1,
+                timestamp: 1_000 + i,
+                key: None,
+                value: Some(Bytes::from(value)),
+                headers: Default::default(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).unwrap();
+    buf.to_vec()
+}
+
+/// What a topic's `compression.type` costs at append: a batch stored as received
+/// (uncompressed, or compressed and validated: decompressed and parsed), or
+/// re-compressed with another codec. Throughput counts the 16 KiB of record values.
+fn append_codec(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append_codec");
+    group.throughput(Throughput::Bytes(BATCH_PAYLOAD as u64));
+    let cases = [
+        (
+            "none_to_producer",
+            Compression::None,
+            CompressionType::Producer,
+        ),
+        (
+            "lz4_to_producer",
+            Compression::Lz4,
+            CompressionType::Producer,
+        ),
+        ("lz4_to_zstd", Compression::Lz4, CompressionType::Zstd),
+        ("lz4_to_gzip", Compression::Lz4, CompressionType::Gzip),
+        ("none_to_zstd", Compression::None, CompressionType::Zstd),
+    ];
+    for (name, compression, compression_type) in cases {
+        let b = encoded_batch(compression);
+        let config = LogConfig {
+            compression_type,
+            ..config()
+        };
+        group.bench_function(name, |bench| bench_append(bench, &b, &config));
+    }
     group.finish();
 }
 
@@ -145,6 +229,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = append, lookups, recovery
+    targets = append, append_codec, lookups, recovery
 }
 criterion_main!(benches);

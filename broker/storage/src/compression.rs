@@ -125,11 +125,14 @@ const ZSTD_LEVEL: i32 = 3;
 pub(crate) fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
     let malformed = |source| CodecError::Malformed { codec, source };
     match codec {
-        Codec::Gzip => read_limited(codec, flate2::read::MultiGzDecoder::new(data), limit),
+        Codec::Gzip => {
+            let decoder = flate2::read::MultiGzDecoder::new(data);
+            read_limited(codec, decoder, data.len(), limit)
+        }
         Codec::Snappy => snappy_decompress(data, limit),
         Codec::Lz4 => {
             let mut decoder = lz4::Decoder::new(data).map_err(malformed)?;
-            let out = read_limited(codec, &mut decoder, limit)?;
+            let out = read_limited(codec, &mut decoder, data.len(), limit)?;
             // The reader stops quietly at a truncated frame; `finish` says whether
             // the end mark was reached.
             decoder.finish().1.map_err(malformed)?;
@@ -137,7 +140,7 @@ pub(crate) fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Vec<
         }
         Codec::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(malformed)?;
-            read_limited(codec, decoder, limit)
+            read_limited(codec, decoder, data.len(), limit)
         }
     }
 }
@@ -185,18 +188,46 @@ fn write_parts<'p>(
     parts.into_iter().try_for_each(|part| w.write_all(part))
 }
 
-/// Reads `reader` to its end, at most `limit` bytes.
-fn read_limited(codec: Codec, reader: impl Read, limit: usize) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::new();
+/// Reads `reader` (decoding `compressed_len` bytes) to its end, at most `limit` bytes.
+///
+/// The buffer starts at twice the compressed size (record batches typically compress
+/// 2-4 times) and doubles as needed, never past `limit + 1`: fewer and larger reads
+/// than `read_to_end`'s probing, and less memory zeroed ahead of the decoder.
+fn read_limited(
+    codec: Codec,
+    mut reader: impl Read,
+    compressed_len: usize,
+    limit: usize,
+) -> Result<Vec<u8>, CodecError> {
     // One byte past the limit tells "exactly at the limit" from "beyond it".
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut out)
-        .map_err(|source| CodecError::Malformed { codec, source })?;
-    if out.len() > limit {
+    let cap = limit.saturating_add(1);
+    let mut out = vec![
+        0u8;
+        compressed_len
+            .saturating_mul(2)
+            .clamp(4096, 1 << 20)
+            .min(cap)
+    ];
+    let mut filled = 0;
+    loop {
+        if filled == out.len() {
+            if filled == cap {
+                break;
+            }
+            let grown = filled.saturating_mul(2).min(cap);
+            out.resize(grown, 0);
+        }
+        match reader.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(CodecError::Malformed { codec, source }),
+        }
+    }
+    if filled > limit {
         return Err(CodecError::TooLarge { codec, limit });
     }
+    out.truncate(filled);
     Ok(out)
 }
 
