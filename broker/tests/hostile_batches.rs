@@ -521,3 +521,82 @@ async fn compression_type_recompresses_on_append_and_is_validated() -> anyhow::R
     }
     broker.stop().await
 }
+
+#[tokio::test]
+async fn committed_offsets_load_past_a_lying_batch_and_clients_cannot_write_them(
+) -> anyhow::Result<()> {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest, OffsetFetchRequest};
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    let group = "lied-to";
+    let commit = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    OffsetCommitRequestPartition::default().with_committed_offset(offset)
+                ])])
+    };
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(name("t"))
+            .with_partition_indexes(vec![0])]));
+
+    let broker = TestBroker::start(|_| {}).await?;
+    let mut st = broker.connect().await?;
+    create(&mut st, "t", &[]).await?;
+    let r = call(&mut st, &commit(42), 2).await?;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    // A client's batch to the internal topic is refused, as Kafka refuses it.
+    let batch = encoded(&[(Some("k"), "v")], 1_000, Compression::None)?;
+    let refused = produce(&mut st, &[("__consumer_offsets", batch.clone())], 9).await?;
+    assert_eq!(refused[0].error_code, INVALID_TOPIC_EXCEPTION);
+    drop(st);
+    let dir = broker.stop_keeping_data().await?;
+
+    // Behind the broker's back (an older broker let clients write there): a batch
+    // claiming 2^31-1 records after the group's commit. Loading offsets at start-up
+    // decoded it with the codec's unbounded reserve; now it is skipped.
+    let partitions: Vec<_> = std::fs::read_dir(dir.path())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("__consumer_offsets-"))
+        })
+        .filter(|p| {
+            std::fs::metadata(p.join("00000000000000000000.log")).is_ok_and(|m| m.len() > 0)
+        })
+        .collect();
+    assert_eq!(
+        partitions.len(),
+        1,
+        "one offsets partition holds the commit"
+    );
+    let segment = partitions[0].join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&segment)?;
+    bytes.extend_from_slice(&raw_batch(1, region_of(&batch), i32::MAX, 0, 5_000)?);
+    std::fs::write(&segment, bytes)?;
+    let _ = std::fs::remove_file(partitions[0].join("clean-shutdown"));
+
+    let broker = TestBroker::start_in(dir, |_| {}).await?;
+    let mut st = broker.connect().await?;
+    let r = call(&mut st, &fetch, 1).await?;
+    assert_eq!(r.topics[0].partitions[0].committed_offset, 42);
+    // And the group goes on committing.
+    assert_eq!(
+        call(&mut st, &commit(43), 2).await?.topics[0].partitions[0].error_code,
+        0
+    );
+    assert_eq!(
+        call(&mut st, &fetch, 1).await?.topics[0].partitions[0].committed_offset,
+        43
+    );
+    broker.stop().await
+}

@@ -18,7 +18,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 /// Name of the internal offsets topic.
@@ -162,18 +162,14 @@ pub fn encode_batch(records: &[OffsetRecord], now_ms: i64) -> Result<Bytes, Offs
     Ok(buf.freeze())
 }
 
-/// Decodes the offset records in a run of batches; records of other kinds (group
-/// metadata, unknown versions) are skipped.
-pub fn decode_batches(mut bytes: Bytes) -> anyhow::Result<Vec<OffsetRecord>> {
-    let mut out = Vec::new();
-    for set in RecordBatchDecoder::decode_all(&mut bytes)? {
-        for record in set.records {
-            if let Some(r) = decode_record(record.key, record.value) {
-                out.push(r);
-            }
-        }
-    }
-    Ok(out)
+/// Decodes the offset records of one stored batch (header included); records of other
+/// kinds (group metadata, unknown versions) are skipped. Bounded by storage's record
+/// parser: a batch whose header lies is an error, never a large allocation.
+pub fn decode_batch(batch: &[u8]) -> Result<Vec<OffsetRecord>, runnel_storage::LogError> {
+    Ok(runnel_storage::records_of(batch)?
+        .into_iter()
+        .filter_map(|r| decode_record(r.key.map(Bytes::from), r.value.map(Bytes::from)))
+        .collect())
 }
 
 fn decode_record(key: Option<Bytes>, value: Option<Bytes>) -> Option<OffsetRecord> {
@@ -236,7 +232,7 @@ mod tests {
             value: None,
         };
         let fits = encode_batch(&[record(at(MAX_STRING_BYTES))], 1).expect("fits");
-        let back = decode_batches(fits).expect("decodes");
+        let back = decode_batch(&fits).expect("decodes");
         assert_eq!(back[0].group.len(), MAX_STRING_BYTES);
         // One byte more is an error, not a key cut short (possibly inside a character).
         assert!(matches!(
@@ -280,7 +276,7 @@ mod tests {
             },
         ];
         let batch = encode_batch(&records, 1234)?;
-        assert_eq!(decode_batches(batch)?, records);
+        assert_eq!(decode_batch(&batch)?, records);
         Ok(())
     }
 }

@@ -98,27 +98,32 @@ pub fn load(ctx: &BrokerContext) -> Result<usize, runnel_storage::LogError> {
     Ok(loaded)
 }
 
-/// The last offset in a run of batches (from their headers) and the offset records in them.
+/// The last offset of the whole batches in a run (from their headers) and the offset
+/// records in them. A batch whose records cannot be read is skipped with a warning (its
+/// offsets are still passed); a batch cut off at the end of the run is left for the
+/// next read.
 fn last_offset_and_records(bytes: bytes::Bytes) -> (Option<i64>, Vec<OffsetRecord>) {
     let mut last = None;
+    let mut records = Vec::new();
     let mut pos = 0usize;
     while let Some(header) = bytes
         .get(pos..)
         .and_then(|b| runnel_storage::BatchHeader::parse(b).ok())
     {
-        last = Some(header.last_offset());
         let next = pos.saturating_add(header.total_len());
-        if next <= pos {
+        let Some(batch) = bytes.get(pos..next).filter(|_| next > pos) else {
             break;
+        };
+        last = Some(header.last_offset());
+        match offsets::decode_batch(batch) {
+            Ok(batch_records) => records.extend(batch_records),
+            Err(e) => tracing::warn!(
+                base_offset = header.base_offset,
+                error = %e,
+                "skipping an unreadable {OFFSETS_TOPIC} batch"
+            ),
         }
         pos = next;
     }
-    let records = match offsets::decode_batches(bytes) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "skipping undecodable {OFFSETS_TOPIC} batches");
-            Vec::new()
-        }
-    };
     (last, records)
 }

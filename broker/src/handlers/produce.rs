@@ -23,6 +23,7 @@ use super::{blocking, text};
 use crate::context::BrokerContext;
 use crate::dispatch::{Answer, RequestInfo};
 use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::partitions::Partition;
 
 /// True when the client expects no response (acks=0).
@@ -189,6 +190,19 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
     let mut appended = Vec::new();
     let metrics = &ctx.metrics;
     for w in work {
+        // As Kafka does: clients do not write internal topics. The coordinator appends
+        // to __consumer_offsets itself, and reads it back at start-up.
+        if w.name == OFFSETS_TOPIC {
+            out.push((
+                w.topic,
+                failed(
+                    w.partition,
+                    ResponseError::InvalidTopicException.code(),
+                    Some("cannot append to an internal topic"),
+                ),
+            ));
+            continue;
+        }
         let Some(partition) = ctx.partitions.get(&w.name, w.partition) else {
             out.push((
                 w.topic,

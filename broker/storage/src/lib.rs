@@ -70,6 +70,9 @@ pub use config::{CleanupPolicy, CompressionType};
 pub use error::{CorruptReason, InvalidReason, LogError, RecordError, RecordErrorReason, Result};
 pub use flush::{FlushHandle, MIN_PREALLOCATE};
 pub use log::{AppendInfo, Log, LogConfig, ReadSlice, TimestampType};
-pub use records::{first_record_at_or_after, TimestampAndOffset, MAX_DECOMPRESSED_RECORDS_BYTES};
+pub use records::{
+    first_record_at_or_after, records_of, StoredRecord, TimestampAndOffset,
+    MAX_DECOMPRESSED_RECORDS_BYTES,
+};
 pub use region::{FileRegion, FileSlice};
 pub use retention::RetentionOutcome;

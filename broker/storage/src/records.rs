@@ -99,6 +99,8 @@ pub(crate) struct RecordView<'a> {
     pub(crate) timestamp_delta: i64,
     /// The key, `None` for a null key.
     pub(crate) key: Option<&'a [u8]>,
+    /// The value, `None` for a null value.
+    pub(crate) value: Option<&'a [u8]>,
     /// The value is null: a tombstone in a compacted log.
     pub(crate) tombstone: bool,
 }
@@ -211,28 +213,76 @@ pub fn first_record_at_or_after(
     timestamp: i64,
 ) -> crate::error::Result<Option<TimestampAndOffset>> {
     let header = BatchHeader::parse(batch)?;
-    let unreadable = |e: RecordsError| match e.reason() {
+    let mut scratch = Vec::new();
+    let records = read_records(batch, &header, MAX_DECOMPRESSED_RECORDS_BYTES, &mut scratch)
+        .map_err(|e| unreadable(&header, e))?;
+    Ok(records
+        .iter()
+        .map(|r| TimestampAndOffset {
+            timestamp: record_timestamp(&header, r),
+            offset: record_offset(&header, r),
+        })
+        .find(|r| r.timestamp >= timestamp))
+}
+
+/// A stored batch whose records cannot be read, as a log error.
+fn unreadable(header: &BatchHeader, e: RecordsError) -> LogError {
+    match e.reason() {
         Ok(reason) => LogError::UnreadableBatch {
             base_offset: header.base_offset,
             reason,
         },
         Err(e) => e,
-    };
+    }
+}
+
+/// A record's timestamp: the base timestamp plus its delta, or the batch's max
+/// timestamp under `LogAppendTime`.
+fn record_timestamp(header: &BatchHeader, r: &RecordView<'_>) -> i64 {
+    if header.is_log_append_time() {
+        header.max_timestamp
+    } else {
+        // Java's long addition: a hostile delta wraps rather than panics.
+        header.base_timestamp.wrapping_add(r.timestamp_delta)
+    }
+}
+
+fn record_offset(header: &BatchHeader, r: &RecordView<'_>) -> i64 {
+    header.base_offset.saturating_add(i64::from(r.offset_delta))
+}
+
+/// One record of a stored batch, copied out of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The record's offset.
+    pub offset: i64,
+    /// The record's timestamp (as in [`TimestampAndOffset`]).
+    pub timestamp: i64,
+    /// The key, `None` for a null key.
+    pub key: Option<Vec<u8>>,
+    /// The value, `None` for a null value (a tombstone).
+    pub value: Option<Vec<u8>>,
+}
+
+/// Every record of `batch` (one whole stored batch, header included), for readers of
+/// internal topics that need keys and values (the group coordinator loading
+/// `__consumer_offsets`). Bounded exactly as [`first_record_at_or_after`]: a batch
+/// whose header lies, or that inflates past [`MAX_DECOMPRESSED_RECORDS_BYTES`], is an
+/// error, never a large allocation. CPU work: call from a blocking thread.
+pub fn records_of(batch: &[u8]) -> crate::error::Result<Vec<StoredRecord>> {
+    let header = BatchHeader::parse(batch)?;
     let mut scratch = Vec::new();
     let records = read_records(batch, &header, MAX_DECOMPRESSED_RECORDS_BYTES, &mut scratch)
-        .map_err(unreadable)?;
+        .map_err(|e| unreadable(&header, e))?;
     Ok(records
         .iter()
-        .map(|r| TimestampAndOffset {
-            timestamp: if header.is_log_append_time() {
-                header.max_timestamp
-            } else {
-                // Java's long addition: a hostile delta wraps rather than panics.
-                header.base_timestamp.wrapping_add(r.timestamp_delta)
-            },
-            offset: header.base_offset.saturating_add(i64::from(r.offset_delta)),
+        .map(|r| StoredRecord {
+            offset: record_offset(&header, r),
+            timestamp: record_timestamp(&header, r),
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
         })
-        .find(|r| r.timestamp >= timestamp))
+        .collect())
 }
 
 /// Parses every record of an uncompressed batch (`batch` is the whole batch, header
@@ -286,6 +336,7 @@ pub(crate) fn parse_region<'a>(
             offset_delta,
             timestamp_delta,
             key,
+            value,
             tombstone: value.is_none(),
         });
     }
