@@ -6,7 +6,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check chart-check tools e2e fmt lint clippy clean
+.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check chart-check tools e2e test-k8s fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -18,6 +18,7 @@ release:
 	$(CARGO) build --release -p runnel-broker
 
 test: lint test-rust static-check chart-check test-compat
+	@$(if $(RUNNEL_K8S_ASSETS),$(MAKE) --no-print-directory test-k8s,echo "test-k8s: the Kubernetes suite (e2e/local) was not run: RUNNEL_K8S_ASSETS is unset (a directory with kube-apiserver and kube-controller-manager, e.g. ../shared/k8s)")
 
 test-deps:
 	scripts/test-deps.sh
@@ -30,6 +31,14 @@ test-rust:
 test-compat: test-deps
 	$(CARGO) build -p runnel-broker
 	RUNNEL_BROKER_BIN=$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
+
+# The local Kubernetes suite (e2e/local): etcd + kube-apiserver + kube-controller-manager from
+# $RUNNEL_K8S_ASSETS, the chart, the operator under the chart's RBAC, brokers as pods (root).
+test-k8s:
+	@test -n "$(RUNNEL_K8S_ASSETS)" || { echo "test-k8s: set RUNNEL_K8S_ASSETS to a directory with kube-apiserver and kube-controller-manager (plain or .xz, e.g. ../shared/k8s)" >&2; exit 1; }
+	scripts/k8s-deps.sh
+	$(CARGO) build -p runnel-broker -p runnel-operator
+	RUNNEL_BROKER_BIN=$(BROKER_BIN) RUNNEL_OPERATOR_BIN=$(TARGET_DIR)/debug/runnel-operator $(VENV)/bin/pytest e2e/local
 
 # 50 kill -9/restart cycles under an idempotent acks=all producer (`make test` runs 5); CRASH_SEED=n for another seed.
 crash-loop: test-deps

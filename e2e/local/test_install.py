@@ -1,0 +1,177 @@
+"""Scenario 1: the chart's examples on a fresh cluster, as README's "On Kubernetes" says.
+
+The chart is installed by the session's `chart` fixture (CRDs by `kubectl apply
+--server-side -f crds/`, the rest from `helm template`); the operator runs with the
+chart's ServiceAccount. Then, in one namespace, step by step:
+`kubectl apply -f charts/runnel/examples/` (KafkaCluster `demo` with `replicas: 1` as the
+example has it: brokers do not form one cluster yet), `kubectl wait` for Ready, Topics
+Ready with what the broker reports, records produced and consumed through the bootstrap
+Service's name with kafka-python, and ConsumerGroup status with the real lag.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from conftest import OPERATOR_NS, REPO
+from harness.kube import condition, wait_for
+
+EXAMPLES = REPO / "charts" / "runnel" / "examples"
+RECORDS = 300
+GROUP = "billing"  # the example ConsumerGroup observes this group
+
+
+@pytest.fixture(scope="module")
+def demo(module_namespace, kubectl):
+    kubectl("apply", "-n", module_namespace, "-f", str(EXAMPLES))
+    return module_namespace
+
+
+def bootstrap(ns: str) -> str:
+    return f"demo-bootstrap.{ns}.svc:9092"
+
+
+def get(api, ns: str, plural: str, name: str) -> dict:
+    return api.get(f"/apis/runnel.dev/v1alpha1/namespaces/{ns}/{plural}/{name}")
+
+
+def ready(obj: dict) -> bool:
+    c = condition(obj, "Ready")
+    return c is not None and c["status"] == "True"
+
+
+def test_operator_runs_as_the_charts_service_account(operators, kubectl, chart):
+    sa = f"system:serviceaccount:{OPERATOR_NS}:{chart.service_account}"
+    token = operators.token()
+    whoami = kubectl("auth", "whoami", "--token", token, "-o", "jsonpath={.status.userInfo.username}")
+    assert whoami.stdout == sa
+    # What the chart grants, and nothing beyond it.
+    can = kubectl("auth", "can-i", "--token", token, "patch", "statefulsets", "-A", check=False)
+    assert can.stdout.strip() == "yes"
+    cannot = kubectl("auth", "can-i", "--token", token, "get", "secrets", "-A", check=False)
+    assert cannot.stdout.strip() == "no"
+
+
+def test_cluster_becomes_ready(demo, kubectl, api):
+    kubectl("wait", "-n", demo, "kafkacluster/demo", "--for=condition=Ready", "--timeout=120s",
+            timeout=130)
+    status = get(api, demo, "kafkaclusters", "demo")["status"]
+    assert status["readyBrokers"] == 1
+    assert status["bootstrapServers"] == bootstrap(demo)
+    assert status["brokers"] == [{"id": 0, "pod": "demo-0", "state": "Ready"}]
+
+    pod = api.get(f"/api/v1/namespaces/{demo}/pods/demo-0")
+    assert pod["status"]["phase"] == "Running"
+    assert pod["status"]["podIP"].startswith("10.244.")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
+    pvc = api.get(f"/api/v1/namespaces/{demo}/persistentvolumeclaims/data-demo-0")
+    assert pvc["status"]["phase"] == "Bound"
+
+
+def test_topics_become_ready_with_the_brokers_view(demo, api):
+    def topics_ready():
+        topics = [get(api, demo, "topics", n) for n in ("orders", "customer-profiles")]
+        return topics if all(ready(t) for t in topics) else None
+
+    orders, profiles = wait_for("Topics orders and customer-profiles Ready", topics_ready, 60)
+    assert orders["status"]["partitions"] == 3
+    assert orders["status"]["replicationFactor"] == 1
+    assert orders["status"]["topicId"]
+    assert orders["status"]["config"]["retention.ms"] == "86400000"
+    assert profiles["status"]["partitions"] == 1
+    assert profiles["status"]["config"]["cleanup.policy"] == "compact"
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap(demo), request_timeout_ms=10000)
+    try:
+        described = {t.get("name") or t.get("topic"): t for t in admin.describe_topics(
+            ["orders", "customers.profiles.v1"])}
+    finally:
+        admin.close()
+    assert len(described["orders"]["partitions"]) == 3
+    assert len(described["customers.profiles.v1"]["partitions"]) == 1
+
+
+def consume(ns: str, count: int) -> dict[int, int]:
+    """Consumes up to `count` records of `orders` as group GROUP and commits exactly
+    those; returns the committed offset per partition consumed from."""
+    consumer = KafkaConsumer(
+        "orders", bootstrap_servers=bootstrap(ns), group_id=GROUP,
+        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=15000)
+    taken: dict[TopicPartition, int] = {}
+    consumed = 0
+    try:
+        for record in consumer:
+            taken[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            consumed += 1
+            if consumed >= count:
+                break
+        consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in taken.items()})
+    finally:
+        consumer.close()
+    return {tp.partition: off for tp, off in taken.items()}
+
+
+def test_clients_produce_and_consume_through_the_bootstrap_name(demo, api):
+    host = bootstrap(demo).rsplit(":", 1)[0]
+    wait_for(f"{host} to resolve", lambda: socket.getaddrinfo(host, 9092), 30)
+    producer = KafkaProducer(bootstrap_servers=bootstrap(demo), acks="all", linger_ms=5)
+    try:
+        futures = [producer.send("orders", key=str(i).encode(), value=f"order-{i}".encode())
+                   for i in range(RECORDS)]
+        producer.flush(timeout=30)
+        acked = [f.get(timeout=10) for f in futures]
+    finally:
+        producer.close()
+    high_watermarks = {p: 1 + max(m.offset for m in acked if m.partition == p) for p in range(3)}
+    assert sum(high_watermarks.values()) == RECORDS
+
+    def group_status(expected_lag: dict[int, int]):
+        """The billing group's status once it reports exactly `expected_lag`."""
+        def check():
+            group = get(api, demo, "consumergroups", "billing")
+            status = group.get("status") or {}
+            lag = {e["partition"]: e["lag"] for e in status.get("lag") or []}
+            return status if ready(group) and lag == expected_lag else None
+        return check
+
+    # Lag is reported for the partitions the group has committed offsets for (as Kafka's
+    # tools do), each the high watermark less the committed offset.
+    committed = consume(demo, RECORDS // 3)
+    expected = {p: high_watermarks[p] - off for p, off in committed.items()}
+    status = wait_for(f"ConsumerGroup billing lag {expected}", group_status(expected), 60,
+                      details=lambda: str(get(api, demo, "consumergroups", "billing")["status"]))
+    assert status["totalLag"] == sum(expected.values())
+    assert status["state"] == "Empty"
+    assert all(e["highWatermark"] == high_watermarks[e["partition"]] for e in status["lag"])
+
+    committed.update(consume(demo, RECORDS - sum(committed.values())))
+    assert committed == high_watermarks
+    status = wait_for("ConsumerGroup billing lag 0 on every partition",
+                      group_status({0: 0, 1: 0, 2: 0}), 60,
+                      details=lambda: str(get(api, demo, "consumergroups", "billing")["status"]))
+    assert status["totalLag"] == 0
+
+
+def test_explicit_offset_reset_is_applied_once(demo, api):
+    def applied():
+        group = get(api, demo, "consumergroups", "audit")
+        status = group.get("status") or {}
+        return status if status.get("lastAppliedResetRequestId") == "audit-from-start-1" else None
+
+    wait_for("ConsumerGroup audit's reset audit-from-start-1", applied, 60,
+             details=lambda: str(get(api, demo, "consumergroups", "audit").get("status")))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap(demo), request_timeout_ms=10000)
+    try:
+        offsets = admin.list_group_offsets("audit")["audit"]
+    finally:
+        admin.close()
+    assert {tp.partition: meta.offset for tp, meta in offsets.items()} == {0: 0, 1: 0, 2: 0}
+    # Lag counts from offset 0: every record produced by the previous step.
+    wait_for(f"ConsumerGroup audit totalLag {RECORDS}",
+             lambda: (get(api, demo, "consumergroups", "audit").get("status") or {})
+             .get("totalLag") == RECORDS, 60,
+             details=lambda: str(get(api, demo, "consumergroups", "audit").get("status")))
