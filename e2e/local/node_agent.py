@@ -29,7 +29,6 @@ thresholds, timeouts and grace periods are the pod's own.
 from __future__ import annotations
 
 import argparse
-import base64
 import ipaddress
 import json
 import os
@@ -42,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import netns, pods  # noqa: E402
+from harness import dns, netns, pods, volumes  # noqa: E402
 from harness.kube import Api, ApiError  # noqa: E402
 from harness.procs import PidFile, _die_with_parent  # noqa: E402
 
@@ -149,7 +148,7 @@ class PodWorker(threading.Thread):
             self.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
             self.next_start = time.monotonic() + 2
             return
-        except WaitingForVolume as e:
+        except volumes.WaitingForVolume as e:
             self.state = {"waiting": {"reason": "ContainerCreating", "message": str(e)}}
             self.next_start = time.monotonic() + 0.5
             return
@@ -268,10 +267,6 @@ class PodWorker(threading.Thread):
                 log(f"{self.key}: status write failed: {e}")
 
 
-class WaitingForVolume(RuntimeError):
-    pass
-
-
 class Agent:
     def __init__(self, args: argparse.Namespace):
         self.api = Api.from_kubeconfig(Path(args.kubeconfig))
@@ -355,7 +350,7 @@ class Agent:
             return
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return
-        self.provision_claims(pod)
+        volumes.provision_claims(self.api, self.work / "volumes", pod, log)
         if not spec.get("nodeName"):
             if meta.get("deletionTimestamp"):
                 return
@@ -388,38 +383,6 @@ class Agent:
         self.ips += 1
         return str(self.pod_network[256 + self.ips])
 
-    # --- volumes -------------------------------------------------------------------------
-    def claim_dir(self, namespace: str, claim: str) -> Path:
-        return self.work / "volumes" / namespace / claim
-
-    def provision_claims(self, pod: dict) -> None:
-        ns = pod["metadata"]["namespace"]
-        for volume in pod["spec"].get("volumes") or []:
-            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-            if not claim:
-                continue
-            pvc = self.api.get_or_none(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}")
-            if pvc is None or pvc["spec"].get("volumeName"):
-                continue
-            directory = self.claim_dir(ns, claim)
-            directory.mkdir(parents=True, exist_ok=True)
-            pv = {"apiVersion": "v1", "kind": "PersistentVolume",
-                  "metadata": {"name": f"local-{ns}-{claim}"},
-                  "spec": {
-                      "capacity": {"storage": pvc["spec"]["resources"]["requests"]["storage"]},
-                      "accessModes": pvc["spec"].get("accessModes") or ["ReadWriteOnce"],
-                      "persistentVolumeReclaimPolicy": "Retain",
-                      "storageClassName": pvc["spec"].get("storageClassName") or "",
-                      "hostPath": {"path": str(directory)},
-                      "claimRef": {"namespace": ns, "name": claim, "uid": pvc["metadata"]["uid"]},
-                  }}
-            try:
-                self.api.create("/api/v1/persistentvolumes", pv)
-                log(f"{ns}/{claim}: provisioned {directory}")
-            except ApiError as e:
-                if e.status != 409:
-                    raise
-
     def command(self, pod: dict, ip: str, pod_dir: Path):
         """argv, environment and working directory of the pod's container."""
         meta, spec = pod["metadata"], pod["spec"]
@@ -435,7 +398,7 @@ class Agent:
         def lookup(kind: str, name: str):
             return self.api.get_or_none(f"/api/v1/namespaces/{ns}/{kind}/{name}")
 
-        mounts = self.mount_volumes(pod, container, pod_dir, lookup)
+        mounts = volumes.mount_volumes(pod, container, pod_dir, self.work / "volumes", lookup)
         with_ip = dict(pod, status={**(pod.get("status") or {}), "podIP": ip,
                                     "hostIP": self.host_ip})
         env = pods.container_env(with_ip, container, lookup)
@@ -451,74 +414,8 @@ class Agent:
             cwd = str(pod_dir)
         return [binary, *args], full_env, cwd
 
-    def mount_volumes(self, pod: dict, container: dict, pod_dir: Path, lookup):
-        ns = pod["metadata"]["namespace"]
-        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
-        mounts = []
-        for mount in container.get("volumeMounts") or []:
-            volume = volumes.get(mount["name"])
-            if volume is None:
-                raise pods.PodConfigError(f"volumeMount {mount['name']!r} names no volume")
-            local = pod_dir / "volumes" / mount["name"]
-            if "persistentVolumeClaim" in volume:
-                claim = volume["persistentVolumeClaim"]["claimName"]
-                pvc = lookup("persistentvolumeclaims", claim)
-                if pvc is None or (pvc.get("status") or {}).get("phase") != "Bound":
-                    raise WaitingForVolume(f"waiting for PersistentVolumeClaim {claim} to bind")
-                local = self.claim_dir(ns, claim)
-            elif "configMap" in volume or "secret" in volume:
-                kind = "configmaps" if "configMap" in volume else "secrets"
-                source = volume.get("configMap") or volume["secret"]
-                obj = lookup(kind, source.get("name") or source.get("secretName"))
-                if obj is None and not source.get("optional"):
-                    raise pods.PodConfigError(f"{kind[:-1]} of volume {mount['name']} not found")
-                local.mkdir(parents=True, exist_ok=True)
-                data = (obj or {}).get("data") or {}
-                items = source.get("items") or [{"key": k, "path": k} for k in data]
-                for item in items:
-                    value = data.get(item["key"], "")
-                    if kind == "secrets":
-                        value = base64.b64decode(value).decode()
-                    (local / item["path"]).parent.mkdir(parents=True, exist_ok=True)
-                    (local / item["path"]).write_text(value)
-            elif "hostPath" in volume:
-                local = Path(volume["hostPath"]["path"])
-            # emptyDir, projected (service-account token) and the rest: an empty directory
-            local.mkdir(parents=True, exist_ok=True)
-            if mount.get("subPath"):
-                local = local / mount["subPath"]
-            mounts.append((mount["mountPath"], str(local)))
-        return sorted(mounts, key=lambda m: len(m[0]), reverse=True)
-
-    # --- DNS -----------------------------------------------------------------------------
     def publish_dns(self, namespaces: list[str]) -> None:
-        names: dict[str, list[str]] = {}
-        for ns in namespaces:
-            services = self.api.get(f"/api/v1/namespaces/{ns}/services")["items"]
-            slices = self.api.get(f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices")
-            by_service: dict[str, list[dict]] = {}
-            for s in slices["items"]:
-                owner = (s["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
-                by_service.setdefault(owner, []).extend(s.get("endpoints") or [])
-            for svc in services:
-                name = svc["metadata"]["name"]
-                endpoints = by_service.get(name, [])
-                ready = sorted(a for e in endpoints if (e.get("conditions") or {}).get("ready")
-                               for a in e["addresses"][:1])
-                fqdn = f"{name}.{ns}.svc"
-                if svc["spec"].get("clusterIP") == "None":
-                    for e in endpoints:
-                        if e.get("hostname") and (e.get("conditions") or {}).get("ready"):
-                            host = f"{e['hostname']}.{fqdn}"
-                            names.setdefault(e["addresses"][0], []).extend(
-                                [host, host + ".cluster.local"])
-                    chosen = ready
-                else:
-                    chosen = ready[:1]
-                for ip in chosen:
-                    names.setdefault(ip, []).extend([fqdn, fqdn + ".cluster.local"])
-        entries = sorted((ip, sorted(set(n))) for ip, n in names.items())
-        entries.append((self.host_ip, [self.node]))
+        entries = dns.names(self.api, namespaces) + [(self.host_ip, [self.node])]
         if entries != self.published:
             self.hosts.publish(entries)
             self.published = entries

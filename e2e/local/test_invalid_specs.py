@@ -1,0 +1,163 @@
+"""Scenario 3: invalid specs of every kind get refused up front, or a condition and a
+Warning Event; never retried as if time would fix them.
+
+Two layers: what the API server refuses itself (the CRDs' schemas and CEL rules,
+evaluated by the real API server), and what only the operator can judge (reserved broker
+settings, values the broker refuses, changes the StatefulSet API forbids).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.kube import condition, wait_for
+
+GROUP = "/apis/runnel.dev/v1alpha1"
+# How long a spec error may take to show: the operator sees the change at once.
+SHOWS_WITHIN_S = 15
+
+
+def cr(kind: str, name: str, spec: dict) -> str:
+    return json.dumps({"apiVersion": "runnel.dev/v1alpha1", "kind": kind,
+                       "metadata": {"name": name}, "spec": spec})
+
+
+def cluster(name: str, **spec) -> str:
+    return cr("KafkaCluster", name, {"replicas": 1, "storage": {"size": "1Gi"}, **spec})
+
+
+def refused(kubectl, ns: str, manifest: str) -> str:
+    """Applies `manifest`, expecting the API server to refuse it; returns its message."""
+    result = kubectl("apply", "-n", ns, "-f", "-", input=manifest, check=False)
+    assert result.returncode != 0, f"the API server accepted {manifest}"
+    return result.stderr
+
+
+def warnings_about(api, ns: str, kind: str, name: str) -> list[dict]:
+    return [e for e in api.events(ns, kind, name) if e.get("type") == "Warning"]
+
+
+def wait_warning(api, ns: str, kind: str, name: str, timeout_s: float = SHOWS_WITHIN_S):
+    return wait_for(f"a Warning Event on {kind} {name}",
+                    lambda: warnings_about(api, ns, kind, name), timeout_s)
+
+
+@pytest.fixture(scope="module")
+def small(module_namespace, kubectl):
+    """A one-broker cluster `small`, Ready, for the steps that need a running cluster."""
+    kubectl("apply", "-n", module_namespace, "-f", "-", input=cluster("small"))
+    kubectl("wait", "-n", module_namespace, "kafkacluster/small", "--for=condition=Ready",
+            "--timeout=120s", timeout=130)
+    return module_namespace
+
+
+def test_api_server_refuses_invalid_specs_of_every_kind(small, kubectl):
+    ns = small
+    assert "replicas" in refused(kubectl, ns, cluster("zero", replicas=0))
+
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=cr("Topic", "events", {"clusterRef": {"name": "small"}, "partitions": 2}))
+    assert "partitions cannot decrease" in refused(
+        kubectl, ns, cr("Topic", "events", {"clusterRef": {"name": "small"}, "partitions": 1}))
+    assert "clusterRef is immutable" in refused(
+        kubectl, ns, cr("Topic", "events", {"clusterRef": {"name": "other"}, "partitions": 2}))
+    assert "topicName is immutable" in refused(kubectl, ns, cr("Topic", "events", {
+        "clusterRef": {"name": "small"}, "partitions": 2, "topicName": "renamed"}))
+
+    assert "strategy Timestamp needs timestampMs" in refused(kubectl, ns, cr(
+        "ConsumerGroup", "replay", {"clusterRef": {"name": "small"}, "groupId": "replay",
+                                    "offsetReset": {"requestId": "r1", "strategy": "Timestamp"}}))
+    kubectl("apply", "-n", ns, "-f", "-", input=cr(
+        "ConsumerGroup", "replay", {"clusterRef": {"name": "small"}, "groupId": "replay"}))
+    assert "groupId is immutable" in refused(kubectl, ns, cr(
+        "ConsumerGroup", "replay", {"clusterRef": {"name": "small"}, "groupId": "other"}))
+
+
+def test_reserved_broker_setting_gets_invalid_spec_and_a_warning(small, kubectl, api):
+    ns = small
+    kubectl("apply", "-n", ns, "-f", "-", input=cluster("reserved", config={"node.id": "7"}))
+
+    def degraded():
+        kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/reserved")
+        c = condition(kc, "Degraded")
+        return c if c and c["status"] == "True" and c["reason"] == "InvalidSpec" else None
+
+    c = wait_for("KafkaCluster reserved Degraded/InvalidSpec", degraded, SHOWS_WITHIN_S)
+    assert "node.id" in c["message"]
+    event = wait_warning(api, ns, "KafkaCluster", "reserved")[-1]
+    assert event["reason"] == "invalid_spec"
+    assert "node.id" in event["message"]
+    # Refused before anything was built: no StatefulSet, no pods.
+    assert api.get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/reserved") is None
+
+
+@pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError),
+                   reason="issue 14 item 7: an InvalidSpec cluster has no Ready condition, so "
+                          "`kubectl wait --for=condition=Ready` waits forever")
+def test_invalid_cluster_says_it_is_not_ready(small, kubectl, api):
+    ns = small
+    kubectl("apply", "-n", ns, "-f", "-", input=cluster("reserved-too", config={"node.id": "7"}))
+    wait_warning(api, ns, "KafkaCluster", "reserved-too")
+    kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/reserved-too")
+    ready = condition(kc, "Ready")
+    assert ready is not None and ready["status"] == "False", kc.get("status")
+
+
+@pytest.mark.xfail(strict=True, raises=TimeoutError,
+                   reason="issue 14 item 5: broker config values are not checked; "
+                          "`num.partitions: abc` is rolled out and the broker refuses to start")
+def test_bad_broker_config_value_is_refused_before_rollout(small, kubectl, api):
+    ns = small
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=cluster("bad-value", config={"num.partitions": "abc"}))
+
+    def invalid():
+        c = condition(api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/bad-value"), "Degraded")
+        return c if c and c["reason"] == "InvalidSpec" else None
+
+    wait_for("KafkaCluster bad-value Degraded/InvalidSpec", invalid, SHOWS_WITHIN_S)
+    assert api.get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/bad-value") is None
+
+
+def topic_refused_by_broker(kubectl, api, ns: str) -> dict:
+    kubectl("apply", "-n", ns, "-f", "-", input=cr(
+        "Topic", "too-many-replicas",
+        {"clusterRef": {"name": "small"}, "partitions": 1, "replicationFactor": 3}))
+
+    def not_ready():
+        topic = api.get(f"{GROUP}/namespaces/{ns}/topics/too-many-replicas")
+        c = condition(topic, "Ready")
+        return c if c and c["status"] == "False" and c.get("message") else None
+
+    return wait_for("Topic too-many-replicas Ready=False with a reason", not_ready,
+                    SHOWS_WITHIN_S)
+
+
+def test_topic_the_broker_refuses_says_why(small, kubectl, api):
+    c = topic_refused_by_broker(kubectl, api, small)
+    assert "replication" in c["message"].lower(), c
+
+
+@pytest.mark.xfail(strict=True, raises=TimeoutError,
+                   reason="issue 14 item 4: no Warning Event when the broker refuses a Topic")
+def test_topic_the_broker_refuses_gets_a_warning(small, kubectl, api):
+    topic_refused_by_broker(kubectl, api, small)
+    wait_warning(api, small, "Topic", "too-many-replicas")
+
+
+@pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError),
+                   reason="issue 14 item 1: a storage change is forbidden by the StatefulSet "
+                          "API, retried as transient forever, with no condition or Event")
+def test_storage_change_is_refused_up_front(small, kubectl, api):
+    ns = small
+    patch = kubectl("patch", "-n", ns, "kafkacluster/small", "--type=merge",
+                    "-p", '{"spec":{"storage":{"size":"2Gi"}}}', check=False)
+    if patch.returncode != 0:
+        return  # refused by the API server (a CEL transition rule): up front
+    event = wait_warning(api, ns, "KafkaCluster", "small")[-1]
+    kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/small")
+    assert kc["status"]["observedGeneration"] == kc["metadata"]["generation"]
+    assert any(c["status"] == "True" and c["type"] == "Degraded"
+               for c in kc["status"]["conditions"]), (event, kc["status"])
