@@ -274,15 +274,31 @@ async fn lying_record_counts_and_inflating_batches_are_refused_at_produce() -> a
     let lying = raw_batch(0, region_of(&lz4), i32::MAX, 3, 1_000)?;
     let r = produce(&mut st, &[("t", lying)], 9).await?;
     assert_eq!(r[0].error_code, INVALID_RECORD);
-    // 64 MiB of zeros in one record, gzip'd: refused once decompression passes 64 MiB.
+    // 64 MiB of zeros in one record, gzip'd. A topic whose append reads the records
+    // (compacted: keys are checked; or a compression.type to re-compress into) refuses
+    // it once decompression passes 64 MiB.
     let bomb = gzip_bomb(MAX_DECOMPRESSED_RECORDS_BYTES >> 20)?;
     assert!(bomb.len() < 1 << 20, "{} bytes on the wire", bomb.len());
-    let r = produce(&mut st, &[("t", raw_batch(0, &bomb, 1, 1, 1_000)?)], 9).await?;
-    assert_eq!(r[0].error_code, INVALID_RECORD);
-    let message = r[0].error_message.as_deref().unwrap_or_default();
-    assert!(message.contains("decompresses to more than"), "{message}");
-    // Only the honest batch was stored.
+    for (topic, configs) in [
+        ("compacted", [("cleanup.policy", "compact")]),
+        ("zstd", [("compression.type", "zstd")]),
+    ] {
+        create(&mut st, topic, &configs).await?;
+        let r = produce(&mut st, &[(topic, raw_batch(0, &bomb, 1, 1, 1_000)?)], 9).await?;
+        assert_eq!(r[0].error_code, INVALID_RECORD, "{topic}");
+        let message = r[0].error_message.as_deref().unwrap_or_default();
+        assert!(message.contains("decompresses to more than"), "{message}");
+        assert_eq!(list(&mut st, topic, -1).await?, (0, 0, -1));
+    }
+    // Only the honest batch of `t` was stored so far.
     assert_eq!(list(&mut st, "t", -1).await?, (0, 2, -1));
+    // A `producer` topic keeps compressed batches as received, without inflating them
+    // (the zero-copy path): the bomb is stored, and the broker never decompresses it
+    // past the limit: ListOffsets by a timestamp inside it answers CORRUPT_MESSAGE.
+    let r = produce(&mut st, &[("t", raw_batch(0, &bomb, 1, 1, 5_000)?)], 9).await?;
+    assert_eq!(r[0].error_code, 0);
+    assert_eq!(list(&mut st, "t", -1).await?, (0, 3, -1));
+    assert_eq!(list(&mut st, "t", 4_000).await?.0, CORRUPT_MESSAGE);
     broker.stop().await
 }
 

@@ -125,21 +125,25 @@ fn check_record_count(header: &BatchHeader) -> Result<()> {
 
 impl Log {
     /// Whether appending `records` decompresses or parses records: the topic is
-    /// compacted (keys are checked), its `compression.type` names a codec, or a batch
-    /// is compressed (its records are validated). That is CPU work in proportion to
-    /// the decompressed size, which an async caller should do off its runtime's
+    /// compacted (keys are checked), or a batch's codec is not the one its topic's
+    /// `compression.type` stores (it is re-compressed). That is CPU work in proportion
+    /// to the decompressed size, which an async caller should do off its runtime's
     /// threads; otherwise append only reads headers and copies bytes. A payload too
     /// malformed to walk gives `false` (append refuses it from its headers).
     pub fn append_decodes_records(&self, records: &[u8]) -> bool {
-        if self.config.cleanup_policy.compacts()
-            || self.config.compression_type.target(None).is_some()
-        {
+        if self.config.cleanup_policy.compacts() {
             return true;
         }
         let mut start = 0usize;
         while let Some(rest) = records.get(start..).filter(|r| r.len() >= BATCH_HEADER_LEN) {
             // The codec: the low three bits of the attributes' second byte.
-            if rest[22] & 0x07 != 0 {
+            let source = match Codec::from_id(rest[22] & 0x07) {
+                None => None,
+                Some(Ok(codec)) => Some(codec),
+                // An unknown codec: append refuses it from its header.
+                Some(Err(_)) => return false,
+            };
+            if self.config.compression_type.target(source) != source {
                 return true;
             }
             let length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
@@ -493,7 +497,13 @@ mod tests {
     #[test]
     fn compressed_record_count_is_bounded_by_the_decompression_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = open(dir.path(), LogConfig::default());
+        // Compacted, so append reads the records (a `producer` topic keeps a compressed
+        // batch whole and checks only its header).
+        let compacted = LogConfig {
+            cleanup_policy: CleanupPolicy::Compact,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), compacted);
         let max = (MAX_DECOMPRESSED_RECORDS_BYTES / MIN_RECORD_LEN) as i32;
         let real = compressed(&keyed_batch(&[(Some("k"), Some("v"))], 0), Codec::Lz4);
         let claiming = |count: i32| {
@@ -534,7 +544,12 @@ mod tests {
     #[test]
     fn decompressed_size_boundaries() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = open(dir.path(), LogConfig::default());
+        // An lz4 topic, so append decompresses the zstd batches to re-compress them.
+        let lz4 = LogConfig {
+            compression_type: CompressionType::Lz4,
+            ..LogConfig::default()
+        };
+        let mut log = open(dir.path(), lz4);
         let limit = MAX_DECOMPRESSED_RECORDS_BYTES;
         for (region_len, accepted) in [(limit - 1, true), (limit, true), (limit + 1, false)] {
             // One record of zeros: 13 bytes of framing at this size.
@@ -673,7 +688,8 @@ mod tests {
         let lz4 = compressed(&plain, Codec::Lz4);
         assert!(!log.append_decodes_records(&plain));
         assert!(!log.append_decodes_records(&[plain.clone(), plain.clone()].concat()));
-        assert!(log.append_decodes_records(&[plain.clone(), lz4.clone()].concat()));
+        // A compressed batch kept as received is not decompressed.
+        assert!(!log.append_decodes_records(&[plain.clone(), lz4.clone()].concat()));
         // Too short or lying lengths: no walk past the end, and append refuses them.
         assert!(!log.append_decodes_records(&plain[..30]));
         let mut lying = plain.clone();
@@ -692,6 +708,11 @@ mod tests {
             log.set_config(config);
             assert!(log.append_decodes_records(&plain));
         }
+        log.set_config(LogConfig {
+            compression_type: CompressionType::Lz4,
+            ..LogConfig::default()
+        });
+        assert!(!log.append_decodes_records(&lz4));
         log.set_config(LogConfig {
             compression_type: CompressionType::Uncompressed,
             ..LogConfig::default()
