@@ -20,7 +20,7 @@
 //! | `partitions`   | hosted partition logs                                          |
 //! | `topics`       | topic administration shared by several APIs                    |
 //! | `topic_config` | topic configs by Kafka's names, validation, defaults           |
-//! | `records`      | reading records inside batches (timestamps for ListOffsets)    |
+//! | `records`      | test record batches (the broker reads records via storage)     |
 //! | `error_codes`  | storage errors to Kafka error codes, in one place              |
 
 pub mod bounds;
