@@ -175,3 +175,35 @@ def test_explicit_offset_reset_is_applied_once(demo, api):
              lambda: (get(api, demo, "consumergroups", "audit").get("status") or {})
              .get("totalLag") == RECORDS, 60,
              details=lambda: str(get(api, demo, "consumergroups", "audit").get("status")))
+
+
+def test_deleted_broker_pod_returns_with_its_data(demo, kubectl, api):
+    """SIGTERM with the grace period, a new pod on the same claim: every record is back."""
+    old = api.get(f"/api/v1/namespaces/{demo}/pods/demo-0")
+    kubectl("delete", "pod", "-n", demo, "demo-0", "--timeout=90s", timeout=100)
+
+    def replaced_and_ready():
+        pod = api.get_or_none(f"/api/v1/namespaces/{demo}/pods/demo-0")
+        if pod is None or pod["metadata"]["uid"] == old["metadata"]["uid"]:
+            return None
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" else None
+
+    pod = wait_for("pod demo-0 replaced and Ready", replaced_and_ready, 90)
+    assert pod["status"]["podIP"] != old["status"]["podIP"]
+    kubectl("wait", "-n", demo, "kafkacluster/demo", "--for=condition=Ready", "--timeout=60s",
+            timeout=70)
+
+    host = bootstrap(demo).rsplit(":", 1)[0]
+    wait_for(f"{host} to resolve to the new pod",
+             lambda: socket.getaddrinfo(host, 9092)[0][4][0] == pod["status"]["podIP"], 30)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap(demo), enable_auto_commit=False,
+                             consumer_timeout_ms=10000)
+    try:
+        partitions = [TopicPartition("orders", p) for p in range(3)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        values = sorted(record.value.decode() for record in consumer)
+    finally:
+        consumer.close()
+    assert values == sorted(f"order-{i}" for i in range(RECORDS))
