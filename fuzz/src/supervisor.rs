@@ -100,6 +100,9 @@ impl Summary {
     }
 }
 
+/// How often a long run reports its progress.
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
 /// How a child ended.
 struct Ended {
     status: Option<ExitStatus>,
@@ -325,6 +328,8 @@ fn supervise(
             }
         }
     });
+    let worker_started = Instant::now();
+    let mut last_report = Instant::now();
     let mut ended = Ended {
         status: None,
         stalled: false,
@@ -346,6 +351,15 @@ fn supervise(
                     }
                     Some("frame") => ended.last_frame = n,
                     Some("done") => ended.next = n,
+                    Some("progress") if !trace => {
+                        // A long run says how far it got, once a minute, on stderr.
+                        if let (Some(n), true) = (n, last_report.elapsed() >= REPORT_EVERY) {
+                            let rate = n.saturating_sub(start) as f64
+                                / worker_started.elapsed().as_secs_f64().max(1e-9);
+                            eprintln!("runnel-fuzz: iteration {n} ({rate:.0} frames/s)");
+                            last_report = Instant::now();
+                        }
+                    }
                     Some("stats") => {
                         ended.stats.parse_line(&line);
                     }
