@@ -9,16 +9,6 @@ use tokio::io::AsyncWriteExt;
 
 const UNSUPPORTED_VERSION: i16 = 35;
 
-async fn still_serving(broker: &TestBroker) -> anyhow::Result<()> {
-    let mut s = broker.connect().await?;
-    let r = call(&mut s, &ApiVersionsRequest::default(), 3).await?;
-    anyhow::ensure!(
-        r.error_code == 0 && !r.api_keys.is_empty(),
-        "ApiVersions failed"
-    );
-    Ok(())
-}
-
 fn raw_header(key: i16, version: i16, correlation: i32) -> Vec<u8> {
     let mut v = Vec::new();
     v.extend_from_slice(&key.to_be_bytes());
@@ -101,7 +91,7 @@ async fn negative_and_oversize_lengths_close_only_that_connection() -> anyhow::R
             is_closed(&mut s).await,
             "prefix {prefix} did not close the connection"
         );
-        still_serving(&broker).await?;
+        common::still_serving(&broker).await?;
     }
     // Exactly the maximum is accepted as a frame (it is garbage, so it is then closed).
     let mut s = broker.connect().await?;
@@ -140,7 +130,7 @@ async fn garbage_and_truncated_frames_close_only_that_connection() -> anyhow::Re
         .collect();
     s.write_all(&noise).await?;
     drop(s);
-    still_serving(&broker).await?;
+    common::still_serving(&broker).await?;
     broker.stop().await
 }
 
@@ -148,7 +138,7 @@ async fn garbage_and_truncated_frames_close_only_that_connection() -> anyhow::Re
 async fn a_silent_client_is_dropped_after_the_idle_timeout() -> anyhow::Result<()> {
     let broker = TestBroker::start(|c| c.connections_max_idle_ms = 300).await?;
     let mut silent = broker.connect().await?;
-    still_serving(&broker).await?;
+    common::still_serving(&broker).await?;
     assert!(
         is_closed(&mut silent).await,
         "idle connection was not closed"
@@ -197,7 +187,7 @@ async fn oversize_prefixes_do_not_grow_memory() -> anyhow::Result<()> {
         s.write_all(&[0u8; 16]).await?;
         drop(s);
     }
-    still_serving(&broker).await?;
+    common::still_serving(&broker).await?;
     let after = resident_bytes();
     assert!(
         after.saturating_sub(before) < 64 << 20,
@@ -299,6 +289,6 @@ async fn a_client_that_stops_reading_is_dropped_after_the_idle_timeout() -> anyh
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(is_closed(&mut s).await, "the client was not disconnected");
-    still_serving(&broker).await?;
+    common::still_serving(&broker).await?;
     broker.stop().await
 }

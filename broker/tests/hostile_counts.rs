@@ -225,16 +225,6 @@ fn hostile_frames() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ]
 }
 
-async fn still_serving(broker: &TestBroker) -> anyhow::Result<()> {
-    let mut s = broker.connect().await?;
-    let r = call(&mut s, &ApiVersionsRequest::default(), 3).await?;
-    anyhow::ensure!(
-        r.error_code == 0 && !r.api_keys.is_empty(),
-        "ApiVersions failed"
-    );
-    Ok(())
-}
-
 #[tokio::test]
 async fn huge_counts_in_every_shape_close_only_that_connection() -> anyhow::Result<()> {
     let broker = TestBroker::start(|c| {
@@ -254,7 +244,7 @@ async fn huge_counts_in_every_shape_close_only_that_connection() -> anyhow::Resu
             is_closed(&mut s).await,
             "{what}: the connection stayed open"
         );
-        still_serving(&broker).await?;
+        common::still_serving(&broker).await?;
         let r = call(&mut bystander, &ApiVersionsRequest::default(), 3).await?;
         assert_eq!(r.error_code, 0, "{what}: the bystander's request failed");
     }
@@ -326,7 +316,7 @@ async fn trickling_large_frames_do_not_stall_other_clients() -> anyhow::Result<(
             .await?
             .ok_or_else(|| anyhow::anyhow!("closed"))?;
         assert_eq!(common::correlation_and_code(body), (9, 0));
-        still_serving(&broker).await?;
+        common::still_serving(&broker).await?;
     }
     dripping.abort();
     broker.stop().await

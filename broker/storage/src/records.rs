@@ -212,27 +212,34 @@ pub fn first_record_at_or_after(
     batch: &[u8],
     timestamp: i64,
 ) -> crate::error::Result<Option<TimestampAndOffset>> {
-    let header = BatchHeader::parse(batch)?;
-    let mut scratch = Vec::new();
-    let records = read_records(batch, &header, MAX_DECOMPRESSED_RECORDS_BYTES, &mut scratch)
-        .map_err(|e| unreadable(&header, e))?;
-    Ok(records
-        .iter()
-        .map(|r| TimestampAndOffset {
-            timestamp: record_timestamp(&header, r),
-            offset: record_offset(&header, r),
-        })
-        .find(|r| r.timestamp >= timestamp))
+    with_stored_records(batch, |header, records| {
+        records
+            .iter()
+            .map(|r| TimestampAndOffset {
+                timestamp: record_timestamp(header, r),
+                offset: record_offset(header, r),
+            })
+            .find(|r| r.timestamp >= timestamp)
+    })
 }
 
-/// A stored batch whose records cannot be read, as a log error.
-fn unreadable(header: &BatchHeader, e: RecordsError) -> LogError {
-    match e.reason() {
-        Ok(reason) => LogError::UnreadableBatch {
-            base_offset: header.base_offset,
-            reason,
-        },
-        Err(e) => e,
+/// Reads the records of one whole stored batch within the bounds, and hands them to
+/// `f`; a batch whose records cannot be read is [`LogError::UnreadableBatch`].
+fn with_stored_records<T>(
+    batch: &[u8],
+    f: impl FnOnce(&BatchHeader, &[RecordView<'_>]) -> T,
+) -> crate::error::Result<T> {
+    let header = BatchHeader::parse(batch)?;
+    let mut scratch = Vec::new();
+    match read_records(batch, &header, MAX_DECOMPRESSED_RECORDS_BYTES, &mut scratch) {
+        Ok(records) => Ok(f(&header, &records)),
+        Err(e) => Err(match e.reason() {
+            Ok(reason) => LogError::UnreadableBatch {
+                base_offset: header.base_offset,
+                reason,
+            },
+            Err(e) => e,
+        }),
     }
 }
 
@@ -270,19 +277,17 @@ pub struct StoredRecord {
 /// whose header lies, or that inflates past [`MAX_DECOMPRESSED_RECORDS_BYTES`], is an
 /// error, never a large allocation. CPU work: call from a blocking thread.
 pub fn records_of(batch: &[u8]) -> crate::error::Result<Vec<StoredRecord>> {
-    let header = BatchHeader::parse(batch)?;
-    let mut scratch = Vec::new();
-    let records = read_records(batch, &header, MAX_DECOMPRESSED_RECORDS_BYTES, &mut scratch)
-        .map_err(|e| unreadable(&header, e))?;
-    Ok(records
-        .iter()
-        .map(|r| StoredRecord {
-            offset: record_offset(&header, r),
-            timestamp: record_timestamp(&header, r),
-            key: r.key.map(<[u8]>::to_vec),
-            value: r.value.map(<[u8]>::to_vec),
-        })
-        .collect())
+    with_stored_records(batch, |header, records| {
+        records
+            .iter()
+            .map(|r| StoredRecord {
+                offset: record_offset(header, r),
+                timestamp: record_timestamp(header, r),
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+            })
+            .collect()
+    })
 }
 
 /// Parses every record of an uncompressed batch (`batch` is the whole batch, header

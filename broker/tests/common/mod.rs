@@ -187,6 +187,19 @@ pub async fn read_response(stream: &mut TcpStream) -> anyhow::Result<Option<Byte
     Ok(Some(Bytes::from(body)))
 }
 
+/// Fails unless a new connection to `broker` gets a good ApiVersions answer: the broker
+/// still serves after whatever a test did to another connection.
+pub async fn still_serving(broker: &TestBroker) -> anyhow::Result<()> {
+    let mut s = broker.connect().await?;
+    let request = kafka_protocol::messages::ApiVersionsRequest::default();
+    let r = call(&mut s, &request, 3).await?;
+    anyhow::ensure!(
+        r.error_code == 0 && !r.api_keys.is_empty(),
+        "ApiVersions failed"
+    );
+    Ok(())
+}
+
 /// Sends a request and decodes its response, checking the correlation id.
 pub async fn call<R: Request>(
     stream: &mut TcpStream,
