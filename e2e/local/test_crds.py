@@ -5,15 +5,12 @@ creates the chart's crds/), each on a throwaway API server, in either order.
 
 from __future__ import annotations
 
-import pytest
 import yaml
 
 from conftest import REPO
 
 CRDS = REPO / "crds"
 CHART = REPO / "charts" / "runnel"
-ISSUE_14_2 = ("issue 14 item 2: the KafkaCluster CRD carries `nullable: false`, which the API "
-              "server drops, so the stored CRD never equals the file")
 
 
 def crd_files() -> list[dict]:
@@ -25,7 +22,6 @@ def test_chart_crds_are_the_generated_ones():
         assert (CHART / "crds" / path.name).read_text() == path.read_text(), path.name
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ISSUE_14_2)
 def test_crds_round_trip_through_the_api_server_unchanged(fresh_plane):
     plane, kubectl, _ = fresh_plane("crd-round-trip")
     kubectl("apply", "--server-side", "-f", str(CRDS))
@@ -36,7 +32,6 @@ def test_crds_round_trip_through_the_api_server_unchanged(fresh_plane):
             assert got["schema"] == want["schema"], f"{crd['metadata']['name']} {want['name']}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ISSUE_14_2)
 def test_readme_crd_upgrade_step_after_helm_install(fresh_plane):
     _, kubectl, helm = fresh_plane("crd-helm-first")
     helm("install", "runnel", str(CHART), "--namespace", "runnel-system", "--create-namespace")
@@ -44,10 +39,24 @@ def test_readme_crd_upgrade_step_after_helm_install(fresh_plane):
     kubectl("apply", "--server-side", "-f", str(CRDS))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ISSUE_14_2)
 def test_helm_install_after_readme_crds_then_upgrade_step(fresh_plane):
     _, kubectl, helm = fresh_plane("crd-kubectl-first")
     kubectl("apply", "--server-side", "-f", str(CRDS))
     helm("install", "runnel", str(CHART), "--namespace", "runnel-system", "--create-namespace")
     helm("upgrade", "runnel", str(CHART), "--namespace", "runnel-system")
     kubectl("apply", "--server-side", "-f", str(CRDS))
+
+
+def test_crd_specs_round_trip_whole(fresh_plane):
+    """Not only the schemas: names, printer columns, subresources, everything the file
+    says is stored as the file says it. The server only adds its defaults
+    (`conversion`, `names.listKind`), which nobody applies, so nobody conflicts over."""
+    plane, kubectl, _ = fresh_plane("crd-spec-round-trip")
+    kubectl("apply", "--server-side", "-f", str(CRDS))
+    for crd in crd_files():
+        name = crd["metadata"]["name"]
+        stored = plane.api.get(
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")["spec"]
+        assert stored.pop("conversion") == {"strategy": "None"}, name
+        assert stored["names"].pop("listKind") == crd["spec"]["names"]["kind"] + "List", name
+        assert stored == crd["spec"], name

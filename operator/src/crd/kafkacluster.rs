@@ -99,7 +99,9 @@ fn default_image() -> String {
 pub struct StorageSpec {
     /// Requested size of each broker's volume (a Kubernetes quantity, e.g. `10Gi`).
     #[serde(default = "default_storage_size")]
-    // Not nullable: a `null` would survive defaulting and fail to deserialize.
+    // Not nullable (overrides the Quantity schema's `nullable: true`; the generated file
+    // then leaves the key out, as the API server would): a `null` is pruned and
+    // defaulted instead of surviving to fail deserialization.
     #[schemars(extend("nullable" = false))]
     pub size: Quantity,
     /// Storage class of the volumes; the cluster's default class when unset.
