@@ -147,9 +147,6 @@ def test_topic_the_broker_refuses_gets_a_warning(small, kubectl, api):
     wait_warning(api, small, "Topic", "too-many-replicas")
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError),
-                   reason="issue 14 item 1: a storage change is forbidden by the StatefulSet "
-                          "API, retried as transient forever, with no condition or Event")
 def test_storage_change_is_refused_up_front(small, kubectl, api):
     ns = small
     patch = kubectl("patch", "-n", ns, "kafkacluster/small", "--type=merge",
@@ -161,3 +158,39 @@ def test_storage_change_is_refused_up_front(small, kubectl, api):
     assert kc["status"]["observedGeneration"] == kc["metadata"]["generation"]
     assert any(c["status"] == "True" and c["type"] == "Degraded"
                for c in kc["status"]["conditions"]), (event, kc["status"])
+
+
+def test_storage_changes_are_refused_by_the_crd(small, kubectl):
+    ns = small
+    for patch in ('{"spec":{"storage":{"size":"2Gi"}}}',
+                  '{"spec":{"storage":{"storageClassName":"fast"}}}'):
+        result = kubectl("patch", "-n", ns, "kafkacluster/small", "--type=merge", "-p", patch,
+                         check=False)
+        assert result.returncode != 0, patch
+        assert "storage is immutable" in result.stderr, result.stderr
+
+
+def test_a_statefulset_change_the_api_server_forbids_is_a_spec_error(small, kubectl, api):
+    """The operator's StatefulSet apply is refused (422): a StatefulSet of the same name
+    already exists with another selector and serviceName, fields that cannot change."""
+    ns = small
+    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "squatted"},
+        "spec": {"replicas": 0, "serviceName": "elsewhere",
+                 "selector": {"matchLabels": {"app": "squatter"}},
+                 "template": {"metadata": {"labels": {"app": "squatter"}},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}))
+    kubectl("apply", "-n", ns, "-f", "-", input=cluster("squatted"))
+
+    def refused_condition():
+        kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/squatted")
+        c = condition(kc, "Degraded")
+        return (kc, c) if c and c["status"] == "True" and c["reason"] == "RefusedByAPIServer" \
+            else None
+
+    kc, c = wait_for("KafkaCluster squatted Degraded/RefusedByAPIServer", refused_condition,
+                     SHOWS_WITHIN_S)
+    assert "Forbidden" in c["message"], c
+    assert kc["status"]["observedGeneration"] == kc["metadata"]["generation"]
+    event = wait_warning(api, ns, "KafkaCluster", "squatted")[-1]
+    assert event["reason"] == "kube_refused", event

@@ -7,7 +7,8 @@ use crate::kafka::KafkaError;
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A call to the Kubernetes API failed (transient: retried with backoff).
+    /// A call to the Kubernetes API failed: transient (retried with backoff) unless the
+    /// API server refused the request itself (see [`Error::is_refused_by_api`]).
     #[error("the Kubernetes API call to {action} failed")]
     Kube {
         /// What the call was for, e.g. `apply StatefulSet demo`.
@@ -60,6 +61,7 @@ impl Error {
     /// Short label for metrics and logs (`kube`, `missing_namespace`, ...).
     pub fn label(&self) -> &'static str {
         match self {
+            Self::Kube { .. } if self.is_refused_by_api() => "kube_refused",
             Self::Kube { .. } => "kube",
             Self::MissingNamespace { .. } => "missing_namespace",
             Self::Serialize { .. } => "serialize",
@@ -75,7 +77,7 @@ impl Error {
     /// Whether retrying without a spec change can succeed.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Kube { .. } => true,
+            Self::Kube { .. } => !self.is_refused_by_api(),
             Self::Kafka { source, .. } => !source.is_invalid_request(),
             Self::Finalizer(inner) => match inner.as_ref() {
                 FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => {
@@ -86,6 +88,20 @@ impl Error {
             Self::MissingNamespace { .. } | Self::Serialize { .. } | Self::InvalidSpec { .. } => {
                 false
             }
+        }
+    }
+
+    /// Whether the API server refused the request itself: `422 Invalid` (the object
+    /// breaks a rule, e.g. a StatefulSet field that cannot change) or `403 Forbidden`
+    /// (RBAC, a quota, an admission policy). Sending the same request again cannot
+    /// succeed; the spec, or the cluster's policy, has to change.
+    pub fn is_refused_by_api(&self) -> bool {
+        match self {
+            Self::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => matches!(status.code, 403 | 422),
+            _ => false,
         }
     }
 

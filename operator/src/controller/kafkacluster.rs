@@ -3,6 +3,8 @@
 //! One pass, level-triggered and idempotent:
 //!
 //! 1. refuse a spec the operator cannot honour (status `Degraded/InvalidSpec`, no apply);
+//!    a child the API server refuses (422/403) likewise ends the pass with
+//!    `Degraded/RefusedByAPIServer` instead of a retry loop;
 //! 2. read the StatefulSet, to hold a scale-down the brokers cannot yet survive;
 //! 3. apply ConfigMap, Services, StatefulSet, PDB and the optional ServiceMonitor, all
 //!    under the field manager `runnel-operator` with `force`;
@@ -62,19 +64,30 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
         name: kc.name_any(),
     })?;
     let span = info_span!("reconcile", kind = "KafkaCluster", name = %kc.name_any(), namespace = %namespace);
-    let action = reconcile_in(&kc, &ctx, &namespace).instrument(span).await?;
-    ctx.record_success(&object_key(kc.as_ref()));
-    Ok(action)
+    async {
+        match reconcile_in(&kc, &ctx, &namespace).await {
+            Ok(action) => {
+                ctx.record_success(&object_key(kc.as_ref()));
+                Ok(action)
+            }
+            // Retrying cannot help: say so in status. The error itself becomes a Warning
+            // Event (`observed`) and waits for an edit (`error_policy`).
+            Err(refusal) if !refusal.is_transient() => {
+                let status = status::refused_status(&kc, &refusal, &(ctx.clock)());
+                if kc.status.as_ref() != Some(&status) {
+                    patch_status(&kc, &ctx, &namespace, &status).await?;
+                }
+                Err(refusal)
+            }
+            Err(error) => Err(error),
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Result<Action, Error> {
-    if let Err(refusal) = configmap::validate_broker_config(&kc.spec.config) {
-        warn!(error = %refusal, "spec refused");
-        let status = status::invalid_spec_status(kc, refusal.to_string(), &(ctx.clock)());
-        patch_status(kc, ctx, namespace, &status).await?;
-        ctx.publish_warning(kc, &refusal).await;
-        return Ok(Action::await_change());
-    }
+    configmap::validate_broker_config(&kc.spec.config)?;
 
     let client = &ctx.client;
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);

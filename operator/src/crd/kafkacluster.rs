@@ -63,8 +63,14 @@ pub struct KafkaClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("enum" = ["Always", "IfNotPresent", "Never"]))]
     pub image_pull_policy: Option<String>,
-    /// The persistent volume each broker keeps its logs on.
+    /// The persistent volume each broker keeps its logs on. Fixed once the cluster
+    /// exists (a StatefulSet's volume claim templates cannot change): the API server
+    /// refuses an edit.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "storage is immutable: a StatefulSet's volume claim templates cannot change (resize each PersistentVolumeClaim directly where its StorageClass allows expansion)"
+    }]))]
     pub storage: StorageSpec,
     /// CPU and memory of the broker container.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -160,6 +160,10 @@ fn validation_rules_and_defaults_are_in_the_schemas() {
     let spec = &clusters["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["properties"]["replicas"]["minimum"], 1.0);
     assert_eq!(spec["properties"]["replicas"]["default"], 3);
+    assert_eq!(
+        spec["properties"]["storage"]["x-kubernetes-validations"][0]["rule"], "self == oldSelf",
+        "storage is immutable: the StatefulSet's volume claim templates are"
+    );
     let size = &spec["properties"]["storage"]["properties"]["size"];
     assert_eq!(size["x-kubernetes-int-or-string"], true);
     // Absent, not `false`: the API server drops `nullable: false` (see stored_form).

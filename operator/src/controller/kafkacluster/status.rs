@@ -12,6 +12,7 @@ use crate::crd::{
     upsert_condition, BrokerState, BrokerStatus, ConditionStatus, KafkaCluster, KafkaClusterStatus,
 };
 use crate::resources::names;
+use crate::Error;
 
 use super::restart::Step;
 
@@ -217,17 +218,39 @@ pub fn cluster_status(
     status
 }
 
-/// The status when the spec is refused: `Degraded` says why, the rest is kept.
-pub fn invalid_spec_status(kc: &KafkaCluster, reason: String, now: &Time) -> KafkaClusterStatus {
-    let mut status = kc.status.clone().unwrap_or_default();
-    status.observed_generation = kc.metadata.generation;
+/// Condition reason: the operator refused the spec (see [`crate::Error::InvalidSpec`]).
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Condition reason: the API server refused a child the spec asks for (422/403).
+pub const REFUSED_BY_API: &str = "RefusedByAPIServer";
+
+/// The status when a pass ended in `error`, which retrying cannot fix: `Degraded` says
+/// why, `Progressing` that nothing moves until the spec changes; the rest is kept.
+pub fn refused_status(kc: &KafkaCluster, error: &Error, now: &Time) -> KafkaClusterStatus {
+    let reason = match error {
+        Error::InvalidSpec { .. } => INVALID_SPEC,
+        _ if error.is_refused_by_api() => REFUSED_BY_API,
+        _ => "ReconcileFailed",
+    };
     let generation = kc.metadata.generation;
+    let mut status = kc.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    let conditions = &mut status.conditions;
+    let message = error.report();
     upsert_condition(
-        &mut status.conditions,
+        conditions,
         DEGRADED,
         ConditionStatus::True,
-        "InvalidSpec",
         reason,
+        message,
+        generation,
+        now,
+    );
+    upsert_condition(
+        conditions,
+        PROGRESSING,
+        ConditionStatus::False,
+        reason,
+        "nothing changes until the spec is fixed".to_string(),
         generation,
         now,
     );

@@ -7,11 +7,15 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use kube::runtime::controller::Action;
+
 use super::{error_policy, reconcile};
 use crate::broker_admin::FakeBrokerAdmin;
+use crate::controller::observed;
 use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::fixtures::{ApiServerVerifier, TEST_NOW_SECONDS};
 use crate::kafka::fake::FakeKafka;
+use crate::metrics::Metrics;
 use crate::resources::test_cluster::demo;
 use crate::{Context, Error};
 
@@ -316,44 +320,138 @@ async fn scale_down_goes_ahead_when_the_brokers_that_go_hold_nothing() {
     assert!(result.is_ok(), "{result:?}");
 }
 
+/// Runs `reconcile` for `kc` as the controller does, through `observed` (which
+/// publishes the Warning Event of an error retrying cannot fix).
+async fn observed_reconcile(kc: KafkaCluster, ctx: Arc<Context>) -> Result<Action, Error> {
+    let metrics = Arc::new(Metrics::new(&[super::CONTROLLER]).unwrap());
+    observed(super::CONTROLLER, metrics, reconcile, Arc::new(kc), ctx).await
+}
+
+/// Expects the Warning Event `observed` publishes on `demo`; returns its body.
+async fn expect_warning(server: &mut ApiServerVerifier) -> Value {
+    let event = server
+        .expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/streaming/events",
+        )
+        .await;
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["regarding"]["name"], "demo");
+    let body = event.body.clone();
+    event.respond_echo(json!({}));
+    body
+}
+
 #[tokio::test]
 async fn reserved_config_is_refused_without_touching_children() {
     let (ctx, server) = Context::test();
     let scenario = server.run(|mut server| async move {
         let patch = server.expect_apply(STATUS_PATH).await;
-        let degraded = condition(&patch.body["status"], "Degraded");
+        let status = &patch.body["status"];
+        let degraded = condition(status, "Degraded");
         assert_eq!(degraded["status"], "True");
         assert_eq!(degraded["reason"], "InvalidSpec");
         assert!(
             degraded["message"].as_str().unwrap().contains("node.id"),
             "{degraded}"
         );
+        assert_eq!(condition(status, "Progressing")["status"], "False");
+        assert_eq!(status["observedGeneration"], 1);
         respond_stored_cluster(patch);
 
-        let event = server
-            .expect(
-                Method::POST,
-                "/apis/events.k8s.io/v1/namespaces/streaming/events",
-            )
-            .await;
-        assert_eq!(event.body["type"], "Warning");
-        assert_eq!(event.body["reason"], "invalid_spec");
-        assert_eq!(event.body["regarding"]["name"], "demo");
+        let event = expect_warning(&mut server).await;
+        assert_eq!(event["reason"], "invalid_spec");
         assert!(
-            event.body["note"].as_str().unwrap().contains("node.id"),
-            "{}",
-            event.body
+            event["note"].as_str().unwrap().contains("node.id"),
+            "{event}"
         );
-        event.respond_echo(json!({}));
     });
 
     let mut kc: KafkaCluster = demo();
     kc.spec.config.insert("node.id".into(), "7".into());
-    let result = reconcile(Arc::new(kc), ctx).await;
+    let error = observed_reconcile(kc, ctx).await.unwrap_err();
     scenario.finish().await;
+    assert!(matches!(error, Error::InvalidSpec { .. }), "{error:?}");
+}
+
+/// What kube-apiserver answers to a StatefulSet update that touches a field other than
+/// replicas, template, updateStrategy, ... (here: a volume claim template's size).
+fn statefulset_update_forbidden() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "StatefulSet.apps \"demo\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+        "reason": "Invalid", "details": {"name": "demo", "group": "apps", "kind": "StatefulSet",
+            "causes": [{"reason": "FieldValueForbidden", "field": "spec"}]},
+        "code": 422})
+}
+
+#[tokio::test]
+async fn a_child_the_api_server_refuses_is_a_spec_error_not_a_retry_loop() {
+    let (ctx, server) = Context::test();
+    let scenario = server.run(|mut server| async move {
+        let get = server
+            .expect(Method::GET, &format!("{APPS}/statefulsets/demo"))
+            .await;
+        get.respond(
+            StatusCode::OK,
+            &json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "demo", "namespace": "streaming"},
+                "spec": {"replicas": 3, "selector": {}, "template": {}}}),
+        );
+        for path in [
+            format!("{NS}/configmaps/demo-config"),
+            format!("{NS}/services/demo-brokers"),
+            format!("{NS}/services/demo-bootstrap"),
+        ] {
+            server.expect_apply(&path).await.respond_echo(json!({}));
+        }
+        server
+            .expect_apply(&format!("{APPS}/statefulsets/demo"))
+            .await
+            .respond(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &statefulset_update_forbidden(),
+            );
+
+        // No PDB, no pods, no restart: the pass ends with the refusal in status.
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let status = &patch.body["status"];
+        let degraded = condition(status, "Degraded");
+        assert_eq!(degraded["status"], "True");
+        assert_eq!(degraded["reason"], "RefusedByAPIServer");
+        let message = degraded["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("the Kubernetes API call to apply StatefulSet demo failed: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("spec: Forbidden: updates to statefulset spec"),
+            "{message}"
+        );
+        assert_eq!(condition(status, "Progressing")["status"], "False");
+        assert_eq!(status["observedGeneration"], 1);
+        respond_stored_cluster(patch);
+
+        let event = expect_warning(&mut server).await;
+        assert_eq!(event["reason"], "kube_refused");
+        assert!(
+            event["note"].as_str().unwrap().contains("Forbidden"),
+            "{event}"
+        );
+    });
+
+    let mut kc = demo();
+    kc.status = Some(settled_status());
+    let kc = Arc::new(kc);
+    let error = observed_reconcile((*kc).clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    scenario.finish().await;
+    assert!(!error.is_transient(), "{error:?}");
+    assert_eq!(error.label(), "kube_refused");
     assert_eq!(
-        result.unwrap(),
-        kube::runtime::controller::Action::await_change()
+        error_policy(kc, &error, ctx),
+        Action::requeue(Duration::from_secs(300)),
+        "waits for an edit (or the slow resync), no backoff loop"
     );
 }
 
