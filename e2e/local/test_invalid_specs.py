@@ -194,3 +194,23 @@ def test_a_statefulset_change_the_api_server_forbids_is_a_spec_error(small, kube
     assert kc["status"]["observedGeneration"] == kc["metadata"]["generation"]
     event = wait_warning(api, ns, "KafkaCluster", "squatted")[-1]
     assert event["reason"] == "kube_refused", event
+
+
+def test_service_monitor_without_its_crd_says_what_is_missing(small, kubectl, api):
+    """No Prometheus Operator here: the API server answers the ServiceMonitor apply with a
+    plain-text `404 page not found`; the cluster is built anyway and says what is missing."""
+    ns = small
+    kubectl("apply", "-n", ns, "-f", "-", input=cluster(
+        "monitored", metrics={"serviceMonitor": {"enabled": True}}))
+
+    def unavailable():
+        c = condition(api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/monitored"), "Degraded")
+        return c if c and c["status"] == "True" \
+            and c["reason"] == "ServiceMonitorUnavailable" else None
+
+    c = wait_for("KafkaCluster monitored Degraded/ServiceMonitorUnavailable", unavailable,
+                 SHOWS_WITHIN_S)
+    assert "monitoring.coreos.com/v1" in c["message"], c
+    event = wait_warning(api, ns, "KafkaCluster", "monitored")[-1]
+    assert event["reason"] == "ServiceMonitorUnavailable", event
+    assert api.get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/monitored") is not None

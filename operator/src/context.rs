@@ -72,14 +72,28 @@ impl Context {
     /// Event with a growing series count (a PATCH), not a new Event per retry. A failed
     /// publish is logged and otherwise ignored: Events are advisory.
     pub async fn publish_warning<K: Resource<DynamicType = ()>>(&self, object: &K, error: &Error) {
+        self.publish_warning_note(object, error.label(), error.report())
+            .await;
+    }
+
+    /// Publishes a Warning Event on `object` with `reason` (CamelCase, as the condition
+    /// that says the same) and `note`: for a problem found by a successful pass (a
+    /// `Degraded` or `Ready=False` condition only an edit can clear). Aggregated and
+    /// advisory like [`Context::publish_warning`].
+    pub async fn publish_warning_note<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        reason: &str,
+        note: String,
+    ) {
         let mut regarding = object.object_ref(&());
         // The series key includes the reference: without the resourceVersion, repeats
         // aggregate across status updates of the object.
         regarding.resource_version = None;
         let event = Event {
             type_: EventType::Warning,
-            reason: error.label().to_string(),
-            note: Some(truncated(error.report(), EVENT_NOTE_MAX_BYTES)),
+            reason: reason.to_string(),
+            note: Some(truncated(note, EVENT_NOTE_MAX_BYTES)),
             action: "Reconcile".to_string(),
             secondary: None,
         };
@@ -88,7 +102,7 @@ impl Context {
                 kind = %K::kind(&()),
                 name = regarding.name.as_deref().unwrap_or_default(),
                 namespace = regarding.namespace.as_deref().unwrap_or_default(),
-                reason = error.label(),
+                reason,
                 error = %publish_error,
                 "could not publish an Event"
             );

@@ -133,6 +133,18 @@ impl Exchange {
         self.respond(StatusCode::OK, &body);
     }
 
+    /// Answers with `status` and a plain-text body, as the API server does for a path
+    /// no handler serves (e.g. `404 page not found` for an API group not installed).
+    pub fn respond_text(self, status: StatusCode, text: &str) {
+        self.reply.send_response(
+            Response::builder()
+                .status(status)
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(Body::from(text.as_bytes().to_vec()))
+                .unwrap(),
+        );
+    }
+
     /// Answers `404 NotFound` as the API server does.
     pub fn respond_not_found(self) {
         let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",

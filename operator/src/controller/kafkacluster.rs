@@ -12,7 +12,9 @@
 //!    [`restart`]: at most one pod is deleted per pass, and a ready broker only when the
 //!    brokers say it is safe);
 //! 5. derive the status (see [`status`]) and apply it through the status subresource,
-//!    only when it changed.
+//!    only when it changed; a `Degraded` condition that appears or changes (a failed
+//!    broker, a held scale-down, a ServiceMonitor without its CRD) is also a Warning
+//!    Event, once.
 //!
 //! Deleting a cluster needs no action here: every child carries an owner reference and
 //! is garbage-collected, and volumes are retained by design. So there is no finalizer.
@@ -43,7 +45,7 @@ pub use status::Findings;
 
 use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
-use crate::crd::{KafkaCluster, KafkaClusterStatus};
+use crate::crd::{newly, ConditionStatus, KafkaCluster, KafkaClusterStatus};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
 use crate::{Context, Error};
 
@@ -157,6 +159,16 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
         debug!("status unchanged");
     } else {
         patch_status(kc, ctx, namespace, &status).await?;
+        let old = kc.status.as_ref().map_or(&[][..], |s| &s.conditions[..]);
+        if let Some(degraded) = newly(
+            old,
+            &status.conditions,
+            status::DEGRADED,
+            ConditionStatus::True,
+        ) {
+            ctx.publish_warning_note(kc, &degraded.reason, degraded.message.clone())
+                .await;
+        }
     }
     Ok(Action::requeue(if restarting {
         RESTART_RESYNC
@@ -303,7 +315,9 @@ async fn apply_servicemonitor(
         .await
     {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.is_not_found() => {
+        // By the code, not the reason: a group the API server does not serve at all is
+        // a plain-text `404 page not found`, which has no Status reason.
+        Err(kube::Error::Api(status)) if status.code == 404 => {
             warn!("ServiceMonitor requested but monitoring.coreos.com/v1 is not served");
             Ok(false)
         }

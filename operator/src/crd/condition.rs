@@ -72,6 +72,27 @@ pub fn upsert_condition(
     }
 }
 
+/// The condition `type_` of `new` when it has `status` and `old` did not have it with
+/// the same reason and message: a problem that just appeared or changed, worth one
+/// Warning Event (a condition that stays as it was is not announced again).
+pub fn newly<'a>(
+    old: &[Condition],
+    new: &'a [Condition],
+    type_: &str,
+    status: ConditionStatus,
+) -> Option<&'a Condition> {
+    let current = new
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status.as_str())?;
+    let unchanged = old.iter().any(|c| {
+        c.type_ == type_
+            && c.status == current.status
+            && c.reason == current.reason
+            && c.message == current.message
+    });
+    (!unchanged).then_some(current)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +146,38 @@ mod tests {
             "a new status takes the new time"
         );
         assert_eq!(conditions[0].observed_generation, Some(2));
+    }
+
+    #[test]
+    fn newly_announces_a_problem_once_and_again_when_it_changes() {
+        let set = |status, reason: &str, message: &str| {
+            let mut conditions = Vec::new();
+            upsert_condition(
+                &mut conditions,
+                "Degraded",
+                status,
+                reason,
+                message.into(),
+                Some(1),
+                &at(1),
+            );
+            conditions
+        };
+        let fine = set(ConditionStatus::False, "AsExpected", "");
+        let broken = set(ConditionStatus::True, "BrokerFailed", "demo-1");
+        let worse = set(ConditionStatus::True, "BrokerFailed", "demo-1, demo-2");
+        let degraded = |old: &[Condition], new: &[Condition]| {
+            newly(old, new, "Degraded", ConditionStatus::True).map(|c| c.message.clone())
+        };
+        assert_eq!(degraded(&[], &broken), Some("demo-1".into()));
+        assert_eq!(degraded(&fine, &broken), Some("demo-1".into()));
+        assert_eq!(degraded(&broken, &broken), None, "unchanged: said already");
+        assert_eq!(degraded(&broken, &worse), Some("demo-1, demo-2".into()));
+        assert_eq!(
+            degraded(&broken, &fine),
+            None,
+            "recovered: nothing to warn about"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod kafkacluster;
 mod stored_form;
 mod topic;
 
-pub use condition::{upsert_condition, ConditionStatus};
+pub use condition::{newly, upsert_condition, ConditionStatus};
 pub use consumergroup::{
     ConsumerGroup, ConsumerGroupSpec, ConsumerGroupStatus, GroupMember, OffsetReset,
     OffsetResetStrategy, PartitionLag, PartitionOffset,

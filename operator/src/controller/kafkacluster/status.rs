@@ -201,7 +201,10 @@ pub fn cluster_status(
         (
             true,
             "ServiceMonitorUnavailable",
-            "the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed".into(),
+            "spec.metrics.serviceMonitor is enabled but the API server does not serve \
+             monitoring.coreos.com/v1 ServiceMonitor: install the Prometheus Operator's CRDs \
+             or disable it"
+                .into(),
         )
     } else {
         (false, "AsExpected", String::new())

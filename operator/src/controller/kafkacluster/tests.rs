@@ -89,6 +89,17 @@ async fn children_pass_with(
     sts_reply: Value,
     pods: Vec<Value>,
 ) {
+    children_applies(server, existing_replicas, applied_replicas, sts_reply).await;
+    pods_list(server, pods).await;
+}
+
+/// The first part of a pass: GET sts and the five applies (checked), up to the PDB.
+async fn children_applies(
+    server: &mut ApiServerVerifier,
+    existing_replicas: Option<i32>,
+    applied_replicas: i32,
+    sts_reply: Value,
+) {
     let get = server
         .expect(Method::GET, &format!("{APPS}/statefulsets/demo"))
         .await;
@@ -149,7 +160,10 @@ async fn children_pass_with(
         .await;
     assert_eq!(pdb.body["spec"]["maxUnavailable"], 1);
     pdb.respond_echo(json!({}));
+}
 
+/// The pod list of a pass, answered with `pods`.
+async fn pods_list(server: &mut ApiServerVerifier, pods: Vec<Value>) {
     let list = server.expect(Method::GET, &format!("{NS}/pods")).await;
     assert!(
         list.query
@@ -247,6 +261,61 @@ async fn settled_cluster_reapplies_children_but_leaves_status_alone() {
     );
 }
 
+#[tokio::test]
+async fn a_service_monitor_without_its_crd_is_reported_once_not_retried() {
+    let (ctx, server) = Context::test();
+    let scenario = server.run(|mut server| async move {
+        let pods = (0..3)
+            .map(|i| pod(&format!("demo-{i}"), "Running", true))
+            .collect();
+        children_applies(&mut server, Some(3), 3, sts_status(3, 3)).await;
+        // What kube-apiserver answers for a group it does not serve: plain text.
+        server
+            .expect_apply(
+                "/apis/monitoring.coreos.com/v1/namespaces/streaming/servicemonitors/demo",
+            )
+            .await
+            .respond_text(StatusCode::NOT_FOUND, "404 page not found\n");
+        pods_list(&mut server, pods).await;
+
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let status = &patch.body["status"];
+        let degraded = condition(status, "Degraded");
+        assert_eq!(degraded["status"], "True");
+        assert_eq!(degraded["reason"], "ServiceMonitorUnavailable");
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap()
+                .contains("monitoring.coreos.com/v1"),
+            "{degraded}"
+        );
+        assert_eq!(
+            condition(status, "Ready")["status"],
+            "True",
+            "the brokers serve"
+        );
+        respond_stored_cluster(patch);
+
+        let event = expect_warning(&mut server).await;
+        assert_eq!(event["reason"], "ServiceMonitorUnavailable");
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("Prometheus Operator"),
+            "{event}"
+        );
+    });
+
+    let mut kc = demo();
+    kc.spec.metrics.service_monitor.enabled = true;
+    kc.status = Some(settled_status());
+    let result = reconcile(Arc::new(kc), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
 /// A context whose Kafka admin calls reach `kafka`.
 fn context_with_kafka(kafka: &FakeKafka) -> (Arc<Context>, ApiServerVerifier) {
     Context::test_with_admin(Arc::new(kafka.clone()))
@@ -277,6 +346,9 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
         );
         assert_eq!(condition(&patch.body["status"], "Ready")["status"], "False");
         respond_stored_cluster(patch);
+
+        let event = expect_warning(&mut server).await;
+        assert_eq!(event["reason"], "ScaleDownBlocked");
     });
 
     let mut kc = demo();
