@@ -49,7 +49,8 @@ def reexec(argv: list[str]) -> None:
         )
     flags = ["--mount", "--net"]
     if os.geteuid() != 0:
-        # Without root, a user namespace maps us to root inside (where the kernel allows).
+        # Without root, a user namespace maps us to root inside, where the kernel allows
+        # it (untested: these machines and CI run the suite as root).
         flags.insert(0, "--map-root-user")
     env = dict(os.environ)
     env[_MARK] = str(os.getpid())  # exec keeps the pid: only this process is "inside"
