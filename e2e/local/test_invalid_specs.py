@@ -93,9 +93,6 @@ def test_reserved_broker_setting_gets_invalid_spec_and_a_warning(small, kubectl,
     assert api.get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/reserved") is None
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, TimeoutError),
-                   reason="issue 14 item 7: an InvalidSpec cluster has no Ready condition, so "
-                          "`kubectl wait --for=condition=Ready` waits forever")
 def test_invalid_cluster_says_it_is_not_ready(small, kubectl, api):
     ns = small
     kubectl("apply", "-n", ns, "-f", "-", input=cluster("reserved-too", config={"node.id": "7"}))
@@ -214,3 +211,13 @@ def test_service_monitor_without_its_crd_says_what_is_missing(small, kubectl, ap
     event = wait_warning(api, ns, "KafkaCluster", "monitored")[-1]
     assert event["reason"] == "ServiceMonitorUnavailable", event
     assert api.get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/monitored") is not None
+
+
+def test_kubectl_wait_for_ready_ends_on_an_invalid_cluster(small, kubectl):
+    ns = small
+    kubectl("apply", "-n", ns, "-f", "-", input=cluster("never", config={"node.id": "3"}))
+    kubectl("wait", "-n", ns, "kafkacluster/never", "--for=condition=Ready=False",
+            f"--timeout={SHOWS_WITHIN_S}s", timeout=SHOWS_WITHIN_S + 10)
+    reason = kubectl("get", "-n", ns, "kafkacluster/never", "-o",
+                     "jsonpath={.status.conditions[?(@.type=='Ready')].reason}").stdout
+    assert reason == "InvalidSpec", reason

@@ -105,13 +105,30 @@ impl Error {
         }
     }
 
-    /// This error and its sources, joined by `: ` (for a single log field).
+    /// This error and its sources, joined by `: ` (for a single log field, a condition
+    /// message, an Event note), each part said once.
+    ///
+    /// Some sources print their own source in their text (`kube::Error` does, and its
+    /// `Api` variant adds a Debug dump of the Status; kube's finalizer errors print the
+    /// reconcile error they wrap): a part the text already holds is left out, an API
+    /// server answer is written as its message and code, and the finalizer wrapping,
+    /// which says nothing about the cause, is skipped.
     pub fn report(&self) -> String {
+        if let Self::Finalizer(inner) = self {
+            if let FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) =
+                inner.as_ref()
+            {
+                return e.report();
+            }
+        }
         let mut text = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
+            if let Some(kube::Error::Api(status)) = cause.downcast_ref::<kube::Error>() {
+                append_once(&mut text, &api_answer(status));
+                break;
+            }
+            append_once(&mut text, &cause.to_string());
             source = cause.source();
         }
         text
@@ -127,5 +144,79 @@ impl Error {
     pub(crate) fn kafka(action: impl Into<String>) -> impl FnOnce(KafkaError) -> Self {
         let action = action.into();
         move |source| Self::Kafka { action, source }
+    }
+}
+
+/// Appends `: part` unless `text` already says it.
+fn append_once(text: &mut String, part: &str) {
+    if !text.contains(part) {
+        text.push_str(": ");
+        text.push_str(part);
+    }
+}
+
+/// An API server's answer as a sentence: its message, then the HTTP code and the
+/// Status reason (left out when kube made one up for a body that was not a Status).
+fn api_answer(status: &kube::core::Status) -> String {
+    let message = status.message.trim();
+    let reason = status.reason.as_str();
+    let known_reason = !reason.is_empty() && !reason.contains(char::is_whitespace);
+    match (message.is_empty(), known_reason) {
+        (true, true) => format!("{reason} ({})", status.code),
+        (true, false) => format!("HTTP {}", status.code),
+        (false, true) => format!("{message} ({} {reason})", status.code),
+        (false, false) => format!("{message} (HTTP {})", status.code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(status: kube::core::Status) -> Error {
+        Error::Kube {
+            action: "apply StatefulSet demo".into(),
+            source: kube::Error::Api(Box::new(status)),
+        }
+    }
+
+    #[test]
+    fn a_report_says_each_part_once() {
+        let invalid = kube::core::Status::failure(
+            "StatefulSet.apps \"demo\" is invalid: spec: Forbidden: updates are forbidden",
+            "Invalid",
+        )
+        .with_code(422);
+        assert_eq!(
+            api_error(invalid).report(),
+            "the Kubernetes API call to apply StatefulSet demo failed: StatefulSet.apps \"demo\" \
+             is invalid: spec: Forbidden: updates are forbidden (422 Invalid)"
+        );
+
+        // What kube makes of a plain-text answer.
+        let plain = kube::core::Status::failure("404 page not found", "Failed to parse error data")
+            .with_code(404);
+        assert_eq!(
+            api_error(plain).report(),
+            "the Kubernetes API call to apply StatefulSet demo failed: 404 page not found (HTTP 404)"
+        );
+
+        let kafka = Error::Kafka {
+            action: "create topic orders".into(),
+            source: crate::kafka::KafkaError::Broker {
+                api: "CreateTopics",
+                resource: "orders".into(),
+                code: 38,
+                message: Some("replication factor 3 is larger than 1 broker".into()),
+            },
+        };
+        let plain_report = kafka.report();
+        let wrapped = Error::Finalizer(Box::new(FinalizerError::ApplyFailed(kafka)));
+        assert_eq!(wrapped.report(), plain_report, "the finalizer adds nothing");
+        assert_eq!(
+            plain_report,
+            "the Kafka call to create topic orders failed: CreateTopics for orders failed: \
+             InvalidReplicationFactor (Kafka error 38): replication factor 3 is larger than 1 broker"
+        );
     }
 }

@@ -116,7 +116,12 @@ pub fn cluster_status(
     status.brokers = brokers;
 
     let all_ready = ready_brokers >= desired && findings.scale_down_blocked_at.is_none();
-    let (reason, message) = if all_ready {
+    let (reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
+        (
+            "ScaleDownBlocked",
+            format!("{ready_brokers}/{kept} brokers ready; the scale-down to {desired} is held"),
+        )
+    } else if all_ready {
         (
             "AllBrokersReady",
             format!("{ready_brokers}/{desired} brokers ready"),
@@ -227,7 +232,8 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const REFUSED_BY_API: &str = "RefusedByAPIServer";
 
 /// The status when a pass ended in `error`, which retrying cannot fix: `Degraded` says
-/// why, `Progressing` that nothing moves until the spec changes; the rest is kept.
+/// why, `Ready` is `False` for the same reason (so `kubectl wait --for=condition=Ready`
+/// ends), `Progressing` says nothing moves until the spec changes; the rest is kept.
 pub fn refused_status(kc: &KafkaCluster, error: &Error, now: &Time) -> KafkaClusterStatus {
     let reason = match error {
         Error::InvalidSpec { .. } => INVALID_SPEC,
@@ -239,6 +245,15 @@ pub fn refused_status(kc: &KafkaCluster, error: &Error, now: &Time) -> KafkaClus
     status.observed_generation = generation;
     let conditions = &mut status.conditions;
     let message = error.report();
+    upsert_condition(
+        conditions,
+        READY,
+        ConditionStatus::False,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
     upsert_condition(
         conditions,
         DEGRADED,

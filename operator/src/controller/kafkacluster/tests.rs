@@ -344,7 +344,13 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
             "keeping 3 brokers, not 1: demo-1 holds 4 partition replicas; demo-2 holds 4 partition replicas \
              (moving partitions off a broker is not supported yet)"
         );
-        assert_eq!(condition(&patch.body["status"], "Ready")["status"], "False");
+        let ready = condition(&patch.body["status"], "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "ScaleDownBlocked");
+        assert_eq!(
+            ready["message"],
+            "3/3 brokers ready; the scale-down to 1 is held"
+        );
         respond_stored_cluster(patch);
 
         let event = expect_warning(&mut server).await;
@@ -428,6 +434,11 @@ async fn reserved_config_is_refused_without_touching_children() {
             "{degraded}"
         );
         assert_eq!(condition(status, "Progressing")["status"], "False");
+        let ready = condition(status, "Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("InvalidSpec"))
+        );
         assert_eq!(status["observedGeneration"], 1);
         respond_stored_cluster(patch);
 
@@ -491,15 +502,17 @@ async fn a_child_the_api_server_refuses_is_a_spec_error_not_a_retry_loop() {
         assert_eq!(degraded["status"], "True");
         assert_eq!(degraded["reason"], "RefusedByAPIServer");
         let message = degraded["message"].as_str().unwrap();
-        assert!(
-            message.starts_with("the Kubernetes API call to apply StatefulSet demo failed: "),
-            "{message}"
-        );
-        assert!(
-            message.contains("spec: Forbidden: updates to statefulset spec"),
-            "{message}"
+        assert_eq!(
+            message,
+            "the Kubernetes API call to apply StatefulSet demo failed: StatefulSet.apps \"demo\" \
+             is invalid: spec: Forbidden: updates to statefulset spec for fields other than \
+             'replicas', 'ordinals', 'template', 'updateStrategy', \
+             'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden \
+             (422 Invalid)",
+            "each part once, no Debug dump"
         );
         assert_eq!(condition(status, "Progressing")["status"], "False");
+        assert_eq!(condition(status, "Ready")["status"], "False", "was True");
         assert_eq!(status["observedGeneration"], 1);
         respond_stored_cluster(patch);
 
