@@ -137,8 +137,6 @@ def test_topic_the_broker_refuses_says_why(small, kubectl, api):
     assert "replication" in c["message"].lower(), c
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError,
-                   reason="issue 14 item 4: no Warning Event when the broker refuses a Topic")
 def test_topic_the_broker_refuses_gets_a_warning(small, kubectl, api):
     topic_refused_by_broker(kubectl, api, small)
     wait_warning(api, small, "Topic", "too-many-replicas")
@@ -221,3 +219,34 @@ def test_kubectl_wait_for_ready_ends_on_an_invalid_cluster(small, kubectl):
     reason = kubectl("get", "-n", ns, "kafkacluster/never", "-o",
                      "jsonpath={.status.conditions[?(@.type=='Ready')].reason}").stdout
     assert reason == "InvalidSpec", reason
+
+
+def test_topic_conflicts_and_refused_adoptions_get_warnings(small, kubectl, api):
+    ns = small
+
+    def topic(name: str, **spec) -> str:
+        return cr("Topic", name, {"clusterRef": {"name": "small"}, **spec})
+
+    def ready(name: str, status: str):
+        def check():
+            c = condition(api.get(f"{GROUP}/namespaces/{ns}/topics/{name}"), "Ready")
+            return c if c and c["status"] == status else None
+        return wait_for(f"Topic {name} Ready={status}", check, SHOWS_WITHIN_S)
+
+    # Two objects, one topic: the younger one reports the conflict.
+    kubectl("apply", "-n", ns, "-f", "-", input=topic("claim-a", topicName="claimed"))
+    ready("claim-a", "True")
+    kubectl("apply", "-n", ns, "-f", "-", input=topic("claim-b", topicName="claimed"))
+    assert ready("claim-b", "False")["reason"] == "ResourceConflict"
+    event = wait_warning(api, ns, "Topic", "claim-b")[-1]
+    assert event["reason"] == "ResourceConflict" and "claim-a" in event["message"], event
+
+    # A retained topic that differs from a new object is not adopted.
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=topic("kept", partitions=1, deletionPolicy="Retain"))
+    ready("kept", "True")
+    kubectl("delete", "-n", ns, "topic/kept", "--timeout=30s")
+    kubectl("apply", "-n", ns, "-f", "-", input=topic("adopter", topicName="kept", partitions=2))
+    assert ready("adopter", "False")["reason"] == "AdoptionRefused"
+    event = wait_warning(api, ns, "Topic", "adopter")[-1]
+    assert event["reason"] == "AdoptionRefused" and "1 partitions" in event["message"], event

@@ -15,6 +15,9 @@
 //!      revert config drift with IncrementalAlterConfigs (declared keys set, other
 //!      overrides removed);
 //! 4. apply the status (what the cluster has) when it changed; requeue to catch drift.
+//!    A `Ready=False` that only an edit clears (`KafkaRejected`, `AdoptionRefused`,
+//!    `ResourceConflict`, ...: [`plan::NEEDS_AN_EDIT`]) is also one Warning Event when it
+//!    appears or changes.
 //!
 //! **Cleanup** (the object is being deleted) deletes the topic only when
 //! `deletionPolicy` is `Delete`, this object managed it (`status.topicId` equals the
@@ -281,7 +284,11 @@ async fn write_status(
         debug!("status unchanged");
         return Ok(());
     }
-    apply_status::<Topic, _>(ctx, namespace, &topic.name_any(), &status).await
+    apply_status::<Topic, _>(ctx, namespace, &topic.name_any(), &status).await?;
+    if let Some((reason, note)) = plan::warning(topic.status.as_ref(), &status) {
+        ctx.publish_warning_note(topic, &reason, note).await;
+    }
+    Ok(())
 }
 
 async fn cleanup(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {

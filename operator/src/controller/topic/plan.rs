@@ -7,13 +7,33 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use crate::crd::{upsert_condition, ConditionStatus, Topic, TopicStatus};
+use crate::crd::{newly, upsert_condition, ConditionStatus, Topic, TopicStatus};
 use crate::kafka::{AlterConfigOp, ConfigEntry, ConfigSource, TopicMetadata};
 
 /// Condition type: the topic on the cluster is managed by this object and matches it.
 pub const READY: &str = "Ready";
 /// Condition type: an older `Topic` claims the same topic on the same cluster.
 pub const RESOURCE_CONFLICT: &str = "ResourceConflict";
+
+/// `Ready=False` reasons that only an edit clears (of this object, or of the topic on
+/// the cluster): each is announced by one Warning Event when it appears or changes.
+pub const NEEDS_AN_EDIT: [&str; 5] = [
+    "KafkaRejected",
+    "AdoptionRefused",
+    "ResourceConflict",
+    "PartitionsNotShrunk",
+    "ReplicationFactorMismatch",
+];
+
+/// The Warning Event (reason, note) that going from `old` to `new` calls for: the
+/// `Ready=False` condition when its reason is one of [`NEEDS_AN_EDIT`] and it was not
+/// already there with the same message.
+pub fn warning(old: Option<&TopicStatus>, new: &TopicStatus) -> Option<(String, String)> {
+    let old = old.map_or(&[][..], |s| &s.conditions[..]);
+    newly(old, &new.conditions, READY, ConditionStatus::False)
+        .filter(|c| NEEDS_AN_EDIT.contains(&c.reason.as_str()))
+        .map(|c| (c.reason.clone(), c.message.clone()))
+}
 
 /// A topic as the cluster has it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -74,6 +74,23 @@ async fn expect_status(server: &mut ApiServerVerifier, object: &Value) -> Value 
     status
 }
 
+/// Takes the Warning Event on `orders` and checks its reason; returns its note.
+async fn expect_warning(server: &mut ApiServerVerifier, reason: &str) -> String {
+    let post = server
+        .expect(
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/streaming/events",
+        )
+        .await;
+    assert_eq!(post.body["type"], "Warning");
+    assert_eq!(post.body["reason"], reason);
+    assert_eq!(post.body["regarding"]["kind"], "Topic");
+    assert_eq!(post.body["regarding"]["name"], "orders");
+    let note = post.body["note"].as_str().unwrap_or_default().to_string();
+    post.respond_echo(json!({}));
+    note
+}
+
 /// Takes the JSON patch that removes the finalizer.
 async fn expect_finalizer_removed(server: &mut ApiServerVerifier, object: &Value) {
     let patch = server
@@ -218,6 +235,7 @@ async fn a_smaller_spec_never_shrinks_the_topic() {
             assert_eq!(status["partitions"], 4);
             assert_eq!(condition(&status, "Ready")["status"], "False");
             assert_eq!(condition(&status, "Ready")["reason"], "PartitionsNotShrunk");
+            expect_warning(&mut server, "PartitionsNotShrunk").await;
         })
     })
     .await;
@@ -287,6 +305,8 @@ async fn the_younger_of_two_claimants_gets_a_conflict_and_touches_nothing() {
                 .contains("orders-legacy"));
             assert_eq!(condition(&status, "Ready")["reason"], "ResourceConflict");
             assert_eq!(status.get("topicId"), None);
+            let note = expect_warning(&mut server, "ResourceConflict").await;
+            assert!(note.contains("orders-legacy"), "{note}");
         })
     })
     .await;
@@ -313,6 +333,8 @@ async fn a_differing_preexisting_topic_is_not_adopted() {
             );
             assert_eq!(status["partitions"], 5, "status shows what the cluster has");
             assert_eq!(status.get("topicId"), None, "not managed");
+            let note = expect_warning(&mut server, "AdoptionRefused").await;
+            assert!(note.contains("it has 5 partitions"), "{note}");
         })
     })
     .await;
@@ -403,6 +425,8 @@ async fn a_rejected_config_becomes_a_condition_not_an_error() {
                 .as_str()
                 .unwrap()
                 .contains("InvalidConfig (Kafka error 40)"));
+            let note = expect_warning(&mut server, "KafkaRejected").await;
+            assert!(note.contains("InvalidConfig"), "{note}");
         })
     })
     .await;
