@@ -6,7 +6,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check chart-check tools e2e test-k8s fmt lint clippy clean
+.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -17,7 +17,7 @@ build:
 release:
 	$(CARGO) build --release -p runnel-broker
 
-test: lint test-rust static-check chart-check test-compat
+test: lint test-rust static-check image-check chart-check test-compat
 	@$(if $(RUNNEL_K8S_ASSETS),$(MAKE) --no-print-directory test-k8s,echo "test-k8s: the Kubernetes suite (e2e/local) was not run: RUNNEL_K8S_ASSETS is unset (a directory with kube-apiserver and kube-controller-manager, e.g. ../shared/k8s)")
 
 test-deps:
@@ -71,6 +71,12 @@ images:
 # (the part of `make images` that needs no container engine; part of `make test`).
 static-check:
 	scripts/static-check.sh
+
+# The images built FROM scratch with those binaries (podman, nothing pulled; docker/*.local.Dockerfile)
+# and inspected unrun: numeric non-root user, entrypoint, ports, labels against the release
+# Dockerfiles; the unpacked binary static and answering --version; size bound. Part of `make test`.
+image-check: static-check
+	scripts/image-check.sh
 
 # helm lint/template, kubernetes-validate --strict, example CRs against the CRDs.
 chart-check:
