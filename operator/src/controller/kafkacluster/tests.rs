@@ -69,33 +69,52 @@ fn sts_status_at(update: &str, replicas: i32, ready: i32) -> Value {
 }
 
 /// The requests of a pass that gets as far as the pod list: GET sts, the five applies
-/// (checked), the pod list. `existing_replicas` is what the GET finds (`None`: 404).
+/// (checked), the pod list. `spec_replicas` is the cluster's `spec.replicas`,
+/// `existing_replicas` what the GET finds (`None`: 404).
 async fn children_pass(
     server: &mut ApiServerVerifier,
+    spec_replicas: i32,
     existing_replicas: Option<i32>,
     applied_replicas: i32,
     ready: i32,
     pods: Vec<Value>,
 ) {
     let sts_reply = sts_status(applied_replicas, ready);
-    children_pass_with(server, existing_replicas, applied_replicas, sts_reply, pods).await;
+    children_pass_with(
+        server,
+        spec_replicas,
+        existing_replicas,
+        applied_replicas,
+        sts_reply,
+        pods,
+    )
+    .await;
 }
 
 /// [`children_pass`] with the StatefulSet status the apply answers given.
 async fn children_pass_with(
     server: &mut ApiServerVerifier,
+    spec_replicas: i32,
     existing_replicas: Option<i32>,
     applied_replicas: i32,
     sts_reply: Value,
     pods: Vec<Value>,
 ) {
-    children_applies(server, existing_replicas, applied_replicas, sts_reply).await;
+    children_applies(
+        server,
+        spec_replicas,
+        existing_replicas,
+        applied_replicas,
+        sts_reply,
+    )
+    .await;
     pods_list(server, pods).await;
 }
 
 /// The first part of a pass: GET sts and the five applies (checked), up to the PDB.
 async fn children_applies(
     server: &mut ApiServerVerifier,
+    spec_replicas: i32,
     existing_replicas: Option<i32>,
     applied_replicas: i32,
     sts_reply: Value,
@@ -158,7 +177,9 @@ async fn children_applies(
     let pdb = server
         .expect_apply("/apis/policy/v1/namespaces/streaming/poddisruptionbudgets/demo")
         .await;
-    assert_eq!(pdb.body["spec"]["maxUnavailable"], 1);
+    // One broker at a time; none when the spec asks for one.
+    let max_unavailable = if spec_replicas > 1 { 1 } else { 0 };
+    assert_eq!(pdb.body["spec"]["maxUnavailable"], max_unavailable);
     pdb.respond_echo(json!({}));
 }
 
@@ -187,7 +208,7 @@ async fn new_cluster_applies_children_and_reports_progress() {
     let (ctx, server) = Context::test();
     let scenario = server.run(|mut server| async move {
         let pods = vec![pod("demo-0", "Running", true), pod("demo-1", "Running", false)];
-        children_pass(&mut server, None, 3, 1, pods).await;
+        children_pass(&mut server, 3, None, 3, 1, pods).await;
 
         let patch = server.expect_apply(STATUS_PATH).await;
         assert_eq!(patch.body["apiVersion"], "runnel.dev/v1alpha1");
@@ -247,7 +268,7 @@ async fn settled_cluster_reapplies_children_but_leaves_status_alone() {
         let pods = (0..3)
             .map(|i| pod(&format!("demo-{i}"), "Running", true))
             .collect();
-        children_pass(&mut server, Some(3), 3, 3, pods).await;
+        children_pass(&mut server, 3, Some(3), 3, 3, pods).await;
         // No status patch: the computed status equals the stored one.
     });
 
@@ -268,7 +289,7 @@ async fn a_service_monitor_without_its_crd_is_reported_once_not_retried() {
         let pods = (0..3)
             .map(|i| pod(&format!("demo-{i}"), "Running", true))
             .collect();
-        children_applies(&mut server, Some(3), 3, sts_status(3, 3)).await;
+        children_applies(&mut server, 3, Some(3), 3, sts_status(3, 3)).await;
         // What kube-apiserver answers for a group it does not serve: plain text.
         server
             .expect_apply(
@@ -333,7 +354,7 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
         let pods = (0..3)
             .map(|i| pod(&format!("demo-{i}"), "Running", true))
             .collect();
-        children_pass(&mut server, Some(3), 3, 3, pods).await;
+        children_pass(&mut server, 1, Some(3), 3, 3, pods).await;
 
         let patch = server.expect_apply(STATUS_PATH).await;
         let degraded = condition(&patch.body["status"], "Degraded");
@@ -382,7 +403,7 @@ async fn scale_down_goes_ahead_when_the_brokers_that_go_hold_nothing() {
     let (ctx, server) = context_with_kafka(&kafka);
     let scenario = server.run(|mut server| async move {
         let pods = vec![pod("demo-0", "Running", true)];
-        children_pass(&mut server, Some(3), 1, 1, pods).await;
+        children_pass(&mut server, 1, Some(3), 1, 1, pods).await;
 
         let patch = server.expect_apply(STATUS_PATH).await;
         let status = &patch.body["status"];
@@ -594,6 +615,7 @@ async fn restart_pass(
             .collect();
         children_pass_with(
             &mut server,
+            3,
             Some(3),
             3,
             sts_status_at("demo-2", 3, ready),
