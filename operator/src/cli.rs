@@ -13,12 +13,25 @@ use clap::Parser;
 /// Lease name when `--leader-election-lease` is not given.
 pub const DEFAULT_LEASE: &str = "runnel-operator";
 
+/// `--help`'s description: what the operator does, and what it cannot do yet.
+const LONG_ABOUT: &str = "\
+Runnel's Kubernetes operator: reconciles KafkaCluster, Topic and ConsumerGroup resources.
+
+What it does today, plainly:
+- The brokers of a KafkaCluster do not form one Kafka cluster yet: each keeps its own
+  topics and groups, and Topic and ConsumerGroup calls reach whichever broker the
+  bootstrap Service picks. Use one broker per KafkaCluster until they do.
+- Rolling restarts go one broker at a time, the next only when the last one restarted is
+  ready again. The brokers' CaughtUp and CanRestart answers are asked too, but without
+  replication both are yes as soon as a broker runs.";
+
 /// Settings of one operator process.
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "runnel-operator",
     version,
-    about = "Runnel's Kubernetes operator: reconciles KafkaCluster, Topic and ConsumerGroup resources"
+    about = "Runnel's Kubernetes operator: reconciles KafkaCluster, Topic and ConsumerGroup resources",
+    long_about = LONG_ABOUT
 )]
 pub struct Args {
     /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz; none when
@@ -131,6 +144,16 @@ mod tests {
         );
         let bad = Args::try_parse_from(["runnel-operator", "--metrics-listen=nowhere"]);
         assert_eq!(bad.unwrap_err().kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn help_says_what_the_operator_cannot_do_yet() {
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("do not form one Kafka cluster yet"), "{help}");
+        assert!(
+            help.contains("both are yes as soon as a broker runs"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -11,9 +11,12 @@
 //! Controllers see the cluster only through the [`KafkaAdmin`] trait, made by an
 //! [`AdminFactory`] held in the [`Context`](crate::Context), so tests swap in a fake.
 //!
-//! Every call goes to the bootstrap broker: Runnel brokers answer partition and group
-//! requests for the whole cluster today. Routing `ListOffsets` to partition leaders and
-//! group calls to the coordinator (FindCoordinator) is not implemented yet.
+//! Every call goes to the one broker the bootstrap address reaches. Runnel brokers do
+//! not form one cluster yet: each answers only for the topics and groups it holds
+//! itself, so with several brokers behind the bootstrap Service a call sees whichever
+//! broker the Service picked. Only a one-broker cluster gets consistent answers today.
+//! Routing `ListOffsets` to partition leaders and group calls to the coordinator
+//! (FindCoordinator) is not implemented yet either.
 
 mod client;
 mod connection;

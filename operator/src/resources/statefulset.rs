@@ -1,9 +1,10 @@
 //! The broker StatefulSet: one pod and one volume per broker, broker id = pod ordinal.
 //!
 //! Updates are `OnDelete`: the StatefulSet controller never restarts a broker by itself;
-//! the operator's rolling restart (which checks that no partition would go
-//! under-replicated) deletes pods one at a time. Pods start in parallel because brokers
-//! need each other to form the metadata quorum.
+//! the operator's rolling restart (which asks each broker whether stopping it is safe;
+//! without replication, today, the answer is yes once it runs) deletes pods one at a
+//! time. Pods start in parallel: brokers do not depend on each other today, and a
+//! metadata quorum, once there is one, needs its members up together.
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,9 @@
 //! 4. otherwise the stale pod with the highest ordinal is the candidate, and it goes
 //!    only when every other broker reports `CaughtUp` and the candidate itself answers
 //!    `CanRestart` with safe (no partition it hosts would fall below
-//!    `min.insync.replicas`). Data safety gates the step, not pod readiness alone.
+//!    `min.insync.replicas`). Data safety is meant to gate the step, not pod readiness
+//!    alone; but today's brokers do not replicate, so they answer `CaughtUp` and
+//!    `CanRestart` (safe) as soon as they run, and in effect rule 3 is the gate.
 //!
 //! [`plan`] is pure; [`decide`] asks the brokers through [`BrokerAdmin`].
 
