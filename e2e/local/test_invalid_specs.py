@@ -102,9 +102,6 @@ def test_invalid_cluster_says_it_is_not_ready(small, kubectl, api):
     assert ready is not None and ready["status"] == "False", kc.get("status")
 
 
-@pytest.mark.xfail(strict=True, raises=TimeoutError,
-                   reason="issue 14 item 5: broker config values are not checked; "
-                          "`num.partitions: abc` is rolled out and the broker refuses to start")
 def test_bad_broker_config_value_is_refused_before_rollout(small, kubectl, api):
     ns = small
     kubectl("apply", "-n", ns, "-f", "-",
@@ -250,3 +247,29 @@ def test_topic_conflicts_and_refused_adoptions_get_warnings(small, kubectl, api)
     assert ready("adopter", "False")["reason"] == "AdoptionRefused"
     event = wait_warning(api, ns, "Topic", "adopter")[-1]
     assert event["reason"] == "AdoptionRefused" and "1 partitions" in event["message"], event
+
+
+def test_bad_config_edit_of_a_running_cluster_rolls_nothing(small, kubectl, api):
+    ns = small
+    pod_uid = api.get(f"/api/v1/namespaces/{ns}/pods/small-0")["metadata"]["uid"]
+    configmap = api.get(f"/api/v1/namespaces/{ns}/configmaps/small-config")["data"]
+    kubectl("patch", "-n", ns, "kafkacluster/small", "--type=merge",
+            "-p", '{"spec":{"config":{"log.cleanup.policy":"shred"}}}')
+
+    def invalid():
+        kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/small")
+        c = condition(kc, "Degraded")
+        return c if c and c["reason"] == "InvalidSpec" \
+            and kc["status"]["observedGeneration"] == kc["metadata"]["generation"] else None
+
+    c = wait_for("KafkaCluster small Degraded/InvalidSpec", invalid, SHOWS_WITHIN_S)
+    assert "log.cleanup.policy" in c["message"], c
+    assert api.get(f"/api/v1/namespaces/{ns}/configmaps/small-config")["data"] == configmap
+    assert api.get(f"/api/v1/namespaces/{ns}/pods/small-0")["metadata"]["uid"] == pod_uid
+
+    # Taking the edit back clears it, still without a restart.
+    kubectl("patch", "-n", ns, "kafkacluster/small", "--type=json",
+            "-p", '[{"op":"remove","path":"/spec/config"}]')
+    kubectl("wait", "-n", ns, "kafkacluster/small", "--for=condition=Ready",
+            f"--timeout={SHOWS_WITHIN_S}s", timeout=SHOWS_WITHIN_S + 10)
+    assert api.get(f"/api/v1/namespaces/{ns}/pods/small-0")["metadata"]["uid"] == pod_uid

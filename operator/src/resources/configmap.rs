@@ -26,7 +26,8 @@ const RESERVED_KEYS: &[&str] = &[
     "log-json",
 ];
 
-/// Checks that `spec.config` names no setting the operator owns.
+/// Checks that `spec.config` names no setting the operator owns, then that the broker
+/// accepts the rest ([`super::broker_settings::check`]).
 pub fn validate_broker_config(config: &BTreeMap<String, String>) -> Result<(), Error> {
     let reserved: Vec<&str> = config
         .keys()
@@ -34,7 +35,7 @@ pub fn validate_broker_config(config: &BTreeMap<String, String>) -> Result<(), E
         .map(String::as_str)
         .collect();
     if reserved.is_empty() {
-        Ok(())
+        super::broker_settings::check(config)
     } else {
         Err(Error::InvalidSpec {
             field: "spec.config",

@@ -11,7 +11,11 @@
 //! | StatefulSet | `<name>` | [`statefulset::desired_statefulset`] |
 //! | PodDisruptionBudget | `<name>` | [`pdb::desired_pdb`] |
 //! | ServiceMonitor (optional) | `<name>` | [`servicemonitor::desired_servicemonitor`] |
+//!
+//! Before any of them is built, [`configmap::validate_broker_config`] refuses settings
+//! the operator owns and, through [`broker_settings`], settings the broker would refuse.
 
+pub mod broker_settings;
 pub mod configmap;
 pub mod pdb;
 pub mod service;
