@@ -273,3 +273,23 @@ def test_bad_config_edit_of_a_running_cluster_rolls_nothing(small, kubectl, api)
     kubectl("wait", "-n", ns, "kafkacluster/small", "--for=condition=Ready",
             f"--timeout={SHOWS_WITHIN_S}s", timeout=SHOWS_WITHIN_S + 10)
     assert api.get(f"/api/v1/namespaces/{ns}/pods/small-0")["metadata"]["uid"] == pod_uid
+
+
+def test_topic_and_group_of_an_unreachable_cluster_say_why(small, kubectl, api):
+    """A cluster whose broker never runs (an image nobody can run): the Topic and the
+    ConsumerGroup say in status that Kafka does not answer, not only in the logs."""
+    ns = small
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=cluster("silent", image="example.invalid/no-such-broker:0"))
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=cr("Topic", "unheard", {"clusterRef": {"name": "silent"}}))
+    kubectl("apply", "-n", ns, "-f", "-", input=cr(
+        "ConsumerGroup", "unheard", {"clusterRef": {"name": "silent"}, "groupId": "unheard"}))
+    for plural in ("topics", "consumergroups"):
+        def unavailable():
+            c = condition(api.get(f"{GROUP}/namespaces/{ns}/{plural}/unheard"), "Ready")
+            return c if c and c["status"] == "False" and c["reason"] == "KafkaUnavailable" \
+                else None
+        c = wait_for(f"{plural}/unheard Ready=False/KafkaUnavailable", unavailable,
+                     SHOWS_WITHIN_S)
+        assert "silent-bootstrap" in c["message"], c

@@ -2,7 +2,8 @@
 //! offset resets applied once.
 //!
 //! One pass:
-//! 1. find the `KafkaCluster` (gone or deleting: `Ready=False`, nothing else);
+//! 1. find the `KafkaCluster` (gone or deleting: `Ready=False`, state, members and lag
+//!    cleared, nothing else);
 //! 2. describe the group (state, members);
 //! 3. when `spec.offsetReset` carries a `requestId` other than
 //!    `status.lastAppliedResetRequestId`: apply it if the group has no members (its
@@ -12,6 +13,9 @@
 //!    `highWatermark - committed` (never below 0);
 //! 5. apply the status when it changed, and requeue after [`REFRESH`] (lag changes
 //!    without any Kubernetes event).
+//!
+//! When Kafka does not answer (a transient Kafka error), `Ready=False/KafkaUnavailable`
+//! says why, state and lag stay as last observed, and the pass backs off.
 //!
 //! Nothing is left on the cluster when the object goes, so there is no finalizer.
 
@@ -39,6 +43,8 @@ pub const READY: &str = "Ready";
 pub const OFFSET_RESET: &str = "OffsetReset";
 /// How often state and lag are refreshed.
 pub const REFRESH: Duration = Duration::from_secs(30);
+/// `Ready=False` reason: the cluster did not answer; state and lag are as last observed.
+pub const KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
 /// How often a group whose cluster is missing is looked at.
 const CLUSTER_MISSING_RESYNC: Duration = Duration::from_secs(60);
 
@@ -52,9 +58,34 @@ pub async fn reconcile(cg: Arc<ConsumerGroup>, ctx: Arc<Context>) -> Result<Acti
         name: cg.name_any(),
     })?;
     let span = info_span!("reconcile", kind = "ConsumerGroup", name = %cg.name_any(), namespace = %namespace);
-    let action = reconcile_in(&cg, &ctx, &namespace).instrument(span).await?;
-    ctx.record_success(&object_key(cg.as_ref()));
-    Ok(action)
+    async {
+        match reconcile_in(&cg, &ctx, &namespace).await {
+            Ok(action) => {
+                ctx.record_success(&object_key(cg.as_ref()));
+                Ok(action)
+            }
+            // Kafka did not answer: say so in status (the reason is not only in the
+            // logs), keep the last observation, and back off as for any transient error.
+            Err(error @ Error::Kafka { .. }) if error.is_transient() => {
+                let mut status = cg.status.clone().unwrap_or_default();
+                status.observed_generation = cg.metadata.generation;
+                upsert_condition(
+                    &mut status.conditions,
+                    READY,
+                    ConditionStatus::False,
+                    KAFKA_UNAVAILABLE,
+                    format!("the group could not be observed: {}", error.report()),
+                    cg.metadata.generation,
+                    &(ctx.clock)(),
+                );
+                write_status(&cg, &ctx, &namespace, status).await?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 /// Backs off transient errors per object; see [`retry_after`].
@@ -88,6 +119,8 @@ async fn reconcile_in(cg: &ConsumerGroup, ctx: &Context, namespace: &str) -> Res
                 _ => ("ClusterNotFound", "does not exist"),
             };
             let message = format!("KafkaCluster {cluster} {message}");
+            // Nothing to observe: no state, members or lag from a cluster that is gone.
+            clear_observations(&mut status);
             upsert_condition(
                 &mut status.conditions,
                 READY,
@@ -306,6 +339,15 @@ pub fn lag(
             })
         })
         .collect()
+}
+
+/// Forgets state, members and lag (the last applied reset is kept: it was applied).
+fn clear_observations(status: &mut ConsumerGroupStatus) {
+    status.state = None;
+    status.member_count = 0;
+    status.members.clear();
+    status.lag.clear();
+    status.total_lag = 0;
 }
 
 /// Sets state, members and lag from what the coordinator reported.

@@ -15,6 +15,8 @@
 //!      revert config drift with IncrementalAlterConfigs (declared keys set, other
 //!      overrides removed);
 //! 4. apply the status (what the cluster has) when it changed; requeue to catch drift.
+//!    When Kafka does not answer, `Ready=False/KafkaUnavailable` says why and the rest of
+//!    the status (what the cluster had, `topicId`) is kept.
 //!    A `Ready=False` that only an edit clears (`KafkaRejected`, `AdoptionRefused`,
 //!    `ResourceConflict`, ...: [`plan::NEEDS_AN_EDIT`]) is also one Warning Event when it
 //!    appears or changes.
@@ -110,7 +112,21 @@ async fn list_topics(ctx: &Context, namespace: &str) -> Result<Vec<Topic>, Error
         .items)
 }
 
+/// [`apply_in`], and when Kafka does not answer (a transient Kafka error), the Ready
+/// condition says so before the error backs off: the reason is not only in the logs.
 async fn apply(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {
+    match apply_in(topic, ctx, namespace).await {
+        Err(error @ Error::Kafka { .. }) if error.is_transient() => {
+            let reason = format!("the topic could not be observed: {}", error.report());
+            let status = plan::unavailable_status(topic, reason, &(ctx.clock)());
+            write_status(topic, ctx, namespace, status).await?;
+            Err(error)
+        }
+        result => result,
+    }
+}
+
+async fn apply_in(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Action, Error> {
     let name = topic_name(topic);
     let cluster = &topic.spec.cluster_ref.name;
     let now = (ctx.clock)();

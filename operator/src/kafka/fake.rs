@@ -36,6 +36,8 @@ pub struct FakeState {
     pub log_start: BTreeMap<TopicPartition, i64>,
     /// Log end offsets (0 when absent).
     pub log_end: BTreeMap<TopicPartition, i64>,
+    /// Connecting fails (connection refused), as when no broker answers.
+    pub unreachable: bool,
     /// Topics created so far, for ids.
     created: u32,
 }
@@ -109,6 +111,12 @@ fn unknown_topic(api: &'static str, topic: &str) -> KafkaError {
 impl AdminFactory for FakeKafka {
     async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
         self.record(format!("connect {bootstrap}"));
+        if self.state.lock().unwrap().unreachable {
+            return Err(KafkaError::Connect {
+                address: bootstrap.to_string(),
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            });
+        }
         Ok(Arc::new(self.clone()))
     }
 }

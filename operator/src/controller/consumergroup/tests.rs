@@ -216,3 +216,85 @@ async fn lag_never_goes_below_zero() {
     let ends = BTreeMap::from([(TopicPartition::new("t", 0), 10)]);
     assert_eq!(lag(&committed, &ends)[0].lag, 0);
 }
+
+/// `billing` with the status a pass over [`cluster`]`("Stable", 1)` writes.
+fn observed_group() -> Value {
+    let mut object = group_json(None);
+    object["status"] = json!({"observedGeneration": 2, "state": "Stable", "memberCount": 1,
+        "members": [{"memberId": "m-0", "clientId": "app", "clientHost": "/10.0.0.1"}],
+        "lag": [{"topic": "orders", "partition": 0, "committedOffset": 5, "highWatermark": 8, "lag": 3}],
+        "totalLag": 3, "lastAppliedResetRequestId": "r0"});
+    object
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_said_in_status_and_backs_off() {
+    let fake = cluster("Stable", 1);
+    fake.with_state(|s| s.unreachable = true);
+    let (ctx, server) = Context::test_with_admin(Arc::new(fake.clone()));
+    let object = observed_group();
+    let stored = object.clone();
+    let scenario = server.run(|mut server: ApiServerVerifier| async move {
+        server.expect(Method::GET, CLUSTER).await.respond(
+            StatusCode::OK,
+            &json!({"apiVersion": "runnel.dev/v1alpha1", "kind": "KafkaCluster",
+                "metadata": {"name": "demo", "namespace": "streaming"}, "spec": {}}),
+        );
+        let patch = server
+            .expect_apply(&format!("{GROUPS}/billing/status"))
+            .await;
+        let status = &patch.body["status"];
+        let ready = condition(status, "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "KafkaUnavailable");
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("connection refused"),
+            "{ready}"
+        );
+        assert_eq!(status["totalLag"], 3, "as last observed");
+        let mut answer = stored;
+        answer["status"] = status.clone();
+        patch.respond(StatusCode::OK, &answer);
+    });
+    let object: ConsumerGroup = serde_json::from_value(object).unwrap();
+    let error = reconcile(Arc::new(object), ctx).await.unwrap_err();
+    scenario.finish().await;
+    assert!(error.is_transient(), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_group_whose_cluster_is_gone_keeps_no_lag() {
+    let (ctx, server) = Context::test();
+    let object = observed_group();
+    let stored = object.clone();
+    let scenario = server.run(|mut server: ApiServerVerifier| async move {
+        server
+            .expect(Method::GET, CLUSTER)
+            .await
+            .respond_not_found();
+        let patch = server
+            .expect_apply(&format!("{GROUPS}/billing/status"))
+            .await;
+        let status = &patch.body["status"];
+        assert_eq!(condition(status, "Ready")["reason"], "ClusterNotFound");
+        for gone in ["state", "members", "lag"] {
+            assert_eq!(status.get(gone), None, "{gone}: {status}");
+        }
+        assert_eq!(status["memberCount"], 0);
+        assert_eq!(status["totalLag"], 0);
+        assert_eq!(
+            status["lastAppliedResetRequestId"], "r0",
+            "kept: it was applied"
+        );
+        let mut answer = stored;
+        answer["status"] = status.clone();
+        patch.respond(StatusCode::OK, &answer);
+    });
+    let object: ConsumerGroup = serde_json::from_value(object).unwrap();
+    let action = reconcile(Arc::new(object), ctx).await.unwrap();
+    scenario.finish().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+}

@@ -217,6 +217,27 @@ pub fn managed_outcome(topic: &Topic, observed: &Observed) -> Outcome {
     }
 }
 
+/// `Ready=False` reason: the cluster did not answer.
+pub const KAFKA_UNAVAILABLE: &str = "KafkaUnavailable";
+
+/// The status when the cluster did not answer: the previous status (what the cluster
+/// had, and `topicId`, which the finalizer relies on) with `Ready=False` saying why.
+pub fn unavailable_status(topic: &Topic, message: String, now: &Time) -> TopicStatus {
+    let generation = topic.metadata.generation;
+    let mut status = topic.status.clone().unwrap_or_default();
+    status.observed_generation = generation;
+    upsert_condition(
+        &mut status.conditions,
+        READY,
+        ConditionStatus::False,
+        KAFKA_UNAVAILABLE,
+        message,
+        generation,
+        now,
+    );
+    status
+}
+
 /// The status after a pass. `observed` is what the cluster has (when it was looked
 /// at); `owned` says whether this object manages it (only then is `topicId` set, which
 /// is what later allows the finalizer to delete the topic).

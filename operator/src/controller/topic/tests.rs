@@ -432,3 +432,37 @@ async fn a_rejected_config_becomes_a_condition_not_an_error() {
     .await;
     assert_eq!(action, Action::requeue(Duration::from_secs(60)));
 }
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_said_in_status_and_backs_off() {
+    let mut object = managed_topic(3);
+    object["status"]["partitions"] = json!(3);
+    let fake = FakeKafka::default();
+    fake.with_state(|s| s.unreachable = true);
+    let (ctx, server) = Context::test_with_admin(Arc::new(fake.clone()));
+    let stored = object.clone();
+    let scenario = server.run(|mut server| async move {
+        expect_topic_list(&mut server, vec![stored.clone()]).await;
+        expect_cluster(&mut server, true).await;
+        let status = expect_status(&mut server, &stored).await;
+        let ready = condition(&status, "Ready");
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "KafkaUnavailable");
+        assert_eq!(
+            ready["message"],
+            format!(
+                "the topic could not be observed: the Kafka call to connect to {BOOTSTRAP} \
+                 failed: connecting to {BOOTSTRAP} failed: connection refused"
+            )
+        );
+        assert_eq!(
+            status["topicId"], "id-orders",
+            "kept: the finalizer needs it"
+        );
+        assert_eq!(status["partitions"], 3, "as last observed");
+    });
+    let error = reconcile(Arc::new(topic(&object)), ctx).await.unwrap_err();
+    scenario.finish().await;
+    assert!(error.is_transient(), "{error:?}");
+    assert_eq!(error.label(), "kafka");
+}
