@@ -12,7 +12,8 @@
 //! 4. fetch the committed offsets and the high watermarks; lag per partition is
 //!    `highWatermark - committed` (never below 0);
 //! 5. apply the status when it changed, and requeue after [`REFRESH`] (lag changes
-//!    without any Kubernetes event).
+//!    without any Kubernetes event). The status write itself triggers nothing (see
+//!    [`run`]), so lag is written at most once per [`REFRESH`].
 //!
 //! When Kafka does not answer (a transient Kafka error), `Ready=False/KafkaUnavailable`
 //! says why, state and lag stay as last observed, and the pass backs off.
@@ -24,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{predicates, PredicateConfig};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::ResourceExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -95,11 +97,23 @@ pub fn error_policy(cg: Arc<ConsumerGroup>, error: &Error, ctx: Arc<Context>) ->
 
 /// Runs the controller until `options.shutdown` is cancelled: one kube `Controller` per
 /// watched namespace, or one over all namespaces.
+///
+/// Only a new `metadata.generation` (a spec change) or the first sight of an object
+/// triggers a reconcile, not every change: the controller's own status writes (lag moves
+/// with every record produced) would otherwise trigger the next pass at once and, under
+/// steady traffic, reconcile continuously. Lag reaches status at most once per
+/// [`REFRESH`], the requeue of every pass.
 pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
     let client = ctx.client.clone();
     let make = |namespace: Option<&str>| {
         let api = scoped_api::<ConsumerGroup>(&client, namespace);
-        Controller::new(api, watcher::Config::default().any_semantic())
+        let (reader, writer) = reflector::store();
+        let spec_changes = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(predicates::generation, PredicateConfig::default());
+        Controller::for_stream(spec_changes, reader)
     };
     run_scoped(CONTROLLER, make, reconcile, error_policy, ctx, options).await;
 }
