@@ -181,7 +181,9 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
 
 /// Which of the brokers `ids` still hold partition replicas, one line each
 /// (`demo-2 holds 3 partition replicas`); a broker that cannot be asked counts as
-/// holding, with the reason. Each is asked for its Metadata at its own address.
+/// holding, with the reason, unless the status says it has never been ready (it never
+/// ran, e.g. a scale-up whose pods were never scheduled: it holds nothing). Each is
+/// asked for its Metadata at its own address.
 async fn replica_holders(
     kc: &KafkaCluster,
     ctx: &Context,
@@ -213,10 +215,21 @@ async fn replica_holders(
                     holders.push(format!("{pod} holds {held} partition replicas"));
                 }
             }
+            Err(e) if never_ready(kc, id) => {
+                info!(%pod, error = %e.report(), "cannot be asked, but never ran: holds nothing");
+            }
             Err(e) => holders.push(format!("{pod} cannot be asked: {}", e.report())),
         }
     }
     holders
+}
+
+/// Whether the last status says broker `id` has never been ready.
+fn never_ready(kc: &KafkaCluster, id: i32) -> bool {
+    kc.status
+        .as_ref()
+        .and_then(|s| s.brokers.iter().find(|b| b.id == id))
+        .is_some_and(|b| b.never_ready)
 }
 
 /// Deletes a broker pod so the StatefulSet recreates it from the current template;

@@ -247,6 +247,12 @@ pub struct BrokerStatus {
     pub pod: String,
     /// Lifecycle state of the pod.
     pub state: BrokerState,
+    /// `true` while the broker has not been ready once since the operator first listed
+    /// it: it never ran, so it holds no data and a scale-down does not wait for it.
+    /// Absent (`false`) once it has been ready, and for entries listed before the
+    /// operator kept track: those count as having run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub never_ready: bool,
 }
 
 /// Lifecycle state of a broker pod.

@@ -37,8 +37,10 @@ pub struct Findings {
     pub restart: Step,
 }
 
-/// The state of each broker id `0..max(replicas, pods)`, from the pods.
+/// The state of each broker id `0..max(replicas, pods)`, from the pods, and whether it
+/// has never been ready (from the previous status in `kc`, see [`never_ready`]).
 pub fn observe_brokers(kc: &KafkaCluster, replicas: i32, pods: &[Pod]) -> Vec<BrokerStatus> {
+    let previous = kc.status.as_ref().map_or(&[][..], |s| &s.brokers[..]);
     let highest_pod = pods
         .iter()
         .filter_map(|pod| broker_id(kc, &pod.name_any()))
@@ -51,13 +53,23 @@ pub fn observe_brokers(kc: &KafkaCluster, replicas: i32, pods: &[Pod]) -> Vec<Br
                 .iter()
                 .find(|p| p.name_any() == pod_name)
                 .map_or(BrokerState::Missing, pod_state);
+            let before = previous.iter().find(|b| b.id == id);
             BrokerStatus {
                 id,
                 pod: pod_name,
                 state,
+                never_ready: never_ready(before, state),
             }
         })
         .collect()
+}
+
+/// Whether a broker has never been ready, given its previous entry (`None`: listed for
+/// the first time now, e.g. after a scale-up) and its state now. Once it has been ready
+/// it is `false` for good; an entry from before the operator kept track is `false`.
+pub fn never_ready(before: Option<&BrokerStatus>, now: BrokerState) -> bool {
+    let not_ready = now != BrokerState::Ready;
+    before.map_or(not_ready, |b| b.never_ready && not_ready)
 }
 
 fn broker_id(kc: &KafkaCluster, pod_name: &str) -> Option<i32> {
@@ -107,7 +119,10 @@ pub fn cluster_status(
     let desired = kc.spec.replicas;
     let sts_status = sts.status.clone().unwrap_or_default();
     let ready_brokers = sts_status.ready_replicas.unwrap_or(0);
-    let brokers = observe_brokers(kc, desired.max(sts_status.replicas), pods);
+    // Every id the StatefulSet keeps stays listed, with a pod or not (a held scale-down
+    // keeps more than `desired`): its `neverReady` must not be forgotten.
+    let kept = sts.spec.replicas.unwrap_or(0);
+    let brokers = observe_brokers(kc, desired.max(kept).max(sts_status.replicas), pods);
 
     let mut status = kc.status.clone().unwrap_or_default();
     status.observed_generation = generation;
@@ -283,6 +298,25 @@ mod tests {
 
     fn pod(value: serde_json::Value) -> Pod {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_new_broker_is_never_ready_until_it_is_once() {
+        use BrokerState::*;
+        let entry = |never_ready| BrokerStatus {
+            id: 1,
+            pod: "demo-1".into(),
+            state: Pending,
+            never_ready,
+        };
+        assert!(never_ready(None, Pending), "new after a scale-up");
+        assert!(!never_ready(None, Ready));
+        assert!(never_ready(Some(&entry(true)), Missing));
+        assert!(!never_ready(Some(&entry(true)), Ready));
+        assert!(
+            !never_ready(Some(&entry(false)), Failed),
+            "has run (or is from before the operator kept track): for good"
+        );
     }
 
     #[test]

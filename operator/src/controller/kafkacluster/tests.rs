@@ -207,7 +207,10 @@ async fn pods_list(server: &mut ApiServerVerifier, pods: Vec<Value>) {
 async fn new_cluster_applies_children_and_reports_progress() {
     let (ctx, server) = Context::test();
     let scenario = server.run(|mut server| async move {
-        let pods = vec![pod("demo-0", "Running", true), pod("demo-1", "Running", false)];
+        let pods = vec![
+            pod("demo-0", "Running", true),
+            pod("demo-1", "Running", false),
+        ];
         children_pass(&mut server, 3, None, 3, 1, pods).await;
 
         let patch = server.expect_apply(STATUS_PATH).await;
@@ -216,18 +219,25 @@ async fn new_cluster_applies_children_and_reports_progress() {
         let status = &patch.body["status"];
         assert_eq!(status["observedGeneration"], 1);
         assert_eq!(status["readyBrokers"], 1);
-        assert_eq!(status["bootstrapServers"], "demo-bootstrap.streaming.svc:9092");
+        assert_eq!(
+            status["bootstrapServers"],
+            "demo-bootstrap.streaming.svc:9092"
+        );
         assert_eq!(
             status["brokers"],
-            json!([{"id": 0, "pod": "demo-0", "state": "Ready"}, {"id": 1, "pod": "demo-1", "state": "Starting"},
-                {"id": 2, "pod": "demo-2", "state": "Missing"}])
+            json!([{"id": 0, "pod": "demo-0", "state": "Ready"},
+                {"id": 1, "pod": "demo-1", "state": "Starting", "neverReady": true},
+                {"id": 2, "pod": "demo-2", "state": "Missing", "neverReady": true}])
         );
         assert_eq!(condition(status, "Ready")["status"], "False");
         assert_eq!(condition(status, "Ready")["reason"], "BrokersNotReady");
         assert_eq!(condition(status, "Ready")["message"], "1/3 brokers ready");
         assert_eq!(condition(status, "Progressing")["reason"], "RollingOut");
         assert_eq!(condition(status, "Degraded")["status"], "False");
-        assert_eq!(condition(status, "Ready")["lastTransitionTime"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            condition(status, "Ready")["lastTransitionTime"],
+            "2023-11-14T22:13:20Z"
+        );
         respond_stored_cluster(patch);
     });
 
@@ -393,6 +403,88 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
             "Metadata None"
         ]
     );
+}
+
+/// `demo` scaled up from 1 to 3 whose new brokers never ran (`neverReady` as given; no
+/// pod), now asked to go back to 1, with no broker reachable but demo-0.
+fn undone_scale_up(never_ready: bool) -> KafkaCluster {
+    let mut kc = demo();
+    kc.spec.replicas = 1;
+    let mut status = serde_json::to_value(settled_status()).unwrap();
+    status["brokers"] = json!([
+        {"id": 0, "pod": "demo-0", "state": "Ready"},
+        {"id": 1, "pod": "demo-1", "state": "Missing", "neverReady": never_ready},
+        {"id": 2, "pod": "demo-2", "state": "Missing", "neverReady": never_ready},
+    ]);
+    kc.status = Some(serde_json::from_value(status).unwrap());
+    kc
+}
+
+#[tokio::test]
+async fn a_scale_up_whose_brokers_never_ran_can_be_undone() {
+    let kafka = FakeKafka::default();
+    kafka.with_state(|s| s.unreachable = true);
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(|mut server| async move {
+        let pods = vec![pod("demo-0", "Running", true)];
+        children_pass(&mut server, 1, Some(3), 1, 1, pods).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let status = &patch.body["status"];
+        assert_eq!(condition(status, "Degraded")["status"], "False");
+        assert_eq!(condition(status, "Ready")["status"], "True");
+        assert_eq!(
+            status["brokers"],
+            json!([{"id": 0, "pod": "demo-0", "state": "Ready"}])
+        );
+        respond_stored_cluster(patch);
+    });
+    let result = reconcile(Arc::new(undone_scale_up(true)), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        kafka.take_calls(),
+        [
+            "connect demo-1.demo-brokers.streaming.svc:9092",
+            "connect demo-2.demo-brokers.streaming.svc:9092"
+        ],
+        "asked first: a broker that answers is judged by what it holds"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_not_known_to_have_never_run_still_holds_the_scale_down() {
+    let kafka = FakeKafka::default();
+    kafka.with_state(|s| s.unreachable = true);
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(|mut server| async move {
+        let pods = vec![pod("demo-0", "Running", true)];
+        // The StatefulSet is kept at 3 though only one pod exists.
+        children_pass_with(&mut server, 1, Some(3), 3, sts_status(1, 1), pods).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let brokers = &patch.body["status"]["brokers"];
+        assert_eq!(
+            brokers.as_array().unwrap().len(),
+            3,
+            "kept ids stay listed: {brokers}"
+        );
+        assert_eq!(brokers[1].get("neverReady"), None, "may have run");
+        let degraded = condition(&patch.body["status"], "Degraded");
+        assert_eq!(degraded["reason"], "ScaleDownBlocked");
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap()
+                .contains("demo-1 cannot be asked"),
+            "{degraded}"
+        );
+        respond_stored_cluster(patch);
+        expect_warning(&mut server).await;
+    });
+    // Brokers that have run (or entries from before the operator kept track): they may
+    // hold data.
+    let result = reconcile(Arc::new(undone_scale_up(false)), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
 }
 
 #[tokio::test]
