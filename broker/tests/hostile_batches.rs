@@ -20,9 +20,7 @@ use kafka_protocol::messages::{
     MetadataRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use runnel_storage::MAX_DECOMPRESSED_RECORDS_BYTES;
 use tokio::net::TcpStream;
 
@@ -146,32 +144,16 @@ fn encoded(
     timestamp: i64,
     compression: Compression,
 ) -> anyhow::Result<Bytes> {
-    let records: Vec<Record> = records
+    let records: Vec<(Option<Bytes>, Bytes)> = records
         .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32 - 1,
-            timestamp: timestamp + i as i64,
-            key: key.map(|k| Bytes::from(k.to_string())),
-            value: Some(Bytes::from(value.to_string())),
-            headers: Default::default(),
+        .map(|(k, v)| {
+            (
+                k.map(|k| Bytes::from(k.to_string())),
+                Bytes::from(v.to_string()),
+            )
         })
         .collect();
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options)?;
-    Ok(buf.freeze())
+    common::encoded_batch(&records, timestamp, 1, compression)
 }
 
 /// A v2 batch header for `region`, with `record_count` (and the matching last offset

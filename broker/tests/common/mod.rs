@@ -266,9 +266,23 @@ pub fn correlation_and_code(mut body: Bytes) -> (i32, i16) {
 /// One uncompressed record batch of plain (non-idempotent) records — `(key, value)` pairs —
 /// all stamped `timestamp`.
 pub fn plain_batch(records: &[(Option<Bytes>, Bytes)], timestamp: i64) -> anyhow::Result<Bytes> {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    encoded_batch(
+        records,
+        timestamp,
+        0,
+        kafka_protocol::records::Compression::None,
+    )
+}
+
+/// One batch of plain records encoded by kafka-protocol (as a Java client would) with
+/// `compression`; record `i` is stamped `timestamp + i * timestamp_step`.
+pub fn encoded_batch(
+    records: &[(Option<Bytes>, Bytes)],
+    timestamp: i64,
+    timestamp_step: i64,
+    compression: kafka_protocol::records::Compression,
+) -> anyhow::Result<Bytes> {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = records
         .iter()
         .enumerate()
@@ -283,20 +297,17 @@ pub fn plain_batch(records: &[(Option<Bytes>, Bytes)], timestamp: i64) -> anyhow
             offset: i as i64,
             // The encoder starts a new batch whenever offset - sequence changes.
             sequence: i as i32 - 1,
-            timestamp,
+            timestamp: timestamp + i as i64 * timestamp_step,
             key: key.clone(),
             value: Some(value.clone()),
             headers: Default::default(),
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )?;
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options)?;
     Ok(buf.freeze())
 }
