@@ -24,6 +24,7 @@
 //! | `error_codes`  | storage errors to Kafka error codes, in one place              |
 
 pub mod bounds;
+pub mod cluster;
 pub mod config;
 pub mod config_file;
 pub mod connection;

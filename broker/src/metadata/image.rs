@@ -1,13 +1,14 @@
 //! The in-memory state that the metadata log's records build up.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::MetadataRecord;
 
 /// One topic as the metadata knows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicImage {
     /// Topic name.
     pub name: String,
@@ -20,7 +21,7 @@ pub struct TopicImage {
 }
 
 /// The cluster metadata at one point of the metadata log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetadataImage {
     /// `cluster.id`; empty until the `Cluster` record is applied.
     pub cluster_id: String,
@@ -28,6 +29,9 @@ pub struct MetadataImage {
     names_by_id: HashMap<Uuid, String>,
     /// First producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Voters that have taken part in the metadata quorum with their storage.
+    #[serde(default)]
+    pub quorum_members: BTreeSet<u64>,
 }
 
 impl MetadataImage {
@@ -42,6 +46,11 @@ impl MetadataImage {
                 partitions,
                 configs,
             } => {
+                // A second CreateTopic for a live name (two brokers racing, or a write
+                // retried after its answer was lost) changes nothing: the first one won.
+                if self.topics.contains_key(name) {
+                    return;
+                }
                 self.names_by_id.insert(*id, name.clone());
                 self.topics.insert(
                     name.clone(),
@@ -75,6 +84,9 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIds { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
+            }
+            MetadataRecord::QuorumMember { node_id } => {
+                self.quorum_members.insert(*node_id);
             }
         }
     }

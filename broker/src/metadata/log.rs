@@ -88,10 +88,7 @@ impl MetadataLog {
     pub fn append(&mut self, records: &[MetadataRecord]) -> Result<(), MetadataLogError> {
         let mut buf = Vec::new();
         for record in records {
-            let json = serde_json::to_vec(record)?;
-            buf.extend_from_slice(format!("{:08x} ", crc32c::crc32c(&json)).as_bytes());
-            buf.extend_from_slice(&json);
-            buf.push(b'\n');
+            encode_line(record, &mut buf)?;
         }
         let err = |op| {
             let path = self.path.clone();
@@ -103,7 +100,22 @@ impl MetadataLog {
     }
 }
 
-fn decode_line(line: &[u8]) -> Option<MetadataRecord> {
+/// Appends `value` to `buf` as one line of this file format: CRC-32C, space, JSON, newline.
+/// The metadata quorum's Raft log uses the same lines.
+pub(crate) fn encode_line<T: serde::Serialize>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
+    let json = serde_json::to_vec(value)?;
+    buf.extend_from_slice(format!("{:08x} ", crc32c::crc32c(&json)).as_bytes());
+    buf.extend_from_slice(&json);
+    buf.push(b'\n');
+    Ok(())
+}
+
+/// The value of one line (with its newline), or `None` when the line is torn or its CRC
+/// or JSON is bad.
+pub(crate) fn decode_line<T: serde::de::DeserializeOwned>(line: &[u8]) -> Option<T> {
     let line = line.strip_suffix(b"\n")?;
     let (crc, json) = (line.get(..8)?, line.get(9..)?);
     let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;

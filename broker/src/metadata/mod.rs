@@ -6,6 +6,7 @@ mod image;
 mod log;
 
 pub use image::{MetadataImage, TopicImage};
+pub(crate) use log::{decode_line, encode_line};
 pub use log::{MetadataLog, MetadataLogError};
 
 use std::collections::BTreeMap;
@@ -56,5 +57,12 @@ pub enum MetadataRecord {
     ProducerIds {
         /// First producer id not yet allocated.
         next: i64,
+    },
+    /// A voter of the metadata quorum has taken part in it with its storage. A voter
+    /// that later starts with empty storage while this record exists lost its volume,
+    /// and is caught up as a learner before it votes again.
+    QuorumMember {
+        /// The voter's node id.
+        node_id: u64,
     },
 }

@@ -21,7 +21,7 @@ const OFFSET_CHECKPOINT_VERSION: &str = "0";
 const MAX_OFFSET_CHECKPOINT_LEN: u64 = 64;
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(LogError::io(dir))
@@ -29,7 +29,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 
 /// What a crash right after a checkpoint write may leave behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Durability {
+pub enum Durability {
     /// The directory is fsynced too: after a crash the new contents are there.
     Durable,
     /// The directory is not fsynced: after a crash the file holds the old or the new
@@ -40,12 +40,7 @@ pub(crate) enum Durability {
 
 /// Atomically replaces `dir/name` with `contents` (write-temp, fsync, rename, and
 /// fsync-dir when `durability` asks for it).
-pub(crate) fn write_atomic(
-    dir: &Path,
-    name: &str,
-    contents: &[u8],
-    durability: Durability,
-) -> Result<()> {
+pub fn write_atomic(dir: &Path, name: &str, contents: &[u8], durability: Durability) -> Result<()> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let mut file = OpenOptions::new()
