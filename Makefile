@@ -34,10 +34,11 @@ test-compat: test-deps
 
 # The Kubernetes scenarios (e2e/scenarios) on the local backend: etcd + kube-apiserver +
 # kube-controller-manager from $RUNNEL_K8S_ASSETS, the chart, the operator under the chart's
-# RBAC, brokers as pods (root).
+# RBAC, brokers as pods (root). First the harness's own unit tests (e2e/unit, no cluster).
 test-k8s:
 	@test -n "$(RUNNEL_K8S_ASSETS)" || { echo "test-k8s: set RUNNEL_K8S_ASSETS to a directory with kube-apiserver and kube-controller-manager (plain or .xz, e.g. ../shared/k8s)" >&2; exit 1; }
 	scripts/k8s-deps.sh
+	$(VENV)/bin/pytest -p no:cacheprovider e2e/unit
 	$(CARGO) build -p runnel-broker -p runnel-operator
 	RUNNEL_E2E_BACKEND=local RUNNEL_BROKER_BIN=$(BROKER_BIN) RUNNEL_OPERATOR_BIN=$(TARGET_DIR)/debug/runnel-operator $(VENV)/bin/pytest e2e/scenarios
 

@@ -1,9 +1,9 @@
 """What the scenarios (e2e/scenarios) may ask of a cluster, and which cluster they get.
 
 A backend is a pytest plugin module, `harness.<name>`, that e2e/scenarios/conftest.py
-registers: `RUNNEL_E2E_BACKEND=local` (the default, and so far the only one: a real API
-server on this machine, brokers run by a node agent; `make test-k8s`). Scenarios use only
-these fixtures:
+registers: `RUNNEL_E2E_BACKEND=local` (the default: a real API server on this machine,
+brokers run by a node agent; `make test-k8s`) or `kind` (inside a real cluster, as the Job
+that e2e/run.sh starts; `make e2e`). Scenarios use only these fixtures:
 
 | fixture | scope | what |
 |---|---|---|
@@ -14,7 +14,7 @@ these fixtures:
 | `operators` | session | the operator's replicas: the `Operators` contract below |
 | `make_namespace` | session | `make_namespace(hint)`: a fresh namespace where brokers run |
 | `diagnose` | session | `diagnose(ns)`: logs worth reading when a test in `ns` failed |
-| `fresh_plane` | function | throwaway API servers; a backend without them skips |
+| `fresh_plane` | function | throwaway API servers; only the local backend has them (kind skips) |
 
 The conftest builds `namespace`, `module_namespace`, `kafka_cluster` and the failure
 reports on top of them. A scenario that one backend cannot run gets its skip from that
@@ -31,9 +31,10 @@ from typing import Callable, Iterable, Mapping, Protocol
 import pytest
 
 ENV = "RUNNEL_E2E_BACKEND"
-NAMES = ("local",)
+NAMES = ("local", "kind")
 DEFAULT = "local"
-# Pods get addresses from this range (the local node agent hands them out).
+# Both backends hand pods addresses from this range (the local node agent, and kind's
+# podSubnet in e2e/kind/kind-config.yaml).
 POD_CIDR = "10.244.0.0/16"
 
 
@@ -57,7 +58,7 @@ class Backend:
 
 
 class Operators(Protocol):
-    """The operator's replicas (local: processes)."""
+    """The operator's replicas (local: processes; kind: the Deployment's pods)."""
 
     # Names of the running replicas; a Lease identity is `<name>_<random>`.
     replicas: Iterable[str]

@@ -1,16 +1,17 @@
-"""The Kubernetes scenarios, run against the backend RUNNEL_E2E_BACKEND names
-(harness/backends.py): `local` (the default; `make test-k8s`).
+"""The scenarios of both Kubernetes suites, run against the backend RUNNEL_E2E_BACKEND
+names (harness/backends.py): `local` (the default; `make test-k8s`) or `kind` (inside a
+real cluster; `make e2e`).
 
 The backend supplies the cluster (see harness/backends.py for its fixtures); this file
 adds what every scenario uses on top:
     namespace        a fresh namespace for one test, deleted (not awaited) afterwards
     module_namespace one namespace shared by the steps (tests) of a scenario module
     kafka_cluster    `kafka_cluster(name, **spec)`: a KafkaCluster manifest with what this
-                     backend's brokers need
+                     backend's brokers need (the image under test on kind)
 and, for a failed test, the objects, events and logs of the namespaces in use.
 
 A new scenario is a `test_*.py` file here using only these fixtures and kubectl, the API
-and Kafka clients.
+and Kafka clients; e2e/README.md says more.
 """
 
 from __future__ import annotations
