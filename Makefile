@@ -18,7 +18,7 @@ release:
 	$(CARGO) build --release -p runnel-broker
 
 test: lint test-rust static-check image-check chart-check test-compat
-	@$(if $(RUNNEL_K8S_ASSETS),$(MAKE) --no-print-directory test-k8s,echo "test-k8s: the Kubernetes suite (e2e/local) was not run: RUNNEL_K8S_ASSETS is unset (a directory with kube-apiserver and kube-controller-manager, e.g. ../shared/k8s)")
+	@$(if $(RUNNEL_K8S_ASSETS),$(MAKE) --no-print-directory test-k8s,echo "test-k8s: the Kubernetes scenarios (e2e/scenarios) were not run: RUNNEL_K8S_ASSETS is unset (a directory with kube-apiserver and kube-controller-manager, e.g. ../shared/k8s)")
 
 test-deps:
 	scripts/test-deps.sh
@@ -32,13 +32,15 @@ test-compat: test-deps
 	$(CARGO) build -p runnel-broker
 	RUNNEL_BROKER_BIN=$(BROKER_BIN) $(VENV)/bin/pytest tests/compat
 
-# The local Kubernetes suite (e2e/local): etcd + kube-apiserver + kube-controller-manager from
-# $RUNNEL_K8S_ASSETS, the chart, the operator under the chart's RBAC, brokers as pods (root).
+# The Kubernetes scenarios (e2e/scenarios) on the local backend: etcd + kube-apiserver +
+# kube-controller-manager from $RUNNEL_K8S_ASSETS, the chart, the operator under the chart's
+# RBAC, brokers as pods (root). First the harness's own unit tests (e2e/unit, no cluster).
 test-k8s:
 	@test -n "$(RUNNEL_K8S_ASSETS)" || { echo "test-k8s: set RUNNEL_K8S_ASSETS to a directory with kube-apiserver and kube-controller-manager (plain or .xz, e.g. ../shared/k8s)" >&2; exit 1; }
 	scripts/k8s-deps.sh
+	$(VENV)/bin/pytest -p no:cacheprovider e2e/unit
 	$(CARGO) build -p runnel-broker -p runnel-operator
-	RUNNEL_BROKER_BIN=$(BROKER_BIN) RUNNEL_OPERATOR_BIN=$(TARGET_DIR)/debug/runnel-operator $(VENV)/bin/pytest e2e/local
+	RUNNEL_E2E_BACKEND=local RUNNEL_BROKER_BIN=$(BROKER_BIN) RUNNEL_OPERATOR_BIN=$(TARGET_DIR)/debug/runnel-operator $(VENV)/bin/pytest e2e/scenarios
 
 # 50 kill -9/restart cycles under an idempotent acks=all producer (`make test` runs 5); CRASH_SEED=n for another seed.
 crash-loop: test-deps

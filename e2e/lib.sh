@@ -1,4 +1,5 @@
-# Helpers of e2e/run.sh: logging, bounded waits, Jobs, and the failure dump.
+# Helpers of e2e/run.sh: logging, bounded waits, the scenario runner's objects, and the
+# failure dump.
 # shellcheck shell=bash
 
 log() { printf '%s e2e: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -33,97 +34,87 @@ wait_for() {
     done
 }
 
-# condition_true KIND NAME CONDITION: succeeds when the object's condition is True;
-# prints the conditions otherwise.
-condition_true() {
-    local status
-    status="$(kubectl -n "$NS" get "$1" "$2" -o jsonpath="{.status.conditions[?(@.type==\"$3\")].status}" 2>&1)" || {
-        echo "$status"
-        return 1
-    }
-    if [ "$status" = True ]; then
-        return 0
-    fi
-    kubectl -n "$NS" get "$1" "$2" -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}: {.message}); {end}' 2>&1
-    return 1
-}
-
-# jsonpath_is KIND NAME JSONPATH WANT: succeeds when the field equals WANT; prints it otherwise.
-jsonpath_is() {
-    local have
-    have="$(kubectl -n "$NS" get "$1" "$2" -o jsonpath="$3" 2>&1)" || true
-    [ "$have" = "$4" ] && return 0
-    echo "$3 is '${have}', want '$4'"
-    return 1
-}
-
-# run_client_job NAME TIMEOUT_S ARGS...: runs e2e/client/client.py ARGS as a Job in $NS
-# and waits until it completes or fails. The Job's log is left in $WORK/NAME.log.
-run_client_job() {
-    local name="$1" timeout="$2"
-    shift 2
-    local args="" arg
-    for arg in "$@"; do
-        args+="            - \"$arg\""$'\n'
-    done
-    local acked_volume="" acked_mount=""
-    if [ -n "${CLIENT_ACKED_CONFIGMAP:-}" ]; then
-        acked_mount="          volumeMounts:
-            - {name: acked, mountPath: /acked, readOnly: true}"
-        acked_volume="      volumes:
-        - name: acked
-          configMap: {name: $CLIENT_ACKED_CONFIGMAP}"
-    fi
-    kubectl -n "$NS" delete job "$name" --ignore-not-found --wait=true >/dev/null
-    kubectl -n "$NS" apply -f - >/dev/null <<YAML
+# runner_manifest: the scenario runner's ServiceAccount (cluster-admin), and the Job that
+# runs the shared scenarios (e2e/scenarios) with the kind backend (e2e/harness/kind.py).
+# Reads NS, RUNNER, RUNNER_IMAGE, BROKER_IMAGE, OPERATOR_NS, RELEASE, TIMEOUT and
+# E2E_PYTEST_ARGS (extra pytest arguments, passed as PYTEST_ADDOPTS).
+# shellcheck disable=SC2153 # TIMEOUT and the rest are run.sh's
+runner_manifest() {
+    local addopts="${E2E_PYTEST_ARGS:-}"
+    addopts="${addopts//\'/\'\'}" # a single-quoted YAML scalar doubles its quotes
+    cat <<YAML
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: $RUNNER
+  namespace: $NS
+---
+# The scenarios create namespaces, quotas, StatefulSets, evictions and tokens, and scale
+# the operator's Deployment: a throwaway cluster's admin.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: $RUNNER
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects:
+  - {kind: ServiceAccount, name: $RUNNER, namespace: $NS}
+---
 apiVersion: batch/v1
 kind: Job
 metadata:
-  name: $name
+  name: $RUNNER
+  namespace: $NS
   labels: {app.kubernetes.io/part-of: runnel-e2e}
 spec:
   backoffLimit: 0
-  activeDeadlineSeconds: $timeout
+  activeDeadlineSeconds: $TIMEOUT
   template:
     metadata:
       labels: {app.kubernetes.io/part-of: runnel-e2e}
     spec:
+      serviceAccountName: $RUNNER
       restartPolicy: Never
-      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      # Root in the node's pid namespace: the scenarios SIGKILL an operator container's
+      # process, which the API cannot do (deleting a pod sends SIGTERM first).
+      hostPID: true
       containers:
-        - name: client
-          image: $CLIENT_IMAGE
+        - name: scenarios
+          image: '$RUNNER_IMAGE'
           imagePullPolicy: IfNotPresent
           env:
-            - {name: BOOTSTRAP_SERVERS, value: "$BOOTSTRAP"}
-            - {name: CLIENT_TIMEOUT_S, value: "$((timeout - 30))"}
-          args:
-$args          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-$acked_mount
-$acked_volume
+            - {name: RUNNEL_E2E_BACKEND, value: kind}
+            - {name: RUNNEL_E2E_BROKER_IMAGE, value: '$BROKER_IMAGE'}
+            - {name: RUNNEL_E2E_OPERATOR_NAMESPACE, value: '$OPERATOR_NS'}
+            - {name: RUNNEL_E2E_OPERATOR_DEPLOYMENT, value: '$RELEASE'}
+            - {name: PYTEST_ADDOPTS, value: '$addopts'}
 YAML
-    wait_for "Job $name ($*) to finish" "$timeout" job_finished "$name"
-    kubectl -n "$NS" logs "job/$name" >"$WORK/$name.log" 2>&1 || true
-    if [ "$(kubectl -n "$NS" get job "$name" -o jsonpath='{.status.succeeded}')" != 1 ]; then
-        sed 's/^/  | /' "$WORK/$name.log" >&2
-        die "Job $name failed"
-    fi
-    grep -v '^ACK ' "$WORK/$name.log" | sed 's/^/  | /' >&2 || true
 }
 
-# job_finished NAME: succeeds once the Job succeeded or failed; prints its pod's state.
+# runner_started: succeeds once the runner's pod runs (or already ended); prints its
+# state otherwise.
+runner_started() {
+    local phase
+    phase="$(kubectl -n "$NS" get pods -l "job-name=$RUNNER" -o jsonpath='{.items[*].status.phase}' 2>&1)" || {
+        echo "$phase"
+        return 1
+    }
+    case "$phase" in Running | Succeeded | Failed) return 0 ;; esac
+    kubectl -n "$NS" get pods -l "job-name=$RUNNER" --no-headers 2>&1 | awk '{print $1, $3}'
+    return 1
+}
+
+# job_finished NAME: succeeds once the Job is Complete or Failed; prints its pod's state.
 job_finished() {
-    local succeeded failed
-    succeeded="$(kubectl -n "$NS" get job "$1" -o jsonpath='{.status.succeeded}')"
-    failed="$(kubectl -n "$NS" get job "$1" -o jsonpath='{.status.failed}')"
-    if [ "${succeeded:-0}" -ge 1 ] || [ "${failed:-0}" -ge 1 ]; then
-        return 0
-    fi
+    local conditions
+    conditions="$(kubectl -n "$NS" get job "$1" -o jsonpath='{.status.conditions[?(@.status=="True")].type}' 2>&1)" || true
+    case " $conditions " in *" Complete "* | *" Failed "*) return 0 ;; esac
     kubectl -n "$NS" get pods -l "job-name=$1" --no-headers 2>&1 | awk '{print $1, $3}'
     return 1
 }
 
-# dump: everything needed to see why a run failed — objects, events and logs.
+# dump: what is needed to see why a run failed beyond the scenarios' own reports (each
+# failed scenario prints its namespace's objects, events and logs): the operator's and
+# the runner's namespaces, and the Runnel objects left anywhere.
 dump() {
     log "---- diagnostics (cluster $CLUSTER) ----"
     local ns
@@ -132,20 +123,14 @@ dump() {
         kubectl -n "$ns" get all,configmaps,pvc,pdb,leases -o wide 2>&1
         echo "==== namespace $ns: events"
         kubectl -n "$ns" get events --sort-by=.lastTimestamp 2>&1 | tail -n 60
+        echo "==== namespace $ns: pods"
+        kubectl -n "$ns" describe pods 2>&1 | tail -n 120
     done
-    echo "==== Runnel custom resources"
-    kubectl -n "$NS" get kafkaclusters,topics,consumergroups -o yaml 2>&1
-    echo "==== pods"
-    kubectl -n "$NS" describe pods 2>&1 | tail -n 200
-    kubectl -n "$OPERATOR_NS" describe pods 2>&1 | tail -n 80
+    echo "==== namespaces and Runnel custom resources"
+    kubectl get namespaces 2>&1
+    kubectl get kafkaclusters,topics,consumergroups -A -o wide 2>&1
     echo "==== operator logs"
-    kubectl -n "$OPERATOR_NS" logs deployment/runnel --all-containers --tail=300 2>&1
-    kubectl -n "$OPERATOR_NS" logs deployment/runnel --all-containers --previous --tail=100 2>/dev/null
-    local pod
-    for pod in $(kubectl -n "$NS" get pods -o name 2>/dev/null); do
-        echo "==== logs of $pod"
-        kubectl -n "$NS" logs "$pod" --all-containers --tail=200 2>&1
-        kubectl -n "$NS" logs "$pod" --all-containers --previous --tail=100 2>/dev/null
-    done
+    kubectl -n "$OPERATOR_NS" logs "deployment/$RELEASE" --all-containers --tail=300 2>&1
+    kubectl -n "$OPERATOR_NS" logs "deployment/$RELEASE" --all-containers --previous --tail=100 2>/dev/null
     log "---- end of diagnostics ----"
 }

@@ -39,7 +39,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# e2e/, where the harness package is.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import dns, netns, pods, volumes  # noqa: E402
 from harness.kube import Api, ApiError  # noqa: E402

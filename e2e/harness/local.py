@@ -1,26 +1,27 @@
-"""The local Kubernetes suite: the operator and brokers against a real API server.
+"""The local backend: the scenarios against a real API server on this machine.
 
 Needs RUNNEL_K8S_ASSETS (a directory with kube-apiserver and kube-controller-manager,
 plain or .xz), Debian's etcd, helm and kubectl from scripts/tools.sh, and the venv from
 scripts/k8s-deps.sh; `make test-k8s` does all of it. The session re-executes itself in
 its own mount and network namespaces (harness/netns.py: root, or a user namespace).
 
-Session fixtures (one control plane for every scenario):
+The fixtures of harness/backends.py, and those only this backend has:
     control_plane   etcd + kube-apiserver (RBAC, TLS, tokens) + kube-controller-manager
-    kubectl         runs kubectl with the admin kubeconfig
+    kubectl, api    the admin kubeconfig's
     chart           CRDs as the README says (kubectl apply --server-side -f crds/), the
                     chart from `helm template` applied; returns the rendered chart
     operators       the operator's replicas as processes under the chart's ServiceAccount
-                    (one running from the start; scenarios may start and kill more)
+                    (harness/operators.py: one running from the start; scenarios may
+                    start and kill more)
     node_agent      scheduler + kubelet + DNS for namespaces labelled NODE_AGENT_LABEL
-Per test:
-    namespace       a fresh namespace the node agent serves; on failure its objects,
-                    events and the operator's and node agent's logs go to the report
+                    (e2e/local/node_agent.py)
+    make_namespace  a namespace the node agent serves
     fresh_plane     a factory of extra, throwaway API servers (no controller manager)
 
 Everything runs under target/k8s-runs/<run>/ (removed at the end) and logs go to
-target/k8s-logs/<run>/ (kept when something failed, or with RUNNEL_K8S_KEEP_LOGS=1). Processes are stopped by pid at the
-end, also on failure; a killed run's leftovers are killed by the next run (harness/procs.py).
+target/k8s-logs/<run>/ (kept when something failed, or with RUNNEL_K8S_KEEP_LOGS=1).
+Processes are stopped by pid at the end, also on failure; a killed run's leftovers are
+killed by the next run (harness/procs.py).
 """
 
 from __future__ import annotations
@@ -32,21 +33,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-import warnings
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness import chart as chart_mod  # noqa: E402
-from harness import controlplane, netns, procs  # noqa: E402
-from harness.kube import Api, wait_for  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import kafka  # noqa: F401,E402
+from . import chart as chart_mod
+from . import controlplane, netns, procs
+from .backends import POD_CIDR, Backend, describe_namespace, make_kubectl, namespace_name
+from .kube import Api, wait_for
+from .operators import Operators
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
@@ -56,8 +51,8 @@ OPERATOR_BIN = Path(os.environ.get("RUNNEL_OPERATOR_BIN")
                     or TARGET / "debug" / "runnel-operator")
 OPERATOR_NS = "runnel-system"
 NODE_AGENT_LABEL = "e2e.runnel.dev/node-agent"
-POD_CIDR = "10.244.0.0/16"  # local to the session's loopback; the node agent hands it out
-DEFAULT_TEST_TIMEOUT_S = 240
+NODE_AGENT = REPO / "e2e" / "local" / "node_agent.py"
+TEST_TIMEOUT_S = 240  # per test, unless it says otherwise
 
 _failed = False  # any test failed: keep the logs
 
@@ -76,7 +71,6 @@ def _check_setup() -> dict[str, Path]:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning:kafka")
     try:
         config.runnel_k8s_binaries = _check_setup()
     except controlplane.SetupError as e:
@@ -86,23 +80,14 @@ def pytest_configure(config):
         if capture is not None:
             capture.stop_global_capturing()
         netns.reexec([sys.executable, "-m", "pytest", *config.invocation_params.args])
+    # The pods' addresses are local to the session's loopback; the node agent hands them out.
     netns.network_up(POD_CIDR)
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT_S))
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
+def pytest_runtest_logreport(report):
     if report.failed:
         global _failed
         _failed = True
-    return report
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -163,17 +148,8 @@ def control_plane(run, pytestconfig):
                               pytestconfig.runnel_k8s_binaries)
 
 
-def make_kubectl(kubeconfig: Path):
-    def kubectl(*args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            [str(TOOLS / "kubectl"), *args], input=input, capture_output=True, text=True,
-            timeout=timeout, env={**os.environ, "KUBECONFIG": str(kubeconfig)})
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}{result.stderr}")
-        return result
-    return kubectl
+def kubectl_for(kubeconfig: Path):
+    return make_kubectl(str(TOOLS / "kubectl"), {**os.environ, "KUBECONFIG": str(kubeconfig)})
 
 
 def make_helm(kubeconfig: Path):
@@ -192,8 +168,13 @@ def make_helm(kubeconfig: Path):
 
 
 @pytest.fixture(scope="session")
+def backend() -> Backend:
+    return Backend("local", POD_CIDR)
+
+
+@pytest.fixture(scope="session")
 def kubectl(control_plane):
-    return make_kubectl(control_plane.admin_kubeconfig)
+    return kubectl_for(control_plane.admin_kubeconfig)
 
 
 @pytest.fixture(scope="session")
@@ -215,8 +196,8 @@ def chart(kubectl):
 
 @pytest.fixture(scope="session")
 def operators(chart, control_plane, run, kubectl):
-    group = chart_mod.Operators(control_plane, run.processes, chart, OPERATOR_BIN,
-                                run.dir / "operators", kubectl)
+    group = Operators(control_plane, run.processes, chart, OPERATOR_BIN,
+                      run.dir / "operators", kubectl)
     group.start()
     return group
 
@@ -224,7 +205,7 @@ def operators(chart, control_plane, run, kubectl):
 @pytest.fixture(scope="session")
 def node_agent(control_plane, run, api):
     proc = run.processes.spawn("node-agent", [
-        sys.executable, str(Path(__file__).resolve().parent / "node_agent.py"),
+        sys.executable, str(NODE_AGENT),
         "--kubeconfig", str(control_plane.admin_kubeconfig),
         "--namespace-label", NODE_AGENT_LABEL,
         "--work-dir", str(run.dir / "node"),
@@ -244,72 +225,24 @@ def node_agent(control_plane, run, api):
     return proc
 
 
-_namespaces: list[str] = []  # namespaces of tests still running, for failure reports
-
-
 @pytest.fixture(scope="session")
 def make_namespace(kubectl, operators, node_agent):
     """Creates a fresh namespace the node agent serves, named after `hint`."""
     def make(hint: str) -> str:
-        name = "e2e-" + hint.removeprefix("test_")[:30].replace("_", "-").strip("-") \
-            + "-" + uuid.uuid4().hex[:4]
+        name = namespace_name(hint)
         kubectl("create", "namespace", name)
         kubectl("label", "namespace", name, f"{NODE_AGENT_LABEL}=true")
         return name
     return make
 
 
-def _drop_namespace(kubectl, name: str) -> None:
-    _namespaces.remove(name)
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture
-def namespace(request, make_namespace, kubectl):
-    """A namespace for one test; deleted (not awaited) afterwards."""
-    name = make_namespace(request.node.name)
-    _namespaces.append(name)
-    yield name
-    _drop_namespace(kubectl, name)
-
-
-@pytest.fixture(scope="module")
-def module_namespace(request, make_namespace, kubectl):
-    """A namespace shared by the steps (tests) of one scenario module."""
-    name = make_namespace(request.module.__name__)
-    _namespaces.append(name)
-    yield name
-    _drop_namespace(kubectl, name)
-
-
-@pytest.fixture(autouse=True)
-def _report_on_failure(request):
-    """On a failed test: the namespaces' objects, events and logs, into the report."""
-    yield
-    report = getattr(request.node, "rep_call", None)
-    if report is None or not report.failed or "operators" not in request.fixturenames:
-        return
-    kubectl = request.getfixturevalue("kubectl")
-    operators = request.getfixturevalue("operators")
-    agent = request.getfixturevalue("node_agent")
-    for ns in list(_namespaces):
-        print(diagnose(kubectl, ns, operators, agent))
-
-
-def diagnose(kubectl, ns: str, operators, node_agent) -> str:
+@pytest.fixture(scope="session")
+def diagnose(kubectl, operators, node_agent):
     """The namespace's objects and events and the tails of the logs, for a failure report."""
-    parts = []
-    for args in (
-        ("get", "kafkaclusters,topics,consumergroups,statefulsets,pods,pvc,svc,endpointslices",
-         "-n", ns, "-o", "wide"),
-        ("get", "kafkaclusters,topics,consumergroups,pods", "-n", ns, "-o", "yaml"),
-        ("get", "events", "-n", ns, "--sort-by=.lastTimestamp"),
-    ):
-        result = kubectl(*args, check=False)
-        parts.append(f"$ kubectl {' '.join(args)}\n{result.stdout}{result.stderr}")
-    parts.append(operators.logs())
-    parts.append(f"--- node agent ({node_agent.log})\n{node_agent.log_tail(60)}")
-    return "\n".join(parts)
+    def report(ns: str) -> str:
+        return "\n".join([describe_namespace(kubectl, ns), operators.logs(),
+                          f"--- node agent ({node_agent.log})\n{node_agent.log_tail(60)}"])
+    return report
 
 
 @pytest.fixture
@@ -321,7 +254,7 @@ def fresh_plane(run, pytestconfig):
         plane = controlplane.start(name, run.dir / name, run.processes,
                                    pytestconfig.runnel_k8s_binaries, controller_manager=False)
         started.append(plane)
-        return plane, make_kubectl(plane.admin_kubeconfig), make_helm(plane.admin_kubeconfig)
+        return plane, kubectl_for(plane.admin_kubeconfig), make_helm(plane.admin_kubeconfig)
 
     yield make
     for plane in started:

@@ -24,10 +24,6 @@ def cr(kind: str, name: str, spec: dict) -> str:
                        "metadata": {"name": name}, "spec": spec})
 
 
-def cluster(name: str, **spec) -> str:
-    return cr("KafkaCluster", name, {"replicas": 1, "storage": {"size": "1Gi"}, **spec})
-
-
 def refused(kubectl, ns: str, manifest: str) -> str:
     """Applies `manifest`, expecting the API server to refuse it; returns its message."""
     result = kubectl("apply", "-n", ns, "-f", "-", input=manifest, check=False)
@@ -45,17 +41,17 @@ def wait_warning(api, ns: str, kind: str, name: str, timeout_s: float = SHOWS_WI
 
 
 @pytest.fixture(scope="module")
-def small(module_namespace, kubectl):
+def small(module_namespace, kubectl, kafka_cluster):
     """A one-broker cluster `small`, Ready, for the steps that need a running cluster."""
-    kubectl("apply", "-n", module_namespace, "-f", "-", input=cluster("small"))
+    kubectl("apply", "-n", module_namespace, "-f", "-", input=kafka_cluster("small"))
     kubectl("wait", "-n", module_namespace, "kafkacluster/small", "--for=condition=Ready",
             "--timeout=120s", timeout=130)
     return module_namespace
 
 
-def test_api_server_refuses_invalid_specs_of_every_kind(small, kubectl):
+def test_api_server_refuses_invalid_specs_of_every_kind(small, kubectl, kafka_cluster):
     ns = small
-    assert "replicas" in refused(kubectl, ns, cluster("zero", replicas=0))
+    assert "replicas" in refused(kubectl, ns, kafka_cluster("zero", replicas=0))
 
     kubectl("apply", "-n", ns, "-f", "-",
             input=cr("Topic", "events", {"clusterRef": {"name": "small"}, "partitions": 2}))
@@ -75,9 +71,11 @@ def test_api_server_refuses_invalid_specs_of_every_kind(small, kubectl):
         "ConsumerGroup", "replay", {"clusterRef": {"name": "small"}, "groupId": "other"}))
 
 
-def test_reserved_broker_setting_gets_invalid_spec_and_a_warning(small, kubectl, api):
+def test_reserved_broker_setting_gets_invalid_spec_and_a_warning(small, kubectl, api,
+                                                                  kafka_cluster):
     ns = small
-    kubectl("apply", "-n", ns, "-f", "-", input=cluster("reserved", config={"node.id": "7"}))
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=kafka_cluster("reserved", config={"node.id": "7"}))
 
     def degraded():
         kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/reserved")
@@ -93,19 +91,20 @@ def test_reserved_broker_setting_gets_invalid_spec_and_a_warning(small, kubectl,
     assert api.get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/reserved") is None
 
 
-def test_invalid_cluster_says_it_is_not_ready(small, kubectl, api):
+def test_invalid_cluster_says_it_is_not_ready(small, kubectl, api, kafka_cluster):
     ns = small
-    kubectl("apply", "-n", ns, "-f", "-", input=cluster("reserved-too", config={"node.id": "7"}))
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=kafka_cluster("reserved-too", config={"node.id": "7"}))
     wait_warning(api, ns, "KafkaCluster", "reserved-too")
     kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/reserved-too")
     ready = condition(kc, "Ready")
     assert ready is not None and ready["status"] == "False", kc.get("status")
 
 
-def test_bad_broker_config_value_is_refused_before_rollout(small, kubectl, api):
+def test_bad_broker_config_value_is_refused_before_rollout(small, kubectl, api, kafka_cluster):
     ns = small
     kubectl("apply", "-n", ns, "-f", "-",
-            input=cluster("bad-value", config={"num.partitions": "abc"}))
+            input=kafka_cluster("bad-value", config={"num.partitions": "abc"}))
 
     def invalid():
         c = condition(api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/bad-value"), "Degraded")
@@ -162,7 +161,8 @@ def test_storage_changes_are_refused_by_the_crd(small, kubectl):
         assert "storage is immutable" in result.stderr, result.stderr
 
 
-def test_a_statefulset_change_the_api_server_forbids_is_a_spec_error(small, kubectl, api):
+def test_a_statefulset_change_the_api_server_forbids_is_a_spec_error(small, kubectl, api,
+                                                                      kafka_cluster):
     """The operator's StatefulSet apply is refused (422): a StatefulSet of the same name
     already exists with another selector and serviceName, fields that cannot change."""
     ns = small
@@ -172,7 +172,7 @@ def test_a_statefulset_change_the_api_server_forbids_is_a_spec_error(small, kube
                  "selector": {"matchLabels": {"app": "squatter"}},
                  "template": {"metadata": {"labels": {"app": "squatter"}},
                               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}))
-    kubectl("apply", "-n", ns, "-f", "-", input=cluster("squatted"))
+    kubectl("apply", "-n", ns, "-f", "-", input=kafka_cluster("squatted"))
 
     def refused_condition():
         kc = api.get(f"{GROUP}/namespaces/{ns}/kafkaclusters/squatted")
@@ -188,11 +188,12 @@ def test_a_statefulset_change_the_api_server_forbids_is_a_spec_error(small, kube
     assert event["reason"] == "kube_refused", event
 
 
-def test_service_monitor_without_its_crd_says_what_is_missing(small, kubectl, api):
+def test_service_monitor_without_its_crd_says_what_is_missing(small, kubectl, api,
+                                                               kafka_cluster):
     """No Prometheus Operator here: the API server answers the ServiceMonitor apply with a
     plain-text `404 page not found`; the cluster is built anyway and says what is missing."""
     ns = small
-    kubectl("apply", "-n", ns, "-f", "-", input=cluster(
+    kubectl("apply", "-n", ns, "-f", "-", input=kafka_cluster(
         "monitored", metrics={"serviceMonitor": {"enabled": True}}))
 
     def unavailable():
@@ -208,9 +209,10 @@ def test_service_monitor_without_its_crd_says_what_is_missing(small, kubectl, ap
     assert api.get_or_none(f"/apis/apps/v1/namespaces/{ns}/statefulsets/monitored") is not None
 
 
-def test_kubectl_wait_for_ready_ends_on_an_invalid_cluster(small, kubectl):
+def test_kubectl_wait_for_ready_ends_on_an_invalid_cluster(small, kubectl, kafka_cluster):
     ns = small
-    kubectl("apply", "-n", ns, "-f", "-", input=cluster("never", config={"node.id": "3"}))
+    kubectl("apply", "-n", ns, "-f", "-",
+            input=kafka_cluster("never", config={"node.id": "3"}))
     kubectl("wait", "-n", ns, "kafkacluster/never", "--for=condition=Ready=False",
             f"--timeout={SHOWS_WITHIN_S}s", timeout=SHOWS_WITHIN_S + 10)
     reason = kubectl("get", "-n", ns, "kafkacluster/never", "-o",
@@ -275,12 +277,12 @@ def test_bad_config_edit_of_a_running_cluster_rolls_nothing(small, kubectl, api)
     assert api.get(f"/api/v1/namespaces/{ns}/pods/small-0")["metadata"]["uid"] == pod_uid
 
 
-def test_topic_and_group_of_an_unreachable_cluster_say_why(small, kubectl, api):
+def test_topic_and_group_of_an_unreachable_cluster_say_why(small, kubectl, api, kafka_cluster):
     """A cluster whose broker never runs (an image nobody can run): the Topic and the
     ConsumerGroup say in status that Kafka does not answer, not only in the logs."""
     ns = small
     kubectl("apply", "-n", ns, "-f", "-",
-            input=cluster("silent", image="example.invalid/no-such-broker:0"))
+            input=kafka_cluster("silent", image="example.invalid/no-such-broker:0"))
     kubectl("apply", "-n", ns, "-f", "-",
             input=cr("Topic", "unheard", {"clusterRef": {"name": "silent"}}))
     kubectl("apply", "-n", ns, "-f", "-", input=cr(

@@ -1,70 +1,38 @@
-"""The chart as users install it, and the operator run from what the chart renders.
+"""The operator's replicas as local processes (the local backend's `operators`).
 
-`render` is `helm template charts/runnel`; `Operators` runs the rendered Deployment's
-container (its args and env, `$(VAR)` expanded) as local `runnel-operator` processes, one
-per replica, each with a kubeconfig holding a token of the chart's ServiceAccount
-(`kubectl create token`): RBAC is exactly what the chart grants.
+Each replica runs the chart's rendered Deployment container (its args and env, `$(VAR)`
+expanded) as a `runnel-operator` process with a kubeconfig holding a token of the chart's
+ServiceAccount (`kubectl create token`): RBAC is exactly what the chart grants. Replica
+names play the pods' names (the Lease identity is `<name>_<random>`). A killed replica
+stays gone: nothing restarts it (`restarts_killed` is False).
 """
 
 from __future__ import annotations
 
 import signal
-import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from . import pods
+from . import chart, pods
 from .controlplane import ControlPlane, free_port
-from .kube import ApiError, wait_for
+from .kube import wait_for
 from .procs import Proc, Processes
 
 
 @dataclass
-class Rendered:
-    """`helm template` output: the objects, and the parts the suite needs by name."""
-
-    text: str
-    objects: list[dict]
-    namespace: str
-
-    def one(self, kind: str) -> dict:
-        found = [o for o in self.objects if o["kind"] == kind]
-        assert len(found) == 1, f"the chart renders {len(found)} {kind} objects, not 1"
-        return found[0]
-
-    @property
-    def container(self) -> dict:
-        return self.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
-
-    @property
-    def service_account(self) -> str:
-        return self.one("ServiceAccount")["metadata"]["name"]
-
-
-def render(helm: Path, chart: Path, release: str, namespace: str,
-           values: list[str] = ()) -> Rendered:
-    argv = [str(helm), "template", release, str(chart), "--namespace", namespace]
-    for v in values:
-        argv += ["--set", v]
-    text = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    objects = [o for o in yaml.safe_load_all(text) if o]
-    return Rendered(text, objects, namespace)
-
-
-@dataclass
 class Operators:
-    """The operator's replicas, as processes; replica names play the pods' names."""
+    """The operator's replicas, as processes; see harness/backends.py for the contract."""
 
     plane: ControlPlane
     processes: Processes
-    rendered: Rendered
+    rendered: chart.Rendered
     binary: Path
     workdir: Path
     kubectl: object
     replicas: dict[str, tuple[Proc, int]] = field(default_factory=dict)
     counter: int = 0
+    restarts_killed: bool = False
 
     def token(self) -> str:
         ns, sa = self.rendered.namespace, self.rendered.service_account
@@ -100,8 +68,6 @@ class Operators:
         return name
 
     def readyz(self, name: str) -> bool:
-        import urllib.request
-
         proc, port = self.replicas[name]
         if not proc.running():
             raise RuntimeError(f"operator {name} exited with {proc.popen.returncode}:\n"
@@ -110,28 +76,17 @@ class Operators:
             return r.status == 200
 
     def metrics(self, name: str) -> str:
-        import urllib.request
-
         _, port = self.replicas[name]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
             return r.read().decode()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """SIGKILL: the process dies holding what it holds; SIGTERM: it stops cleanly."""
         proc, _ = self.replicas.pop(name)
         proc.stop(grace_s=30, sig=sig)
 
     def lease_holder(self) -> str | None:
-        lease_name = next(a.split("=", 1)[1] for a in self.rendered.container["args"]
-                          if a.startswith("--leader-election-lease="))
-        try:
-            lease = self.plane.api.get(
-                f"/apis/coordination.k8s.io/v1/namespaces/{self.rendered.namespace}"
-                f"/leases/{lease_name}")
-        except ApiError as e:
-            if e.status == 404:
-                return None
-            raise
-        return lease["spec"].get("holderIdentity")
+        return chart.lease_holder(self.plane.api, self.rendered)
 
     def logs(self, lines: int = 60) -> str:
         return "\n".join(f"--- {name} ({proc.log})\n{proc.log_tail(lines)}"

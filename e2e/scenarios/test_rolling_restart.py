@@ -9,7 +9,6 @@ the highest ordinal first, each only once the previous one is Ready again.
 
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -26,14 +25,14 @@ PODS = ["roll-0", "roll-1", "roll-2"]
 ROLLOUT_TIMEOUT_S = 180
 
 
-def cluster(config: dict) -> str:
-    return json.dumps({
-        "apiVersion": "runnel.dev/v1alpha1", "kind": "KafkaCluster", "metadata": {"name": "roll"},
-        "spec": {"replicas": 3, "storage": {"size": "1Gi"}, "config": config}})
+@pytest.fixture(scope="module")
+def cluster(kafka_cluster):
+    """The manifest of KafkaCluster `roll`, three brokers, with broker settings `config`."""
+    return lambda config: kafka_cluster("roll", replicas=3, config=config)
 
 
 @pytest.fixture(scope="module")
-def roll(module_namespace, kubectl):
+def roll(module_namespace, kubectl, cluster):
     kubectl("apply", "-n", module_namespace, "-f", "-", input=cluster({"num.partitions": "1"}))
     kubectl("wait", "-n", module_namespace, "kafkacluster/roll", "--for=condition=Ready",
             "--timeout=120s", timeout=130)
@@ -98,7 +97,8 @@ class Producing:
         self.producer.close()
 
 
-def test_config_change_rolls_brokers_one_at_a_time_while_clients_produce(roll, kubectl, api):
+def test_config_change_rolls_brokers_one_at_a_time_while_clients_produce(roll, kubectl, api,
+                                                                         cluster):
     ns = roll
     bootstrap = f"roll-bootstrap.{ns}.svc:9092"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
@@ -136,7 +136,8 @@ def test_config_change_rolls_brokers_one_at_a_time_while_clients_produce(roll, k
     assert not missing, f"{len(missing)} acknowledged records are gone, e.g. {missing[:5]}"
 
 
-def test_operator_killed_mid_rollout_is_finished_by_its_successor(roll, kubectl, api, operators):
+def test_operator_killed_mid_rollout_is_finished_by_its_successor(roll, kubectl, api, operators,
+                                                                   cluster):
     ns = roll
     with PodHistory(api, ns) as history:
         kubectl("apply", "-n", ns, "-f", "-",

@@ -5,18 +5,15 @@ never evicted; a drain waits instead of taking the cluster and its only copy off
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from harness.kube import ApiError, condition, wait_for
 
 
-def test_the_only_broker_of_a_one_broker_cluster_is_not_evicted(namespace, kubectl, api):
+def test_the_only_broker_of_a_one_broker_cluster_is_not_evicted(namespace, kubectl, api,
+                                                                kafka_cluster):
     ns = namespace
-    kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
-        "apiVersion": "runnel.dev/v1alpha1", "kind": "KafkaCluster",
-        "metadata": {"name": "solo"}, "spec": {"replicas": 1, "storage": {"size": "1Gi"}}}))
+    kubectl("apply", "-n", ns, "-f", "-", input=kafka_cluster("solo"))
     kubectl("wait", "-n", ns, "kafkacluster/solo", "--for=condition=Ready", "--timeout=120s",
             timeout=130)
     pdb_path = f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/solo"

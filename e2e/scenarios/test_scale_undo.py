@@ -12,14 +12,12 @@ from harness.kube import condition, wait_for
 GROUP = "/apis/runnel.dev/v1alpha1"
 
 
-def test_a_scale_up_whose_brokers_never_ran_can_be_undone(namespace, kubectl, api):
+def test_a_scale_up_whose_brokers_never_ran_can_be_undone(namespace, kubectl, api,
+                                                          kafka_cluster):
     ns = namespace
 
     def apply_cluster(replicas: int) -> None:
-        kubectl("apply", "-n", ns, "-f", "-", input=json.dumps({
-            "apiVersion": "runnel.dev/v1alpha1", "kind": "KafkaCluster",
-            "metadata": {"name": "grow"},
-            "spec": {"replicas": replicas, "storage": {"size": "1Gi"}}}))
+        kubectl("apply", "-n", ns, "-f", "-", input=kafka_cluster("grow", replicas=replicas))
 
     apply_cluster(1)
     kubectl("wait", "-n", ns, "kafkacluster/grow", "--for=condition=Ready", "--timeout=120s",

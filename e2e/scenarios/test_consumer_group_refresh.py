@@ -38,9 +38,9 @@ def consumergroup_reconciles(operators) -> int:
 
 
 def test_steady_traffic_does_not_reconcile_per_status_write(namespace, kubectl, api,
-                                                             operators):
+                                                             operators, kafka_cluster):
     ns = namespace
-    apply(kubectl, ns, "KafkaCluster", "steady", {"replicas": 1, "storage": {"size": "1Gi"}})
+    kubectl("apply", "-n", ns, "-f", "-", input=kafka_cluster("steady"))
     kubectl("wait", "-n", ns, "kafkacluster/steady", "--for=condition=Ready",
             "--timeout=120s", timeout=130)
     bootstrap = f"steady-bootstrap.{ns}.svc:9092"
