@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the local Kubernetes suite (e2e/local, `make test-k8s`) needs, on a fresh
+# Installs what the local Kubernetes suite (e2e/scenarios on the local backend, `make test-k8s`) needs, on a fresh
 # machine:
 #   - etcd from Debian's `etcd-server` package (the suite starts its own, on loopback),
 #     and iproute2's `ip` when missing;
@@ -12,7 +12,7 @@
 # Idempotent: each step is skipped when its result is already in place. Quiet on success;
 # on failure the output of the failing step is printed.
 #
-# Usage: scripts/k8s-deps.sh        then: RUNNEL_K8S_ASSETS=dir .venv/bin/pytest e2e/local
+# Usage: scripts/k8s-deps.sh        then: RUNNEL_K8S_ASSETS=dir .venv/bin/pytest e2e/scenarios
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
