@@ -30,9 +30,38 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// This broker's id (`node.id`).
-    #[arg(long, env = "RUNNEL_NODE_ID", default_value_t = 0)]
+    /// This broker's id (`node.id`), from 0. Under the operator: the pod's ordinal.
+    #[arg(long, env = "RUNNEL_NODE_ID", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
     pub node_id: i32,
+
+    /// `cluster.id`: the cluster this broker belongs to. Optional; when set, a data
+    /// directory or a quorum of another cluster is refused.
+    #[arg(long, env = "RUNNEL_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+
+    /// `controller.quorum.voters`: the metadata quorum's voters as `id@host:port,...`
+    /// (their controller addresses). Unset: this broker is a cluster of its own.
+    #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM_VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+
+    /// Where this broker serves the metadata quorum to other brokers (gRPC); needed with
+    /// `--controller-quorum-voters`.
+    #[arg(long, env = "RUNNEL_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
+
+    /// `broker.heartbeat.interval.ms`: how often a broker of a cluster tells the active
+    /// controller it is alive.
+    #[arg(long, env = "RUNNEL_BROKER_HEARTBEAT_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub broker_heartbeat_interval_ms: u64,
+
+    /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced: clients
+    /// are not sent to it and the partitions it leads are offline.
+    #[arg(long, env = "RUNNEL_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub broker_session_timeout_ms: u64,
+
+    /// `broker.rack`: replicas of a partition are spread over racks.
+    #[arg(long, env = "RUNNEL_BROKER_RACK")]
+    pub broker_rack: Option<String>,
 
     /// `num.partitions`: partitions of an auto-created topic, and of CreateTopics asking for -1.
     #[arg(long, env = "RUNNEL_NUM_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
@@ -206,11 +235,28 @@ pub enum InvalidSetting {
         /// The rule it breaks.
         reason: String,
     },
-    /// `default.replication.factor` other than 1.
+    /// `default.replication.factor` other than 1 on a broker without a quorum.
     #[error(
         "invalid value {0} for default.replication.factor: must be 1 (this broker runs alone)"
     )]
     ReplicationFactor(i16),
+    /// `controller.quorum.voters` is not `id@host:port,...`.
+    #[error(transparent)]
+    Voters(#[from] crate::cluster::VotersError),
+    /// A quorum without a controller listener.
+    #[error("--controller-quorum-voters needs --controller-listen (where this broker serves the quorum)")]
+    ControllerListen,
+    /// A session no longer than the heartbeat interval.
+    #[error("broker.session.timeout.ms ({session}) must be longer than broker.heartbeat.interval.ms ({heartbeat})")]
+    Sessions {
+        /// `broker.heartbeat.interval.ms`.
+        heartbeat: u64,
+        /// `broker.session.timeout.ms`.
+        session: u64,
+    },
+    /// `cluster.id` that Kafka would not accept.
+    #[error("invalid cluster.id {0:?}: 1 to 64 characters of letters, digits, '-' and '_'")]
+    ClusterId(String),
     /// The group session timeout bounds are reversed.
     #[error(
         "group.min.session.timeout.ms ({min}) must not exceed group.max.session.timeout.ms ({max})"
@@ -307,7 +353,30 @@ impl BrokerConfig {
                 }
             })?;
         }
-        if self.default_replication_factor != 1 {
+        if let Some(voters) = &self.controller_quorum_voters {
+            crate::cluster::parse_voters(voters)?;
+            if self.controller_listen.is_none() {
+                return Err(InvalidSetting::ControllerListen);
+            }
+            if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+                return Err(InvalidSetting::Sessions {
+                    heartbeat: self.broker_heartbeat_interval_ms,
+                    session: self.broker_session_timeout_ms,
+                });
+            }
+        }
+        if let Some(id) = &self.cluster_id {
+            let valid = (1..=64).contains(&id.len())
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                return Err(InvalidSetting::ClusterId(id.clone()));
+            }
+        }
+        if self.default_replication_factor < 1
+            || (self.default_replication_factor != 1 && self.controller_quorum_voters.is_none())
+        {
             return Err(InvalidSetting::ReplicationFactor(
                 self.default_replication_factor,
             ));
@@ -345,6 +414,12 @@ impl BrokerConfig {
     /// Idle connection timeout.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.connections_max_idle_ms)
+    }
+
+    /// The metadata quorum's voters, if this broker is part of a cluster.
+    pub fn voters(&self) -> Option<std::collections::BTreeMap<u64, String>> {
+        let voters = self.controller_quorum_voters.as_deref()?;
+        crate::cluster::parse_voters(voters).ok()
     }
 
     /// Configuration for tests and embedding: listens on `127.0.0.1:0` with data in `data_dir`.

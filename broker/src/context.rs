@@ -5,10 +5,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::Semaphore;
 
+use crate::cluster::{Quorum, QuorumError};
 use crate::config::BrokerConfig;
 use crate::flusher::Flusher;
 use crate::groups::{store, GroupCoordinator};
-use crate::metadata::{MetadataImage, MetadataLog, MetadataRecord};
+use crate::metadata::{MetadataImage, MetadataLog, MetadataLogError, MetadataRecord};
 use crate::ops::metrics::Metrics;
 use crate::ops::status::BrokerStatus;
 use crate::partitions::PartitionManager;
@@ -65,12 +66,37 @@ pub enum StartError {
     /// The compiled-in request layouts do not parse (a defect of the build).
     #[error(transparent)]
     RequestLayouts(#[from] crate::bounds::SchemaError),
+    /// The metadata quorum could not start, or the broker could not join it.
+    #[error("metadata quorum: {0}")]
+    Quorum(#[from] QuorumError),
+    /// The data directory belongs to another cluster or broker.
+    #[error(transparent)]
+    Identity(#[from] crate::cluster::IdentityError),
+}
+
+/// Why a metadata change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The local metadata log failed.
+    #[error(transparent)]
+    Log(#[from] MetadataLogError),
+    /// The metadata quorum did not commit it.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+}
+
+/// Where metadata changes are made durable.
+pub enum MetadataStore {
+    /// A single broker's own log file.
+    Local(MetadataLog),
+    /// The metadata quorum shared by the brokers of a cluster.
+    Quorum(Arc<Quorum>),
 }
 
 /// The metadata log and the image it builds, changed together under one lock.
 pub struct MetadataState {
-    /// The durable log of metadata records.
-    pub log: MetadataLog,
+    /// Where changes go.
+    pub store: MetadataStore,
     /// Producer ids handed out so far from the current block.
     pub next_producer_id: i64,
 }
@@ -94,16 +120,22 @@ pub struct BrokerContext {
     pub metrics: Arc<Metrics>,
     /// Group commit of acks=all appends.
     pub flusher: Flusher,
+    /// The metadata quorum, in a cluster (also in `metadata`; here without the lock).
+    quorum: Option<Arc<Quorum>>,
 }
 
 impl BrokerContext {
     /// Opens the metadata log and every partition log (with recovery). Blocking.
+    ///
+    /// With `quorum`, the metadata comes from the cluster's quorum (already joined), and
+    /// only the partitions with a replica on this broker are opened.
     pub fn open(
         config: BrokerConfig,
         advertised: (String, i32),
         status: &BrokerStatus,
         metrics: Arc<Metrics>,
         flusher: Flusher,
+        quorum: Option<Arc<Quorum>>,
     ) -> Result<Self, StartError> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
@@ -121,21 +153,46 @@ impl BrokerContext {
                 source,
             })?;
         }
-        let (mut log, mut image) = MetadataLog::open(&config.data_dir.join("__cluster_metadata"))?;
-        if image.cluster_id.is_empty() {
-            let record = MetadataRecord::Cluster {
-                cluster_id: new_cluster_id(),
-            };
-            log.append(std::slice::from_ref(&record))?;
-            image.apply(&record);
-        }
+        let (store, image) = match quorum.clone() {
+            Some(quorum) => {
+                let image = MetadataImage::clone(&quorum.image().borrow());
+                (MetadataStore::Quorum(quorum), image)
+            }
+            None => {
+                let (mut log, mut image) =
+                    MetadataLog::open(&config.data_dir.join("__cluster_metadata"))?;
+                if image.cluster_id.is_empty() {
+                    let record = MetadataRecord::Cluster {
+                        cluster_id: config.cluster_id.clone().unwrap_or_else(new_cluster_id),
+                    };
+                    log.append(std::slice::from_ref(&record))?;
+                    image.apply(&record);
+                }
+                (MetadataStore::Local(log), image)
+            }
+        };
+        crate::cluster::identity::check_and_record(
+            &config.data_dir,
+            config.node_id,
+            config.cluster_id.as_deref(),
+            &image.cluster_id,
+        )?;
         let partitions = PartitionManager::new(&config.data_dir);
-        let total: i64 = image.topics().map(|t| i64::from(t.partitions)).sum();
+        let total: i64 = image
+            .topics()
+            .map(|t| {
+                (0..t.partitions)
+                    .filter(|&p| t.replicas(p, config.node_id).contains(&config.node_id))
+                    .count() as i64
+            })
+            .sum();
         status.begin_recovery(u32::try_from(total).unwrap_or(u32::MAX));
         let delay = std::time::Duration::from_millis(config.debug_recovery_delay_ms);
         for topic in image.topics() {
             let log_config = topic_config::log_config(&config, &topic.configs);
-            for partition in 0..topic.partitions {
+            let hosted = (0..topic.partitions)
+                .filter(|&p| topic.replicas(p, config.node_id).contains(&config.node_id));
+            for partition in hosted {
                 partitions
                     .open(&topic.name, partition..partition + 1, &log_config)
                     .map_err(|source| StartError::Log {
@@ -164,7 +221,7 @@ impl BrokerContext {
             request_budget: Arc::new(Semaphore::new(config.queued_max_request_bytes as usize)),
             advertised,
             metadata: Mutex::new(MetadataState {
-                log,
+                store,
                 next_producer_id,
             }),
             image: RwLock::new(Arc::new(image)),
@@ -173,6 +230,7 @@ impl BrokerContext {
             metrics,
             flusher,
             config,
+            quorum,
         };
         let loaded = store::load(&ctx).map_err(|source| StartError::Log {
             topic: crate::groups::offsets::OFFSETS_TOPIC.to_string(),
@@ -197,19 +255,187 @@ impl BrokerContext {
 
     /// Appends `records` durably and publishes the new image. The caller holds the
     /// metadata lock (`state`), so changes are applied in log order.
+    ///
+    /// In a cluster the records go through the metadata quorum: this blocks (call it from
+    /// a blocking thread) until they are committed and applied here, or the quorum's
+    /// write timeout passes.
     pub fn commit(
         &self,
         state: &mut MetadataState,
         records: &[MetadataRecord],
-    ) -> Result<Arc<MetadataImage>, crate::metadata::MetadataLogError> {
-        state.log.append(records)?;
-        let mut next = (*self.image()).clone();
-        for r in records {
-            next.apply(r);
+    ) -> Result<Arc<MetadataImage>, CommitError> {
+        let next = match &state.store {
+            MetadataStore::Local(_) => {
+                let mut next = (*self.image()).clone();
+                for r in records {
+                    next.apply(r);
+                }
+                Arc::new(next)
+            }
+            MetadataStore::Quorum(quorum) => {
+                let handle = tokio::runtime::Handle::current();
+                handle.block_on(quorum.write(records.to_vec()))?;
+                let image = Arc::clone(&quorum.image().borrow());
+                // Other brokers' changes may have been applied meanwhile: host them too.
+                if let Err(e) = self.reconcile(&image) {
+                    tracing::error!(error = %e, "cannot host what the metadata says");
+                }
+                return Ok(image);
+            }
+        };
+        if let MetadataStore::Local(log) = &mut state.store {
+            log.append(records)?;
         }
-        let next = Arc::new(next);
         *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&next);
         Ok(next)
+    }
+
+    /// The metadata quorum, in a cluster.
+    pub fn quorum(&self) -> Option<&Arc<Quorum>> {
+        self.quorum.as_ref()
+    }
+
+    /// The partition if this broker leads it, or the error code to answer: on a broker of
+    /// a cluster, NOT_LEADER_OR_FOLLOWER when another broker leads it (the client then
+    /// refreshes its metadata), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn led_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<crate::partitions::Partition>, i16> {
+        const UNKNOWN: i16 = kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+        if self.quorum.is_some() {
+            let me = self.node_id();
+            let image = self.image();
+            let leader = image
+                .topic(topic)
+                .filter(|t| (0..t.partitions).contains(&partition))
+                .and_then(|t| t.replicas(partition, me).first().copied());
+            match leader {
+                None => return Err(UNKNOWN),
+                Some(l) if l != me => {
+                    return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code())
+                }
+                Some(_) => {}
+            }
+        }
+        self.partitions.get(topic, partition).ok_or(UNKNOWN)
+    }
+
+    /// The brokers clients may connect to: (node id, host, port, rack). The registered
+    /// brokers that are not fenced in a cluster, this one alone otherwise.
+    pub fn brokers(&self) -> Vec<(i32, String, i32, Option<String>)> {
+        let image = self.image();
+        if self.quorum.is_none() || image.brokers.is_empty() {
+            let (host, port) = self.advertised.clone();
+            return vec![(self.node_id(), host, port, self.config.broker_rack.clone())];
+        }
+        image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| (b.node_id, b.host.clone(), b.port, b.rack.clone()))
+            .collect()
+    }
+
+    /// The leader of a partition with `replicas` for clients: its preferred replica, or
+    /// `None` while that broker is fenced or unregistered (the partition is offline until
+    /// replication can elect another).
+    pub fn live_leader(&self, image: &MetadataImage, replicas: &[i32]) -> Option<i32> {
+        let leader = replicas.first().copied()?;
+        (self.quorum.is_none() || image.is_live(leader)).then_some(leader)
+    }
+
+    /// The controller clients are told about: the metadata quorum's leader while it is a
+    /// live broker, else this broker (which forwards admin changes to the quorum itself,
+    /// so clients never wait on a controller that is gone).
+    pub fn controller_id(&self) -> i32 {
+        let me = self.node_id();
+        let Some(quorum) = &self.quorum else {
+            return me;
+        };
+        quorum
+            .status()
+            .leader
+            .and_then(|l| i32::try_from(l).ok())
+            .filter(|&l| self.image().is_live(l))
+            .unwrap_or(me)
+    }
+
+    /// The broker that coordinates `group`: the leader of its `__consumer_offsets`
+    /// partition (this broker alone outside a cluster, or before the topic exists).
+    pub fn coordinator_of(&self, group: &str) -> i32 {
+        let me = self.node_id();
+        if self.quorum.is_none() {
+            return me;
+        }
+        let image = self.image();
+        let Some(topic) = image.topic(crate::groups::offsets::OFFSETS_TOPIC) else {
+            return me;
+        };
+        let partition = crate::groups::offsets::partition_for(group, topic.partitions);
+        topic.replicas(partition, me).first().copied().unwrap_or(me)
+    }
+
+    /// The brokers new replicas may go to, with their racks: the registered brokers that
+    /// are not fenced, or this one alone outside a cluster.
+    pub fn placement_brokers(&self) -> Vec<(i32, Option<String>)> {
+        let image = self.image();
+        if self.quorum.is_none() {
+            return vec![(self.node_id(), self.config.broker_rack.clone())];
+        }
+        image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| (b.node_id, b.rack.clone()))
+            .collect()
+    }
+
+    /// Makes this broker host what `image` says (another broker's change, committed
+    /// through the quorum): opens the partitions with a replica here, deletes the topics
+    /// that are gone, applies changed topic configs. Blocking; takes the metadata lock so
+    /// it does not race this broker's own changes.
+    pub fn apply_image(&self, image: &Arc<MetadataImage>) -> Result<(), StartError> {
+        let _state = self.lock_metadata();
+        self.reconcile(image)
+    }
+
+    /// [`BrokerContext::apply_image`] with the metadata lock held.
+    fn reconcile(&self, image: &Arc<MetadataImage>) -> Result<(), StartError> {
+        let before = self.image();
+        let me = self.node_id();
+        for topic in image.topics() {
+            let log_config = topic_config::log_config(&self.config, &topic.configs);
+            for partition in 0..topic.partitions {
+                if topic.replicas(partition, me).contains(&me) {
+                    self.partitions
+                        .open(&topic.name, partition..partition + 1, &log_config)
+                        .map_err(|source| StartError::Log {
+                            topic: topic.name.clone(),
+                            partition,
+                            source,
+                        })?;
+                }
+            }
+            let changed = before
+                .topic(&topic.name)
+                .is_some_and(|old| old.configs != topic.configs);
+            if changed {
+                self.partitions.set_config(&topic.name, &log_config);
+            }
+        }
+        for gone in before.topics().filter(|t| image.topic(&t.name).is_none()) {
+            self.partitions
+                .delete_topic(&gone.name)
+                .map_err(|source| StartError::Log {
+                    topic: gone.name.clone(),
+                    partition: -1,
+                    source,
+                })?;
+        }
+        *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(image);
+        Ok(())
     }
 
     /// Closes every log cleanly and, if all closed, writes the broker's clean-shutdown
@@ -236,7 +462,7 @@ impl BrokerContext {
 }
 
 /// A new cluster id: 16 random bytes, URL-safe base64 without padding, as Kafka makes them.
-fn new_cluster_id() -> String {
+pub(crate) fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = uuid::Uuid::new_v4().into_bytes();
     let mut bits: u32 = 0;

@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::cluster::{Quorum, QuorumConfig, QuorumError, Sessions};
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::context::{BrokerContext, StartError};
 use crate::flusher::Flusher;
+use crate::metadata::{MetadataImage, MetadataRecord};
 use crate::ops::grpc::GrpcEndpoint;
 use crate::ops::metrics::{Metrics, MetricsEndpoint};
 use crate::ops::proto::State;
@@ -36,6 +38,8 @@ pub struct Broker {
     grpc: Option<GrpcEndpoint>,
     metrics: Option<MetricsEndpoint>,
     flusher: (CancellationToken, tokio::task::JoinHandle<()>),
+    /// This run's registration with the cluster, in a cluster.
+    incarnation: Option<uuid::Uuid>,
 }
 
 impl Broker {
@@ -91,11 +95,26 @@ impl Broker {
             Some(_) => config.advertised(),
             None => (local_addr.ip().to_string(), i32::from(local_addr.port())),
         };
+        // A data directory of another broker or cluster is refused before anything joins.
+        crate::cluster::identity::check_and_record(
+            &config.data_dir,
+            config.node_id,
+            config.cluster_id.as_deref(),
+            "",
+        )?;
+        let (quorum, incarnation) = match config.voters() {
+            Some(voters) => {
+                let (quorum, incarnation) =
+                    join_cluster(&config, voters, &advertised, &shutdown).await?;
+                (Some(Arc::new(quorum)), Some(incarnation))
+            }
+            None => (None, None),
+        };
         let opening = Arc::clone(&status);
         let flusher_stop = CancellationToken::new();
         let (flusher, flusher_task) = Flusher::start(Arc::clone(&metrics), flusher_stop.clone());
         let ctx = tokio::task::spawn_blocking(move || {
-            BrokerContext::open(config, advertised, &opening, metrics, flusher)
+            BrokerContext::open(config, advertised, &opening, metrics, flusher, quorum)
         })
         .await??;
         let ctx = Arc::new(ctx);
@@ -111,6 +130,7 @@ impl Broker {
             grpc,
             metrics: metrics_endpoint,
             flusher: (flusher_stop, flusher_task),
+            incarnation,
         })
     }
 
@@ -125,6 +145,7 @@ impl Broker {
             grpc,
             metrics,
             flusher,
+            incarnation,
             ..
         } = self;
         status.set(State::Running);
@@ -133,6 +154,13 @@ impl Broker {
         }
         let connections = TaskTracker::new();
         let timers = tokio::spawn(group_timers(Arc::clone(&ctx), shutdown.clone()));
+        let follower = ctx.quorum().map(|q| {
+            tokio::spawn(follow_metadata(
+                Arc::clone(&ctx),
+                q.image(),
+                shutdown.clone(),
+            ))
+        });
         let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&ctx), shutdown.clone()));
         let limit = Arc::new(Semaphore::new(ctx.config.max_connections as usize));
         info!(%local_addr, advertised = ?ctx.advertised, "runnel-broker is serving");
@@ -168,6 +196,19 @@ impl Broker {
         }
         info!("shutting down: no longer accepting connections");
         status.set(State::ShuttingDown);
+        // Controlled shutdown: the cluster stops sending clients here at once instead of
+        // after a missed session.
+        if let (Some(quorum), Some(incarnation)) = (ctx.quorum(), incarnation) {
+            let fence = quorum.write(vec![MetadataRecord::FenceBroker {
+                node_id: ctx.node_id(),
+                incarnation,
+            }]);
+            match tokio::time::timeout(Duration::from_secs(5), fence).await {
+                Ok(Ok(_)) => info!("fenced this broker in the cluster metadata"),
+                Ok(Err(e)) => warn!(error = %e, "could not fence this broker before stopping"),
+                Err(_) => warn!("fencing this broker before stopping timed out"),
+            }
+        }
         if let Some(g) = &grpc {
             g.set_serving(false).await;
         }
@@ -185,6 +226,12 @@ impl Broker {
         }
         let _ = timers.await;
         let _ = maintenance.await;
+        if let Some(follower) = follower {
+            let _ = follower.await;
+        }
+        if let Some(quorum) = ctx.quorum() {
+            quorum.shutdown().await;
+        }
         // In-flight produce requests are done: let the flusher finish its queue and stop.
         flusher.0.cancel();
         let _ = flusher.1.await;
@@ -265,6 +312,104 @@ async fn expire_offsets(ctx: &Arc<BrokerContext>) {
             }
             Ok(Err(e)) => warn!(group, error = %e, "expiring offsets failed"),
             Err(e) => warn!(group, error = %e, "expiring offsets failed"),
+        }
+    }
+}
+
+/// Starts this broker's member of the metadata quorum, waits for a leader, registers the
+/// broker (which also brings its metadata up to date) and settles the cluster id.
+async fn join_cluster(
+    config: &BrokerConfig,
+    voters: std::collections::BTreeMap<u64, String>,
+    advertised: &(String, i32),
+    shutdown: &CancellationToken,
+) -> Result<(Quorum, uuid::Uuid), StartError> {
+    let node_id = u64::try_from(config.node_id).unwrap_or_default();
+    let Some(listen) = config.controller_listen else {
+        return Err(crate::config::InvalidSetting::ControllerListen.into());
+    };
+    let controller = voters
+        .get(&node_id)
+        .cloned()
+        .unwrap_or_else(|| format!("{}:{}", advertised.0, listen.port()));
+    let mut quorum_config = QuorumConfig::new(
+        node_id,
+        listen,
+        controller,
+        voters,
+        config.data_dir.join("__cluster_metadata").join("raft"),
+    );
+    quorum_config.sessions = Sessions {
+        heartbeat: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        timeout: Duration::from_millis(config.broker_session_timeout_ms),
+    };
+    let quorum = Quorum::start(quorum_config).await?;
+    let incarnation = uuid::Uuid::new_v4();
+    let registration = MetadataRecord::RegisterBroker {
+        node_id: config.node_id,
+        host: advertised.0.clone(),
+        port: advertised.1,
+        rack: config.broker_rack.clone(),
+        incarnation,
+    };
+    // A cluster whose voters are still starting has no leader: wait, saying so.
+    loop {
+        let attempt = quorum.write(vec![registration.clone()]);
+        tokio::select! {
+            result = attempt => match result {
+                Ok(_) => break,
+                Err(e) => warn!(error = %e, "waiting for the metadata quorum to register this broker"),
+            },
+            () = shutdown.cancelled() => {
+                quorum.shutdown().await;
+                return Err(QuorumError::ShuttingDown.into());
+            }
+        }
+    }
+    quorum.start_heartbeats(config.node_id, incarnation).await;
+    let cluster_id = quorum.image().borrow().cluster_id.clone();
+    if cluster_id.is_empty() {
+        let cluster_id = config
+            .cluster_id
+            .clone()
+            .unwrap_or_else(crate::context::new_cluster_id);
+        quorum
+            .write(vec![MetadataRecord::Cluster { cluster_id }])
+            .await?;
+    }
+    let status = quorum.status();
+    info!(
+        node_id,
+        leader = ?status.leader,
+        voters = ?status.voters,
+        cluster_id = %quorum.image().borrow().cluster_id,
+        "joined the cluster"
+    );
+    Ok((quorum, incarnation))
+}
+
+/// Applies every metadata change other brokers commit: partitions to host or delete,
+/// topic configs.
+async fn follow_metadata(
+    ctx: Arc<BrokerContext>,
+    mut images: tokio::sync::watch::Receiver<Arc<MetadataImage>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            changed = images.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = shutdown.cancelled() => return,
+        }
+        let image = Arc::clone(&images.borrow_and_update());
+        let applying = Arc::clone(&ctx);
+        match tokio::task::spawn_blocking(move || applying.apply_image(&image)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot host what the cluster metadata says"),
+            Err(e) => tracing::error!(error = %e, "applying cluster metadata failed"),
         }
     }
 }

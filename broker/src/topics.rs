@@ -11,8 +11,10 @@ use kafka_protocol::ResponseError;
 use runnel_storage::LogError;
 use uuid::Uuid;
 
+use crate::cluster::placement;
 use crate::context::BrokerContext;
-use crate::metadata::{MetadataLogError, MetadataRecord, TopicImage};
+use crate::context::CommitError;
+use crate::metadata::{MetadataRecord, TopicImage};
 use crate::topic_config;
 
 /// Largest topic name Kafka allows.
@@ -55,8 +57,8 @@ pub enum TopicError {
         /// The count asked for.
         count: i32,
     },
-    /// The replication factor is larger than the brokers available.
-    #[error("replication factor {factor} is larger than the {brokers} available broker(s)")]
+    /// The replication factor is below 1 or larger than the brokers available.
+    #[error("replication factor {factor} is not from 1 to the {brokers} available broker(s)")]
     ReplicationFactorTooLarge {
         /// The factor asked for.
         factor: i16,
@@ -66,9 +68,10 @@ pub enum TopicError {
     /// A config name or value is not acceptable.
     #[error(transparent)]
     InvalidConfig(#[from] topic_config::InvalidConfig),
-    /// The metadata log failed.
+    /// The metadata change was not made durable (the log failed, or the quorum did not
+    /// commit it in time).
     #[error(transparent)]
-    Metadata(#[from] MetadataLogError),
+    Metadata(#[from] CommitError),
     /// A partition log failed.
     #[error(transparent)]
     Storage(#[from] LogError),
@@ -87,7 +90,8 @@ impl TopicError {
                 ResponseError::InvalidReplicationFactor.code()
             }
             TopicError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
-            TopicError::Metadata(_) | TopicError::Storage(_) => {
+            TopicError::Metadata(CommitError::Quorum(_)) => ResponseError::RequestTimedOut.code(),
+            TopicError::Metadata(CommitError::Log(_)) | TopicError::Storage(_) => {
                 ResponseError::KafkaStorageError.code()
             }
         }
@@ -134,22 +138,23 @@ pub fn create_topic(
     if !(1..=MAX_PARTITIONS).contains(&partitions) {
         return Err(TopicError::PartitionCountOutOfRange { count: partitions });
     }
-    if replication_factor != -1 && replication_factor != 1 {
-        return Err(TopicError::ReplicationFactorTooLarge {
-            factor: replication_factor,
-            brokers: 1,
-        });
-    }
+    let factor = if replication_factor == -1 {
+        ctx.config.default_replication_factor
+    } else {
+        replication_factor
+    };
     topic_config::validate_all(&configs)?;
     let mut state = ctx.lock_metadata();
     if ctx.image().topic(name).is_some() {
         return Err(TopicError::AlreadyExists(name.to_string()));
     }
+    let replicas = place(ctx, 0, partitions, factor)?;
     let topic = TopicImage {
         name: name.to_string(),
         id: Uuid::new_v4(),
         partitions,
         configs,
+        replicas,
     };
     if validate_only {
         return Ok(topic);
@@ -161,10 +166,11 @@ pub fn create_topic(
             id: topic.id,
             partitions,
             configs: topic.configs.clone(),
+            replicas: topic.replicas.clone(),
         }],
     )?;
     let log_config = topic_config::log_config(&ctx.config, &topic.configs);
-    ctx.partitions.open(name, 0..partitions, &log_config)?;
+    open_hosted(ctx, &topic, 0..partitions, &log_config)?;
     tracing::info!(topic = name, partitions, "created topic");
     Ok(topic)
 }
@@ -211,19 +217,29 @@ pub fn create_partitions(
     if count > MAX_PARTITIONS {
         return Err(TopicError::PartitionCountOutOfRange { count });
     }
+    // New partitions get as many replicas as the topic's first partition has.
+    let factor = topic.replicas(0, ctx.node_id()).len();
+    let replicas = place(
+        ctx,
+        topic.partitions,
+        count - topic.partitions,
+        i16::try_from(factor).unwrap_or(i16::MAX),
+    )?;
     if validate_only {
         return Ok(());
     }
-    ctx.commit(
+    let image = ctx.commit(
         &mut state,
         &[MetadataRecord::CreatePartitions {
             name: name.to_string(),
             partitions: count,
+            replicas,
         }],
     )?;
-    let log_config = topic_config::log_config(&ctx.config, &topic.configs);
-    ctx.partitions
-        .open(name, topic.partitions..count, &log_config)?;
+    if let Some(grown) = image.topic(name) {
+        let log_config = topic_config::log_config(&ctx.config, &grown.configs);
+        open_hosted(ctx, grown, topic.partitions..count, &log_config)?;
+    }
     Ok(())
 }
 
@@ -266,6 +282,39 @@ pub fn alter_topic_configs(
     if let Some(topic) = image.topic(name) {
         let log_config = topic_config::log_config(&ctx.config, &topic.configs);
         ctx.partitions.set_config(name, &log_config);
+    }
+    Ok(())
+}
+
+/// Replicas for partitions `first..first + count` with `factor` replicas each, over the
+/// registered brokers, starting the round at a random broker as Kafka does.
+fn place(
+    ctx: &BrokerContext,
+    first: i32,
+    count: i32,
+    factor: i16,
+) -> Result<Vec<Vec<i32>>, TopicError> {
+    let brokers = ctx.placement_brokers();
+    let start = usize::from(Uuid::new_v4().as_bytes()[0]);
+    placement::assign(&brokers, first, count, i32::from(factor), start).map_err(|_| {
+        TopicError::ReplicationFactorTooLarge {
+            factor,
+            brokers: brokers.len(),
+        }
+    })
+}
+
+/// Opens the partitions in `range` of `topic` that have a replica on this broker.
+fn open_hosted(
+    ctx: &BrokerContext,
+    topic: &TopicImage,
+    range: std::ops::Range<i32>,
+    log_config: &runnel_storage::LogConfig,
+) -> Result<(), LogError> {
+    let me = ctx.node_id();
+    for partition in range.filter(|&p| topic.replicas(p, me).contains(&me)) {
+        ctx.partitions
+            .open(&topic.name, partition..partition + 1, log_config)?;
     }
     Ok(())
 }

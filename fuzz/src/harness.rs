@@ -85,6 +85,7 @@ impl Harness {
                 &BrokerStatus::new(),
                 metrics,
                 flusher_handle,
+                None,
             )
         })
         .await??;

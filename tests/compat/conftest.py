@@ -9,6 +9,9 @@ Fixtures:
     broker        one broker shared by the whole session (default flags)
     make_broker   factory for function-scoped brokers with their own flags/data dir,
                   for crash, restart and broker-config tests
+    make_cluster  factory for clusters of N broker processes sharing one metadata quorum
+                  (voters: the first three node ids), each restartable, killable (-9)
+                  and stoppable (SIGSTOP)
     topic         a unique topic name per test (not created: tests decide how)
 
 When a test fails, the broker log lines written while it ran are attached to the report.
@@ -198,6 +201,77 @@ class Broker:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
 
+class Cluster:
+    """N runnel-broker processes on loopback that form one cluster: node ids 0..N-1, the
+    first three (or all, if fewer) are the metadata quorum's voters, as under the operator."""
+
+    def __init__(self, binary: Path, base: Path, n: int, *, extra_args: list[str] | None = None):
+        self.controller_ports = [free_port() for _ in range(n)]
+        voters = min(n, 3)
+        self.voters = ",".join(f"{i}@127.0.0.1:{self.controller_ports[i]}" for i in range(voters))
+        self.brokers = [
+            Broker(binary, base / f"node{i}" / "data", base / f"node{i}.log",
+                   extra_args=["--node-id", str(i),
+                               "--controller-listen", f"127.0.0.1:{self.controller_ports[i]}",
+                               "--controller-quorum-voters", self.voters,
+                               # Fast sessions, so that fencing is seen within a test.
+                               "--broker-heartbeat-interval-ms", "200",
+                               "--broker-session-timeout-ms", "2000"] + list(extra_args or []))
+            for i in range(n)
+        ]
+
+    def start(self) -> "Cluster":
+        for b in self.brokers:
+            b.start()
+        self.wait_for_brokers(len(self.brokers))
+        return self
+
+    def bootstrap(self, node: int) -> str:
+        return self.brokers[node].bootstrap
+
+    def describe(self, node: int) -> dict:
+        """DescribeCluster as broker `node` answers it."""
+        from compat_helpers import admin_client
+        with admin_client(self.bootstrap(node)) as admin:
+            return admin.describe_cluster()
+
+    def wait_for_brokers(self, count: int, *, via: list[int] | None = None,
+                         timeout: float = 60.0) -> dict:
+        """Waits until each broker in `via` (default: the running ones) lists `count` brokers
+        and a controller; returns the last answer."""
+        nodes = via if via is not None else [i for i, b in enumerate(self.brokers) if b.running]
+        answer: dict = {}
+
+        def ready():
+            nonlocal answer
+            for node in nodes:
+                try:
+                    answer = self.describe(node)
+                except Exception:  # noqa: BLE001 - not serving yet
+                    return False
+                if len(answer["brokers"]) != count or answer["controller_id"] < 0:
+                    return False
+            return True
+
+        wait_until(ready, timeout, interval=0.2, what=f"{count} brokers listed by nodes {nodes}")
+        return answer
+
+    def stop_all(self) -> None:
+        for b in self.brokers:
+            if b.proc is not None and b.proc.poll() is None:
+                b.proc.send_signal(signal.SIGCONT)
+            try:
+                b.stop()
+            except BrokerError:
+                b.kill9()
+
+    def sigstop(self, node: int) -> None:
+        self.brokers[node].proc.send_signal(signal.SIGSTOP)
+
+    def sigcont(self, node: int) -> None:
+        self.brokers[node].proc.send_signal(signal.SIGCONT)
+
+
 def broker_binary() -> Path:
     return Path(os.environ.get("RUNNEL_BROKER_BIN", str(DEFAULT_BIN)))
 
@@ -236,6 +310,26 @@ def make_broker(tmp_path):
             b.stop()
         except BrokerError:
             b.kill9()
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+    """Factory for clusters owned by one test: make_cluster(3) starts three brokers and
+    waits until every one lists all three."""
+    made: list[Cluster] = []
+
+    def make(n: int = 3, **kwargs) -> Cluster:
+        c = Cluster(broker_binary(), tmp_path / f"cluster{len(made)}", n, **kwargs)
+        made.append(c)
+        try:
+            c.start()
+        except (BrokerError, TimeoutError) as e:
+            pytest.fail(str(e), pytrace=False)
+        return c
+
+    yield make
+    for c in made:
+        c.stop_all()
 
 
 @pytest.fixture

@@ -2,9 +2,12 @@
 //!
 //! | module          | what it holds                                                  |
 //! |-----------------|----------------------------------------------------------------|
+//! | `identity`      | `meta.properties`: the cluster and node a data directory belongs to |
+//! | `placement`     | where new partitions' replicas go (round-robin, rack-aware)    |
 //! | `voters`        | `controller.quorum.voters` (`0@host:port,...`)                |
 //! | `log_store`     | the Raft log and vote on disk (openraft's `RaftLogStorage`)    |
 //! | `state_machine` | the [`MetadataImage`] the log builds, and its snapshots        |
+//! | `membership`    | broker heartbeats; the leader fences brokers that miss their session |
 //! | `network`       | openraft's RPCs to other voters, over tonic                   |
 //! | `service`       | the `runnel.quorum.v1.Quorum` gRPC service on the controller listener |
 //! | `quorum`        | starting a voter: forming the cluster, rejoining after a lost volume, writes |
@@ -16,8 +19,11 @@
 // bytes); the helpers that feed them return the same types.
 #![allow(clippy::result_large_err)]
 
+pub mod identity;
 mod log_store;
+pub mod membership;
 mod network;
+pub mod placement;
 mod quorum;
 mod service;
 mod state_machine;
@@ -32,6 +38,8 @@ pub mod proto {
     tonic::include_proto!("runnel.quorum.v1");
 }
 
+pub use identity::IdentityError;
+pub use membership::Sessions;
 pub use quorum::{Quorum, QuorumConfig, QuorumError, QuorumStatus};
 pub use voters::{parse_voters, VotersError};
 

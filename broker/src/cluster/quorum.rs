@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::log_store::LogStore;
+use super::membership::{self, Liveness, Sessions};
 use super::network::{self, decode, encode, Network, MAX_MESSAGE};
 use super::proto::quorum_server::QuorumServer;
 use super::proto::{JoinRequest, ProbeRequest};
@@ -61,6 +62,8 @@ pub struct QuorumConfig {
     pub snapshot_every: u64,
     /// How long a write may wait for a majority before it fails.
     pub write_timeout: Duration,
+    /// Broker heartbeats and sessions.
+    pub sessions: Sessions,
 }
 
 impl QuorumConfig {
@@ -82,6 +85,10 @@ impl QuorumConfig {
             election: Duration::from_millis(500),
             snapshot_every: 1000,
             write_timeout: Duration::from_secs(10),
+            sessions: Sessions {
+                heartbeat: Duration::from_secs(2),
+                timeout: Duration::from_secs(9),
+            },
         }
     }
 
@@ -154,7 +161,7 @@ pub struct Quorum {
     image: watch::Receiver<Arc<MetadataImage>>,
     pub(super) rejoining: Arc<AtomicBool>,
     shutdown: CancellationToken,
-    tasks: tokio::task::JoinSet<()>,
+    tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 impl Quorum {
@@ -205,6 +212,7 @@ impl Quorum {
         .await
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
 
+        let liveness = Arc::new(Liveness::default());
         // A voter with empty storage does not vote until it knows it may (module docs).
         let rejoining = Arc::new(AtomicBool::new(pristine && config.is_voter()));
         let service = QuorumService {
@@ -213,6 +221,7 @@ impl Quorum {
             rejoining: Arc::clone(&rejoining),
             joins: tokio::sync::Mutex::new(()),
             image: image.clone(),
+            liveness: Arc::clone(&liveness),
         };
         let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -253,14 +262,49 @@ impl Quorum {
                 }
             });
         }
+        if config.is_voter() {
+            let fencing = membership::fence(
+                raft.clone(),
+                config.clone(),
+                image.clone(),
+                Arc::clone(&liveness),
+                config.sessions,
+            );
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = fencing => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
         Ok(Quorum {
             raft,
             config,
             image,
             rejoining,
             shutdown,
-            tasks,
+            tasks: tokio::sync::Mutex::new(tasks),
         })
+    }
+
+    /// Starts heartbeating for broker `node_id` (the run registered as `incarnation`) to
+    /// the leader, until the quorum shuts down.
+    pub async fn start_heartbeats(&self, node_id: i32, incarnation: uuid::Uuid) {
+        let beat = membership::heartbeat(
+            self.raft.clone(),
+            self.config.voters.clone(),
+            node_id,
+            incarnation,
+            self.config.sessions.heartbeat,
+        );
+        let shutdown = self.shutdown.clone();
+        self.tasks.lock().await.spawn(async move {
+            tokio::select! {
+                () = beat => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
     }
 
     /// The metadata image, updated on every apply.
@@ -317,12 +361,13 @@ impl Quorum {
     }
 
     /// Stops the service and the Raft engine.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(&self) {
         self.shutdown.cancel();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "the metadata quorum did not stop cleanly");
         }
-        while self.tasks.join_next().await.is_some() {}
+        let mut tasks = self.tasks.lock().await;
+        while tasks.join_next().await.is_some() {}
     }
 }
 
@@ -361,7 +406,9 @@ async fn survey(config: &QuorumConfig) -> Survey {
                 survey.answered += 1;
                 survey.empty += usize::from(!answer.formed);
                 survey.members.extend(answer.members);
-                survey.leader = survey.leader.or(answer.leader_id);
+                // Peers may still name this broker as leader from before it went down.
+                let leader = answer.leader_id.filter(|&l| l != config.node_id);
+                survey.leader = survey.leader.or(leader);
             }
             Err(status) => {
                 tracing::debug!(peer = id, %addr, error = %status, "voter did not answer the probe")
@@ -470,7 +517,7 @@ async fn join(config: &QuorumConfig, leader: NodeId) -> Result<(), tonic::Status
 
 /// Commits `records` through the leader (retrying while there is none, up to the write
 /// timeout) and waits until this broker has applied them.
-async fn write(
+pub(super) async fn write(
     raft: &Raft,
     config: &QuorumConfig,
     records: Vec<MetadataRecord>,

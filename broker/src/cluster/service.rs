@@ -14,7 +14,10 @@ use tonic::{Request, Response, Status};
 
 use super::network::{decode, encode};
 use super::proto::quorum_server::Quorum as QuorumRpc;
-use super::proto::{JoinRequest, JoinResponse, Message, ProbeRequest, ProbeResponse};
+use super::proto::{
+    HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, Message, ProbeRequest,
+    ProbeResponse,
+};
 use super::{Command, NodeId, Raft, TypeConfig};
 
 /// The service of one broker.
@@ -29,6 +32,8 @@ pub struct QuorumService {
     pub(super) joins: tokio::sync::Mutex<()>,
     /// The applied metadata (for the voters that have taken part).
     pub(super) image: tokio::sync::watch::Receiver<Arc<crate::metadata::MetadataImage>>,
+    /// Heartbeats received, for fencing (used while this broker leads).
+    pub(super) liveness: Arc<super::membership::Liveness>,
 }
 
 fn bad_message(e: serde_json::Error) -> Status {
@@ -150,5 +155,24 @@ impl QuorumRpc for QuorumService {
         } = request.into_inner();
         QuorumService::join(self, node_id, addr, voter).await?;
         Ok(Response::new(JoinResponse {}))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let HeartbeatRequest {
+            node_id,
+            incarnation,
+        } = request.into_inner();
+        let incarnation = uuid::Uuid::parse_str(&incarnation)
+            .map_err(|e| Status::invalid_argument(format!("incarnation: {e}")))?;
+        if self.raft.metrics().borrow().current_leader != Some(self.node_id) {
+            return Err(Status::failed_precondition(
+                "not the leader of the metadata quorum",
+            ));
+        }
+        self.liveness.heard(node_id, incarnation);
+        Ok(Response::new(HeartbeatResponse {}))
     }
 }

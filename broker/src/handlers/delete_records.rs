@@ -11,7 +11,7 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use super::blocking;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
-use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::error_codes::{for_log_error, log_storage_error};
 
 /// Answers DeleteRecords.
 pub async fn handle(
@@ -31,9 +31,9 @@ pub async fn handle(
                         let result = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index)
                             .with_low_watermark(-1);
-                        let Some(partition) = ctx.partitions.get(&t.name.0, p.partition_index)
-                        else {
-                            return result.with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+                        let partition = match ctx.led_partition(&t.name.0, p.partition_index) {
+                            Ok(partition) => partition,
+                            Err(code) => return result.with_error_code(code),
                         };
                         let deleted = partition.log().delete_records_before(p.offset);
                         match deleted {

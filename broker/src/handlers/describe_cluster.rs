@@ -1,4 +1,4 @@
-//! DescribeCluster (key 60): this broker, the cluster id and the controller.
+//! DescribeCluster (key 60): the cluster's brokers, its id and the active controller.
 
 use std::sync::Arc;
 
@@ -24,14 +24,21 @@ pub async fn handle(
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_endpoint_type(request.endpoint_type);
     }
-    let (host, port) = ctx.advertised.clone();
+    let brokers = ctx
+        .brokers()
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(text(host))
+                .with_port(port)
+                .with_rack(rack.map(text))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(ENDPOINT_BROKERS)
         .with_cluster_id(text(ctx.image().cluster_id.clone()))
-        .with_controller_id(BrokerId(ctx.node_id()))
+        .with_controller_id(BrokerId(ctx.controller_id()))
         .with_cluster_authorized_operations(i32::MIN)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(ctx.node_id()))
-            .with_host(text(host))
-            .with_port(port)])
+        .with_brokers(brokers)
 }

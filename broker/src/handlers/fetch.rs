@@ -144,20 +144,28 @@ fn read_all(
         } else {
             UNKNOWN_TOPIC_OR_PARTITION
         };
-        let partition = w
-            .name
-            .as_deref()
-            .and_then(|n| ctx.partitions.get(n, w.partition));
-        let Some(partition) = partition else {
-            any_error = true;
-            out.push((
-                w.topic,
-                PartitionReply {
-                    error_code: unknown,
-                    ..PartitionReply::empty(w.partition)
-                },
-            ));
-            continue;
+        let partition = match w.name.as_deref() {
+            Some(n) => ctx.led_partition(n, w.partition),
+            None => Err(unknown),
+        };
+        let partition = match partition {
+            Ok(partition) => partition,
+            Err(code) => {
+                any_error = true;
+                let code = if code == UNKNOWN_TOPIC_OR_PARTITION {
+                    unknown
+                } else {
+                    code
+                };
+                out.push((
+                    w.topic,
+                    PartitionReply {
+                        error_code: code,
+                        ..PartitionReply::empty(w.partition)
+                    },
+                ));
+                continue;
+            }
         };
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let log = partition.log();

@@ -41,7 +41,7 @@ pub async fn handle(
     } else {
         false
     };
-    let (host, port) = ctx.advertised.clone();
+    let brokers = ctx.brokers();
     let answers: Vec<(StrBytes, i16, &str)> = keys
         .into_iter()
         .map(|key| {
@@ -59,23 +59,30 @@ pub async fn handle(
                     COORDINATOR_NOT_AVAILABLE,
                     "the offsets topic is not available",
                 )
+            } else if !brokers.iter().any(|b| b.0 == ctx.coordinator_of(&key)) {
+                (
+                    key,
+                    COORDINATOR_NOT_AVAILABLE,
+                    "the group's coordinator is not registered",
+                )
             } else {
                 (key, 0, "")
             }
         })
         .collect();
-    let endpoint = |code: i16| {
-        if code == 0 {
-            (ctx.node_id(), host.clone(), port)
-        } else {
-            (-1, String::new(), -1)
+    let endpoint = |code: i16, key: &str| {
+        let coordinator = ctx.coordinator_of(key);
+        let found = brokers.iter().find(|(id, ..)| *id == coordinator);
+        match found {
+            Some((id, host, port, _)) if code == 0 => (*id, host.clone(), *port),
+            _ => (-1, String::new(), -1),
         }
     };
     if info.version >= 4 {
         let coordinators = answers
             .into_iter()
             .map(|(key, code, message)| {
-                let (node, host, port) = endpoint(code);
+                let (node, host, port) = endpoint(code, &key);
                 Coordinator::default()
                     .with_key(key)
                     .with_node_id(BrokerId(node))
@@ -87,12 +94,12 @@ pub async fn handle(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (_, code, message) =
+    let (key, code, message) =
         answers
             .into_iter()
             .next()
             .unwrap_or((StrBytes::default(), INVALID_GROUP_ID, "no key"));
-    let (node, host, port) = endpoint(code);
+    let (node, host, port) = endpoint(code, &key);
     FindCoordinatorResponse::default()
         .with_error_code(code)
         .with_error_message((code != 0).then(|| text(message)))

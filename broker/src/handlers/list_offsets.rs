@@ -14,7 +14,7 @@ use kafka_protocol::ResponseError;
 use super::blocking;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
-use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::error_codes::{for_log_error, log_storage_error};
 
 /// `timestamp` asking for the log end offset.
 const LATEST: i64 = -1;
@@ -65,10 +65,9 @@ fn lookup(
         .with_timestamp(-1)
         .with_offset(-1)
         .with_leader_epoch(epoch);
-    let Some(p) = ctx.partitions.get(topic, partition) else {
-        return response
-            .with_leader_epoch(-1)
-            .with_error_code(UNKNOWN_TOPIC_OR_PARTITION);
+    let p = match ctx.led_partition(topic, partition) {
+        Ok(p) => p,
+        Err(code) => return response.with_leader_epoch(-1).with_error_code(code),
     };
     let log = p.log();
     match timestamp {

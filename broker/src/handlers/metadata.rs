@@ -46,14 +46,21 @@ pub async fn handle(
             );
         }
     }
-    let (host, port) = ctx.advertised.clone();
+    let brokers = ctx
+        .brokers()
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(text(host))
+                .with_port(port)
+                .with_rack(rack.map(text))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(ctx.node_id()))
-            .with_host(text(host))
-            .with_port(port)])
+        .with_brokers(brokers)
         .with_cluster_id(Some(text(ctx.image().cluster_id.clone())))
-        .with_controller_id(BrokerId(ctx.node_id()))
+        .with_controller_id(BrokerId(ctx.controller_id()))
         .with_cluster_authorized_operations(i32::MIN)
         .with_topics(topics)
 }
@@ -102,15 +109,35 @@ async fn lookup(
 }
 
 fn describe(ctx: &BrokerContext, topic: &TopicImage) -> MetadataResponseTopic {
-    let node = BrokerId(ctx.node_id());
+    let me = ctx.node_id();
+    let image = ctx.image();
+    // Until replication, a partition's only in-sync replica is its preferred leader, and
+    // it is offline while that broker is fenced.
     let partitions = (0..topic.partitions)
         .map(|p| {
-            MetadataResponsePartition::default()
+            let replicas = topic.replicas(p, me);
+            let leader = ctx.live_leader(&image, &replicas);
+            let offline = replicas
+                .iter()
+                .filter(|&&r| ctx.quorum().is_some() && !image.is_live(r))
+                .map(|&r| BrokerId(r))
+                .collect();
+            let partition = MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(node)
+                .with_leader_id(BrokerId(leader.unwrap_or(-1)))
                 .with_leader_epoch(0)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_replica_nodes(replicas.iter().map(|&r| BrokerId(r)).collect())
+                .with_isr_nodes(
+                    replicas
+                        .first()
+                        .map(|&r| vec![BrokerId(r)])
+                        .unwrap_or_default(),
+                )
+                .with_offline_replicas(offline);
+            match leader {
+                Some(_) => partition,
+                None => partition.with_error_code(ResponseError::LeaderNotAvailable.code()),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

@@ -22,7 +22,7 @@ use runnel_storage::{LogError, RecordError, RecordErrorReason};
 use super::{blocking, text};
 use crate::context::BrokerContext;
 use crate::dispatch::{Answer, RequestInfo};
-use crate::error_codes::{for_log_error, log_storage_error, UNKNOWN_TOPIC_OR_PARTITION};
+use crate::error_codes::{for_log_error, log_storage_error};
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::partitions::Partition;
 
@@ -203,12 +203,12 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
             ));
             continue;
         }
-        let Some(partition) = ctx.partitions.get(&w.name, w.partition) else {
-            out.push((
-                w.topic,
-                failed(w.partition, UNKNOWN_TOPIC_OR_PARTITION, None),
-            ));
-            continue;
+        let partition = match ctx.led_partition(&w.name, w.partition) {
+            Ok(partition) => partition,
+            Err(code) => {
+                out.push((w.topic, failed(w.partition, code, None)));
+                continue;
+            }
         };
         let Some(records) = w.records.as_ref().filter(|r| !r.is_empty()) else {
             out.push((
@@ -365,6 +365,7 @@ mod tests {
             &BrokerStatus::new(),
             metrics,
             flusher,
+            None,
         )
         .unwrap()
     }

@@ -18,6 +18,40 @@ pub struct TopicImage {
     pub partitions: i32,
     /// Topic-level configs that override the defaults.
     pub configs: BTreeMap<String, String>,
+    /// Replica broker ids per partition, preferred leader first; empty for a topic made
+    /// by a single broker before clusters existed (see [`TopicImage::replicas`]).
+    #[serde(default)]
+    pub replicas: Vec<Vec<i32>>,
+}
+
+impl TopicImage {
+    /// The replicas of `partition`: its assignment, or `[single]` for a topic from before
+    /// clusters (every partition on the one broker there was).
+    pub fn replicas(&self, partition: i32, single: i32) -> Vec<i32> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.replicas.get(p))
+            .cloned()
+            .unwrap_or_else(|| vec![single])
+    }
+}
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    /// `node.id`.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// Which run of the broker registered last.
+    pub incarnation: Uuid,
+    /// Missed its session: not offered to clients, leads nothing.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// The cluster metadata at one point of the metadata log.
@@ -32,6 +66,9 @@ pub struct MetadataImage {
     /// Voters that have taken part in the metadata quorum with their storage.
     #[serde(default)]
     pub quorum_members: BTreeSet<u64>,
+    /// Registered brokers by node id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerImage>,
 }
 
 impl MetadataImage {
@@ -39,12 +76,18 @@ impl MetadataImage {
     /// never fails; a record about an unknown topic is ignored.
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
-            MetadataRecord::Cluster { cluster_id } => self.cluster_id.clone_from(cluster_id),
+            // The first cluster id written is the cluster's for good.
+            MetadataRecord::Cluster { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id.clone_from(cluster_id);
+                }
+            }
             MetadataRecord::CreateTopic {
                 name,
                 id,
                 partitions,
                 configs,
+                replicas,
             } => {
                 // A second CreateTopic for a live name (two brokers racing, or a write
                 // retried after its answer was lost) changes nothing: the first one won.
@@ -59,6 +102,7 @@ impl MetadataImage {
                         id: *id,
                         partitions: *partitions,
                         configs: configs.clone(),
+                        replicas: replicas.clone(),
                     },
                 );
             }
@@ -67,9 +111,21 @@ impl MetadataImage {
                     self.names_by_id.remove(&topic.id);
                 }
             }
-            MetadataRecord::CreatePartitions { name, partitions } => {
+            MetadataRecord::CreatePartitions {
+                name,
+                partitions,
+                replicas,
+            } => {
                 if let Some(topic) = self.topics.get_mut(name) {
-                    topic.partitions = topic.partitions.max(*partitions);
+                    if *partitions > topic.partitions {
+                        // Assignments are kept only while they cover every partition.
+                        if !topic.replicas.is_empty()
+                            && topic.replicas.len() + replicas.len() == *partitions as usize
+                        {
+                            topic.replicas.extend(replicas.iter().cloned());
+                        }
+                        topic.partitions = *partitions;
+                    }
                 }
             }
             MetadataRecord::AlterTopicConfigs { name, changes } => {
@@ -88,7 +144,46 @@ impl MetadataImage {
             MetadataRecord::QuorumMember { node_id } => {
                 self.quorum_members.insert(*node_id);
             }
+            MetadataRecord::RegisterBroker {
+                node_id,
+                host,
+                port,
+                rack,
+                incarnation,
+            } => {
+                self.brokers.insert(
+                    *node_id,
+                    BrokerImage {
+                        node_id: *node_id,
+                        host: host.clone(),
+                        port: *port,
+                        rack: rack.clone(),
+                        incarnation: *incarnation,
+                        fenced: false,
+                    },
+                );
+            }
+            MetadataRecord::FenceBroker {
+                node_id,
+                incarnation,
+            }
+            | MetadataRecord::UnfenceBroker {
+                node_id,
+                incarnation,
+            } => {
+                let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+                if let Some(broker) = self.brokers.get_mut(node_id) {
+                    if broker.incarnation == *incarnation {
+                        broker.fenced = fenced;
+                    }
+                }
+            }
         }
+    }
+
+    /// Whether broker `node_id` is registered and not fenced.
+    pub fn is_live(&self, node_id: i32) -> bool {
+        self.brokers.get(&node_id).is_some_and(|b| !b.fenced)
     }
 
     /// The topic named `name`.
@@ -120,10 +215,12 @@ mod tests {
             id,
             partitions: 2,
             configs: BTreeMap::new(),
+            replicas: vec![vec![1, 2], vec![2, 0]],
         });
         image.apply(&MetadataRecord::CreatePartitions {
             name: "t".into(),
             partitions: 5,
+            replicas: vec![vec![0, 1], vec![1, 2], vec![2, 0]],
         });
         image.apply(&MetadataRecord::AlterTopicConfigs {
             name: "t".into(),
@@ -131,6 +228,16 @@ mod tests {
         });
         let topic = image.topic_by_id(&id).cloned();
         assert_eq!(topic.as_ref().map(|t| t.partitions), Some(5));
+        assert_eq!(topic.as_ref().map(|t| t.replicas(4, 9)), Some(vec![2, 0]));
+        // A second CreateTopic of a live name changes nothing.
+        image.apply(&MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            replicas: Vec::new(),
+        });
+        assert_eq!(image.topic("t").map(|t| t.id), Some(id));
         assert_eq!(
             topic.and_then(|t| t.configs.get("retention.ms").cloned()),
             Some("100".to_string())

@@ -5,7 +5,7 @@
 mod image;
 mod log;
 
-pub use image::{MetadataImage, TopicImage};
+pub use image::{BrokerImage, MetadataImage, TopicImage};
 pub(crate) use log::{decode_line, encode_line};
 pub use log::{MetadataLog, MetadataLogError};
 
@@ -33,6 +33,11 @@ pub enum MetadataRecord {
         partitions: i32,
         /// Topic-level configs that differ from the broker defaults.
         configs: BTreeMap<String, String>,
+        /// Replica broker ids of each partition, the preferred leader first. Empty in
+        /// logs written by a single broker before clusters existed: that broker holds
+        /// every partition.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<Vec<i32>>,
     },
     /// A topic was deleted.
     DeleteTopic {
@@ -45,6 +50,9 @@ pub enum MetadataRecord {
         name: String,
         /// New total partition count.
         partitions: i32,
+        /// Replica broker ids of each new partition (as in `CreateTopic`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        replicas: Vec<Vec<i32>>,
     },
     /// Topic configs were set (`Some`) or reset to the default (`None`).
     AlterTopicConfigs {
@@ -57,6 +65,35 @@ pub enum MetadataRecord {
     ProducerIds {
         /// First producer id not yet allocated.
         next: i64,
+    },
+    /// A broker started and registered with the cluster (every start registers anew).
+    RegisterBroker {
+        /// `node.id`.
+        node_id: i32,
+        /// Host clients are told to connect to.
+        host: String,
+        /// Port clients are told to connect to.
+        port: i32,
+        /// `broker.rack`, if set.
+        #[serde(default)]
+        rack: Option<String>,
+        /// Random per process start: tells one run of the broker from the next.
+        incarnation: Uuid,
+    },
+    /// A broker missed its session (or is shutting down): its partitions have no leader
+    /// there and clients are not sent to it.
+    FenceBroker {
+        /// `node.id`.
+        node_id: i32,
+        /// The run of the broker this applies to; a later run is not fenced by it.
+        incarnation: Uuid,
+    },
+    /// A fenced broker is heard from again.
+    UnfenceBroker {
+        /// `node.id`.
+        node_id: i32,
+        /// The run of the broker this applies to.
+        incarnation: Uuid,
     },
     /// A voter of the metadata quorum has taken part in it with its storage. A voter
     /// that later starts with empty storage while this record exists lost its volume,

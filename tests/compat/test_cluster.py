@@ -1,0 +1,235 @@
+"""Three broker processes as one cluster, driven by real clients (kafka-python,
+confluent-kafka, kcat): one metadata quorum, brokers that know each other, replicas placed
+over them, leaders that clients find from any broker, and metadata that stays available
+when a broker and then the controller die.
+
+Until replication lands, a partition's data lives on its leader only: these tests check
+placement, routing and the metadata quorum, not copies of the data.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+import time
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from kafka.admin import NewTopic
+from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
+
+from compat_helpers import admin_client, consumer, poll_until, producer, wait_until
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def topic_partitions(bootstrap: str, name: str) -> list[dict]:
+    with admin_client(bootstrap) as admin:
+        (described,) = admin.describe_topics([name])
+    assert described["error_code"] == 0, described
+    return sorted(described["partitions"], key=lambda p: p["partition_index"])
+
+
+def create(bootstrap: str, name: str, partitions: int, factor: int) -> None:
+    with admin_client(bootstrap) as admin:
+        admin.create_topics([NewTopic(name=name, num_partitions=partitions,
+                                      replication_factor=factor)])
+
+
+def create_retrying(bootstrap: str, name: str, partitions: int, factor: int,
+                    timeout: float = 30.0) -> None:
+    """create(), retried as a client would while the cluster settles after a failure."""
+    def attempt():
+        try:
+            create(bootstrap, name, partitions, factor)
+            return True
+        except TopicAlreadyExistsError:
+            return True
+        except KafkaError:
+            return False
+    wait_until(attempt, timeout, interval=0.5, what=f"creating {name}")
+
+
+def test_three_brokers_form_one_cluster(make_cluster):
+    cluster = make_cluster(3)
+    answers = [cluster.describe(node) for node in range(3)]
+    assert len({a["cluster_id"] for a in answers}) == 1
+    assert len({a["controller_id"] for a in answers}) == 1
+    assert answers[0]["controller_id"] in (0, 1, 2)
+    for a in answers:
+        listed = sorted((b["broker_id"], f"{b['host']}:{b['port']}") for b in a["brokers"])
+        assert listed == [(i, cluster.bootstrap(i)) for i in range(3)]
+    # Every data directory says which cluster and node it belongs to.
+    for i, b in enumerate(cluster.brokers):
+        props = (b.data_dir / "meta.properties").read_text()
+        assert f"cluster.id={answers[0]['cluster_id']}\n" in props
+        assert f"node.id={i}\n" in props
+
+
+def test_replicas_and_leaders_are_spread_and_too_many_replicas_are_refused(make_cluster, topic):
+    cluster = make_cluster(3)
+    create(cluster.bootstrap(1), topic, partitions=6, factor=3)
+    # Visible on every broker once committed.
+    for node in range(3):
+        partitions = wait_until(lambda: _described(cluster.bootstrap(node), topic), 20,
+                                what=f"{topic} on node {node}")
+        assert [p["partition_index"] for p in partitions] == list(range(6))
+        for p in partitions:
+            assert sorted(p["replica_nodes"]) == [0, 1, 2]
+            assert p["leader_id"] == p["replica_nodes"][0]
+        leaders = collections.Counter(p["leader_id"] for p in partitions)
+        assert leaders == {0: 2, 1: 2, 2: 2}
+    with pytest.raises(InvalidReplicationFactorError):
+        create(cluster.bootstrap(2), topic + "-wide", partitions=1, factor=4)
+
+
+def _described(bootstrap: str, name: str):
+    try:
+        return topic_partitions(bootstrap, name)
+    except Exception:  # noqa: BLE001 - not there yet
+        return None
+
+
+def test_a_client_of_one_broker_produces_and_consumes_every_partition(make_cluster, topic):
+    cluster = make_cluster(3)
+    create(cluster.bootstrap(0), topic, partitions=6, factor=1)
+    wait_until(lambda: _described(cluster.bootstrap(2), topic), 20, what="the topic on node 2")
+    sent = {}
+    with producer(cluster.bootstrap(2), acks="all") as p:
+        for i in range(600):
+            meta = p.send(topic, key=b"k%d" % i, value=b"v%d" % i, partition=i % 6).get(timeout=30)
+            sent[(meta.partition, meta.offset)] = b"v%d" % i
+    assert {part for part, _ in sent} == set(range(6))
+    # Each partition's data is on its leader only: every broker holds some of it.
+    leaders = {p["partition_index"]: p["leader_id"] for p in topic_partitions(cluster.bootstrap(1), topic)}
+    assert set(leaders.values()) == {0, 1, 2}
+
+    # A consumer group coordinated by whichever broker leads its offsets partition.
+    with consumer(cluster.bootstrap(0), topic, group_id="spanning", auto_offset_reset="earliest",
+                  enable_auto_commit=False) as c:
+        got = poll_until(c, 600, timeout=60)
+        c.commit()
+    assert {(r.partition, r.offset): r.value for r in got} == sent
+    with admin_client(cluster.bootstrap(1)) as admin:
+        committed = admin.list_group_offsets("spanning")
+    assert sum(o.offset for o in committed["spanning"].values()) == 600
+
+
+def test_confluent_kafka_and_kcat_see_three_brokers_and_the_same_leaders(make_cluster, topic):
+    cluster = make_cluster(3)
+    create(cluster.bootstrap(0), topic, partitions=3, factor=2)
+    expected = wait_until(lambda: _described(cluster.bootstrap(0), topic), 20, what="the topic")
+    ck = AdminClient({"bootstrap.servers": cluster.bootstrap(1)}).list_topics(topic, timeout=15)
+    assert sorted(ck.brokers) == [0, 1, 2]
+    ck_leaders = {p.id: p.leader for p in ck.topics[topic].partitions.values()}
+    assert ck_leaders == {p["partition_index"]: p["leader_id"] for p in expected}
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        pytest.fail("kcat is not installed: run scripts/test-deps.sh", pytrace=False)
+    out = subprocess.run([kcat, "-L", "-b", cluster.bootstrap(2), "-t", topic],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert " 3 brokers:" in out, out
+    for p in expected:
+        assert f"partition {p['partition_index']}, leader {p['leader_id']}," in out, out
+
+
+@pytest.mark.crash
+def test_metadata_stays_available_when_a_broker_and_then_the_controller_die(make_cluster, unique_name):
+    cluster = make_cluster(3)
+    controller = cluster.describe(0)["controller_id"]
+    other = next(i for i in range(3) if i != controller)
+    survivor = next(i for i in range(3) if i not in (controller, other))
+
+    # A topic led partly by the broker about to die.
+    led = unique_name("led-everywhere")
+    create(cluster.bootstrap(survivor), led, partitions=3, factor=1)
+    wait_until(lambda: _described(cluster.bootstrap(survivor), led), 20, what=led)
+
+    cluster.brokers[other].kill9()
+    # Fenced once its session runs out: no longer offered to clients, and its partitions
+    # are offline (LEADER_NOT_AVAILABLE) rather than served by a broker without the data.
+    cluster.wait_for_brokers(2, via=[survivor], timeout=30)
+    partitions = topic_partitions(cluster.bootstrap(survivor), led)
+    for p in partitions:
+        dead = p["replica_nodes"][0] == other
+        assert (p["leader_id"], p["error_code"]) == ((-1, 5) if dead else (p["replica_nodes"][0], 0)), p
+        assert p["offline_replicas"] == ([other] if dead else []), p
+    first = unique_name("after-broker")
+    create(cluster.bootstrap(survivor), first, partitions=2, factor=1)
+    assert wait_until(lambda: _described(cluster.bootstrap(controller), first), 20, what=first)
+
+    cluster.brokers[other].start()
+    wait_until(lambda: _described(cluster.bootstrap(other), first), 30,
+               what="the restarted broker to catch up")
+    cluster.wait_for_brokers(3, via=[survivor, other])
+
+    cluster.brokers[controller].kill9()
+    killed = time.monotonic()
+    answer = wait_until(
+        lambda: _new_controller(cluster, survivor, controller), 30, interval=0.1,
+        what="a new controller")
+    elected = time.monotonic() - killed
+    print(f"new controller {answer} elected {elected:.2f}s after the old one was killed")
+    second = unique_name("after-controller")
+    create_retrying(cluster.bootstrap(other), second, partitions=2, factor=1)
+    assert wait_until(lambda: _described(cluster.bootstrap(survivor), second), 20, what=second)
+
+
+@pytest.mark.crash
+def test_a_stopped_broker_is_fenced_and_unfenced_when_it_resumes(make_cluster):
+    cluster = make_cluster(3)
+    stopped = (cluster.describe(0)["controller_id"] + 1) % 3
+    watcher = (stopped + 1) % 3
+    cluster.sigstop(stopped)
+    try:
+        cluster.wait_for_brokers(2, via=[watcher], timeout=30)
+    finally:
+        cluster.sigcont(stopped)
+    answer = cluster.wait_for_brokers(3, via=[watcher], timeout=30)
+    assert stopped in [b["broker_id"] for b in answer["brokers"]]
+
+
+def _new_controller(cluster, node: int, old: int):
+    try:
+        controller = cluster.describe(node)["controller_id"]
+    except Exception:  # noqa: BLE001 - between leaders
+        return None
+    return controller if controller not in (-1, old) else None
+
+
+@pytest.mark.crash
+def test_a_voter_that_lost_its_volume_rejoins_with_the_metadata(make_cluster, unique_name):
+    cluster = make_cluster(3)
+    names = [unique_name("before-loss") for _ in range(3)]
+    for name in names:
+        create(cluster.bootstrap(0), name, partitions=1, factor=1)
+    lost = 2
+    cluster.brokers[lost].kill9()
+    shutil.rmtree(cluster.brokers[lost].data_dir)
+    mark = cluster.brokers[lost].log_size()
+    cluster.brokers[lost].start()
+    for name in names:
+        assert wait_until(lambda: _described(cluster.bootstrap(lost), name), 60, what=name)
+    wait_until(lambda: "joined the metadata quorum" in cluster.brokers[lost].log_text(mark), 60,
+               what="the lost voter to be caught up and a voter again")
+    log = cluster.brokers[lost].log_text(mark)
+    assert "its volume was lost" in log, log[-3000:]
+    cluster.wait_for_brokers(3)
+    # The voter is back: with any other voter down, the quorum still has a majority.
+    survivor = (lost + 1) % 3
+    cluster.brokers[(lost + 2) % 3].kill9()
+    after = unique_name("after-rejoin")
+    create_retrying(cluster.bootstrap(survivor), after, partitions=1, factor=1)
+    assert wait_until(lambda: _described(cluster.bootstrap(lost), after), 30, what=after)
+
+
+def test_a_data_directory_of_another_cluster_is_refused(make_cluster, tmp_path):
+    cluster = make_cluster(3)
+    cluster_id = cluster.describe(0)["cluster_id"]
+    b = cluster.brokers[1]
+    b.stop()
+    b.extra_args += ["--cluster-id", "another-cluster"]
+    with pytest.raises(Exception) as refused:
+        b.start()
+    assert f'belongs to cluster "{cluster_id}", not to "another-cluster"' in str(refused.value)
