@@ -15,12 +15,12 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use runnel_client::{ClientConfig, Connection};
 use tokio::time::Instant;
 
 use crate::config::BenchConfig;
-use crate::connection::Connection;
 use crate::error::BenchError;
-use crate::versions::{fetch_served, Versions};
+use crate::versions::{Versions, CREATE_TOPICS};
 
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION error code.
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -67,7 +67,7 @@ pub struct Cluster {
 impl Cluster {
     /// Resolves the bootstrap, negotiates versions, creates the topic if asked, and waits
     /// until every partition has a leader.
-    pub async fn discover(config: &BenchConfig, timeout: Duration) -> Result<Self, BenchError> {
+    pub async fn discover(config: &BenchConfig, client: &ClientConfig) -> Result<Self, BenchError> {
         let bootstrap =
             resolve(&config.bootstrap)
                 .await?
@@ -77,9 +77,8 @@ impl Cluster {
                     address: config.bootstrap.clone(),
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
                 })?;
-        let mut connection = Connection::connect(bootstrap, &config.client_id, timeout).await?;
-        let served = fetch_served(&mut connection).await?;
-        let mut versions = Versions::negotiate(&served)?;
+        let mut connection = Connection::connect(&bootstrap.to_string(), client).await?;
+        let mut versions = Versions::negotiate(connection.api_versions().await?)?;
         let name = TopicName(StrBytes::from_string(config.topic.clone()));
         if config.create_topic {
             create_topic(&mut connection, &versions, config, &name).await?;
@@ -186,13 +185,15 @@ async fn create_topic(
     config: &BenchConfig,
     name: &TopicName,
 ) -> Result<(), BenchError> {
-    let version = versions.create_topics.ok_or(BenchError::NoCommonVersion {
-        api: ApiKey::CreateTopics,
-        broker_min: -1,
-        broker_max: -1,
-        client_min: 2,
-        client_max: 7,
-    })?;
+    let version = match versions.create_topics {
+        Some(version) => version,
+        // Not served: the connection's ApiVersions says how.
+        None => {
+            connection
+                .version::<CreateTopicsRequest>(CREATE_TOPICS)
+                .await?
+        }
+    };
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(30_000)
         .with_topics(vec![CreatableTopic::default()
@@ -221,7 +222,7 @@ async fn metadata(
     if version >= 4 {
         request.allow_auto_topic_creation = false;
     }
-    connection.call(&request, version).await
+    Ok(connection.call(&request, version).await?)
 }
 
 /// The topic's layout when every partition has a leader; `None` to ask again later.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use kafka_protocol::records::Compression;
+use runnel_client::ClientConfig;
 use serde::Serialize;
 
 use crate::error::BenchError;
@@ -22,8 +23,11 @@ pub const MIN_RECORD_SIZE: usize = crate::payload::HEADER_LEN;
 /// The largest record value and the largest batch the bench builds (1 MiB).
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
 
-/// The largest `--fetch-max-bytes`; responses are bounded by it plus slack (64 MiB).
+/// The largest `--fetch-max-bytes` (64 MiB).
 pub const MAX_FETCH_BYTES: i32 = 64 << 20;
+
+/// The largest response frame the bench accepts: the largest Fetch response plus slack.
+pub const MAX_RESPONSE_BYTES: u32 = MAX_FETCH_BYTES.unsigned_abs() + (4 << 20);
 
 /// Settings of one bench run.
 ///
@@ -297,6 +301,9 @@ pub struct RunPlan {
     pub request_timeout: Duration,
     /// How long a partial batch waits with --rate.
     pub linger: Duration,
+    /// Identity and limits of every connection: `--client-id`, the request timeout (also
+    /// for connecting) and [`MAX_RESPONSE_BYTES`].
+    pub client: ClientConfig,
 }
 
 impl BenchConfig {
@@ -357,7 +364,19 @@ impl BenchConfig {
             timeout: seconds("--timeout", self.timeout)?,
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             linger: Duration::from_millis(self.linger_ms),
+            client: self.client_config(),
         })
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let request_timeout = Duration::from_millis(self.request_timeout_ms);
+        ClientConfig {
+            client_id: self.client_id.clone(),
+            connect_timeout: request_timeout,
+            request_timeout,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            ..ClientConfig::new("runnel-bench")
+        }
     }
 
     /// The run's mode and the consumers' start offset, with the flags each mode needs.

@@ -16,12 +16,12 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest};
 use kafka_protocol::records::RecordBatchDecoder;
+use runnel_client::{ClientConfig, Connection};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::TopicLayout;
 use crate::config::StartOffset;
-use crate::connection::Connection;
 use crate::error::BenchError;
 use crate::payload::{sent_micros, RunClock};
 use crate::stats::{record_latency, ConsumeStats};
@@ -82,14 +82,14 @@ pub struct ConsumeShared {
     pub list_offsets_version: i16,
     /// Where to start.
     pub start: StartOffset,
-    /// Response wait limit.
+    /// Response wait limit (also the ListOffsets request's `timeout_ms`).
     pub request_timeout: Duration,
     /// fetch.max.bytes.
     pub fetch_max_bytes: i32,
     /// max.partition.fetch.bytes.
     pub partition_fetch_max_bytes: i32,
-    /// client.id.
-    pub client_id: String,
+    /// Identity and limits of the connection.
+    pub client: ClientConfig,
 }
 
 impl ConsumeShared {
@@ -119,14 +119,14 @@ pub async fn run(
     ready: oneshot::Sender<()>,
 ) -> ConsumeStats {
     let mut stats = ConsumeStats::default();
-    let mut connection =
-        match Connection::connect(task.address, &shared.client_id, shared.request_timeout).await {
-            Ok(c) => c,
-            Err(e) => {
-                stats.errors.add(e.label());
-                return stats;
-            }
-        };
+    let mut connection = match Connection::connect(&task.address.to_string(), &shared.client).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            stats.errors.add(BenchError::from(e).label());
+            return stats;
+        }
+    };
     let mut positions = match start_offsets(&mut connection, &shared, &task.partitions).await {
         Ok(positions) => positions,
         Err(e) => {
@@ -155,7 +155,7 @@ pub async fn run(
         let response = match response {
             Ok(response) => response,
             Err(e) => {
-                stats.errors.add(e.label());
+                stats.errors.add(BenchError::from(e).label());
                 break;
             }
         };
@@ -405,7 +405,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             fetch_max_bytes: 1 << 20,
             partition_fetch_max_bytes: 1 << 20,
-            client_id: "test".to_string(),
+            client: runnel_client::ClientConfig::new("test"),
         }
     }
 

@@ -5,9 +5,7 @@
 use std::net::SocketAddr;
 
 use kafka_protocol::messages::ApiKey;
-
-/// An error source from the codec crate, which reports `anyhow` errors.
-pub type CodecError = Box<dyn std::error::Error + Send + Sync + 'static>;
+use runnel_client::{ClientError, CodecError};
 
 /// Everything that can go wrong talking to a broker or setting up a run.
 #[derive(Debug, thiserror::Error)]
@@ -39,88 +37,20 @@ pub enum BenchError {
         /// The bootstrap IP.
         bootstrap: SocketAddr,
     },
-    /// Connecting, reading or writing failed.
-    #[error("connection to {address} failed")]
-    Io {
-        /// The peer.
-        address: SocketAddr,
-        /// The socket error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The broker closed the connection.
-    #[error("{address} closed the connection")]
-    Closed {
-        /// The peer.
-        address: SocketAddr,
-    },
-    /// No answer within the request timeout.
-    #[error("no {api:?} response from {address} within {millis} ms")]
-    Timeout {
-        /// The request's API.
-        api: ApiKey,
-        /// The peer.
-        address: SocketAddr,
-        /// The limit that passed.
-        millis: u64,
-    },
-    /// A response frame is longer than the bench accepts, or negative.
-    #[error("{address} sent a {size}-byte frame; the limit is {max}")]
-    FrameSize {
-        /// The peer.
-        address: SocketAddr,
-        /// The frame size read from the wire.
-        size: i64,
-        /// The largest accepted.
-        max: usize,
-    },
-    /// A request could not be encoded.
-    #[error("cannot encode {api:?} v{version}")]
+    /// A call to a broker failed: connecting, a timeout, a frame out of bounds or out of
+    /// step, a response that does not decode, or no common version of an API.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Records could not be encoded as a batch.
+    #[error("cannot encode a record batch for {api:?} (batch format v{version})")]
     Encode {
         /// The request's API.
         api: ApiKey,
-        /// The version used.
+        /// The record batch format version.
         version: i16,
         /// The codec's error.
         #[source]
         source: CodecError,
-    },
-    /// A response could not be decoded.
-    #[error("cannot decode {api:?} v{version} response from {address}")]
-    Decode {
-        /// The response's API.
-        api: ApiKey,
-        /// The version used.
-        version: i16,
-        /// The peer.
-        address: SocketAddr,
-        /// The codec's error.
-        #[source]
-        source: CodecError,
-    },
-    /// A response answered another request.
-    #[error("{address} answered correlation id {got} where {expected} was due")]
-    CorrelationMismatch {
-        /// The peer.
-        address: SocketAddr,
-        /// The id of the oldest request in flight.
-        expected: i32,
-        /// The id in the response.
-        got: i32,
-    },
-    /// Broker and bench share no version of an API the bench needs.
-    #[error("the broker serves {api:?} v{broker_min}..={broker_max}; the bench speaks v{client_min}..={client_max}")]
-    NoCommonVersion {
-        /// The API.
-        api: ApiKey,
-        /// Lowest version the broker serves (or -1 if it does not list the API).
-        broker_min: i16,
-        /// Highest version the broker serves.
-        broker_max: i16,
-        /// Lowest version the bench speaks.
-        client_min: i16,
-        /// Highest version the bench speaks.
-        client_max: i16,
     },
     /// A request failed with a Kafka error code.
     #[error("{api:?} failed with Kafka error code {code} ({name})")]
@@ -170,16 +100,6 @@ impl BenchError {
         }
     }
 
-    /// Wraps a codec decode error.
-    pub fn decode(api: ApiKey, version: i16, address: SocketAddr, source: anyhow::Error) -> Self {
-        BenchError::Decode {
-            api,
-            version,
-            address,
-            source: source.into(),
-        }
-    }
-
     /// The error from a Kafka error code, or `None` for code 0.
     pub fn from_code(api: ApiKey, code: i16) -> Option<Self> {
         (code != 0).then(|| BenchError::Kafka {
@@ -193,8 +113,12 @@ impl BenchError {
     pub fn label(&self) -> String {
         match self {
             BenchError::Kafka { api, name, .. } => format!("{api:?}: {name}"),
-            BenchError::Timeout { api, .. } => format!("{api:?}: request timed out"),
-            BenchError::Io { .. } | BenchError::Closed { .. } => "connection lost".to_string(),
+            BenchError::Client(ClientError::Timeout { api, .. }) => {
+                format!("{api}: request timed out")
+            }
+            BenchError::Client(error) if error.is_connection_lost() => {
+                "connection lost".to_string()
+            }
             other => other.to_string(),
         }
     }
@@ -222,5 +146,27 @@ mod tests {
             error.to_string(),
             "Produce failed with Kafka error code 6 (NotLeaderOrFollower)"
         );
+    }
+
+    #[test]
+    fn client_errors_are_counted_by_kind() {
+        let timeout = BenchError::from(ClientError::Timeout {
+            api: runnel_client::Api(ApiKey::Fetch as i16),
+            address: "127.0.0.1:9092".into(),
+            timeout: std::time::Duration::from_secs(30),
+        });
+        assert_eq!(timeout.label(), "Fetch: request timed out");
+        let refused = BenchError::from(ClientError::Connect {
+            address: "127.0.0.1:9092".into(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        });
+        assert_eq!(refused.label(), "connection lost");
+        let closed = BenchError::from(ClientError::Call {
+            api: runnel_client::Api(ApiKey::Produce as i16),
+            version: 9,
+            address: "127.0.0.1:9092".into(),
+            source: runnel_client::FrameError::Closed,
+        });
+        assert_eq!(closed.label(), "connection lost");
     }
 }

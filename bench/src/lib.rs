@@ -1,5 +1,5 @@
-//! `runnel-bench`: a load generator that speaks the Kafka protocol (through the
-//! `kafka-protocol` codec over tokio TCP) to any Kafka-compatible broker, and reports
+//! `runnel-bench`: a load generator that speaks the Kafka protocol (the `kafka-protocol`
+//! codec over `runnel_client` connections) to any Kafka-compatible broker, and reports
 //! produce and consume throughput, produce latency (request sent → acknowledged, per
 //! batch) and end-to-end latency (record created → consumed), with errors seen; or, with
 //! `--read-back` / `--consume-only`, the throughput of a catch-up read of records already
@@ -16,8 +16,7 @@
 //! |--------------|----------------------------------------------------------------|
 //! | `config`     | flags, validation, derived plan                                |
 //! | `error`      | the crate's error type                                         |
-//! | `connection` | Kafka framing over TCP, bounded response frames, pipelining    |
-//! | `versions`   | ApiVersions negotiation                                        |
+//! | `versions`   | the API versions the bench speaks and the run's choice         |
 //! | `cluster`    | Metadata, CreateTopics, leader addresses and the host policy   |
 //! | `payload`    | record values carrying the send time; the run clock            |
 //! | `pacer`      | `--rate` pacing with linger                                    |
@@ -29,7 +28,6 @@
 
 pub mod cluster;
 pub mod config;
-pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod pacer;

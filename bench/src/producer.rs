@@ -18,12 +18,12 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use runnel_client::{ClientConfig, Connection, Pending, ResponseReader};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::TopicLayout;
-use crate::connection::{Connection, FrameReader};
 use crate::error::BenchError;
 use crate::pacer::{Pace, Pacer};
 use crate::payload::{PayloadTemplate, RunClock};
@@ -76,12 +76,12 @@ pub struct ProduceShared {
     pub records_per_batch: usize,
     /// Produce requests in flight per connection.
     pub max_in_flight: usize,
-    /// Response wait limit.
+    /// Response wait limit (also the Produce request's `timeout_ms`).
     pub request_timeout: Duration,
     /// Partial-batch wait with a rate.
     pub linger: Duration,
-    /// client.id.
-    pub client_id: String,
+    /// Identity and limits of the connection.
+    pub client: ClientConfig,
 }
 
 /// One connection's work: its leader and partitions, and its share of `--rate`.
@@ -108,7 +108,13 @@ struct BatchInfo {
 /// A request awaiting its response.
 #[derive(Debug)]
 struct InFlight {
-    correlation_id: i32,
+    pending: Pending<ProduceRequest>,
+    sent: Sent,
+}
+
+/// What a request carried and when it left.
+#[derive(Debug)]
+struct Sent {
     sent_at: Instant,
     batches: Vec<BatchInfo>,
     _permit: OwnedSemaphorePermit,
@@ -117,21 +123,20 @@ struct InFlight {
 /// Runs one producer connection until the quota or duration is spent; returns its stats.
 pub async fn run(shared: Arc<ProduceShared>, task: ProducerTask) -> ProduceStats {
     let mut stats = ProduceStats::default();
-    let connection =
-        match Connection::connect(task.address, &shared.client_id, shared.request_timeout).await {
-            Ok(c) => c,
-            Err(e) => {
-                stats.errors.add(e.label());
-                return stats;
-            }
-        };
+    let connection = match Connection::connect(&task.address.to_string(), &shared.client).await {
+        Ok(c) => c,
+        Err(e) => {
+            stats.errors.add(BenchError::from(e).label());
+            return stats;
+        }
+    };
     let (mut writer, reader) = connection.into_split();
     let mut builder = Builder::new(task);
     if shared.acks == 0 {
         while let Some((request, batches)) = builder.next(&shared).await {
             let sent_at = Instant::now();
-            if let Err(e) = writer.send_only(&request, shared.version).await {
-                stats.errors.add(e.label());
+            if let Err(e) = writer.send_unanswered(&request, shared.version).await {
+                stats.errors.add(BenchError::from(e).label());
                 break;
             }
             let records: u64 = batches.iter().map(|b| b.records).sum();
@@ -159,19 +164,21 @@ pub async fn run(shared: Arc<ProduceShared>, task: ProducerTask) -> ProduceStats
             break;
         };
         let sent_at = Instant::now();
-        let correlation_id = match writer.send(&request, shared.version).await {
-            Ok(id) => id,
+        let pending = match writer.send(&request, shared.version).await {
+            Ok(pending) => pending,
             Err(e) => {
-                stats.errors.add(e.label());
+                stats.errors.add(BenchError::from(e).label());
                 break;
             }
         };
         stats.records_sent += batches.iter().map(|b| b.records).sum::<u64>();
         let in_flight = InFlight {
-            correlation_id,
-            sent_at,
-            batches,
-            _permit: permit,
+            pending,
+            sent: Sent {
+                sent_at,
+                batches,
+                _permit: permit,
+            },
         };
         if tx.send(in_flight).await.is_err() {
             break; // the reader stopped on an error it has counted
@@ -188,23 +195,23 @@ pub async fn run(shared: Arc<ProduceShared>, task: ProducerTask) -> ProduceStats
 }
 
 async fn read_acks(
-    mut reader: FrameReader,
+    mut reader: ResponseReader,
     mut rx: mpsc::Receiver<InFlight>,
     shared: Arc<ProduceShared>,
 ) -> ProduceStats {
     let mut stats = ProduceStats::default();
-    while let Some(in_flight) = rx.recv().await {
+    while let Some(InFlight { pending, sent }) = rx.recv().await {
         let response = tokio::select! {
-            r = reader.receive::<ProduceRequest>(in_flight.correlation_id, shared.version) => r,
+            r = reader.receive(pending) => r,
             _ = shared.abort.cancelled() => {
                 stats.errors.add("Produce: abandoned at --timeout");
                 break;
             }
         };
         match response {
-            Ok(response) => account(&mut stats, &shared, &in_flight, &response, Instant::now()),
+            Ok(response) => account(&mut stats, &shared, &sent, &response, Instant::now()),
             Err(e) => {
-                stats.errors.add(e.label());
+                stats.errors.add(BenchError::from(e).label());
                 break;
             }
         }
@@ -216,16 +223,16 @@ async fn read_acks(
 fn account(
     stats: &mut ProduceStats,
     shared: &ProduceShared,
-    in_flight: &InFlight,
+    sent: &Sent,
     response: &ProduceResponse,
     acked_at: Instant,
 ) {
     let topic = response.responses.iter().find(|t| {
         t.name == shared.topic.name || (!t.topic_id.is_nil() && t.topic_id == shared.topic.topic_id)
     });
-    let latency = acked_at.saturating_duration_since(in_flight.sent_at);
-    let measured = shared.clock.micros_at(in_flight.sent_at.into_std()) >= shared.warmup_end_micros;
-    for batch in &in_flight.batches {
+    let latency = acked_at.saturating_duration_since(sent.sent_at);
+    let measured = shared.clock.micros_at(sent.sent_at.into_std()) >= shared.warmup_end_micros;
+    for batch in &sent.batches {
         let partition = topic.and_then(|t| {
             t.partition_responses
                 .iter()

@@ -69,7 +69,7 @@ pub async fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     let cluster = or_abort(
         &abort,
         plan.timeout,
-        Cluster::discover(config, plan.request_timeout),
+        Cluster::discover(config, &plan.client),
     )
     .await?;
     let partitions: Vec<i32> = cluster
@@ -274,7 +274,7 @@ impl Run<'_> {
             request_timeout: self.plan.request_timeout,
             fetch_max_bytes: config.fetch_max_bytes,
             partition_fetch_max_bytes: config.partition_fetch_max_bytes,
-            client_id: config.client_id.clone(),
+            client: self.plan.client.clone(),
         })
     }
 
@@ -340,7 +340,7 @@ impl Run<'_> {
             max_in_flight: usize::try_from(config.max_in_flight).unwrap_or(1),
             request_timeout: plan.request_timeout,
             linger: plan.linger,
-            client_id: config.client_id.clone(),
+            client: plan.client.clone(),
         });
         let mut seeds = XorShift::new(self.run_id);
         let mut producers = Vec::new();

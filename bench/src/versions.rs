@@ -1,39 +1,31 @@
-//! ApiVersions negotiation: for each API the bench uses, the highest version that both
-//! the broker (from its ApiVersions response) and the bench speak.
+//! The API versions of a run: for each API the bench uses, the highest version that the
+//! bootstrap broker serves (its ApiVersions, asked by `runnel_client`), the codec knows
+//! and the bench builds requests for.
 
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
-use kafka_protocol::protocol::StrBytes;
+use std::ops::RangeInclusive;
+
+use kafka_protocol::messages::{
+    CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+};
+use runnel_client::{ClientError, ServedVersions};
 use serde::Serialize;
 
-use crate::connection::Connection;
 use crate::error::BenchError;
 
-/// The versions the bench speaks, per API. Produce and Fetch from v13 name topics by id,
+/// Produce versions the bench speaks. From v13 Produce and Fetch name topics by id,
 /// which the bench takes from Metadata (v10 and later).
-pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 13),
-    (ApiKey::Fetch, 4, 18),
-    (ApiKey::ListOffsets, 1, 10),
-    (ApiKey::Metadata, 1, 13),
-    (ApiKey::CreateTopics, 2, 7),
-];
+pub const PRODUCE: RangeInclusive<i16> = 3..=13;
+/// Fetch versions the bench speaks.
+pub const FETCH: RangeInclusive<i16> = 4..=18;
+/// ListOffsets versions the bench speaks.
+pub const LIST_OFFSETS: RangeInclusive<i16> = 1..=10;
+/// Metadata versions the bench speaks.
+pub const METADATA: RangeInclusive<i16> = 1..=13;
+/// CreateTopics versions the bench speaks.
+pub const CREATE_TOPICS: RangeInclusive<i16> = 2..=7;
 
 /// Highest version of Produce and Fetch that still names topics by name.
 pub const LAST_VERSION_WITH_TOPIC_NAMES: i16 = 12;
-
-/// Kafka's UNSUPPORTED_VERSION error code.
-const UNSUPPORTED_VERSION: i16 = 35;
-
-/// One API's served range, as a broker lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServedRange {
-    /// The API key.
-    pub api_key: i16,
-    /// Lowest served version.
-    pub min: i16,
-    /// Highest served version.
-    pub max: i16,
-}
 
 /// The versions chosen for this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,36 +42,21 @@ pub struct Versions {
     pub create_topics: Option<i16>,
 }
 
-fn choose(api: ApiKey, served: &[ServedRange]) -> Result<i16, BenchError> {
-    let (client_min, client_max) = CLIENT_VERSIONS
-        .iter()
-        .find(|(key, _, _)| *key == api)
-        .map(|(_, min, max)| (*min, *max))
-        .unwrap_or((0, -1));
-    let broker = served.iter().find(|r| r.api_key == api as i16);
-    let (broker_min, broker_max) = broker.map(|r| (r.min, r.max)).unwrap_or((-1, -1));
-    let high = client_max.min(broker_max);
-    if broker.is_none() || high < client_min.max(broker_min) {
-        return Err(BenchError::NoCommonVersion {
-            api,
-            broker_min,
-            broker_max,
-            client_min,
-            client_max,
-        });
-    }
-    Ok(high)
-}
-
 impl Versions {
-    /// Picks the highest common version of every API the bench uses.
-    pub fn negotiate(served: &[ServedRange]) -> Result<Self, BenchError> {
+    /// Picks the highest common version of every API the bench uses; CreateTopics is
+    /// optional (only `--create-topic` needs it).
+    pub fn negotiate(served: &ServedVersions) -> Result<Self, BenchError> {
+        let create_topics = match served.version::<CreateTopicsRequest>(CREATE_TOPICS) {
+            Ok(version) => Some(version),
+            Err(ClientError::UnsupportedVersion { .. }) => None,
+            Err(other) => return Err(other.into()),
+        };
         Ok(Versions {
-            produce: choose(ApiKey::Produce, served)?,
-            fetch: choose(ApiKey::Fetch, served)?,
-            list_offsets: choose(ApiKey::ListOffsets, served)?,
-            metadata: choose(ApiKey::Metadata, served)?,
-            create_topics: choose(ApiKey::CreateTopics, served).ok(),
+            produce: served.version::<ProduceRequest>(PRODUCE)?,
+            fetch: served.version::<FetchRequest>(FETCH)?,
+            list_offsets: served.version::<ListOffsetsRequest>(LIST_OFFSETS)?,
+            metadata: served.version::<MetadataRequest>(METADATA)?,
+            create_topics,
         })
     }
 
@@ -91,46 +68,19 @@ impl Versions {
     }
 }
 
-/// Asks the broker for its API versions: v3 first; a broker that does not speak v3
-/// answers (in the v0 format) with UNSUPPORTED_VERSION, and the bench asks again at v0.
-pub async fn fetch_served(connection: &mut Connection) -> Result<Vec<ServedRange>, BenchError> {
-    let request = ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("runnel-bench"))
-        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-    let response = match connection.call(&request, 3).await {
-        Ok(response) if response.error_code != UNSUPPORTED_VERSION => response,
-        Ok(_) | Err(BenchError::Decode { .. }) => {
-            connection.call(&ApiVersionsRequest::default(), 0).await?
-        }
-        Err(other) => return Err(other),
-    };
-    if let Some(error) = BenchError::from_code(ApiKey::ApiVersions, response.error_code) {
-        return Err(error);
-    }
-    Ok(response
-        .api_keys
-        .iter()
-        .map(|k| ServedRange {
-            api_key: k.api_key,
-            min: k.min_version,
-            max: k.max_version,
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::ApiKey;
+    use runnel_client::Api;
 
-    fn served(ranges: &[(ApiKey, i16, i16)]) -> Vec<ServedRange> {
-        ranges
-            .iter()
-            .map(|(key, min, max)| ServedRange {
-                api_key: *key as i16,
-                min: *min,
-                max: *max,
-            })
-            .collect()
+    fn served(ranges: &[(ApiKey, i16, i16)]) -> ServedVersions {
+        ServedVersions::new(
+            "127.0.0.1:9092",
+            ranges
+                .iter()
+                .map(|(key, min, max)| (*key as i16, *min, *max)),
+        )
     }
 
     #[test]
@@ -179,13 +129,19 @@ mod tests {
             (ApiKey::ListOffsets, 1, 1),
             (ApiKey::Metadata, 1, 1),
         ]);
-        assert!(matches!(
-            Versions::negotiate(&old),
-            Err(BenchError::NoCommonVersion {
-                api: ApiKey::Produce,
-                ..
-            })
-        ));
-        assert!(Versions::negotiate(&[]).is_err());
+        let error = Versions::negotiate(&old).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                BenchError::Client(ClientError::UnsupportedVersion {
+                    api: Api(0),
+                    broker: Some((0, 2)),
+                    client: (3, 13),
+                    ..
+                })
+            ),
+            "{error}"
+        );
+        assert!(Versions::negotiate(&served(&[])).is_err());
     }
 }

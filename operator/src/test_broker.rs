@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::kafka::{ConnectionConfig, TcpAdminClient};
+use crate::kafka::{TcpAdminClient, TcpAdminFactory};
 
 /// A broker on `127.0.0.1:<free port>` with its own data directory.
 pub struct TestBroker {
@@ -57,7 +57,8 @@ impl TestBroker {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match TcpAdminClient::connect(&broker.address, ConnectionConfig::default()).await {
+            match TcpAdminClient::connect(&broker.address, &TcpAdminFactory::default().config).await
+            {
                 Ok(_) => return broker,
                 Err(e) if Instant::now() > deadline => {
                     panic!("the broker at {} did not come up: {e}", broker.address)
@@ -69,7 +70,7 @@ impl TestBroker {
 
     /// A fresh admin client on this broker.
     pub async fn admin(&self) -> TcpAdminClient {
-        TcpAdminClient::connect(&self.address, ConnectionConfig::default())
+        TcpAdminClient::connect(&self.address, &TcpAdminFactory::default().config)
             .await
             .unwrap()
     }

@@ -1,6 +1,6 @@
 //! A broker started in-process on 127.0.0.1:0 with a temporary data dir, the broker
-//! binary as a child process, and a raw Kafka protocol client for tests that need exact
-//! bytes on the wire.
+//! binary as a child process, and calls on raw sockets (framed by `runnel_client::frame`)
+//! for tests that need exact bytes on the wire.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::protocol::{Request, StrBytes};
 use runnel_broker::{Broker, BrokerConfig};
+use runnel_client::{frame, FrameError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -149,42 +149,33 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// Encodes a request frame (size prefix included).
+/// Largest response frame the tests read.
+pub const MAX_RESPONSE_BYTES: u32 = 64 << 20;
+
+/// Encodes a request frame (size prefix included) with the tests' client id.
 pub fn request_frame<R: Request>(
     request: &R,
     version: i16,
     correlation_id: i32,
 ) -> anyhow::Result<Bytes> {
-    let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow::anyhow!("unknown key"))?;
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("runnel-test")));
-    let header_version = key.request_header_version(version);
-    let mut body = BytesMut::new();
-    header.encode(&mut body, header_version)?;
-    request.encode(&mut body, version)?;
-    let mut frame = BytesMut::with_capacity(body.len() + 4);
-    frame.put_i32(i32::try_from(body.len())?);
-    frame.extend_from_slice(&body);
-    Ok(frame.freeze())
+    let client_id = StrBytes::from_static_str("runnel-test");
+    Ok(frame::encode_request(
+        request,
+        version,
+        correlation_id,
+        &client_id,
+    )?)
 }
 
-/// Reads one response frame body (without the size prefix), or `None` at end of stream.
+/// Reads one response frame body (without the size prefix), or `None` when the broker
+/// closed or reset the connection.
 pub async fn read_response(stream: &mut TcpStream) -> anyhow::Result<Option<Bytes>> {
-    let mut size = [0u8; 4];
-    match tokio::time::timeout(WAIT, stream.read_exact(&mut size)).await? {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
-        Err(e) => return Err(e.into()),
+    match tokio::time::timeout(WAIT, frame::read_frame(stream, MAX_RESPONSE_BYTES)).await? {
+        Ok(body) => Ok(Some(body)),
+        Err(FrameError::Closed) => Ok(None),
+        Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    let len = usize::try_from(i32::from_be_bytes(size))?;
-    anyhow::ensure!(len < 64 << 20, "response of {len} bytes");
-    let mut body = vec![0u8; len];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut body)).await??;
-    Ok(Some(Bytes::from(body)))
 }
 
 /// Fails unless a new connection to `broker` gets a good ApiVersions answer: the broker
@@ -210,15 +201,10 @@ pub async fn call<R: Request>(
     stream
         .write_all(&request_frame(request, version, correlation_id)?)
         .await?;
-    let mut body = read_response(stream)
+    let body = read_response(stream)
         .await?
         .ok_or_else(|| anyhow::anyhow!("connection closed"))?;
-    let header = ResponseHeader::decode(&mut body, R::Response::header_version(version))?;
-    anyhow::ensure!(
-        header.correlation_id == correlation_id,
-        "correlation id mismatch"
-    );
-    R::Response::decode(&mut body, version)
+    Ok(frame::decode_response::<R>(body, version, correlation_id)?)
 }
 
 /// The text of `GET /metrics` from the endpoint at `addr`.

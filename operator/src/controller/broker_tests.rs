@@ -15,14 +15,13 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use runnel_client::ClientConfig;
 use serde_json::{json, Value};
 
 use super::{consumergroup, topic};
 use crate::crd::{ConsumerGroup, Topic};
 use crate::fixtures::ApiServerVerifier;
-use crate::kafka::{
-    Connection, ConnectionConfig, KafkaAdmin, NewTopic, TcpAdminFactory, TopicPartition,
-};
+use crate::kafka::{KafkaAdmin, NewTopic, TcpAdminFactory, TopicPartition};
 use crate::test_broker::TestBroker;
 use crate::Context;
 
@@ -187,7 +186,7 @@ async fn produce(address: &str, topic: &str, count: i64) {
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(batch.freeze()))])]);
-    let mut connection = Connection::connect(address, ConnectionConfig::default())
+    let mut connection = runnel_client::Connection::connect(address, &ClientConfig::default())
         .await
         .unwrap();
     let response = connection.call(&request, 7).await.unwrap();

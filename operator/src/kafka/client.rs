@@ -16,7 +16,7 @@
 //! | DescribeGroups | 0–5 |
 //! | OffsetCommit | 2–8 |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -29,19 +29,18 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
+use runnel_client::{ClientConfig, ClientError, Connection};
 use tokio::sync::Mutex;
 
-use super::connection::api_name;
 use super::error::check;
 use super::{
-    AdminFactory, AlterConfigOp, ConfigEntry, ConfigSource, Connection, ConnectionConfig,
-    GroupDescription, KafkaAdmin, KafkaError, NewTopic, OffsetSpec, PartitionMetadata,
-    TopicMetadata, TopicPartition,
+    AdminFactory, AlterConfigOp, ConfigEntry, ConfigSource, GroupDescription, KafkaAdmin,
+    KafkaError, NewTopic, OffsetSpec, PartitionMetadata, TopicMetadata, TopicPartition,
 };
 
 /// Kafka's resource type number for a topic.
@@ -54,84 +53,52 @@ const BROKER_OPERATION_TIMEOUT_MS: i32 = 30_000;
 /// Calls are serialized on the connection (a tokio `Mutex` held across the round trip).
 pub struct TcpAdminClient {
     connection: Mutex<Connection>,
-    /// Version range per API key, as the broker advertised it.
-    versions: HashMap<i16, (i16, i16)>,
+    address: String,
 }
 
 impl TcpAdminClient {
     /// Connects to the first reachable address of `bootstrap` (`host:port[,...]`) and
     /// asks it which API versions it serves.
-    pub async fn connect(bootstrap: &str, config: ConnectionConfig) -> Result<Self, KafkaError> {
+    pub async fn connect(bootstrap: &str, config: &ClientConfig) -> Result<Self, KafkaError> {
         let mut last_error = None;
         for address in bootstrap
             .split(',')
             .map(str::trim)
             .filter(|a| !a.is_empty())
         {
-            match Connection::connect(address, config.clone()).await {
+            match Connection::connect(address, config).await {
                 Ok(mut connection) => {
-                    let versions = api_versions(&mut connection).await?;
+                    connection.api_versions().await?;
                     return Ok(Self {
                         connection: Mutex::new(connection),
-                        versions,
+                        address: address.to_string(),
                     });
                 }
                 Err(error) => last_error = Some(error),
             }
         }
-        Err(last_error.unwrap_or_else(|| KafkaError::Connect {
-            address: bootstrap.to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address given"),
-        }))
+        Err(KafkaError::Client(last_error.unwrap_or_else(|| {
+            ClientError::Connect {
+                address: bootstrap.to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address given"),
+            }
+        })))
     }
 
-    /// The version to send `R` at: the highest in the broker's range, the codec's range
-    /// and `implemented`.
-    fn version<R: Request>(&self, implemented: RangeInclusive<i16>) -> Result<i16, KafkaError> {
-        let unsupported = || KafkaError::UnsupportedApi {
-            api: api_name(R::KEY),
-        };
-        let &(broker_min, broker_max) = self.versions.get(&R::KEY).ok_or_else(unsupported)?;
-        let min = broker_min.max(R::VERSIONS.min).max(*implemented.start());
-        let max = broker_max.min(R::VERSIONS.max).min(*implemented.end());
-        if min > max {
-            return Err(unsupported());
-        }
-        Ok(max)
-    }
-
+    /// Sends the request `build` makes for the highest version that the broker
+    /// advertises, the codec knows and `implemented` holds; returns the response and
+    /// that version.
     pub(super) async fn call<R: Request>(
         &self,
         implemented: RangeInclusive<i16>,
         build: impl FnOnce(i16) -> R,
     ) -> Result<(R::Response, i16), KafkaError> {
-        let version = self.version::<R>(implemented)?;
+        let mut connection = self.connection.lock().await;
+        let version = connection.version::<R>(implemented).await?;
         let request = build(version);
-        let response = self.connection.lock().await.call(&request, version).await?;
+        let response = connection.call(&request, version).await?;
         Ok((response, version))
     }
-}
-
-/// Asks the broker for its API versions: v3 first, v0 when the broker refuses v3.
-async fn api_versions(connection: &mut Connection) -> Result<HashMap<i16, (i16, i16)>, KafkaError> {
-    let request = ApiVersionsRequest::default()
-        .with_client_software_name(StrBytes::from_static_str("runnel-operator"))
-        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-    let mut response = connection.call(&request, 3).await?;
-    if response.error_code == ResponseError::UnsupportedVersion.code() {
-        response = connection.call(&ApiVersionsRequest::default(), 0).await?;
-    }
-    check(
-        "ApiVersions",
-        || connection.address().to_string(),
-        response.error_code,
-        None,
-    )?;
-    Ok(response
-        .api_keys
-        .iter()
-        .map(|k| (k.api_key, (k.min_version, k.max_version)))
-        .collect())
 }
 
 pub(super) fn text(value: &str) -> StrBytes {
@@ -400,17 +367,26 @@ impl KafkaAdmin for TcpAdminClient {
 }
 
 /// Makes a [`TcpAdminClient`] per call, with the given limits.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct TcpAdminFactory {
-    /// Limits of every connection made.
-    pub config: ConnectionConfig,
+    /// Identity and limits of every connection made.
+    pub config: ClientConfig,
+}
+
+impl Default for TcpAdminFactory {
+    /// Client id and software name `runnel-operator`; the client's default limits.
+    fn default() -> Self {
+        Self {
+            config: ClientConfig::new("runnel-operator"),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl AdminFactory for TcpAdminFactory {
     async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
         Ok(Arc::new(
-            TcpAdminClient::connect(bootstrap, self.config.clone()).await?,
+            TcpAdminClient::connect(bootstrap, &self.config).await?,
         ))
     }
 }
@@ -418,7 +394,7 @@ impl AdminFactory for TcpAdminFactory {
 impl std::fmt::Debug for TcpAdminClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpAdminClient")
-            .field("apis", &self.versions.len())
+            .field("address", &self.address)
             .finish_non_exhaustive()
     }
 }

@@ -1,8 +1,7 @@
 //! [`KafkaError`]: why a call of the admin client failed.
 
-use std::time::Duration;
-
 use kafka_protocol::ResponseError;
+use runnel_client::ClientError;
 
 /// Why a Kafka admin call failed.
 ///
@@ -10,82 +9,10 @@ use kafka_protocol::ResponseError;
 /// tell "the topic does not exist" from "the config is invalid" without parsing text.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {
-    /// No TCP connection could be made to the address.
-    #[error("connecting to {address} failed")]
-    Connect {
-        /// The `host:port` dialled.
-        address: String,
-        /// The socket error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The call did not complete in time; the connection is unusable afterwards.
-    #[error("{api} to {address} timed out after {}ms", timeout.as_millis())]
-    Timeout {
-        /// The Kafka API called (`Metadata`, ...).
-        api: &'static str,
-        /// The broker's address.
-        address: String,
-        /// The limit that passed.
-        timeout: Duration,
-    },
-    /// Reading or writing the socket failed; the connection is unusable afterwards.
-    #[error("{api} to {address} failed on the socket")]
-    Io {
-        /// The Kafka API called.
-        api: &'static str,
-        /// The broker's address.
-        address: String,
-        /// The socket error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The response's size prefix is negative or above the configured maximum.
-    #[error("{api} response from {address} announced {size} bytes (maximum {max})")]
-    FrameSize {
-        /// The Kafka API called.
-        api: &'static str,
-        /// The broker's address.
-        address: String,
-        /// The announced size.
-        size: i32,
-        /// The configured maximum.
-        max: u32,
-    },
-    /// The request could not be encoded or the response decoded at this version.
-    #[error("{api} v{version} could not be {direction}: {reason}")]
-    Codec {
-        /// The Kafka API.
-        api: &'static str,
-        /// The version used.
-        version: i16,
-        /// `encoded` or `decoded`.
-        direction: &'static str,
-        /// The codec's explanation.
-        reason: String,
-    },
-    /// The response answers another request than the one sent.
-    #[error("{api} response carried correlation id {got}, expected {expected}")]
-    CorrelationMismatch {
-        /// The Kafka API called.
-        api: &'static str,
-        /// The id sent.
-        expected: i32,
-        /// The id received.
-        got: i32,
-    },
-    /// An earlier failure left the connection in an unknown state.
-    #[error("the connection to {address} broke earlier and cannot be reused")]
-    Broken {
-        /// The broker's address.
-        address: String,
-    },
-    /// The broker and this client share no version of an API.
-    #[error("the broker supports no version of {api} this client implements")]
-    UnsupportedApi {
-        /// The Kafka API.
-        api: &'static str,
-    },
+    /// The connection failed: refused, timed out, a frame out of bounds or out of step,
+    /// or no common version of the API.
+    #[error(transparent)]
+    Client(#[from] ClientError),
     /// The broker answered with a Kafka error code.
     #[error("{api} for {resource} failed: {} (Kafka error {code}){}", ResponseError::try_from_code(*code).map(|e| e.to_string()).unwrap_or_default(), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Broker {

@@ -112,10 +112,10 @@ impl AdminFactory for FakeKafka {
     async fn connect(&self, bootstrap: &str) -> Result<Arc<dyn KafkaAdmin>, KafkaError> {
         self.record(format!("connect {bootstrap}"));
         if self.state.lock().unwrap().unreachable {
-            return Err(KafkaError::Connect {
+            return Err(KafkaError::Client(runnel_client::ClientError::Connect {
                 address: bootstrap.to_string(),
                 source: std::io::ErrorKind::ConnectionRefused.into(),
-            });
+            }));
         }
         Ok(Arc::new(self.clone()))
     }

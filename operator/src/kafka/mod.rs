@@ -1,10 +1,9 @@
 //! A small Kafka admin client: what the Topic and ConsumerGroup controllers ask of a
-//! cluster, over the Kafka protocol (`kafka-protocol` codec, tokio TCP).
+//! cluster, as `kafka-protocol` requests sent over a [`runnel_client::Connection`].
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `connection.rs` | [`Connection`]: framing, correlation ids, bounded reads, timeouts |
-//! | `client.rs` | [`TcpAdminClient`]: version negotiation and the topic-level calls |
+//! | `client.rs` | [`TcpAdminClient`]: one `runnel_client` connection and the topic-level calls |
 //! | `groups.rs` | the partition- and group-level calls (offsets, groups) |
 //! | `error.rs` | [`KafkaError`], keeping the broker's error codes |
 //!
@@ -19,7 +18,6 @@
 //! (FindCoordinator) is not implemented yet either.
 
 mod client;
-mod connection;
 mod error;
 #[cfg(test)]
 pub mod fake;
@@ -30,7 +28,6 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use client::{TcpAdminClient, TcpAdminFactory};
-pub use connection::{checked_frame_len, Connection, ConnectionConfig};
 pub use error::KafkaError;
 
 /// One partition of one topic.
