@@ -180,19 +180,13 @@ impl BrokerContext {
         let partitions = PartitionManager::new(&config.data_dir);
         let total: i64 = image
             .topics()
-            .map(|t| {
-                (0..t.partitions)
-                    .filter(|&p| t.replicas(p, config.node_id).contains(&config.node_id))
-                    .count() as i64
-            })
+            .map(|t| t.partitions_on(config.node_id).count() as i64)
             .sum();
         status.begin_recovery(u32::try_from(total).unwrap_or(u32::MAX));
         let delay = std::time::Duration::from_millis(config.debug_recovery_delay_ms);
         for topic in image.topics() {
             let log_config = topic_config::log_config(&config, &topic.configs);
-            let hosted = (0..topic.partitions)
-                .filter(|&p| topic.replicas(p, config.node_id).contains(&config.node_id));
-            for partition in hosted {
+            for partition in topic.partitions_on(config.node_id) {
                 partitions
                     .open(&topic.name, partition..partition + 1, &log_config)
                     .map_err(|source| StartError::Log {
@@ -410,20 +404,15 @@ impl BrokerContext {
     /// [`BrokerContext::apply_image`] with the metadata lock held.
     fn reconcile(&self, image: &Arc<MetadataImage>) -> Result<(), StartError> {
         let before = self.image();
-        let me = self.node_id();
         for topic in image.topics() {
             let log_config = topic_config::log_config(&self.config, &topic.configs);
-            for partition in 0..topic.partitions {
-                if topic.replicas(partition, me).contains(&me) {
-                    self.partitions
-                        .open(&topic.name, partition..partition + 1, &log_config)
-                        .map_err(|source| StartError::Log {
-                            topic: topic.name.clone(),
-                            partition,
-                            source,
-                        })?;
-                }
-            }
+            crate::topics::open_hosted(self, topic, 0..topic.partitions, &log_config).map_err(
+                |source| StartError::Log {
+                    topic: topic.name.clone(),
+                    partition: -1,
+                    source,
+                },
+            )?;
             let changed = before
                 .topic(&topic.name)
                 .is_some_and(|old| old.configs != topic.configs);

@@ -305,14 +305,16 @@ fn place(
 }
 
 /// Opens the partitions in `range` of `topic` that have a replica on this broker.
-fn open_hosted(
+pub(crate) fn open_hosted(
     ctx: &BrokerContext,
     topic: &TopicImage,
     range: std::ops::Range<i32>,
     log_config: &runnel_storage::LogConfig,
 ) -> Result<(), LogError> {
-    let me = ctx.node_id();
-    for partition in range.filter(|&p| topic.replicas(p, me).contains(&me)) {
+    for partition in topic
+        .partitions_on(ctx.node_id())
+        .filter(|p| range.contains(p))
+    {
         ctx.partitions
             .open(&topic.name, partition..partition + 1, log_config)?;
     }

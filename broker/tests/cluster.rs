@@ -29,6 +29,17 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+fn produce(partition: i32, batch: bytes::Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])])
+}
+
 async fn three_brokers() -> anyhow::Result<Vec<TestBroker>> {
     let ports = [free_port()?, free_port()?, free_port()?];
     let voters = ports
@@ -106,19 +117,7 @@ async fn partitions_and_groups_owned_elsewhere_get_redirect_codes() -> anyhow::R
         let other = &brokers[((leader + 1) % 3) as usize];
         let mut s = other.connect().await?;
         let batch = common::plain_batch(&[(None, bytes::Bytes::from_static(b"x"))], 0)?;
-        let produced = call(
-            &mut s,
-            &ProduceRequest::default()
-                .with_acks(1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch.clone()))])]),
-            9,
-        )
-        .await?;
+        let produced = call(&mut s, &produce(partition, batch.clone()), 9).await?;
         assert_eq!(
             produced.responses[0].partition_responses[0].error_code,
             NOT_LEADER
@@ -152,19 +151,7 @@ async fn partitions_and_groups_owned_elsewhere_get_redirect_codes() -> anyhow::R
         assert_eq!(listed.topics[0].partitions[0].error_code, NOT_LEADER);
         // The leader itself takes the write.
         let mut s = brokers[leader as usize].connect().await?;
-        let produced = call(
-            &mut s,
-            &ProduceRequest::default()
-                .with_acks(1)
-                .with_timeout_ms(5000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch))])]),
-            9,
-        )
-        .await?;
+        let produced = call(&mut s, &produce(partition, batch), 9).await?;
         let answer = &produced.responses[0].partition_responses[0];
         assert_eq!((answer.error_code, answer.base_offset), (0, 0));
     }

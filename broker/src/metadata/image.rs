@@ -28,11 +28,20 @@ impl TopicImage {
     /// The replicas of `partition`: its assignment, or `[single]` for a topic from before
     /// clusters (every partition on the one broker there was).
     pub fn replicas(&self, partition: i32, single: i32) -> Vec<i32> {
+        self.replicas_of(partition).unwrap_or_else(|| vec![single])
+    }
+
+    /// The partitions with a replica on broker `node` (every partition of a topic from
+    /// before clusters, which the one broker there was holds).
+    pub fn partitions_on(&self, node: i32) -> impl Iterator<Item = i32> + '_ {
+        (0..self.partitions).filter(move |&p| self.replicas_of(p).is_none_or(|r| r.contains(&node)))
+    }
+
+    fn replicas_of(&self, partition: i32) -> Option<Vec<i32>> {
         usize::try_from(partition)
             .ok()
             .and_then(|p| self.replicas.get(p))
             .cloned()
-            .unwrap_or_else(|| vec![single])
     }
 }
 
