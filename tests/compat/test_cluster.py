@@ -233,3 +233,25 @@ def test_a_data_directory_of_another_cluster_is_refused(make_cluster, tmp_path):
     with pytest.raises(Exception) as refused:
         b.start()
     assert f'belongs to cluster "{cluster_id}", not to "another-cluster"' in str(refused.value)
+
+
+def test_a_fourth_broker_follows_the_metadata_without_voting(make_cluster, unique_name):
+    cluster = make_cluster(4)
+    assert cluster.voters.count("@") == 3
+    answer = cluster.describe(3)
+    assert sorted(b["broker_id"] for b in answer["brokers"]) == [0, 1, 2, 3]
+    assert answer["controller_id"] in (0, 1, 2)
+    # Admin changes through the non-voter commit through the quorum and reach everyone.
+    name = unique_name("via-learner")
+    create(cluster.bootstrap(3), name, partitions=4, factor=2)
+    for node in range(4):
+        partitions = wait_until(lambda: _described(cluster.bootstrap(node), name), 20,
+                                what=f"{name} on node {node}")
+        assert sorted(p["leader_id"] for p in partitions) == [0, 1, 2, 3]
+    # The non-voter is not needed for a majority: with it and one voter down, the quorum
+    # still commits.
+    cluster.brokers[3].kill9()
+    cluster.brokers[0].kill9()
+    after = unique_name("without-learner")
+    create_retrying(cluster.bootstrap(1), after, partitions=1, factor=1)
+    assert wait_until(lambda: _described(cluster.bootstrap(2), after), 20, what=after)
