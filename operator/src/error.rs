@@ -95,12 +95,16 @@ impl Error {
     /// breaks a rule, e.g. a StatefulSet field that cannot change) or `403 Forbidden`
     /// (RBAC, a quota, an admission policy). Sending the same request again cannot
     /// succeed; the spec, or the cluster's policy, has to change.
+    ///
+    /// Not so for the 403 of a namespace being deleted (cause `NamespaceTerminating`): the
+    /// objects go with the namespace, nothing in the spec is wrong, and the retry ends
+    /// when the object is gone.
     pub fn is_refused_by_api(&self) -> bool {
         match self {
             Self::Kube {
                 source: kube::Error::Api(status),
                 ..
-            } => matches!(status.code, 403 | 422),
+            } => matches!(status.code, 403 | 422) && !namespace_terminating(status),
             _ => false,
         }
     }
@@ -169,6 +173,14 @@ fn api_answer(status: &kube::core::Status) -> String {
     }
 }
 
+/// Whether the API server refused a write because the namespace is being deleted.
+fn namespace_terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +190,27 @@ mod tests {
             action: "apply StatefulSet demo".into(),
             source: kube::Error::Api(Box::new(status)),
         }
+    }
+
+    #[test]
+    fn a_terminating_namespace_is_not_a_spec_error() {
+        let terminating: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure",
+            "message": "statefulsets.apps \"demo\" is forbidden: unable to create new content \
+                        in namespace team-a because it is being terminated",
+            "reason": "Forbidden",
+            "details": {"name": "demo", "group": "apps", "kind": "statefulsets",
+                        "causes": [{"reason": "NamespaceTerminating",
+                                    "message": "namespace team-a is being terminated",
+                                    "field": "metadata.namespace"}]},
+            "code": 403
+        }))
+        .unwrap_or_default();
+        assert_eq!(terminating.code, 403);
+        assert!(!api_error(terminating).is_refused_by_api());
+        let rbac = kube::core::Status::failure("statefulsets.apps is forbidden", "Forbidden")
+            .with_code(403);
+        assert!(api_error(rbac).is_refused_by_api());
     }
 
     #[test]
