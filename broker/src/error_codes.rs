@@ -22,6 +22,7 @@ pub fn for_log_error(e: &LogError) -> i16 {
         // A stored batch that does not read back (written before append checked it).
         LogError::UnreadableBatch { .. } => ResponseError::CorruptMessage,
         LogError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::BatchLargerThanSegment { .. } => ResponseError::RecordListTooLarge,
         LogError::OffsetOutOfRange { .. } | LogError::DeleteRecordsOutOfRange { .. } => {
             ResponseError::OffsetOutOfRange
         }

@@ -33,7 +33,7 @@ SEED = int(os.environ.get("CRASH_SEED", "1212"))
 PARTITIONS = 6
 # Small segments, so that kills also land around segment rolls and producer-state snapshots.
 SEGMENT_BYTES = 128 * 1024
-# A batch larger than a segment is refused (MESSAGE_TOO_LARGE), and librdkafka builds big
+# A batch larger than a segment is refused (RECORD_LIST_TOO_LARGE), and librdkafka builds big
 # batches from what queued during an outage: keep them well below a segment.
 BATCH_BYTES = 32 * 1024
 # A value is a 10-digit record number and padding (values are unique across the topic).

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from kafka.admin import NewTopic
-from kafka.errors import (KafkaTimeoutError, MessageSizeTooLargeError,
+from kafka.errors import (KafkaTimeoutError, MessageSizeTooLargeError, RecordListTooLargeError,
                           UnknownTopicOrPartitionError)
 
 from compat_helpers import (admin_client, consumer, create_topic, producer,
@@ -265,6 +265,18 @@ def test_acks_0_records_still_land(broker, topic):
         p.flush(timeout=30)
     records = read_partition(broker.bootstrap, topic, 0, expected=5)
     assert [r.value for r in records] == [b"fire-%d" % i for i in range(5)]
+
+
+def test_batch_larger_than_a_segment_is_record_list_too_large(broker, topic):
+    # Batches never span segments: one larger than segment.bytes (but within
+    # max.message.bytes) gets Kafka's RECORD_LIST_TOO_LARGE, and nothing is appended.
+    create_topic(broker.bootstrap, topic, partitions=1, configs={"segment.bytes": "16384"})
+    with producer(broker.bootstrap, retries=0, enable_idempotence=False, acks=1) as p:
+        with pytest.raises(RecordListTooLargeError):
+            p.send(topic, value=bytes(range(256)) * 128, partition=0).get(timeout=30)
+        ok = p.send(topic, value=b"small", partition=0).get(timeout=30)
+    assert ok.offset == 0
+    assert [r.value for r in read_partition(broker.bootstrap, topic, 0, expected=1)] == [b"small"]
 
 
 def test_record_larger_than_max_message_bytes_is_rejected(broker, topic):

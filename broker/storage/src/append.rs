@@ -64,11 +64,18 @@ pub(crate) fn split_batches(
                 }))
             }
         };
-        let max = config
-            .max_message_bytes
-            .min(config.effective_segment_bytes());
-        if total > max {
-            return Err(LogError::RecordTooLarge { size: total, max });
+        if total > config.max_message_bytes {
+            return Err(LogError::RecordTooLarge {
+                size: total,
+                max: config.max_message_bytes,
+            });
+        }
+        let segment = config.effective_segment_bytes();
+        if total > segment {
+            return Err(LogError::BatchLargerThanSegment {
+                size: total,
+                segment,
+            });
         }
         if total > rest.len() as u64 {
             return Err(LogError::corrupt(CorruptReason::Truncated {
@@ -764,7 +771,10 @@ mod tests {
         });
         assert!(matches!(
             log.append(&sized(151), 0, 0),
-            Err(LogError::RecordTooLarge { max: 150, .. })
+            Err(LogError::BatchLargerThanSegment {
+                size: 151,
+                segment: 150
+            })
         ));
         assert_eq!(log.log_end_offset(), 2);
     }

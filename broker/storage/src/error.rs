@@ -63,14 +63,22 @@ pub enum LogError {
         /// The encoder's error.
         source: std::io::Error,
     },
-    /// A record batch is larger than the topic allows (`max.message.bytes`, or
-    /// `segment.bytes` since a batch never spans segments).
+    /// A record batch is larger than the topic allows (`max.message.bytes`).
     #[error("The record batch is {size} bytes, larger than the maximum of {max} bytes.")]
     RecordTooLarge {
         /// The batch's total size in bytes.
         size: u64,
         /// The configured maximum in bytes.
         max: u64,
+    },
+    /// A record batch is larger than a segment (`segment.bytes`): batches never span
+    /// segments. Kafka's RECORD_LIST_TOO_LARGE.
+    #[error("The record batch is {size} bytes, larger than the segment size of {segment} bytes.")]
+    BatchLargerThanSegment {
+        /// The batch's total size in bytes.
+        size: u64,
+        /// `segment.bytes`.
+        segment: u64,
     },
     /// The requested offset is not in `[log_start_offset, log_end_offset]`.
     #[error(
