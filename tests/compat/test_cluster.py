@@ -17,7 +17,8 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 from kafka.admin import NewTopic
-from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (InvalidReplicationFactorError, KafkaError, RequestTimedOutError,
+                          TopicAlreadyExistsError)
 
 from compat_helpers import admin_client, consumer, poll_until, producer, wait_until
 
@@ -255,3 +256,38 @@ def test_a_fourth_broker_follows_the_metadata_without_voting(make_cluster, uniqu
     after = unique_name("without-learner")
     create_retrying(cluster.bootstrap(1), after, partitions=1, factor=1)
     assert wait_until(lambda: _described(cluster.bootstrap(2), after), 20, what=after)
+
+
+@pytest.mark.crash
+def test_without_a_majority_admin_changes_time_out_and_reads_go_on(make_cluster, unique_name):
+    cluster = make_cluster(3)
+    existing = unique_name("before-minority")
+    create(cluster.bootstrap(0), existing, partitions=3, factor=1)
+    wait_until(lambda: _described(cluster.bootstrap(2), existing), 20, what=existing)
+    cluster.brokers[0].kill9()
+    cluster.brokers[1].kill9()
+    # Metadata already known is still served by the survivor (librdkafka asks the brokers
+    # that answer); changes need a majority. Without one the dead brokers cannot even be
+    # fenced, so a client may first try one of them: it retries, as clients do, until the
+    # survivor answers, and what the survivor answers is REQUEST_TIMED_OUT.
+    listed = AdminClient({"bootstrap.servers": cluster.bootstrap(2)}).list_topics(existing, timeout=15)
+    assert sorted(listed.topics[existing].partitions) == [0, 1, 2]
+    answers = []
+
+    def attempt():
+        try:
+            create(cluster.bootstrap(2), unique_name("in-minority"), partitions=1, factor=1)
+            answers.append("created")
+        except RequestTimedOutError:
+            answers.append("timed out")
+        except KafkaError as e:  # a dead broker tried first
+            answers.append(type(e).__name__)
+            return False
+        return True
+
+    wait_until(attempt, 90, interval=0.5, what="an answer from the survivor")
+    assert answers[-1] == "timed out", answers
+    cluster.brokers[0].start()
+    after = unique_name("majority-back")
+    create_retrying(cluster.bootstrap(2), after, partitions=1, factor=1)
+    assert wait_until(lambda: _described(cluster.bootstrap(0), after), 20, what=after)
