@@ -5,7 +5,9 @@
 //! 1. refuse a spec the operator cannot honour (status `Degraded/InvalidSpec`, no apply);
 //!    a child the API server refuses (422/403) likewise ends the pass with
 //!    `Degraded/RefusedByAPIServer` instead of a retry loop;
-//! 2. read the StatefulSet, to hold a scale-down the brokers cannot yet survive;
+//! 2. read the StatefulSet: the metadata quorum's voters it passes are kept (they are
+//!    fixed when the cluster is created, see [`resources::quorum`]), and a scale-down
+//!    the brokers cannot yet survive is held;
 //! 3. apply ConfigMap, Services, StatefulSet, PDB and the optional ServiceMonitor, all
 //!    under the field manager `runnel-operator` with `force`;
 //! 4. list the broker pods; take one step of the gated rolling restart (see
@@ -46,6 +48,7 @@ pub use status::Findings;
 use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
 use crate::crd::{newly, ConditionStatus, KafkaCluster, KafkaClusterStatus};
+use crate::resources::quorum::{self, Voters};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
 use crate::{Context, Error};
 
@@ -89,19 +92,26 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
 }
 
 async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Result<Action, Error> {
-    configmap::validate_broker_config(&kc.spec.config)?;
+    quorum::validate_listeners(&kc.spec.listeners)?;
+    // The voter count does not change what the broker accepts; only that there is a quorum.
+    let quorum_flags = statefulset::quorum_flags(kc, Voters::initial(kc.spec.replicas));
+    configmap::validate_broker_config(&kc.spec.config, &quorum_flags)?;
 
     let client = &ctx.client;
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let sts_name = resources::names::statefulset(kc);
-    let running = statefulsets
+    let existing = statefulsets
         .get_opt(&sts_name)
         .await
-        .map_err(Error::kube(format!("get StatefulSet {sts_name}")))?
-        .and_then(|sts| sts.spec.replicas);
+        .map_err(Error::kube(format!("get StatefulSet {sts_name}")))?;
+    let running = existing.as_ref().and_then(|sts| sts.spec.replicas);
+    let voters = Voters::of(kc, existing.as_ref());
 
-    let mut findings = Findings::default();
-    let mut desired_sts = statefulset::desired_statefulset(kc);
+    let mut findings = Findings {
+        quorum_voters: voters.ids().collect(),
+        ..Findings::default()
+    };
+    let mut desired_sts = statefulset::desired_statefulset(kc, voters);
     if let Some(running) = running.filter(|running| *running > kc.spec.replicas) {
         let holders = replica_holders(kc, ctx, kc.spec.replicas..running).await;
         if holders.is_empty() {

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use crate::crd::{
     upsert_condition, BrokerState, BrokerStatus, ConditionStatus, KafkaCluster, KafkaClusterStatus,
 };
-use crate::resources::names;
+use crate::resources::{names, quorum};
 use crate::Error;
 
 use super::restart::Step;
@@ -31,6 +31,8 @@ pub struct Findings {
     pub scale_down_blocked_at: Option<i32>,
     /// Why: each broker that would go and still holds replicas (or cannot be asked).
     pub scale_down_holders: Vec<String>,
+    /// The metadata quorum's voters.
+    pub quorum_voters: Vec<i32>,
     /// The ServiceMonitor is enabled but its CRD is not installed.
     pub service_monitor_unavailable: bool,
     /// Where the gated rolling restart stands.
@@ -129,6 +131,8 @@ pub fn cluster_status(
     status.ready_brokers = ready_brokers;
     status.bootstrap_servers = Some(names::bootstrap_servers(kc));
     status.brokers = brokers;
+    status.cluster_id = quorum::cluster_id(kc);
+    status.quorum_voters = findings.quorum_voters.clone();
 
     let all_ready = ready_brokers >= desired && findings.scale_down_blocked_at.is_none();
     let (reason, message) = if let Some(kept) = findings.scale_down_blocked_at {

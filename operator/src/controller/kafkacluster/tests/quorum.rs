@@ -1,0 +1,102 @@
+//! The metadata quorum in a reconcile pass: every broker gets the quorum flags, and the
+//! voters are fixed at creation (growing keeps them).
+
+use super::*;
+
+#[tokio::test]
+async fn new_cluster_brokers_get_the_quorum_flags() {
+    let (ctx, server) = Context::test();
+    let scenario = server.run(|mut server| async move {
+        let applied = children_applies_over(&mut server, 3, None, 3, sts_status(3, 0)).await;
+        assert_eq!(
+            voters_arg(&applied),
+            "0@demo-0.demo-brokers.streaming.svc:9093,1@demo-1.demo-brokers.streaming.svc:9093,\
+             2@demo-2.demo-brokers.streaming.svc:9093"
+        );
+        let args = &applied["spec"]["template"]["spec"]["containers"][0]["args"];
+        let args: Vec<&str> = args
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--cluster-id", "C25bjl88S46dbB0vOktcbQ"]),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--controller-listen", "0.0.0.0:9093"]),
+            "{args:?}"
+        );
+        pods_list(&mut server, vec![]).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        assert_eq!(patch.body["status"]["quorumVoters"], json!([0, 1, 2]));
+        respond_stored_cluster(patch);
+    });
+    let result = reconcile(Arc::new(demo()), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn growing_a_cluster_keeps_its_voters() {
+    // Created with one broker, now five: broker 0 stays the only voter, the rest join as
+    // non-voters; Kafka is not asked while no broker is ready.
+    let kafka = FakeKafka::default();
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(|mut server| async move {
+        let applied = children_applies_over(
+            &mut server,
+            5,
+            Some(existing_sts(1, 1)),
+            5,
+            sts_status(5, 0),
+        )
+        .await;
+        assert_eq!(
+            voters_arg(&applied),
+            "0@demo-0.demo-brokers.streaming.svc:9093"
+        );
+        pods_list(&mut server, vec![]).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        assert_eq!(patch.body["status"]["quorumVoters"], json!([0]));
+        respond_stored_cluster(patch);
+    });
+    let mut kc = demo();
+    kc.spec.replicas = 5;
+    let result = reconcile(Arc::new(kc), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(kafka.take_calls().is_empty());
+}
+
+#[tokio::test]
+async fn listener_ports_that_collide_with_the_quorum_are_refused() {
+    let (ctx, server) = Context::test();
+    let scenario = server.run(|mut server| async move {
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let degraded = condition(&patch.body["status"], "Degraded");
+        assert_eq!(degraded["reason"], "InvalidSpec");
+        assert!(
+            degraded["message"].as_str().unwrap().contains("9093"),
+            "{degraded}"
+        );
+        respond_stored_cluster(patch);
+    });
+    let mut kc = demo();
+    kc.spec.listeners.metrics_port = 9093;
+    let error = reconcile(Arc::new(kc), ctx).await.unwrap_err();
+    scenario.finish().await;
+    assert!(
+        matches!(
+            error,
+            Error::InvalidSpec {
+                field: "spec.listeners",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
