@@ -7,7 +7,7 @@
 //!    `Degraded/RefusedByAPIServer` instead of a retry loop;
 //! 2. read the StatefulSet: the metadata quorum's voters it passes are kept (they are
 //!    fixed when the cluster is created, see [`resources::quorum`]), and a scale-down
-//!    the brokers cannot yet survive is held;
+//!    the brokers cannot survive is held;
 //! 3. apply ConfigMap, Services, StatefulSet, PDB and the optional ServiceMonitor, all
 //!    under the field manager `runnel-operator` with `force`;
 //! 4. list the broker pods; take one step of the gated rolling restart (see
@@ -21,10 +21,11 @@
 //! Deleting a cluster needs no action here: every child carries an owner reference and
 //! is garbage-collected, and volumes are retained by design. So there is no finalizer.
 //!
-//! Scaling down goes ahead only when the brokers that would go hold no partition
-//! replicas (each is asked for its Metadata); otherwise the StatefulSet keeps its size
-//! and `Degraded/ScaleDownBlocked` names them. Extension point: a partition-moving
-//! scale-down replaces that refusal.
+//! Scaling down never removes a voter of the metadata quorum: the StatefulSet keeps its
+//! size and `Degraded/ScaleDownRemovesVoters` says which. Otherwise it goes ahead only
+//! when the brokers that would go hold no partition replicas (each is asked for its
+//! Metadata); else the StatefulSet keeps its size and `Degraded/ScaleDownBlocked` names
+//! them. Extension point: a partition-moving scale-down replaces that refusal.
 
 pub mod restart;
 pub mod status;
@@ -113,23 +114,36 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     };
     let mut desired_sts = statefulset::desired_statefulset(kc, voters);
     if let Some(running) = running.filter(|running| *running > kc.spec.replicas) {
-        let holders = replica_holders(kc, ctx, kc.spec.replicas..running).await;
-        if holders.is_empty() {
-            info!(
-                running,
-                desired = kc.spec.replicas,
-                "scaling down: the brokers that go hold no replicas"
-            );
-        } else {
+        let removed_voters: Vec<i32> = voters.ids().filter(|id| *id >= kc.spec.replicas).collect();
+        if !removed_voters.is_empty() {
             warn!(
                 running,
                 desired = kc.spec.replicas,
-                holders = %holders.join("; "),
-                "scale-down held: brokers that would go still hold replicas"
+                voters = ?removed_voters,
+                "scale-down refused: it would remove voters of the metadata quorum"
             );
             findings.scale_down_blocked_at = Some(running);
-            findings.scale_down_holders = holders;
+            findings.scale_down_voters = removed_voters;
             desired_sts.spec.replicas = Some(running);
+        } else {
+            let holders = replica_holders(kc, ctx, kc.spec.replicas..running).await;
+            if holders.is_empty() {
+                info!(
+                    running,
+                    desired = kc.spec.replicas,
+                    "scaling down: the brokers that go hold no replicas"
+                );
+            } else {
+                warn!(
+                    running,
+                    desired = kc.spec.replicas,
+                    holders = %holders.join("; "),
+                    "scale-down held: brokers that would go still hold replicas"
+                );
+                findings.scale_down_blocked_at = Some(running);
+                findings.scale_down_holders = holders;
+                desired_sts.spec.replicas = Some(running);
+            }
         }
     }
 

@@ -57,7 +57,8 @@ use serde::{Deserialize, Serialize};
 pub struct KafkaClusterSpec {
     /// Number of brokers; broker ids are the pod ordinals `0..replicas`. The brokers
     /// form one cluster; the first three ordinals (all, if fewer) are the metadata
-    /// quorum's voters, fixed when the cluster is created: growing adds non-voters.
+    /// quorum's voters, fixed when the cluster is created: growing adds non-voters, and
+    /// a scale-down that would remove a voter is refused.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1))]
     pub replicas: i32,

@@ -4,9 +4,10 @@
 //! - **Voters** are the ordinals `0..n`, `n = min(replicas, 3)` when the cluster is
 //!   created, and fixed from then on: a broker keeps its Raft membership on its volume,
 //!   and this broker version changes the voter set only to bring back a voter that lost
-//!   its volume. Scaling up adds non-voters (they follow the log as learners). The
-//!   operator reads the set back from the StatefulSet it made
-//!   (`--controller-quorum-voters`), so a changed `spec.replicas` never changes it.
+//!   its volume. Scaling up adds non-voters (they follow the log as learners); a
+//!   scale-down that would remove a voter is refused. The operator reads the set back
+//!   from the StatefulSet it made (`--controller-quorum-voters`), so a changed
+//!   `spec.replicas` never changes it.
 //! - **Cluster id**: `spec.clusterId` when given, else derived from the KafkaCluster's
 //!   uid (its 16 bytes in URL-safe base64 without padding, 22 characters, the shape of
 //!   Kafka's ids). The uid is fixed for the object's lifetime and needs no bookkeeping;

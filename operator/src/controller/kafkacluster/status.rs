@@ -26,10 +26,13 @@ pub const DEGRADED: &str = "Degraded";
 /// What a reconcile pass saw besides the StatefulSet and pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
-    /// The spec asks for fewer brokers than run, and some of those that would go still
-    /// hold replicas: kept at this many (partitions cannot be moved off brokers yet).
+    /// The spec asks for fewer brokers than run, and some of those that would go are
+    /// voters of the metadata quorum or still hold replicas: kept at this many.
     pub scale_down_blocked_at: Option<i32>,
-    /// Why: each broker that would go and still holds replicas (or cannot be asked).
+    /// Why, when voters would go: those voters (the voter set is fixed at creation).
+    pub scale_down_voters: Vec<i32>,
+    /// Why, otherwise: each broker that would go and still holds replicas (or cannot be
+    /// asked); partitions cannot be moved off brokers yet.
     pub scale_down_holders: Vec<String>,
     /// The metadata quorum's voters.
     pub quorum_voters: Vec<i32>,
@@ -209,7 +212,30 @@ pub fn cluster_status(
         .filter(|b| b.state == BrokerState::Failed)
         .map(|b| b.pod.clone())
         .collect();
-    let (degraded, reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
+    let (degraded, reason, message) = if let (Some(kept), false) = (
+        findings.scale_down_blocked_at,
+        findings.scale_down_voters.is_empty(),
+    ) {
+        let pods: Vec<String> = findings
+            .scale_down_voters
+            .iter()
+            .map(|id| names::pod(kc, *id))
+            .collect();
+        let voters: Vec<String> = findings
+            .quorum_voters
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let message = format!(
+            "keeping {kept} brokers, not {desired}: {} would leave the metadata quorum, whose \
+             voters ({}) are fixed when the cluster is created; only brokers from {} on can be \
+             removed",
+            pods.join(", "),
+            voters.join(", "),
+            findings.quorum_voters.len()
+        );
+        (true, SCALE_DOWN_REMOVES_VOTERS, message)
+    } else if let Some(kept) = findings.scale_down_blocked_at {
         let message = format!(
             "keeping {kept} brokers, not {desired}: {} (moving partitions off a broker is not supported yet)",
             findings.scale_down_holders.join("; ")
@@ -244,6 +270,9 @@ pub fn cluster_status(
     );
     status
 }
+
+/// Condition reason: a scale-down would remove voters of the metadata quorum.
+pub const SCALE_DOWN_REMOVES_VOTERS: &str = "ScaleDownRemovesVoters";
 
 /// Condition reason: the operator refused the spec (see [`crate::Error::InvalidSpec`]).
 pub const INVALID_SPEC: &str = "InvalidSpec";

@@ -1,5 +1,6 @@
-//! The metadata quorum in a reconcile pass: every broker gets the quorum flags, and the
-//! voters are fixed at creation (growing keeps them).
+//! The metadata quorum in a reconcile pass: every broker gets the quorum flags, the
+//! voters are fixed at creation (growing keeps them, a scale-down that would remove one
+//! is refused with a condition and a Warning Event).
 
 use super::*;
 
@@ -70,6 +71,104 @@ async fn growing_a_cluster_keeps_its_voters() {
     scenario.finish().await;
     assert!(result.is_ok(), "{result:?}");
     assert!(kafka.take_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_scale_down_that_would_remove_a_voter_is_refused() {
+    let kafka = FakeKafka::default();
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(|mut server| async move {
+        let pods = (0..3)
+            .map(|i| pod(&format!("demo-{i}"), "Running", true))
+            .collect();
+        // Held at 3, the voters unchanged.
+        let applied = children_applies_over(
+            &mut server,
+            2,
+            Some(existing_sts(3, 3)),
+            3,
+            sts_status(3, 3),
+        )
+        .await;
+        assert_eq!(voters_arg(&applied).matches('@').count(), 3);
+        pods_list(&mut server, pods).await;
+
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let status = &patch.body["status"];
+        let degraded = condition(status, "Degraded");
+        assert_eq!(degraded["status"], "True");
+        assert_eq!(degraded["reason"], "ScaleDownRemovesVoters");
+        assert_eq!(
+            degraded["message"],
+            "keeping 3 brokers, not 2: demo-2 would leave the metadata quorum, whose voters \
+             (0, 1, 2) are fixed when the cluster is created; only brokers from 3 on can be removed"
+        );
+        let ready = condition(status, "Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("ScaleDownBlocked"))
+        );
+        respond_stored_cluster(patch);
+
+        let event = expect_warning(&mut server).await;
+        assert_eq!(event["reason"], "ScaleDownRemovesVoters");
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("demo-2 would leave"),
+            "{event}"
+        );
+    });
+    let mut kc = demo();
+    kc.spec.replicas = 2;
+    kc.status = Some(settled_status());
+    let result = reconcile(Arc::new(kc), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        kafka.take_calls().is_empty(),
+        "no broker is asked what it holds: the voters decide"
+    );
+}
+
+#[tokio::test]
+async fn non_voters_may_go_when_they_hold_nothing() {
+    // Five brokers, voters 0..2: going to 3 removes only non-voters, which hold nothing.
+    let kafka = FakeKafka::default();
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(|mut server| async move {
+        let pods = (0..3)
+            .map(|i| pod(&format!("demo-{i}"), "Running", true))
+            .collect();
+        children_applies_over(
+            &mut server,
+            3,
+            Some(existing_sts(5, 5)),
+            3,
+            sts_status(3, 3),
+        )
+        .await;
+        pods_list(&mut server, pods).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        assert_eq!(
+            condition(&patch.body["status"], "Degraded")["status"],
+            "False"
+        );
+        respond_stored_cluster(patch);
+    });
+    let result = reconcile(Arc::new(demo()), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        kafka.take_calls(),
+        [
+            "connect demo-3.demo-brokers.streaming.svc:9092",
+            "Metadata None",
+            "connect demo-4.demo-brokers.streaming.svc:9092",
+            "Metadata None"
+        ]
+    );
 }
 
 #[tokio::test]
