@@ -13,7 +13,9 @@
 //! 4. list the broker pods; take one step of the gated rolling restart (see
 //!    [`restart`]: at most one pod is deleted per pass, and a ready broker only when the
 //!    brokers say it is safe);
-//! 5. derive the status (see [`status`]) and apply it through the status subresource,
+//! 5. ask the cluster (DescribeCluster through the bootstrap Service, once a broker is
+//!    ready) for its controller and live brokers;
+//! 6. derive the status (see [`status`]) and apply it through the status subresource,
 //!    only when it changed; a `Degraded` condition that appears or changes (a failed
 //!    broker, a held scale-down, a ServiceMonitor without its CRD) is also a Warning
 //!    Event, once.
@@ -49,6 +51,7 @@ pub use status::Findings;
 use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
 use crate::crd::{newly, ConditionStatus, KafkaCluster, KafkaClusterStatus};
+use crate::kafka::ClusterDescription;
 use crate::resources::quorum::{self, Voters};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
 use crate::{Context, Error};
@@ -173,6 +176,14 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     }
     let restarting = step != restart::Step::Done;
     findings.restart = step;
+    let ready_brokers = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if ready_brokers > 0 {
+        findings.cluster = describe_cluster(kc, ctx).await;
+    }
 
     let status = status::cluster_status(kc, &sts, &pods.items, &findings, &(ctx.clock)());
     let ready = status
@@ -201,6 +212,26 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     } else {
         CONVERGING_RESYNC
     }))
+}
+
+/// The cluster as a broker behind the bootstrap Service describes it; `None` (logged)
+/// when none answers: status then leaves the controller and liveness out.
+async fn describe_cluster(kc: &KafkaCluster, ctx: &Context) -> Option<ClusterDescription> {
+    let address = resources::names::bootstrap_servers(kc);
+    let described = match ctx.kafka_admin(&address).await {
+        Ok(admin) => admin
+            .describe_cluster()
+            .await
+            .map_err(Error::kafka(format!("DescribeCluster from {address}"))),
+        Err(e) => Err(e),
+    };
+    match described {
+        Ok(cluster) => Some(cluster),
+        Err(e) => {
+            info!(error = %e.report(), "the cluster cannot be described now");
+            None
+        }
+    }
 }
 
 /// Which of the brokers `ids` still hold partition replicas, one line each

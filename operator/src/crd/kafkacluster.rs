@@ -38,6 +38,12 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.readyBrokers"
     ),
     printcolumn(
+        name = "Controller",
+        type_ = "integer",
+        description = "The active controller (the metadata quorum's leader)",
+        json_path = ".status.controllerId"
+    ),
+    printcolumn(
         name = "Bootstrap",
         type_ = "string",
         priority = 1,
@@ -255,6 +261,10 @@ pub struct KafkaClusterStatus {
     /// Node ids of the metadata quorum's voters, fixed when the cluster was created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quorum_voters: Vec<i32>,
+    /// The active controller (the metadata quorum's leader) as the brokers report it
+    /// (DescribeCluster); absent while no broker answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_id: Option<i32>,
 }
 
 /// What the operator sees of one broker.
@@ -273,6 +283,11 @@ pub struct BrokerStatus {
     /// operator kept track: those count as having run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub never_ready: bool,
+    /// Whether the cluster counts this broker as live: registered with the metadata
+    /// quorum and not fenced (its session current). `false`: fenced or not registered.
+    /// Absent while no broker answers DescribeCluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<bool>,
 }
 
 /// Lifecycle state of a broker pod.

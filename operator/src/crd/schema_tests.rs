@@ -180,7 +180,14 @@ fn validation_rules_and_defaults_are_in_the_schemas() {
         .collect();
     assert_eq!(
         columns,
-        ["Ready", "Replicas", "Brokers", "Bootstrap", "Age"]
+        [
+            "Ready",
+            "Replicas",
+            "Brokers",
+            "Controller",
+            "Bootstrap",
+            "Age"
+        ]
     );
     // The cluster id is fixed at creation, set or not; and what the broker accepts.
     assert_eq!(

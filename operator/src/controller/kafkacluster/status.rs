@@ -11,6 +11,7 @@ use kube::ResourceExt;
 use crate::crd::{
     upsert_condition, BrokerState, BrokerStatus, ConditionStatus, KafkaCluster, KafkaClusterStatus,
 };
+use crate::kafka::ClusterDescription;
 use crate::resources::{names, quorum};
 use crate::Error;
 
@@ -36,6 +37,8 @@ pub struct Findings {
     pub scale_down_holders: Vec<String>,
     /// The metadata quorum's voters.
     pub quorum_voters: Vec<i32>,
+    /// The cluster as a broker described it this pass; `None` when none answered.
+    pub cluster: Option<ClusterDescription>,
     /// The ServiceMonitor is enabled but its CRD is not installed.
     pub service_monitor_unavailable: bool,
     /// Where the gated rolling restart stands.
@@ -64,6 +67,7 @@ pub fn observe_brokers(kc: &KafkaCluster, replicas: i32, pods: &[Pod]) -> Vec<Br
                 pod: pod_name,
                 state,
                 never_ready: never_ready(before, state),
+                live: None,
             }
         })
         .collect()
@@ -127,7 +131,11 @@ pub fn cluster_status(
     // Every id the StatefulSet keeps stays listed, with a pod or not (a held scale-down
     // keeps more than `desired`): its `neverReady` must not be forgotten.
     let kept = sts.spec.replicas.unwrap_or(0);
-    let brokers = observe_brokers(kc, desired.max(kept).max(sts_status.replicas), pods);
+    let mut brokers = observe_brokers(kc, desired.max(kept).max(sts_status.replicas), pods);
+    let cluster = findings.cluster.as_ref();
+    for broker in &mut brokers {
+        broker.live = cluster.map(|c| c.brokers.iter().any(|b| b.id == broker.id && !b.fenced));
+    }
 
     let mut status = kc.status.clone().unwrap_or_default();
     status.observed_generation = generation;
@@ -136,6 +144,7 @@ pub fn cluster_status(
     status.brokers = brokers;
     status.cluster_id = quorum::cluster_id(kc);
     status.quorum_voters = findings.quorum_voters.clone();
+    status.controller_id = cluster.and_then(|c| c.controller_id);
 
     let all_ready = ready_brokers >= desired && findings.scale_down_blocked_at.is_none();
     let (reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
@@ -341,6 +350,7 @@ mod tests {
             pod: "demo-1".into(),
             state: Pending,
             never_ready,
+            live: None,
         };
         assert!(never_ready(None, Pending), "new after a scale-up");
         assert!(!never_ready(None, Ready));

@@ -286,9 +286,11 @@ async fn new_cluster_applies_children_and_reports_progress() {
             condition(status, "Ready")["lastTransitionTime"],
             "2023-11-14T22:13:20Z"
         );
-        // One cluster id per KafkaCluster (from its uid); ordinals 0..2 vote.
+        // One cluster id per KafkaCluster (from its uid); ordinals 0..2 vote. No broker
+        // answered DescribeCluster (this context's Kafka refuses): no controller, no `live`.
         assert_eq!(status["clusterId"], "C25bjl88S46dbB0vOktcbQ");
         assert_eq!(status["quorumVoters"], json!([0, 1, 2]));
+        assert_eq!(status.get("controllerId"), None);
         respond_stored_cluster(patch);
     });
 
@@ -453,7 +455,9 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
             "connect demo-1.demo-brokers.streaming.svc:9092",
             "Metadata None",
             "connect demo-2.demo-brokers.streaming.svc:9092",
-            "Metadata None"
+            "Metadata None",
+            "connect demo-bootstrap.streaming.svc:9092",
+            "DescribeCluster"
         ]
     );
 }
@@ -500,7 +504,8 @@ async fn a_scale_up_whose_brokers_never_ran_can_be_undone() {
         kafka.take_calls(),
         [
             "connect demo-1.demo-brokers.streaming.svc:9092",
-            "connect demo-2.demo-brokers.streaming.svc:9092"
+            "connect demo-2.demo-brokers.streaming.svc:9092",
+            "connect demo-bootstrap.streaming.svc:9092"
         ],
         "asked first: a broker that answers is judged by what it holds"
     );

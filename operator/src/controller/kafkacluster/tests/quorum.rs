@@ -1,8 +1,10 @@
 //! The metadata quorum in a reconcile pass: every broker gets the quorum flags, the
 //! voters are fixed at creation (growing keeps them, a scale-down that would remove one
-//! is refused with a condition and a Warning Event).
+//! is refused with a condition and a Warning Event), and status shows the controller and
+//! which brokers are live, from DescribeCluster.
 
 use super::*;
+use crate::kafka::{ClusterBroker, ClusterDescription};
 
 #[tokio::test]
 async fn new_cluster_brokers_get_the_quorum_flags() {
@@ -126,8 +128,12 @@ async fn a_scale_down_that_would_remove_a_voter_is_refused() {
     let result = reconcile(Arc::new(kc), ctx).await;
     scenario.finish().await;
     assert!(result.is_ok(), "{result:?}");
-    assert!(
-        kafka.take_calls().is_empty(),
+    assert_eq!(
+        kafka.take_calls(),
+        [
+            "connect demo-bootstrap.streaming.svc:9092",
+            "DescribeCluster"
+        ],
         "no broker is asked what it holds: the voters decide"
     );
 }
@@ -166,7 +172,61 @@ async fn non_voters_may_go_when_they_hold_nothing() {
             "connect demo-3.demo-brokers.streaming.svc:9092",
             "Metadata None",
             "connect demo-4.demo-brokers.streaming.svc:9092",
-            "Metadata None"
+            "Metadata None",
+            "connect demo-bootstrap.streaming.svc:9092",
+            "DescribeCluster"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn status_shows_the_controller_and_which_brokers_are_live() {
+    let kafka = FakeKafka::default();
+    kafka.with_state(|s| {
+        s.cluster = Some(ClusterDescription {
+            cluster_id: "C25bjl88S46dbB0vOktcbQ".into(),
+            controller_id: Some(1),
+            // Broker 2 is registered but fenced (a DescribeCluster v2 answer).
+            brokers: [(0, false), (1, false), (2, true)]
+                .map(|(id, fenced)| ClusterBroker { id, fenced })
+                .into(),
+        });
+    });
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(|mut server| async move {
+        let pods = (0..3)
+            .map(|i| pod(&format!("demo-{i}"), "Running", true))
+            .collect();
+        children_pass(&mut server, 3, Some(3), 3, 3, pods).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let status = &patch.body["status"];
+        assert_eq!(status["controllerId"], 1);
+        let live: Vec<_> = status["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["id"].clone(), b["live"].clone()))
+            .collect();
+        assert_eq!(
+            live,
+            [
+                (json!(0), json!(true)),
+                (json!(1), json!(true)),
+                (json!(2), json!(false))
+            ]
+        );
+        respond_stored_cluster(patch);
+    });
+    let mut kc = demo();
+    kc.status = Some(settled_status());
+    let result = reconcile(Arc::new(kc), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(
+        kafka.take_calls(),
+        [
+            "connect demo-bootstrap.streaming.svc:9092",
+            "DescribeCluster"
         ]
     );
 }
