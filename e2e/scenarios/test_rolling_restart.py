@@ -1,10 +1,12 @@
 """Scenarios 2 and 5: a config change rolls the brokers one pod at a time, and an operator
 killed mid-rollout is succeeded by one that finishes it without restarting a broker twice.
 
-A three-broker KafkaCluster `roll` (three independent brokers until the cluster work
-lands: the producer writes to the broker its bootstrap answered with, and the records are
-checked there). The StatefulSet uses `OnDelete`; the operator deletes stale pods itself,
-the highest ordinal first, each only once the previous one is Ready again.
+A three-broker KafkaCluster `roll`, one Kafka cluster whose three voters restart one at a
+time (a restarted broker is Ready only once it has rejoined the metadata quorum). Partition
+data is not replicated yet: the topic's one partition lives on its leader, is offline while
+that broker restarts (the producer retries), and the records are checked on the leader.
+The StatefulSet uses `OnDelete`; the operator deletes stale pods itself, the highest
+ordinal first, each only once the previous one is Ready again.
 """
 
 from __future__ import annotations

@@ -29,14 +29,12 @@ pub fn test_now() -> Time {
 }
 
 impl Context {
-    /// A context whose client talks to the returned verifier and whose clock is pinned.
+    /// A context whose client talks to the returned verifier and whose clock is pinned;
+    /// Kafka refuses every connection (a fake, so no test reaches the network).
     pub fn test() -> (Arc<Self>, ApiServerVerifier) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        (
-            Arc::new(Self::with_clock(client, test_now)),
-            ApiServerVerifier(handle),
-        )
+        let unreachable = crate::kafka::fake::FakeKafka::default();
+        unreachable.with_state(|s| s.unreachable = true);
+        Self::test_with_admin(Arc::new(unreachable))
     }
 
     /// Like [`Context::test`], with Kafka reached through `admin`.

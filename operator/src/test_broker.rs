@@ -22,6 +22,11 @@ pub struct TestBroker {
 impl TestBroker {
     /// Starts a broker and waits (at most 20 s) until it answers ApiVersions.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// [`TestBroker::start`] with `extra` arguments.
+    pub async fn start_with(extra: &[String]) -> Self {
         let bin = std::env::var_os("RUNNEL_BROKER_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -45,6 +50,7 @@ impl TestBroker {
             .arg(data.path())
             .arg("--group-initial-rebalance-delay-ms")
             .arg("0")
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -76,7 +82,8 @@ impl TestBroker {
     }
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap()

@@ -312,3 +312,37 @@ async fn the_restart_gate_asks_a_real_broker_over_grpc() {
     let refused = grpc.caught_up("127.0.0.1:1").await.unwrap_err();
     assert!(refused.to_string().contains("127.0.0.1:1"), "{refused}");
 }
+
+#[tokio::test]
+async fn a_broker_started_with_the_operators_quorum_flags_describes_its_cluster() {
+    use crate::resources::quorum;
+    use crate::resources::test_cluster::demo;
+
+    // The cluster id the operator derives for `demo`, and a one-voter quorum on loopback
+    // (the operator's voters are DNS names a test cannot resolve; their shape is checked
+    // by the broker's own parser in `broker_settings`).
+    let kc = demo();
+    let cluster_id = quorum::cluster_id(&kc).unwrap();
+    let controller = format!("127.0.0.1:{}", crate::test_broker::free_port());
+    let broker = TestBroker::start_with(&[
+        "--node-id".into(),
+        "0".into(),
+        "--cluster-id".into(),
+        cluster_id.clone(),
+        "--controller-listen".into(),
+        controller.clone(),
+        "--controller-quorum-voters".into(),
+        format!("0@{controller}"),
+    ])
+    .await;
+    let described = broker.admin().await.describe_cluster().await.unwrap();
+    assert_eq!(described.cluster_id, cluster_id);
+    assert_eq!(described.controller_id, Some(0));
+    assert_eq!(
+        described.brokers,
+        [crate::kafka::ClusterBroker {
+            id: 0,
+            fenced: false
+        }]
+    );
+}

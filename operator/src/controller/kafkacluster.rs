@@ -5,13 +5,17 @@
 //! 1. refuse a spec the operator cannot honour (status `Degraded/InvalidSpec`, no apply);
 //!    a child the API server refuses (422/403) likewise ends the pass with
 //!    `Degraded/RefusedByAPIServer` instead of a retry loop;
-//! 2. read the StatefulSet, to hold a scale-down the brokers cannot yet survive;
+//! 2. read the StatefulSet: the metadata quorum's voters it passes are kept (they are
+//!    fixed when the cluster is created, see [`resources::quorum`]), and a scale-down
+//!    the brokers cannot survive is held;
 //! 3. apply ConfigMap, Services, StatefulSet, PDB and the optional ServiceMonitor, all
 //!    under the field manager `runnel-operator` with `force`;
 //! 4. list the broker pods; take one step of the gated rolling restart (see
 //!    [`restart`]: at most one pod is deleted per pass, and a ready broker only when the
 //!    brokers say it is safe);
-//! 5. derive the status (see [`status`]) and apply it through the status subresource,
+//! 5. ask the cluster (DescribeCluster through the bootstrap Service, once a broker is
+//!    ready) for its controller and live brokers;
+//! 6. derive the status (see [`status`]) and apply it through the status subresource,
 //!    only when it changed; a `Degraded` condition that appears or changes (a failed
 //!    broker, a held scale-down, a ServiceMonitor without its CRD) is also a Warning
 //!    Event, once.
@@ -19,10 +23,11 @@
 //! Deleting a cluster needs no action here: every child carries an owner reference and
 //! is garbage-collected, and volumes are retained by design. So there is no finalizer.
 //!
-//! Scaling down goes ahead only when the brokers that would go hold no partition
-//! replicas (each is asked for its Metadata); otherwise the StatefulSet keeps its size
-//! and `Degraded/ScaleDownBlocked` names them. Extension point: a partition-moving
-//! scale-down replaces that refusal.
+//! Scaling down never removes a voter of the metadata quorum: the StatefulSet keeps its
+//! size and `Degraded/ScaleDownRemovesVoters` says which. Otherwise it goes ahead only
+//! when the brokers that would go hold no partition replicas (each is asked for its
+//! Metadata); else the StatefulSet keeps its size and `Degraded/ScaleDownBlocked` names
+//! them. Extension point: a partition-moving scale-down replaces that refusal.
 
 pub mod restart;
 pub mod status;
@@ -46,6 +51,8 @@ pub use status::Findings;
 use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
 use crate::crd::{newly, ConditionStatus, KafkaCluster, KafkaClusterStatus};
+use crate::kafka::ClusterDescription;
+use crate::resources::quorum::{self, Voters};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
 use crate::{Context, Error};
 
@@ -89,37 +96,57 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
 }
 
 async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Result<Action, Error> {
-    configmap::validate_broker_config(&kc.spec.config)?;
+    quorum::validate_listeners(&kc.spec.listeners)?;
+    // The voter count does not change what the broker accepts; only that there is a quorum.
+    let quorum_flags = statefulset::quorum_flags(kc, Voters::initial(kc.spec.replicas));
+    configmap::validate_broker_config(&kc.spec.config, &quorum_flags)?;
 
     let client = &ctx.client;
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let sts_name = resources::names::statefulset(kc);
-    let running = statefulsets
+    let existing = statefulsets
         .get_opt(&sts_name)
         .await
-        .map_err(Error::kube(format!("get StatefulSet {sts_name}")))?
-        .and_then(|sts| sts.spec.replicas);
+        .map_err(Error::kube(format!("get StatefulSet {sts_name}")))?;
+    let running = existing.as_ref().and_then(|sts| sts.spec.replicas);
+    let voters = Voters::of(kc, existing.as_ref());
 
-    let mut findings = Findings::default();
-    let mut desired_sts = statefulset::desired_statefulset(kc);
+    let mut findings = Findings {
+        quorum_voters: voters.ids().collect(),
+        ..Findings::default()
+    };
+    let mut desired_sts = statefulset::desired_statefulset(kc, voters);
     if let Some(running) = running.filter(|running| *running > kc.spec.replicas) {
-        let holders = replica_holders(kc, ctx, kc.spec.replicas..running).await;
-        if holders.is_empty() {
-            info!(
-                running,
-                desired = kc.spec.replicas,
-                "scaling down: the brokers that go hold no replicas"
-            );
-        } else {
+        let removed_voters: Vec<i32> = voters.ids().filter(|id| *id >= kc.spec.replicas).collect();
+        if !removed_voters.is_empty() {
             warn!(
                 running,
                 desired = kc.spec.replicas,
-                holders = %holders.join("; "),
-                "scale-down held: brokers that would go still hold replicas"
+                voters = ?removed_voters,
+                "scale-down refused: it would remove voters of the metadata quorum"
             );
             findings.scale_down_blocked_at = Some(running);
-            findings.scale_down_holders = holders;
+            findings.scale_down_voters = removed_voters;
             desired_sts.spec.replicas = Some(running);
+        } else {
+            let holders = replica_holders(kc, ctx, kc.spec.replicas..running).await;
+            if holders.is_empty() {
+                info!(
+                    running,
+                    desired = kc.spec.replicas,
+                    "scaling down: the brokers that go hold no replicas"
+                );
+            } else {
+                warn!(
+                    running,
+                    desired = kc.spec.replicas,
+                    holders = %holders.join("; "),
+                    "scale-down held: brokers that would go still hold replicas"
+                );
+                findings.scale_down_blocked_at = Some(running);
+                findings.scale_down_holders = holders;
+                desired_sts.spec.replicas = Some(running);
+            }
         }
     }
 
@@ -149,6 +176,14 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     }
     let restarting = step != restart::Step::Done;
     findings.restart = step;
+    let ready_brokers = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    if ready_brokers > 0 {
+        findings.cluster = describe_cluster(kc, ctx).await;
+    }
 
     let status = status::cluster_status(kc, &sts, &pods.items, &findings, &(ctx.clock)());
     let ready = status
@@ -177,6 +212,26 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     } else {
         CONVERGING_RESYNC
     }))
+}
+
+/// The cluster as a broker behind the bootstrap Service describes it; `None` (logged)
+/// when none answers: status then leaves the controller and liveness out.
+async fn describe_cluster(kc: &KafkaCluster, ctx: &Context) -> Option<ClusterDescription> {
+    let address = resources::names::bootstrap_servers(kc);
+    let described = match ctx.kafka_admin(&address).await {
+        Ok(admin) => admin
+            .describe_cluster()
+            .await
+            .map_err(Error::kafka(format!("DescribeCluster from {address}"))),
+        Err(e) => Err(e),
+    };
+    match described {
+        Ok(cluster) => Some(cluster),
+        Err(e) => {
+            info!(error = %e.report(), "the cluster cannot be described now");
+            None
+        }
+    }
 }
 
 /// Which of the brokers `ids` still hold partition replicas, one line each

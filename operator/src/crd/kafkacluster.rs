@@ -38,6 +38,12 @@ use serde::{Deserialize, Serialize};
         json_path = ".status.readyBrokers"
     ),
     printcolumn(
+        name = "Controller",
+        type_ = "integer",
+        description = "The active controller (the metadata quorum's leader)",
+        json_path = ".status.controllerId"
+    ),
+    printcolumn(
         name = "Bootstrap",
         type_ = "string",
         priority = 1,
@@ -50,8 +56,15 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "(has(self.clusterId) ? self.clusterId : '') == (has(oldSelf.clusterId) ? oldSelf.clusterId : '')",
+    "message": "clusterId is fixed when the KafkaCluster is created: the brokers' volumes belong to that cluster id"
+}]))]
 pub struct KafkaClusterSpec {
-    /// Number of brokers; broker ids are the pod ordinals `0..replicas`.
+    /// Number of brokers; broker ids are the pod ordinals `0..replicas`. The brokers
+    /// form one cluster; the first three ordinals (all, if fewer) are the metadata
+    /// quorum's voters, fixed when the cluster is created: growing adds non-voters, and
+    /// a scale-down that would remove a voter is refused.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1))]
     pub replicas: i32,
@@ -89,6 +102,13 @@ pub struct KafkaClusterSpec {
     /// Prometheus integration.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// The Kafka cluster id the brokers share (`cluster.id`); fixed at creation. Unset:
+    /// derived from this object's uid. Set it to the id of a deleted KafkaCluster (its
+    /// `status.clusterId`) to run a new one on that cluster's retained volumes; the
+    /// brokers refuse a volume of another cluster id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub cluster_id: Option<String>,
 }
 
 fn default_replicas() -> i32 {
@@ -235,6 +255,16 @@ pub struct KafkaClusterStatus {
     /// One entry per broker, by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<BrokerStatus>,
+    /// The cluster id the brokers are started with (`--cluster-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Node ids of the metadata quorum's voters, fixed when the cluster was created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quorum_voters: Vec<i32>,
+    /// The active controller (the metadata quorum's leader) as the brokers report it
+    /// (DescribeCluster); absent while no broker answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller_id: Option<i32>,
 }
 
 /// What the operator sees of one broker.
@@ -253,6 +283,11 @@ pub struct BrokerStatus {
     /// operator kept track: those count as having run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub never_ready: bool,
+    /// Whether the cluster counts this broker as live: registered with the metadata
+    /// quorum and not fenced (its session current). `false`: fenced or not registered.
+    /// Absent while no broker answers DescribeCluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<bool>,
 }
 
 /// Lifecycle state of a broker pod.

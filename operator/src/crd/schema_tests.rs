@@ -180,8 +180,26 @@ fn validation_rules_and_defaults_are_in_the_schemas() {
         .collect();
     assert_eq!(
         columns,
-        ["Ready", "Replicas", "Brokers", "Bootstrap", "Age"]
+        [
+            "Ready",
+            "Replicas",
+            "Brokers",
+            "Controller",
+            "Bootstrap",
+            "Age"
+        ]
     );
+    // The cluster id is fixed at creation, set or not; and what the broker accepts.
+    assert_eq!(
+        spec["x-kubernetes-validations"][0]["rule"],
+        "(has(self.clusterId) ? self.clusterId : '') == (has(oldSelf.clusterId) ? oldSelf.clusterId : '')"
+    );
+    let cluster_id = &spec["properties"]["clusterId"];
+    assert_eq!(
+        (&cluster_id["minLength"], &cluster_id["maxLength"]),
+        (&serde_json::json!(1), &serde_json::json!(64))
+    );
+    assert_eq!(cluster_id["pattern"], "^[A-Za-z0-9_-]+$");
     assert_eq!(clusters["spec"]["scope"], "Namespaced");
     assert_eq!(clusters["spec"]["group"], "runnel.dev");
 }

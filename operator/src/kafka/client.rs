@@ -6,6 +6,7 @@
 //! | API | versions implemented |
 //! |---|---|
 //! | Metadata | 4–12 |
+//! | DescribeCluster | 0–2 |
 //! | CreateTopics | 2–7 |
 //! | CreatePartitions | 0–3 |
 //! | DescribeConfigs | 1–4 |
@@ -29,8 +30,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
@@ -39,8 +40,9 @@ use tokio::sync::Mutex;
 
 use super::error::check;
 use super::{
-    AdminFactory, AlterConfigOp, ConfigEntry, ConfigSource, GroupDescription, KafkaAdmin,
-    KafkaError, NewTopic, OffsetSpec, PartitionMetadata, TopicMetadata, TopicPartition,
+    AdminFactory, AlterConfigOp, ClusterBroker, ClusterDescription, ConfigEntry, ConfigSource,
+    GroupDescription, KafkaAdmin, KafkaError, NewTopic, OffsetSpec, PartitionMetadata,
+    TopicMetadata, TopicPartition,
 };
 
 /// Kafka's resource type number for a topic.
@@ -157,6 +159,36 @@ impl KafkaAdmin for TcpAdminClient {
         }
         result.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(result)
+    }
+
+    async fn describe_cluster(&self) -> Result<ClusterDescription, KafkaError> {
+        // Version 2 can list fenced brokers too; endpoint type 1 (brokers) is the default.
+        let (response, _) = self
+            .call(0..=2, |version| {
+                DescribeClusterRequest::default().with_include_fenced_brokers(version >= 2)
+            })
+            .await?;
+        check(
+            "DescribeCluster",
+            || self.address.clone(),
+            response.error_code,
+            response.error_message.as_ref(),
+        )?;
+        let mut brokers: Vec<ClusterBroker> = response
+            .brokers
+            .iter()
+            .map(|b| ClusterBroker {
+                id: b.broker_id.0,
+                fenced: b.is_fenced,
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.id);
+        let controller = response.controller_id.0;
+        Ok(ClusterDescription {
+            cluster_id: response.cluster_id.as_str().to_string(),
+            controller_id: (controller >= 0).then_some(controller),
+            brokers,
+        })
     }
 
     async fn create_topic(&self, topic: &NewTopic) -> Result<Option<String>, KafkaError> {

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::{
-    AdminFactory, AlterConfigOp, ConfigEntry, ConfigSource, GroupDescription, KafkaAdmin,
-    KafkaError, NewTopic, OffsetSpec, PartitionMetadata, TopicMetadata, TopicPartition,
+    AdminFactory, AlterConfigOp, ClusterBroker, ClusterDescription, ConfigEntry, ConfigSource,
+    GroupDescription, KafkaAdmin, KafkaError, NewTopic, OffsetSpec, PartitionMetadata,
+    TopicMetadata, TopicPartition,
 };
 
 /// A topic of the fake cluster.
@@ -38,6 +39,9 @@ pub struct FakeState {
     pub log_end: BTreeMap<TopicPartition, i64>,
     /// Connecting fails (connection refused), as when no broker answers.
     pub unreachable: bool,
+    /// What DescribeCluster answers; `None`: cluster `fake-cluster`, brokers 0, 1 and 2
+    /// live, controller 0.
+    pub cluster: Option<ClusterDescription>,
     /// Topics created so far, for ids.
     created: u32,
 }
@@ -142,6 +146,18 @@ impl KafkaAdmin for FakeKafka {
                     .collect(),
             })
             .collect())
+    }
+
+    async fn describe_cluster(&self) -> Result<ClusterDescription, KafkaError> {
+        self.record("DescribeCluster".to_string());
+        let state = self.state.lock().unwrap();
+        Ok(state.cluster.clone().unwrap_or_else(|| ClusterDescription {
+            cluster_id: "fake-cluster".into(),
+            controller_id: Some(0),
+            brokers: (0..3)
+                .map(|id| ClusterBroker { id, fenced: false })
+                .collect(),
+        }))
     }
 
     async fn create_topic(&self, topic: &NewTopic) -> Result<Option<String>, KafkaError> {

@@ -10,12 +10,12 @@
 //! Controllers see the cluster only through the [`KafkaAdmin`] trait, made by an
 //! [`AdminFactory`] held in the [`Context`](crate::Context), so tests swap in a fake.
 //!
-//! Every call goes to the one broker the bootstrap address reaches. Runnel brokers do
-//! not form one cluster yet: each answers only for the topics and groups it holds
-//! itself, so with several brokers behind the bootstrap Service a call sees whichever
-//! broker the Service picked. Only a one-broker cluster gets consistent answers today.
-//! Routing `ListOffsets` to partition leaders and group calls to the coordinator
-//! (FindCoordinator) is not implemented yet either.
+//! Every call goes to the one broker the bootstrap address reaches. The brokers of a
+//! KafkaCluster form one cluster: any of them answers Metadata and DescribeCluster for
+//! the whole cluster and forwards admin changes to the controller. Routing `ListOffsets`
+//! to partition leaders and group calls to the coordinator (FindCoordinator) is not
+//! implemented yet: with several brokers such a call is answered by whichever broker
+//! the bootstrap Service picked.
 
 mod client;
 mod error;
@@ -90,6 +90,28 @@ pub struct PartitionMetadata {
     pub leader: i32,
     /// Broker ids of the replicas.
     pub replicas: Vec<i32>,
+}
+
+/// The cluster as a broker describes it (DescribeCluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterDescription {
+    /// The cluster id.
+    pub cluster_id: String,
+    /// The active controller; `None` when the broker names none (`-1`).
+    pub controller_id: Option<i32>,
+    /// The registered brokers the answer lists, by id. Brokers answering DescribeCluster
+    /// below version 2 list only live ones; from version 2 fenced ones are listed too.
+    pub brokers: Vec<ClusterBroker>,
+}
+
+/// One registered broker of a [`ClusterDescription`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterBroker {
+    /// The broker (node) id.
+    pub id: i32,
+    /// Fenced: registered, but its session lapsed or it shut down; clients are not sent
+    /// to it.
+    pub fenced: bool,
 }
 
 /// A topic to create.
@@ -214,6 +236,9 @@ pub trait KafkaAdmin: Send + Sync {
     /// Metadata of `topics` (every topic when `None`); topics that do not exist are
     /// left out rather than reported as errors.
     async fn metadata(&self, topics: Option<&[String]>) -> Result<Vec<TopicMetadata>, KafkaError>;
+
+    /// The cluster id, the active controller and the registered brokers.
+    async fn describe_cluster(&self) -> Result<ClusterDescription, KafkaError>;
 
     /// Creates a topic; returns its topic id when the broker reports it.
     async fn create_topic(&self, topic: &NewTopic) -> Result<Option<String>, KafkaError>;

@@ -43,8 +43,13 @@ fn invalid(reason: String) -> Error {
 
 /// Checks `config` (keys by Kafka's names, values as the ConfigMap writes them) as the
 /// broker will when it starts: each key must name a broker setting, each value must
-/// parse, and the combination must pass the broker's validation.
-pub fn check(config: &BTreeMap<String, String>) -> Result<(), Error> {
+/// parse, and the combination, with the `operator_flags` the pods also get (the
+/// metadata quorum's: `default.replication.factor` above 1 needs them), must pass the
+/// broker's validation.
+pub fn check(
+    config: &BTreeMap<String, String>,
+    operator_flags: &[(&str, String)],
+) -> Result<(), Error> {
     let mut command = broker_command();
     let mut args = vec!["runnel-broker".to_string()];
     for (key, value) in config {
@@ -61,6 +66,11 @@ pub fn check(config: &BTreeMap<String, String>) -> Result<(), Error> {
             .map_err(|e| invalid(format!("{key} = {value:?}: {}", clap_reason(&e))))?;
         args.push(arg);
     }
+    args.extend(
+        operator_flags
+            .iter()
+            .map(|(flag, value)| format!("{flag}={value}")),
+    );
     let matches = command
         .try_get_matches_from_mut(args)
         .map_err(|e| invalid(clap_reason(&e)))?;
@@ -77,7 +87,14 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        check(&config).map_err(|e| e.to_string())
+        check(&config, &quorum()).map_err(|e| e.to_string())
+    }
+
+    /// The quorum flags a three-broker `demo` passes.
+    fn quorum() -> Vec<(&'static str, String)> {
+        use crate::resources::quorum::Voters;
+        use crate::resources::statefulset::quorum_flags;
+        quorum_flags(&crate::resources::test_cluster::demo(), Voters::initial(3))
     }
 
     #[test]
@@ -123,6 +140,15 @@ mod tests {
         );
         // A hidden test aid is not a setting either.
         assert!(checked(&[("debug.recovery.delay.ms", "5")]).is_err());
+    }
+
+    #[test]
+    fn replication_factors_above_one_are_judged_with_the_quorum_flags() {
+        assert_eq!(checked(&[("default.replication.factor", "3")]), Ok(()));
+        let alone = BTreeMap::from([("default.replication.factor".into(), "3".into())]);
+        let error = check(&alone, &[]).unwrap_err().to_string();
+        assert!(error.contains("this broker runs alone"), "{error}");
+        assert!(checked(&[("default.replication.factor", "0")]).is_err());
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The broker config map: `broker.toml` with the user's settings by Kafka's names.
 //!
 //! The broker reads it through `--config`; flags the operator passes (listeners, data
-//! directory, node id) win over the file, and keys naming them are refused up front so
-//! a user never sees a setting silently ignored.
+//! directory, node id, the metadata quorum and cluster id) win over the file, and keys
+//! naming them are refused up front so a user never sees a setting silently ignored.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,18 +24,25 @@ const RESERVED_KEYS: &[&str] = &[
     "metrics-listen",
     "config",
     "log-json",
+    "cluster-id",
+    "controller-listen",
+    "controller-quorum-voters",
 ];
 
 /// Checks that `spec.config` names no setting the operator owns, then that the broker
-/// accepts the rest ([`super::broker_settings::check`]).
-pub fn validate_broker_config(config: &BTreeMap<String, String>) -> Result<(), Error> {
+/// accepts the rest together with the `operator_flags` its pods get
+/// ([`super::broker_settings::check`]).
+pub fn validate_broker_config(
+    config: &BTreeMap<String, String>,
+    operator_flags: &[(&str, String)],
+) -> Result<(), Error> {
     let reserved: Vec<&str> = config
         .keys()
         .filter(|key| RESERVED_KEYS.contains(&key.replace(['.', '_'], "-").as_str()))
         .map(String::as_str)
         .collect();
     if reserved.is_empty() {
-        super::broker_settings::check(config)
+        super::broker_settings::check(config, operator_flags)
     } else {
         Err(Error::InvalidSpec {
             field: "spec.config",
@@ -135,14 +142,17 @@ mod tests {
             "data_dir",
             "node.id",
             "config",
+            "cluster.id",
+            "controller.quorum.voters",
+            "controller_listen",
         ] {
             let config = BTreeMap::from([(key.to_string(), "x".to_string())]);
-            let err = validate_broker_config(&config).unwrap_err();
+            let err = validate_broker_config(&config, &[]).unwrap_err();
             assert_eq!(err.label(), "invalid_spec", "{key}");
             assert!(err.to_string().contains(key), "{err}");
         }
         let fine = BTreeMap::from([("num.partitions".to_string(), "3".to_string())]);
-        assert!(validate_broker_config(&fine).is_ok());
+        assert!(validate_broker_config(&fine, &[]).is_ok());
     }
 
     #[test]

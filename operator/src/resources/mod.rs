@@ -1,6 +1,6 @@
 //! Pure builders: from a [`KafkaCluster`] to the Kubernetes objects that run it.
 //!
-//! Every builder is a function of the cluster object alone — no I/O, no clock — so the
+//! Every builder is a function of its arguments alone — no I/O, no clock — so the
 //! controller can apply its output every pass and tests can snapshot it.
 //!
 //! | object | name | builder |
@@ -13,11 +13,16 @@
 //! | ServiceMonitor (optional) | `<name>` | [`servicemonitor::desired_servicemonitor`] |
 //!
 //! Before any of them is built, [`configmap::validate_broker_config`] refuses settings
-//! the operator owns and, through [`broker_settings`], settings the broker would refuse.
+//! the operator owns and, through [`broker_settings`], settings the broker would refuse;
+//! [`quorum::validate_listeners`] refuses ports that collide.
+//!
+//! The StatefulSet also takes the metadata quorum's voters ([`quorum::Voters`]), which
+//! are fixed when the cluster is created and read back from the StatefulSet after that.
 
 pub mod broker_settings;
 pub mod configmap;
 pub mod pdb;
+pub mod quorum;
 pub mod service;
 pub mod servicemonitor;
 pub mod statefulset;

@@ -4,6 +4,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::quorum::CONTROLLER_PORT;
 use super::{child_meta, names, selector_labels, SERVICE_ROLE_LABEL};
 use crate::crd::KafkaCluster;
 
@@ -18,7 +19,8 @@ fn port(name: &str, number: i32) -> ServicePort {
 }
 
 /// The desired headless Service `<name>-brokers`: `<pod>.<name>-brokers.<ns>.svc`
-/// resolves for every broker, ready or not (brokers must find each other while starting).
+/// resolves for every broker, ready or not (brokers must find each other while starting:
+/// a voter is not ready before a majority of voters answers on the `controller` port).
 pub fn desired_headless_service(kc: &KafkaCluster) -> Service {
     let mut metadata = child_meta(kc, names::headless_service(kc));
     if let Some(labels) = metadata.labels.as_mut() {
@@ -33,6 +35,7 @@ pub fn desired_headless_service(kc: &KafkaCluster) -> Service {
             selector: Some(selector_labels(kc)),
             ports: Some(vec![
                 port("kafka", listeners.kafka_port),
+                port("controller", CONTROLLER_PORT),
                 port("metrics", listeners.metrics_port),
             ]),
             ..ServiceSpec::default()

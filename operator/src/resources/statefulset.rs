@@ -3,8 +3,12 @@
 //! Updates are `OnDelete`: the StatefulSet controller never restarts a broker by itself;
 //! the operator's rolling restart (which asks each broker whether stopping it is safe;
 //! without replication, today, the answer is yes once it runs) deletes pods one at a
-//! time. Pods start in parallel: brokers do not depend on each other today, and a
-//! metadata quorum, once there is one, needs its members up together.
+//! time. Pods start in parallel (`podManagementPolicy: Parallel`): a voter of the metadata
+//! quorum is not ready until a majority of voters is up, so with `OrderedReady` pod 1
+//! would wait for pod 0 to be ready and pod 0 for pod 1 to exist.
+//!
+//! Every broker serves the quorum on the `controller` port and is told the voters (see
+//! [`super::quorum`]) and the cluster id.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +26,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use super::configmap::{broker_toml, config_hash};
+use super::quorum::{self, Voters, CONTROLLER_PORT, VOTERS_FLAG};
 use super::{
     child_meta, names, selector_labels, standard_labels, CONFIG_FILE, CONFIG_HASH_ANNOTATION,
     CONFIG_MOUNT, DATA_DIR, DATA_MOUNT, POD_INDEX_LABEL,
@@ -33,8 +38,8 @@ const RUN_AS: i64 = 65532;
 /// Seconds a broker gets to finish in-flight requests and close its logs cleanly.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
-/// The desired StatefulSet `<name>` for `kc`.
-pub fn desired_statefulset(kc: &KafkaCluster) -> StatefulSet {
+/// The desired StatefulSet `<name>` for `kc`, whose metadata quorum has `voters`.
+pub fn desired_statefulset(kc: &KafkaCluster, voters: Voters) -> StatefulSet {
     let overrides = kc.spec.pod_template.clone().unwrap_or_default();
 
     let mut pod_labels = overrides.labels.clone();
@@ -46,7 +51,7 @@ pub fn desired_statefulset(kc: &KafkaCluster) -> StatefulSet {
     );
 
     let pod_spec = PodSpec {
-        containers: vec![broker_container(kc)],
+        containers: vec![broker_container(kc, voters)],
         affinity: Some(
             overrides
                 .affinity
@@ -124,7 +129,7 @@ pub fn desired_statefulset(kc: &KafkaCluster) -> StatefulSet {
 }
 
 /// The broker container: flags for everything the operator owns, the rest in the file.
-fn broker_container(kc: &KafkaCluster) -> Container {
+fn broker_container(kc: &KafkaCluster, voters: Voters) -> Container {
     let listeners = &kc.spec.listeners;
     let advertised = format!(
         "$(POD_NAME).{}.$(POD_NAMESPACE).svc:{}",
@@ -147,6 +152,7 @@ fn broker_container(kc: &KafkaCluster) -> Container {
         ("--config", format!("{CONFIG_MOUNT}/{CONFIG_FILE}")),
     ]
     .into_iter()
+    .chain(quorum_flags(kc, voters))
     .flat_map(|(flag, value)| [flag.to_string(), value])
     .chain(std::iter::once("--log-json".to_string()))
     .collect();
@@ -174,6 +180,7 @@ fn broker_container(kc: &KafkaCluster) -> Container {
         ]),
         ports: Some(vec![
             container_port("kafka", listeners.kafka_port),
+            container_port("controller", CONTROLLER_PORT),
             container_port("health", listeners.health_port),
             container_port("metrics", listeners.metrics_port),
         ]),
@@ -212,6 +219,19 @@ fn broker_container(kc: &KafkaCluster) -> Container {
         ]),
         ..Container::default()
     }
+}
+
+/// The flags joining the broker to its cluster's metadata quorum: where it serves the
+/// quorum, the voters, and the cluster id (when there is one, see [`quorum::cluster_id`]).
+pub fn quorum_flags(kc: &KafkaCluster, voters: Voters) -> Vec<(&'static str, String)> {
+    let mut flags = vec![
+        ("--controller-listen", format!("0.0.0.0:{CONTROLLER_PORT}")),
+        (VOTERS_FLAG, voters.flag(kc)),
+    ];
+    if let Some(id) = quorum::cluster_id(kc) {
+        flags.push(("--cluster-id", id));
+    }
+    flags
 }
 
 /// The per-broker volume claim `data-<name>-<ordinal>`.
@@ -300,17 +320,46 @@ mod tests {
 
     #[test]
     fn default_cluster_statefulset() {
-        insta::assert_yaml_snapshot!(desired_statefulset(&demo()));
+        insta::assert_yaml_snapshot!(desired_statefulset(&demo(), Voters::initial(3)));
     }
 
     #[test]
     fn customised_cluster_statefulset() {
-        insta::assert_yaml_snapshot!(desired_statefulset(&demo_customised()));
+        insta::assert_yaml_snapshot!(desired_statefulset(&demo_customised(), Voters::initial(3)));
+    }
+
+    #[test]
+    fn every_broker_joins_the_quorum_and_the_pods_start_together() {
+        let mut kc = demo();
+        kc.spec.replicas = 5;
+        // Created with one broker: one voter, whatever replicas says now.
+        let spec = desired_statefulset(&kc, Voters::initial(1)).spec;
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let container = &spec.template.spec.unwrap().containers[0];
+        let args = container.args.clone().unwrap();
+        let value = |flag: &str| {
+            let at = args.iter().position(|a| a == flag)?;
+            args.get(at + 1).map(String::as_str)
+        };
+        assert_eq!(value("--node-id"), Some("$(NODE_ID)"));
+        assert_eq!(value("--controller-listen"), Some("0.0.0.0:9093"));
+        assert_eq!(
+            value("--controller-quorum-voters"),
+            Some("0@demo-0.demo-brokers.streaming.svc:9093")
+        );
+        assert_eq!(value("--cluster-id"), Some("C25bjl88S46dbB0vOktcbQ"));
+        let ports = container.ports.clone().unwrap();
+        assert!(
+            ports
+                .iter()
+                .any(|p| p.name.as_deref() == Some("controller") && p.container_port == 9093),
+            "{ports:?}"
+        );
     }
 
     #[test]
     fn operator_labels_win_over_pod_template_labels() {
-        let sts = desired_statefulset(&demo_customised());
+        let sts = desired_statefulset(&demo_customised(), Voters::initial(3));
         let labels = sts.spec.template.metadata.unwrap().labels.unwrap();
         assert_eq!(labels["app.kubernetes.io/name"], "runnel");
         assert_eq!(labels["team"], "data");
@@ -318,10 +367,10 @@ mod tests {
 
     #[test]
     fn config_change_changes_the_pod_template() {
-        let before = desired_statefulset(&demo());
+        let before = desired_statefulset(&demo(), Voters::initial(3));
         let mut kc = demo();
         kc.spec.config.insert("num.partitions".into(), "12".into());
-        let after = desired_statefulset(&kc);
+        let after = desired_statefulset(&kc, Voters::initial(3));
         let hash = |sts: &StatefulSet| {
             sts.spec
                 .template

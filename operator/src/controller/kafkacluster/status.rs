@@ -11,7 +11,8 @@ use kube::ResourceExt;
 use crate::crd::{
     upsert_condition, BrokerState, BrokerStatus, ConditionStatus, KafkaCluster, KafkaClusterStatus,
 };
-use crate::resources::names;
+use crate::kafka::ClusterDescription;
+use crate::resources::{names, quorum};
 use crate::Error;
 
 use super::restart::Step;
@@ -26,11 +27,18 @@ pub const DEGRADED: &str = "Degraded";
 /// What a reconcile pass saw besides the StatefulSet and pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
-    /// The spec asks for fewer brokers than run, and some of those that would go still
-    /// hold replicas: kept at this many (partitions cannot be moved off brokers yet).
+    /// The spec asks for fewer brokers than run, and some of those that would go are
+    /// voters of the metadata quorum or still hold replicas: kept at this many.
     pub scale_down_blocked_at: Option<i32>,
-    /// Why: each broker that would go and still holds replicas (or cannot be asked).
+    /// Why, when voters would go: those voters (the voter set is fixed at creation).
+    pub scale_down_voters: Vec<i32>,
+    /// Why, otherwise: each broker that would go and still holds replicas (or cannot be
+    /// asked); partitions cannot be moved off brokers yet.
     pub scale_down_holders: Vec<String>,
+    /// The metadata quorum's voters.
+    pub quorum_voters: Vec<i32>,
+    /// The cluster as a broker described it this pass; `None` when none answered.
+    pub cluster: Option<ClusterDescription>,
     /// The ServiceMonitor is enabled but its CRD is not installed.
     pub service_monitor_unavailable: bool,
     /// Where the gated rolling restart stands.
@@ -59,6 +67,7 @@ pub fn observe_brokers(kc: &KafkaCluster, replicas: i32, pods: &[Pod]) -> Vec<Br
                 pod: pod_name,
                 state,
                 never_ready: never_ready(before, state),
+                live: None,
             }
         })
         .collect()
@@ -122,13 +131,20 @@ pub fn cluster_status(
     // Every id the StatefulSet keeps stays listed, with a pod or not (a held scale-down
     // keeps more than `desired`): its `neverReady` must not be forgotten.
     let kept = sts.spec.replicas.unwrap_or(0);
-    let brokers = observe_brokers(kc, desired.max(kept).max(sts_status.replicas), pods);
+    let mut brokers = observe_brokers(kc, desired.max(kept).max(sts_status.replicas), pods);
+    let cluster = findings.cluster.as_ref();
+    for broker in &mut brokers {
+        broker.live = cluster.map(|c| c.brokers.iter().any(|b| b.id == broker.id && !b.fenced));
+    }
 
     let mut status = kc.status.clone().unwrap_or_default();
     status.observed_generation = generation;
     status.ready_brokers = ready_brokers;
     status.bootstrap_servers = Some(names::bootstrap_servers(kc));
     status.brokers = brokers;
+    status.cluster_id = quorum::cluster_id(kc);
+    status.quorum_voters = findings.quorum_voters.clone();
+    status.controller_id = cluster.and_then(|c| c.controller_id);
 
     let all_ready = ready_brokers >= desired && findings.scale_down_blocked_at.is_none();
     let (reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
@@ -205,7 +221,30 @@ pub fn cluster_status(
         .filter(|b| b.state == BrokerState::Failed)
         .map(|b| b.pod.clone())
         .collect();
-    let (degraded, reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
+    let (degraded, reason, message) = if let (Some(kept), false) = (
+        findings.scale_down_blocked_at,
+        findings.scale_down_voters.is_empty(),
+    ) {
+        let pods: Vec<String> = findings
+            .scale_down_voters
+            .iter()
+            .map(|id| names::pod(kc, *id))
+            .collect();
+        let voters: Vec<String> = findings
+            .quorum_voters
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let message = format!(
+            "keeping {kept} brokers, not {desired}: {} would leave the metadata quorum, whose \
+             voters ({}) are fixed when the cluster is created; only brokers from {} on can be \
+             removed",
+            pods.join(", "),
+            voters.join(", "),
+            findings.quorum_voters.len()
+        );
+        (true, SCALE_DOWN_REMOVES_VOTERS, message)
+    } else if let Some(kept) = findings.scale_down_blocked_at {
         let message = format!(
             "keeping {kept} brokers, not {desired}: {} (moving partitions off a broker is not supported yet)",
             findings.scale_down_holders.join("; ")
@@ -240,6 +279,9 @@ pub fn cluster_status(
     );
     status
 }
+
+/// Condition reason: a scale-down would remove voters of the metadata quorum.
+pub const SCALE_DOWN_REMOVES_VOTERS: &str = "ScaleDownRemovesVoters";
 
 /// Condition reason: the operator refused the spec (see [`crate::Error::InvalidSpec`]).
 pub const INVALID_SPEC: &str = "InvalidSpec";
@@ -308,6 +350,7 @@ mod tests {
             pod: "demo-1".into(),
             state: Pending,
             never_ready,
+            live: None,
         };
         assert!(never_ready(None, Pending), "new after a scale-up");
         assert!(!never_ready(None, Ready));

@@ -1,5 +1,9 @@
 //! Reconcile scenarios against the scripted API server: each asserts the exact sequence
-//! of requests (method, path) and the parts of each body that carry the decision.
+//! of requests (method, path) and the parts of each body that carry the decision. The
+//! metadata quorum's scenarios (voters, their scale-down refusal, the cluster's view in
+//! status) are in `tests/quorum.rs`.
+
+mod quorum;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +20,8 @@ use crate::crd::{KafkaCluster, KafkaClusterStatus};
 use crate::fixtures::{ApiServerVerifier, TEST_NOW_SECONDS};
 use crate::kafka::fake::FakeKafka;
 use crate::metrics::Metrics;
+use crate::resources::quorum::Voters;
+use crate::resources::statefulset;
 use crate::resources::test_cluster::demo;
 use crate::{Context, Error};
 
@@ -112,6 +118,7 @@ async fn children_pass_with(
 }
 
 /// The first part of a pass: GET sts and the five applies (checked), up to the PDB.
+/// The GET finds a StatefulSet of `existing_replicas` that names no voters (`None`: 404).
 async fn children_applies(
     server: &mut ApiServerVerifier,
     spec_replicas: i32,
@@ -119,17 +126,55 @@ async fn children_applies(
     applied_replicas: i32,
     sts_reply: Value,
 ) {
+    let existing = existing_replicas.map(|replicas| {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "demo", "namespace": "streaming"},
+            "spec": {"replicas": replicas, "selector": {}, "template": {}}})
+    });
+    children_applies_over(server, spec_replicas, existing, applied_replicas, sts_reply).await;
+}
+
+/// A StatefulSet of `replicas` brokers as the operator made it for a cluster created
+/// with `created` brokers (so with `min(created, 3)` voters).
+fn existing_sts(replicas: i32, created: i32) -> Value {
+    let mut kc = demo();
+    kc.spec.replicas = replicas;
+    let mut sts = serde_json::to_value(statefulset::desired_statefulset(
+        &kc,
+        Voters::initial(created),
+    ))
+    .unwrap();
+    sts["apiVersion"] = json!("apps/v1");
+    sts["kind"] = json!("StatefulSet");
+    sts
+}
+
+/// The `--controller-quorum-voters` value of an applied StatefulSet.
+fn voters_arg(sts: &Value) -> String {
+    let args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    let at = args
+        .iter()
+        .position(|a| a == "--controller-quorum-voters")
+        .unwrap();
+    args[at + 1].as_str().unwrap().to_string()
+}
+
+/// [`children_applies`] where the GET finds `existing` (`None`: 404).
+async fn children_applies_over(
+    server: &mut ApiServerVerifier,
+    spec_replicas: i32,
+    existing: Option<Value>,
+    applied_replicas: i32,
+    sts_reply: Value,
+) -> Value {
     let get = server
         .expect(Method::GET, &format!("{APPS}/statefulsets/demo"))
         .await;
-    match existing_replicas {
+    match existing {
         None => get.respond_not_found(),
-        Some(replicas) => get.respond(
-            StatusCode::OK,
-            &json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
-            "metadata": {"name": "demo", "namespace": "streaming"},
-            "spec": {"replicas": replicas, "selector": {}, "template": {}}}),
-        ),
+        Some(sts) => get.respond(StatusCode::OK, &sts),
     }
 
     let cm = server
@@ -170,8 +215,10 @@ async fn children_applies(
         .await;
     assert_eq!(sts.body["spec"]["replicas"], applied_replicas);
     assert_eq!(sts.body["spec"]["updateStrategy"]["type"], "OnDelete");
+    assert_eq!(sts.body["spec"]["podManagementPolicy"], "Parallel");
     assert_eq!(sts.body["spec"]["serviceName"], "demo-brokers");
     assert_eq!(owner_uid(&sts.body), UID);
+    let applied_sts = sts.body.clone();
     sts.respond_echo(sts_reply);
 
     let pdb = server
@@ -181,6 +228,7 @@ async fn children_applies(
     let max_unavailable = if spec_replicas > 1 { 1 } else { 0 };
     assert_eq!(pdb.body["spec"]["maxUnavailable"], max_unavailable);
     pdb.respond_echo(json!({}));
+    applied_sts
 }
 
 /// The pod list of a pass, answered with `pods`.
@@ -238,6 +286,11 @@ async fn new_cluster_applies_children_and_reports_progress() {
             condition(status, "Ready")["lastTransitionTime"],
             "2023-11-14T22:13:20Z"
         );
+        // One cluster id per KafkaCluster (from its uid); ordinals 0..2 vote. No broker
+        // answered DescribeCluster (this context's Kafka refuses): no controller, no `live`.
+        assert_eq!(status["clusterId"], "C25bjl88S46dbB0vOktcbQ");
+        assert_eq!(status["quorumVoters"], json!([0, 1, 2]));
+        assert_eq!(status.get("controllerId"), None);
         respond_stored_cluster(patch);
     });
 
@@ -267,6 +320,8 @@ fn settled_status() -> KafkaClusterStatus {
         "bootstrapServers": "demo-bootstrap.streaming.svc:9092",
         "brokers": [{"id": 0, "pod": "demo-0", "state": "Ready"}, {"id": 1, "pod": "demo-1", "state": "Ready"},
             {"id": 2, "pod": "demo-2", "state": "Ready"}],
+        "clusterId": "C25bjl88S46dbB0vOktcbQ",
+        "quorumVoters": [0, 1, 2],
     }))
     .unwrap()
 }
@@ -400,7 +455,9 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
             "connect demo-1.demo-brokers.streaming.svc:9092",
             "Metadata None",
             "connect demo-2.demo-brokers.streaming.svc:9092",
-            "Metadata None"
+            "Metadata None",
+            "connect demo-bootstrap.streaming.svc:9092",
+            "DescribeCluster"
         ]
     );
 }
@@ -416,6 +473,8 @@ fn undone_scale_up(never_ready: bool) -> KafkaCluster {
         {"id": 1, "pod": "demo-1", "state": "Missing", "neverReady": never_ready},
         {"id": 2, "pod": "demo-2", "state": "Missing", "neverReady": never_ready},
     ]);
+    // Created with one broker: one voter.
+    status["quorumVoters"] = json!([0]);
     kc.status = Some(serde_json::from_value(status).unwrap());
     kc
 }
@@ -445,7 +504,8 @@ async fn a_scale_up_whose_brokers_never_ran_can_be_undone() {
         kafka.take_calls(),
         [
             "connect demo-1.demo-brokers.streaming.svc:9092",
-            "connect demo-2.demo-brokers.streaming.svc:9092"
+            "connect demo-2.demo-brokers.streaming.svc:9092",
+            "connect demo-bootstrap.streaming.svc:9092"
         ],
         "asked first: a broker that answers is judged by what it holds"
     );
