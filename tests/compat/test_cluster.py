@@ -16,7 +16,8 @@ import time
 
 import pytest
 from confluent_kafka.admin import AdminClient
-from kafka.admin import NewTopic
+from kafka import TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import (InvalidReplicationFactorError, KafkaError, RequestTimedOutError,
                           TopicAlreadyExistsError)
 
@@ -291,3 +292,43 @@ def test_without_a_majority_admin_changes_time_out_and_reads_go_on(make_cluster,
     after = unique_name("majority-back")
     create_retrying(cluster.bootstrap(2), after, partitions=1, factor=1)
     assert wait_until(lambda: _described(cluster.bootstrap(0), after), 20, what=after)
+
+
+def test_admin_changes_through_any_broker_are_seen_by_every_broker(make_cluster, unique_name):
+    cluster = make_cluster(3)
+    grown, doomed = unique_name("grown"), unique_name("doomed")
+    create(cluster.bootstrap(0), grown, partitions=3, factor=1)
+    create(cluster.bootstrap(0), doomed, partitions=1, factor=1)
+    for name in (grown, doomed):
+        wait_until(lambda: _described(cluster.bootstrap(2), name), 20, what=name)
+    with admin_client(cluster.bootstrap(1)) as admin:
+        admin.create_partitions({grown: 5})
+    with admin_client(cluster.bootstrap(2)) as admin:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, grown,
+                                            configs={"retention.ms": "12345"})])
+    with admin_client(cluster.bootstrap(0)) as admin:
+        admin.delete_topics([doomed])
+
+    def settled(node: int):
+        partitions = _described(cluster.bootstrap(node), grown)
+        if partitions is None or len(partitions) != 5:
+            return False
+        with admin_client(cluster.bootstrap(node)) as admin:
+            if doomed in admin.list_topics():
+                return False
+            configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, grown)])
+        return configs["topic"][grown]["retention.ms"]["value"] == "12345"
+
+    for node in range(3):
+        wait_until(lambda: settled(node), 20, interval=0.2, what=f"the changes on node {node}")
+    # The new partitions are hosted by their leaders: records go in and come back.
+    with producer(cluster.bootstrap(2), acks="all") as p:
+        offsets = [p.send(grown, value=b"new-%d" % n, partition=n).get(timeout=30).offset
+                   for n in (3, 4)]
+    assert offsets == [0, 0]
+    with consumer(cluster.bootstrap(0), enable_auto_commit=False) as c:
+        tps = [TopicPartition(grown, 3), TopicPartition(grown, 4)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        got = poll_until(c, 2, timeout=30)
+    assert sorted(r.value for r in got) == [b"new-3", b"new-4"]
