@@ -1,15 +1,21 @@
 # Runnel's verbs. `make run` starts one broker on 127.0.0.1:9092 with data in ./data;
-# `make test` installs what the tests need and runs every test.
+# `make cluster` three brokers as one cluster on 127.0.0.1:19092-19094 with data in
+# ./data/cluster; `make test` installs what the tests need and runs every test.
 
 CARGO ?= cargo
 VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
+.PHONY: run cluster build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
+
+# Three release brokers as one cluster until Ctrl-C (scripts/cluster.sh: Kafka 127.0.0.1:19092-19094,
+# quorum 127.0.0.1:19192-19194, logs in ./data/cluster/node-<i>.log); CLUSTER_ARGS="--fresh" to start empty.
+cluster:
+	scripts/cluster.sh $(CLUSTER_ARGS)
 
 build:
 	$(CARGO) build --workspace --all-targets
