@@ -1,15 +1,21 @@
 # Runnel's verbs. `make run` starts one broker on 127.0.0.1:9092 with data in ./data;
-# `make test` installs what the tests need and runs every test.
+# `make cluster` three brokers as one cluster on 127.0.0.1:19092-19094 with data in
+# ./data/cluster; `make test` installs what the tests need and runs every test.
 
 CARGO ?= cargo
 VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run build release test test-rust test-compat test-deps crash-loop crds bench bench-compare fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
+.PHONY: run cluster build release test test-rust test-compat test-deps crash-loop crds bench bench-compare bench-metadata fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
+
+# Three release brokers as one cluster until Ctrl-C (scripts/cluster.sh: Kafka 127.0.0.1:19092-19094,
+# quorum 127.0.0.1:19192-19194, logs in ./data/cluster/node-<i>.log); CLUSTER_ARGS="--fresh" to start empty.
+cluster:
+	scripts/cluster.sh $(CLUSTER_ARGS)
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -54,6 +60,14 @@ bench:
 # runnel vs Tansu (in memory) side by side; installs Tansu under target/ (long first build).
 bench-compare:
 	bench/compare.sh
+
+# Metadata requests/s of each broker of a fresh 3-broker cluster (127.0.0.1:29092-29094) holding
+# 10 topics x 100 partitions (bench/metadata.sh; RUNS, TOPICS, PARTITIONS, CONNECTIONS, DURATION, WARMUP).
+bench-metadata:
+	$(CARGO) build --release -p runnel-broker -p runnel-bench
+	RUNNEL_BROKER_BIN=$(TARGET_DIR)/release/runnel-broker RUNNEL_BENCH_BIN=$(TARGET_DIR)/release/runnel-bench \
+	RUNNEL_LOG=warn scripts/cluster.sh --fresh --data-dir $(TARGET_DIR)/bench-metadata/cluster \
+	    --port 29092 --controller-port 29192 -- bench/metadata.sh
 
 # Mutation fuzzer over the request path, in-process (release); FUZZ_ARGS="--iterations 10000000 --seed 1" (default: 60 s).
 fuzz:

@@ -23,13 +23,13 @@ use crate::error::BenchError;
 use crate::versions::{Versions, CREATE_TOPICS};
 
 /// Kafka's UNKNOWN_TOPIC_OR_PARTITION error code.
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub(crate) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 /// Kafka's TOPIC_ALREADY_EXISTS error code.
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// How long a new topic may take to show leaders for all its partitions.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 /// Pause between Metadata requests while waiting for leaders.
-const LEADER_POLL: Duration = Duration::from_millis(100);
+pub(crate) const LEADER_POLL: Duration = Duration::from_millis(100);
 
 /// One partition and the node that leads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +81,23 @@ impl Cluster {
         let mut versions = Versions::negotiate(connection.api_versions().await?)?;
         let name = TopicName(StrBytes::from_string(config.topic.clone()));
         if config.create_topic {
-            create_topic(&mut connection, &versions, config, &name).await?;
+            let version = match versions.create_topics {
+                Some(version) => version,
+                // Not served: the connection's ApiVersions says how.
+                None => {
+                    connection
+                        .version::<CreateTopicsRequest>(CREATE_TOPICS)
+                        .await?
+                }
+            };
+            create_topics(
+                &mut connection,
+                version,
+                std::slice::from_ref(&name),
+                config.partitions,
+                config.replication_factor,
+            )
+            .await?;
         }
         let deadline = Instant::now() + LEADER_WAIT;
         let (topic, response) = loop {
@@ -179,27 +195,28 @@ pub fn allowed_address(
         .copied()
 }
 
-async fn create_topic(
+/// Creates `topics` with `partitions` each (CreateTopics at `version`); a topic that
+/// exists already is used as is.
+pub async fn create_topics(
     connection: &mut Connection,
-    versions: &Versions,
-    config: &BenchConfig,
-    name: &TopicName,
+    version: i16,
+    topics: &[TopicName],
+    partitions: i32,
+    replication_factor: i16,
 ) -> Result<(), BenchError> {
-    let version = match versions.create_topics {
-        Some(version) => version,
-        // Not served: the connection's ApiVersions says how.
-        None => {
-            connection
-                .version::<CreateTopicsRequest>(CREATE_TOPICS)
-                .await?
-        }
-    };
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(30_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name.clone())
-            .with_num_partitions(config.partitions)
-            .with_replication_factor(config.replication_factor)]);
+        .with_topics(
+            topics
+                .iter()
+                .map(|name| {
+                    CreatableTopic::default()
+                        .with_name(name.clone())
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(replication_factor)
+                })
+                .collect(),
+        );
     let response = connection.call(&request, version).await?;
     for topic in &response.topics {
         if topic.error_code != TOPIC_ALREADY_EXISTS {
@@ -211,17 +228,27 @@ async fn create_topic(
     Ok(())
 }
 
+/// A Metadata request for `topics`, or for every topic when `None`, that never creates a
+/// topic (versions 1 and later: version 0 reads an empty list as "all").
+pub fn metadata_request(topics: Option<&[TopicName]>, version: i16) -> MetadataRequest {
+    let mut request = MetadataRequest::default().with_topics(topics.map(|names| {
+        names
+            .iter()
+            .map(|name| MetadataRequestTopic::default().with_name(Some(name.clone())))
+            .collect()
+    }));
+    if version >= 4 {
+        request.allow_auto_topic_creation = false;
+    }
+    request
+}
+
 async fn metadata(
     connection: &mut Connection,
     version: i16,
     name: &TopicName,
 ) -> Result<MetadataResponse, BenchError> {
-    let mut request = MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_name(Some(name.clone())),
-    ]));
-    if version >= 4 {
-        request.allow_auto_topic_creation = false;
-    }
+    let request = metadata_request(Some(std::slice::from_ref(name)), version);
     Ok(connection.call(&request, version).await?)
 }
 
@@ -306,6 +333,28 @@ mod tests {
             allowed_address(bootstrap, &v6_only, false),
             Some(v6_only[0])
         );
+    }
+
+    #[test]
+    fn metadata_requests_ask_for_named_topics_or_all_and_create_none() {
+        let names = [
+            TopicName(StrBytes::from_static_str("a")),
+            TopicName(StrBytes::from_static_str("b")),
+        ];
+        let all = metadata_request(None, 12);
+        assert_eq!(all.topics, None);
+        assert!(!all.allow_auto_topic_creation);
+        let named = metadata_request(Some(&names), 12);
+        let asked: Vec<_> = named
+            .topics
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.unwrap())
+            .collect();
+        assert_eq!(asked, names);
+        assert!(!named.allow_auto_topic_creation);
+        // Before v4 the field does not exist (brokers create per their own setting).
+        assert!(metadata_request(None, 3).allow_auto_topic_creation);
     }
 
     #[test]

@@ -141,6 +141,28 @@ pub struct BenchConfig {
     ])]
     pub consume_only: bool,
 
+    /// Measure Metadata requests instead of producing and consuming: `all` asks for every
+    /// topic, `named` for the --topic-count topics named after --topic. --connections
+    /// connections to the bootstrap broker each keep one request in flight for --duration
+    /// seconds after --warmup; the report gives requests/s and latency. With
+    /// --create-topic the topics are created first (--partitions each) and the run waits
+    /// until every partition has a leader. Producer and consumer flags are refused.
+    #[arg(long, value_enum, conflicts_with_all = [
+        "read_back", "consume_only", "records", "producers", "consumers", "rate", "acks",
+        "compression", "linger_ms", "max_in_flight", "batch_size", "record_size",
+        "consume_from", "drain_timeout", "fetch_max_bytes", "partition_fetch_max_bytes",
+    ])]
+    pub metadata: Option<MetadataTopics>,
+
+    /// With --metadata: connections to the bootstrap broker, one request in flight each.
+    #[arg(long, default_value_t = 4, requires = "metadata", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub connections: u32,
+
+    /// With --metadata: how many topics --topic names: <topic>-0 .. <topic>-(N-1), or
+    /// <topic> itself when 1.
+    #[arg(long, default_value_t = 1, requires = "metadata", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub topic_count: u32,
+
     /// Milliseconds to wait for any one response before counting a timeout.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub request_timeout_ms: u64,
@@ -212,6 +234,16 @@ impl From<CompressionArg> for Compression {
     }
 }
 
+/// Which topics a `--metadata` run asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataTopics {
+    /// Every topic (a null topic list), as admin tools and `kcat -L` ask.
+    All,
+    /// The `--topic-count` topics named after `--topic`, as a producer or consumer asks.
+    Named,
+}
+
 /// How producers and consumers of a run are arranged in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunMode {
@@ -265,7 +297,7 @@ fn parse_acks(text: &str) -> Result<i16, String> {
     }
 }
 
-fn seconds(flag: &'static str, value: f64) -> Result<Duration, BenchError> {
+pub(crate) fn seconds(flag: &'static str, value: f64) -> Result<Duration, BenchError> {
     if !(0.0..=86_400.0).contains(&value) {
         return Err(BenchError::InvalidSetting {
             flag,
@@ -333,6 +365,12 @@ impl BenchConfig {
                 reason: "a topic name has 1 to 249 characters".to_string(),
             });
         }
+        if self.metadata.is_some() {
+            return Err(BenchError::InvalidSetting {
+                flag: "--metadata",
+                reason: "a Metadata run has its own plan (metadata::MetadataPlan)".to_string(),
+            });
+        }
         let (mode, start) = self.mode_and_start()?;
         if mode != RunMode::ConsumeOnly
             && self.producers == 0
@@ -368,7 +406,8 @@ impl BenchConfig {
         })
     }
 
-    fn client_config(&self) -> ClientConfig {
+    /// Identity and limits of every connection of the run.
+    pub fn client_config(&self) -> ClientConfig {
         let request_timeout = Duration::from_millis(self.request_timeout_ms);
         ClientConfig {
             client_id: self.client_id.clone(),

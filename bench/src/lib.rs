@@ -9,27 +9,32 @@
 //! leaders) → optional CreateTopics → consumers' ListOffsets → pipelined Produce on one
 //! connection per producer and leader, Fetch on one connection per consumer and leader.
 //! In a catch-up run, consumers' ListOffsets and Fetch come after producing (or alone).
+//! A `--metadata` run sends only Metadata (and CreateTopics), to the bootstrap broker.
 //!
 //! Module map:
 //!
-//! | module       | concept                                                        |
-//! |--------------|----------------------------------------------------------------|
-//! | `config`     | flags, validation, derived plan                                |
-//! | `error`      | the crate's error type                                         |
-//! | `versions`   | the API versions the bench speaks and the run's choice         |
-//! | `cluster`    | Metadata, CreateTopics, leader addresses and the host policy   |
-//! | `payload`    | record values carrying the send time; the run clock            |
-//! | `pacer`      | `--rate` pacing with linger                                    |
-//! | `producer`   | one producer connection: batches, in-flight bound, acks        |
-//! | `consumer`   | one consumer connection: start offsets, fetch, decode          |
-//! | `stats`      | counters, histograms, error counts                             |
-//! | `report`     | percentiles, throughput, text and JSON                         |
-//! | `runner`     | one run, phase by phase, per mode                              |
+//! | module            | concept                                                        |
+//! |-------------------|----------------------------------------------------------------|
+//! | `config`          | flags, validation, derived plan                                |
+//! | `error`           | the crate's error type                                         |
+//! | `versions`        | the API versions the bench speaks and the run's choice         |
+//! | `cluster`         | Metadata, CreateTopics, leader addresses and the host policy   |
+//! | `payload`         | record values carrying the send time; the run clock            |
+//! | `pacer`           | `--rate` pacing with linger                                    |
+//! | `producer`        | one producer connection: batches, in-flight bound, acks        |
+//! | `consumer`        | one consumer connection: start offsets, fetch, decode          |
+//! | `stats`           | counters, histograms, error counts                             |
+//! | `report`          | percentiles, throughput, text and JSON                         |
+//! | `runner`          | one run, phase by phase, per mode                              |
+//! | `metadata`        | a `--metadata` run: Metadata requests back to back             |
+//! | `metadata_report` | its answers' shape, requests/s, latency, text and JSON         |
 
 pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod metadata;
+pub mod metadata_report;
 pub mod pacer;
 pub mod payload;
 pub mod producer;

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use runnel_bench::{run, BenchConfig};
+use runnel_bench::{metadata, run, BenchConfig};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -17,16 +17,19 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let report = runtime
-        .block_on(run(&config))
-        .with_context(|| format!("the bench against {} failed", config.bootstrap))?;
-    if config.json {
-        println!(
-            "{}",
-            report.to_json().context("cannot write the JSON report")?
-        );
+    let failed = || format!("the bench against {} failed", config.bootstrap);
+    let (json, text) = if config.metadata.is_some() {
+        let report = runtime
+            .block_on(metadata::run(&config))
+            .with_context(failed)?;
+        (config.json.then(|| report.to_json()), report.to_text())
     } else {
-        print!("{}", report.to_text());
+        let report = runtime.block_on(run(&config)).with_context(failed)?;
+        (config.json.then(|| report.to_json()), report.to_text())
+    };
+    match json {
+        Some(json) => println!("{}", json.context("cannot write the JSON report")?),
+        None => print!("{text}"),
     }
     Ok(())
 }

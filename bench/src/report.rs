@@ -223,7 +223,8 @@ pub fn consume_report(stats: &ConsumeStats, window_secs: f64) -> ConsumeReport {
     }
 }
 
-fn latency_line(out: &mut String, label: &str, p: Option<&Percentiles>, unit: &str) {
+/// Writes one latency line (`p50 … mean (n unit)`, or `n/a`) to `out`.
+pub(crate) fn latency_line(out: &mut String, label: &str, p: Option<&Percentiles>, unit: &str) {
     let _ = match p {
         Some(p) => writeln!(
             out,

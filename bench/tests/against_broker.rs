@@ -1,6 +1,7 @@
 //! The bench against a real `runnel-broker` process on 127.0.0.1: every record produced
 //! is acknowledged and consumed, latency percentiles are positive and ordered, and the
-//! catch-up modes (`--read-back`, `--consume-only`) read exactly the records produced.
+//! catch-up modes (`--read-back`, `--consume-only`) read exactly the records produced;
+//! a `--metadata` run counts requests over the topics it created.
 //!
 //! The broker is `$RUNNEL_BROKER_BIN` (set by `make test-rust`), else a debug build this
 //! test makes with the cargo running it.
@@ -343,5 +344,86 @@ async fn consume_only_reads_what_a_produce_only_run_wrote() -> anyhow::Result<()
         report.consume.throughput.bytes, produced.produce.throughput.bytes,
         "{json}"
     );
+    Ok(())
+}
+
+/// The settings of a `--metadata` run against `broker` with `extra` flags.
+fn metadata_config(broker: &BrokerProcess, extra: &[&str]) -> anyhow::Result<BenchConfig> {
+    let bootstrap = broker.address.to_string();
+    let mut args = vec!["runnel-bench", "--bootstrap", &bootstrap, "--timeout", "60"];
+    args.extend_from_slice(extra);
+    Ok(BenchConfig::try_parse_from(args)?)
+}
+
+/// A `--metadata` run against `broker` with `extra` flags.
+async fn metadata_run(
+    broker: &BrokerProcess,
+    extra: &[&str],
+) -> anyhow::Result<runnel_bench::metadata_report::MetadataReport> {
+    Ok(runnel_bench::metadata::run(&metadata_config(broker, extra)?).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_runs_count_requests_over_created_topics() -> anyhow::Result<()> {
+    let broker = start_broker()?;
+    let named = metadata_run(
+        &broker,
+        &[
+            "--metadata",
+            "named",
+            "--topic",
+            "meta",
+            "--topic-count",
+            "3",
+            "--partitions",
+            "4",
+            "--create-topic",
+            "--connections",
+            "2",
+            "--duration",
+            "1",
+        ],
+    )
+    .await?;
+    let json = named.to_json()?;
+    assert_eq!(named.error_total, 0, "{json}");
+    assert!(!named.timed_out, "{json}");
+    assert_eq!(named.settings.topic_names, ["meta-0", "meta-1", "meta-2"]);
+    let shape = named
+        .response
+        .ok_or_else(|| anyhow::anyhow!("no response measured: {json}"))?;
+    assert_eq!((shape.brokers, shape.topics, shape.partitions), (1, 3, 12));
+    assert_eq!(shape.leaderless_partitions, 0, "{json}");
+    assert!(named.requests.requests > 0, "{json}");
+    assert!(named.requests.per_sec > 0.0, "{json}");
+    let latency = named
+        .latency_ms
+        .ok_or_else(|| anyhow::anyhow!("no latency: {json}"))?;
+    assert_eq!(latency.count, named.requests.requests, "{json}");
+    assert_ordered(&latency, "metadata");
+
+    // Every topic, the three above among them, over one connection.
+    let all = metadata_run(
+        &broker,
+        &["--metadata", "all", "--duration", "0.5", "--json"],
+    )
+    .await?;
+    let json = all.to_json()?;
+    assert_eq!(all.error_total, 0, "{json}");
+    let shape = all
+        .response
+        .ok_or_else(|| anyhow::anyhow!("no response measured: {json}"))?;
+    assert!(shape.topics >= 3 && shape.partitions >= 12, "{json}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_run_of_missing_topics_is_a_setup_error() -> anyhow::Result<()> {
+    let broker = start_broker()?;
+    let config = metadata_config(&broker, &["--metadata", "named", "--topic", "absent"])?;
+    match runnel_bench::metadata::run(&config).await {
+        Err(BenchError::UnknownTopic { topic }) => assert_eq!(topic, "absent"),
+        other => panic!("expected UnknownTopic, got {other:?}"),
+    }
     Ok(())
 }
