@@ -62,6 +62,9 @@ const HEALTHY_RESYNC: Duration = Duration::from_secs(300);
 const RESTART_RESYNC: Duration = Duration::from_secs(10);
 /// How often a cluster that is still converging is looked at.
 const CONVERGING_RESYNC: Duration = Duration::from_secs(30);
+/// How soon a cluster with ready brokers that none of them could describe is asked again
+/// (the bootstrap name may not resolve yet): status lacks the controller until then.
+const DESCRIBE_RETRY: Duration = Duration::from_secs(5);
 
 /// The `controller` label of this controller's metrics.
 pub const CONTROLLER: &str = "kafkacluster";
@@ -184,6 +187,7 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     if ready_brokers > 0 {
         findings.cluster = describe_cluster(kc, ctx).await;
     }
+    let undescribed = ready_brokers > 0 && findings.cluster.is_none();
 
     let status = status::cluster_status(kc, &sts, &pods.items, &findings, &(ctx.clock)());
     let ready = status
@@ -207,6 +211,8 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     }
     Ok(Action::requeue(if restarting {
         RESTART_RESYNC
+    } else if undescribed {
+        DESCRIBE_RETRY
     } else if ready {
         HEALTHY_RESYNC
     } else {
