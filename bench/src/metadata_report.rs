@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::MetadataTopics;
 use crate::error::BenchError;
-use crate::report::{latency_line, Percentiles};
+use crate::report::{errors_and_cutoff, latency_line, Percentiles};
 use crate::stats::{latency_histogram, record_latency, ErrorCounts};
 
 /// What one Metadata response holds.
@@ -247,17 +247,7 @@ impl MetadataReport {
             self.answered, self.requests.per_sec, self.requests.seconds
         );
         latency_line(&mut out, "latency", self.latency_ms.as_ref(), "requests");
-        if self.errors.is_empty() {
-            let _ = writeln!(out, "errors: none");
-        } else {
-            let _ = writeln!(out, "errors: {}", self.error_total);
-            for (label, count) in &self.errors {
-                let _ = writeln!(out, "  {count:>8}  {label}");
-            }
-        }
-        if self.timed_out {
-            let _ = writeln!(out, "the run was cut short by --timeout");
-        }
+        errors_and_cutoff(&mut out, &self.errors, self.error_total, self.timed_out);
         out
     }
 }

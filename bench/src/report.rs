@@ -224,6 +224,27 @@ pub fn consume_report(stats: &ConsumeStats, window_secs: f64) -> ConsumeReport {
 }
 
 /// Writes one latency line (`p50 … mean (n unit)`, or `n/a`) to `out`.
+/// The closing lines of a text report: the errors by label, and whether --timeout cut
+/// the run short.
+pub(crate) fn errors_and_cutoff(
+    out: &mut String,
+    errors: &BTreeMap<String, u64>,
+    total: u64,
+    timed_out: bool,
+) {
+    if errors.is_empty() {
+        let _ = writeln!(out, "errors: none");
+    } else {
+        let _ = writeln!(out, "errors: {total}");
+        for (label, count) in errors {
+            let _ = writeln!(out, "  {count:>8}  {label}");
+        }
+    }
+    if timed_out {
+        let _ = writeln!(out, "the run was cut short by --timeout");
+    }
+}
+
 pub(crate) fn latency_line(out: &mut String, label: &str, p: Option<&Percentiles>, unit: &str) {
     let _ = match p {
         Some(p) => writeln!(
@@ -285,17 +306,7 @@ impl Report {
             c.throughput.seconds
         );
         latency_line(&mut out, "e2e", c.end_to_end_latency_ms.as_ref(), "records");
-        if self.errors.is_empty() {
-            let _ = writeln!(out, "errors: none");
-        } else {
-            let _ = writeln!(out, "errors: {}", self.error_total);
-            for (label, count) in &self.errors {
-                let _ = writeln!(out, "  {count:>8}  {label}");
-            }
-        }
-        if self.timed_out {
-            let _ = writeln!(out, "the run was cut short by --timeout");
-        }
+        errors_and_cutoff(&mut out, &self.errors, self.error_total, self.timed_out);
         out
     }
 }

@@ -105,10 +105,8 @@ pub async fn fence(
         let brokers: Vec<_> = image.borrow().brokers.values().cloned().collect();
         let mut changes = Vec::new();
         for broker in brokers {
-            let last = liveness
-                .last(broker.node_id, broker.incarnation)
-                .unwrap_or(since)
-                .max(since);
+            let heard = liveness.last(broker.node_id, broker.incarnation);
+            let last = heard.unwrap_or(since).max(since);
             let expired = now.duration_since(last) > sessions.timeout;
             if expired && !broker.fenced {
                 tracing::warn!(
@@ -119,10 +117,7 @@ pub async fn fence(
                     node_id: broker.node_id,
                     incarnation: broker.incarnation,
                 });
-            } else if !expired
-                && broker.fenced
-                && liveness.last(broker.node_id, broker.incarnation).is_some()
-            {
+            } else if !expired && broker.fenced && heard.is_some() {
                 tracing::info!(
                     node_id = broker.node_id,
                     "fenced broker is back; unfencing it"
