@@ -9,7 +9,7 @@ use crate::cluster::{Quorum, QuorumError};
 use crate::config::BrokerConfig;
 use crate::flusher::Flusher;
 use crate::groups::{store, GroupCoordinator};
-use crate::metadata::{MetadataImage, MetadataLog, MetadataLogError, MetadataRecord};
+use crate::metadata::{MetadataImage, MetadataLog, MetadataLogError, MetadataRecord, TopicImage};
 use crate::ops::metrics::Metrics;
 use crate::ops::status::BrokerStatus;
 use crate::partitions::PartitionManager;
@@ -226,7 +226,8 @@ impl BrokerContext {
             config,
             quorum,
         };
-        let loaded = store::load(&ctx).map_err(|source| StartError::Log {
+        let led = store::led_partitions(&ctx, &ctx.image());
+        let loaded = store::load(&ctx, &led).map_err(|source| StartError::Log {
             topic: crate::groups::offsets::OFFSETS_TOPIC.to_string(),
             partition: -1,
             source,
@@ -290,30 +291,53 @@ impl BrokerContext {
     }
 
     /// The partition if this broker leads it, or the error code to answer: on a broker of
-    /// a cluster, NOT_LEADER_OR_FOLLOWER when another broker leads it (the client then
-    /// refreshes its metadata), else UNKNOWN_TOPIC_OR_PARTITION.
+    /// a cluster, NOT_LEADER_OR_FOLLOWER when another broker leads it or it is offline (the
+    /// client then refreshes its metadata), else UNKNOWN_TOPIC_OR_PARTITION.
     pub fn led_partition(
         &self,
         topic: &str,
         partition: i32,
     ) -> Result<Arc<crate::partitions::Partition>, i16> {
-        const UNKNOWN: i16 = kafka_protocol::ResponseError::UnknownTopicOrPartition.code();
+        self.led_partition_in_epoch(topic, partition, -1)
+            .map(|(p, _)| p)
+    }
+
+    /// [`BrokerContext::led_partition`], also checking the leader epoch the client
+    /// believes current (KIP-320; -1 when it does not say): an older one is
+    /// FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH (this broker is behind).
+    /// Returns the current leader epoch with the partition.
+    pub fn led_partition_in_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        client_epoch: i32,
+    ) -> Result<(Arc<crate::partitions::Partition>, i32), i16> {
+        use kafka_protocol::ResponseError;
+        const UNKNOWN: i16 = ResponseError::UnknownTopicOrPartition.code();
+        let mut epoch = 0;
         if self.quorum.is_some() {
             let me = self.node_id();
             let image = self.image();
-            let leader = image
+            let Some(t) = image
                 .topic(topic)
                 .filter(|t| (0..t.partitions).contains(&partition))
-                .and_then(|t| t.replicas(partition, me).first().copied());
-            match leader {
-                None => return Err(UNKNOWN),
-                Some(l) if l != me => {
-                    return Err(kafka_protocol::ResponseError::NotLeaderOrFollower.code())
-                }
-                Some(_) => {}
+            else {
+                return Err(UNKNOWN);
+            };
+            let leadership = t.leadership(partition, me);
+            epoch = leadership.leader_epoch;
+            if leadership.leader != me {
+                return Err(ResponseError::NotLeaderOrFollower.code());
+            }
+            if client_epoch >= 0 && client_epoch < leadership.leader_epoch {
+                return Err(ResponseError::FencedLeaderEpoch.code());
+            }
+            if client_epoch > leadership.leader_epoch {
+                return Err(ResponseError::UnknownLeaderEpoch.code());
             }
         }
-        self.partitions.get(topic, partition).ok_or(UNKNOWN)
+        let hosted = self.partitions.get(topic, partition).ok_or(UNKNOWN)?;
+        Ok((hosted, epoch))
     }
 
     /// The brokers clients may connect to: (node id, host, port, rack). The registered
@@ -332,12 +356,16 @@ impl BrokerContext {
             .collect()
     }
 
-    /// The leader of a partition with `replicas` for clients: its preferred replica, or
-    /// `None` while that broker is fenced or unregistered (the partition is offline until
-    /// replication can elect another).
-    pub fn live_leader(&self, image: &MetadataImage, replicas: &[i32]) -> Option<i32> {
-        let leader = replicas.first().copied()?;
-        (self.quorum.is_none() || image.is_live(leader)).then_some(leader)
+    /// The leader of `partition` of `topic` for clients: `None` while the partition is
+    /// offline, or while its leader is fenced and the quorum has not moved it yet.
+    pub fn live_leader(
+        &self,
+        image: &MetadataImage,
+        topic: &TopicImage,
+        partition: i32,
+    ) -> Option<i32> {
+        let leader = topic.leader(partition, self.node_id());
+        (leader >= 0 && (self.quorum.is_none() || image.is_live(leader))).then_some(leader)
     }
 
     /// The controller clients are told about: the metadata quorum's leader while it is a
@@ -356,19 +384,20 @@ impl BrokerContext {
             .unwrap_or(me)
     }
 
-    /// The broker that coordinates `group`: the leader of its `__consumer_offsets`
-    /// partition (this broker alone outside a cluster, or before the topic exists).
+    /// The broker that coordinates `group`: the live leader of its `__consumer_offsets`
+    /// partition; this broker alone outside a cluster; -1 (none) in a cluster whose offsets
+    /// topic does not exist yet or whose partition is offline.
     pub fn coordinator_of(&self, group: &str) -> i32 {
-        let me = self.node_id();
+        use crate::groups::offsets::{partition_for, OFFSETS_TOPIC};
         if self.quorum.is_none() {
-            return me;
+            return self.node_id();
         }
         let image = self.image();
-        let Some(topic) = image.topic(crate::groups::offsets::OFFSETS_TOPIC) else {
-            return me;
+        let Some(topic) = image.topic(OFFSETS_TOPIC) else {
+            return -1;
         };
-        let partition = crate::groups::offsets::partition_for(group, topic.partitions);
-        topic.replicas(partition, me).first().copied().unwrap_or(me)
+        let partition = partition_for(group, topic.partitions);
+        self.live_leader(&image, topic, partition).unwrap_or(-1)
     }
 
     /// The brokers new replicas may go to, with their racks: the registered brokers that
@@ -423,7 +452,30 @@ impl BrokerContext {
                     source,
                 })?;
         }
+        // Groups follow the leadership of their offsets partition: a new coordinator loads
+        // the offsets before the new image lets it answer; an old one forgets them.
+        let led_before = store::led_partitions(self, &before);
+        let led_after = store::led_partitions(self, image);
+        let gained = led_after.difference(&led_before).copied().collect();
+        let lost = led_before.difference(&led_after).copied().collect();
+        let offsets_topic = crate::groups::offsets::OFFSETS_TOPIC;
+        match store::load(self, &gained) {
+            Ok(n) if n > 0 => {
+                tracing::info!(partitions = ?gained, records = n, "coordinating the groups of {offsets_topic} partitions")
+            }
+            Ok(_) => {}
+            Err(source) => {
+                return Err(StartError::Log {
+                    topic: offsets_topic.to_string(),
+                    partition: -1,
+                    source,
+                })
+            }
+        }
         *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(image);
+        if let Some(topic) = before.topic(offsets_topic) {
+            self.groups.unload(&lost, topic.partitions);
+        }
         Ok(())
     }
 
@@ -469,6 +521,28 @@ pub(crate) fn new_cluster_id() -> String {
         out.push(char::from(ALPHABET[((bits << (6 - n)) & 63) as usize]));
     }
     out
+}
+
+/// A single broker's context on `dir`, with no topic (tests).
+#[cfg(test)]
+pub(crate) fn test_context(dir: &std::path::Path) -> BrokerContext {
+    use clap::Parser;
+    let mut config = BrokerConfig::parse_from(["runnel-broker"]);
+    config.data_dir = dir.to_path_buf();
+    let metrics = Arc::new(Metrics::new().expect("metrics register"));
+    let (flusher, _task) = Flusher::start(
+        Arc::clone(&metrics),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    BrokerContext::open(
+        config,
+        ("127.0.0.1".into(), 9092),
+        &BrokerStatus::new(),
+        metrics,
+        flusher,
+        None,
+    )
+    .expect("a broker context opens")
 }
 
 #[cfg(test)]

@@ -149,13 +149,7 @@ pub fn create_topic(
         return Err(TopicError::AlreadyExists(name.to_string()));
     }
     let replicas = place(ctx, 0, partitions, factor)?;
-    let topic = TopicImage {
-        name: name.to_string(),
-        id: Uuid::new_v4(),
-        partitions,
-        configs,
-        replicas,
-    };
+    let topic = TopicImage::new(name, Uuid::new_v4(), partitions, configs, replicas);
     if validate_only {
         return Ok(topic);
     }

@@ -207,6 +207,7 @@ class Cluster:
 
     def __init__(self, binary: Path, base: Path, n: int, *, extra_args: list[str] | None = None):
         self.controller_ports = [free_port() for _ in range(n)]
+        self.metrics_ports = [free_port() for _ in range(n)]
         voters = min(n, 3)
         self.voters = ",".join(f"{i}@127.0.0.1:{self.controller_ports[i]}" for i in range(voters))
         self.brokers = [
@@ -216,7 +217,9 @@ class Cluster:
                                "--controller-quorum-voters", self.voters,
                                # Fast sessions, so that fencing is seen within a test.
                                "--broker-heartbeat-interval-ms", "200",
-                               "--broker-session-timeout-ms", "2000"] + list(extra_args or []))
+                               "--broker-session-timeout-ms", "2000",
+                               "--metrics-listen", f"127.0.0.1:{self.metrics_ports[i]}"]
+                   + list(extra_args or []))
             for i in range(n)
         ]
 
@@ -264,6 +267,16 @@ class Cluster:
                 b.stop()
             except BrokerError:
                 b.kill9()
+
+    def metric(self, node: int, name: str) -> float:
+        """The value of the unlabelled Prometheus gauge or counter `name` on broker `node`."""
+        import urllib.request
+        url = f"http://127.0.0.1:{self.metrics_ports[node]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise KeyError(f"{name} not exported by broker {node}")
 
     def sigstop(self, node: int) -> None:
         self.brokers[node].proc.send_signal(signal.SIGSTOP)

@@ -204,6 +204,84 @@ def test_a_stopped_broker_is_fenced_and_unfenced_when_it_resumes(make_cluster):
     assert stopped in [b["broker_id"] for b in answer["brokers"]]
 
 
+def java_hash_partition(key: str, partitions: int) -> int:
+    """Kafka's partition of a group's offsets: abs(String.hashCode()) % partitions."""
+    h = 0
+    for unit in key.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def _leaderships(cluster, node: int, name: str):
+    """{partition: (leader, leader_epoch, isr, offline_replicas, error_code)} as `node` says."""
+    try:
+        described = topic_partitions(cluster.bootstrap(node), name)
+    except Exception:  # noqa: BLE001 - between answers
+        return {}
+    return {p["partition_index"]: (p["leader_id"], p["leader_epoch"], p["isr_nodes"],
+                                   p["offline_replicas"], p["error_code"]) for p in described}
+
+
+@pytest.mark.crash
+def test_a_fenced_leader_takes_its_partitions_and_groups_offline_and_back_with_new_epochs(
+        make_cluster, unique_name):
+    cluster = make_cluster(3)
+    controller = cluster.describe(0)["controller_id"]
+    name = unique_name("offline")
+    create(cluster.bootstrap(controller), name, partitions=6, factor=1)
+    with admin_client(cluster.bootstrap(controller)) as admin:
+        admin.list_group_offsets("creates-the-offsets-topic")
+    offset_leaders = [p["leader_id"] for p in
+                      topic_partitions(cluster.bootstrap(controller), "__consumer_offsets")]
+    # A group whose coordinator (the leader of its __consumer_offsets partition) is not the
+    # controller, so that stopping it leaves the quorum's leader in place.
+    group = next(g for g in (unique_name("offline-group") for _ in range(100))
+                 if offset_leaders[java_hash_partition(g, 50)] != controller)
+    # A group commits through its coordinator; which broker that is follows the leader of
+    # the group's __consumer_offsets partition.
+    with producer(cluster.bootstrap(controller)) as p:
+        for i in range(60):
+            p.send(name, value=b"v%d" % i, partition=i % 6)
+        p.flush()
+    with consumer(cluster.bootstrap(controller), name, group_id=group, enable_auto_commit=False,
+                  auto_offset_reset="earliest") as c:
+        assert len(poll_until(c, 60, timeout=60)) == 60
+        c.commit()
+    coordinator = offset_leaders[java_hash_partition(group, 50)]
+    watcher = 3 - controller - coordinator
+    before = _leaderships(cluster, watcher, name)
+    led = sorted(p for p, (leader, *_rest) in before.items() if leader == coordinator)
+    assert led and all(before[p][1] == 0 for p in led), before
+    offsets_led = offset_leaders.count(coordinator)
+
+    cluster.sigstop(coordinator)
+    try:
+        def offline():
+            now = _leaderships(cluster, watcher, name)
+            return all(now.get(p) == (-1, 1, [coordinator], [coordinator], 5) for p in led)
+        wait_until(offline, 30, interval=0.2, what=f"partitions {led} offline")
+        # Partitions led by others are untouched; the controller counts the offline ones.
+        now = _leaderships(cluster, watcher, name)
+        assert all(now[p][:3] == before[p][:3] for p in before if p not in led), now
+        assert cluster.metric(controller, "runnel_offline_partitions") == len(led) + offsets_led
+        assert cluster.metric(watcher, "runnel_offline_partitions") == 0
+    finally:
+        cluster.sigcont(coordinator)
+
+    def back():
+        now = _leaderships(cluster, watcher, name)
+        return all(now.get(p) == (coordinator, 2, [coordinator], [], 0) for p in led)
+    wait_until(back, 30, interval=0.2, what=f"partitions {led} led again")
+    wait_until(lambda: cluster.metric(controller, "runnel_offline_partitions") == 0, 10,
+               what="no offline partitions")
+    # The returning coordinator loaded the group's offsets again: they are as committed.
+    with admin_client(cluster.bootstrap(watcher)) as admin:
+        committed = admin.list_group_offsets(group)
+    assert {tp.partition: meta.offset for tp, meta in committed[group].items()} == {
+        p: 10 for p in range(6)}
+
+
 def _new_controller(cluster, node: int, old: int):
     """(controller,) once `node` names a controller other than `old` (a tuple: node 0 is
     falsy), else None."""

@@ -99,6 +99,18 @@ impl GroupCoordinator {
         groups.retain(|_, e| !e.offsets.is_empty() || e.group.state != GroupState::Empty);
     }
 
+    /// Forgets the groups whose offsets live in the `__consumer_offsets` partitions
+    /// `lost` (of `partitions`): this broker no longer coordinates them, and their new
+    /// coordinator loads them from the log. Members waiting in JoinGroup or SyncGroup are
+    /// released and look the coordinator up again.
+    pub fn unload(&self, lost: &std::collections::BTreeSet<i32>, partitions: i32) {
+        if lost.is_empty() {
+            return;
+        }
+        let mut groups = self.lock();
+        groups.retain(|id, _| !lost.contains(&offsets::partition_for(id, partitions)));
+    }
+
     /// Advances every group's timers.
     pub fn tick(&self, now: Instant) {
         let mut groups = self.lock();

@@ -2,11 +2,12 @@
 //! records to a group's partition, and loading every committed offset at start-up.
 //! Blocking: call from `spawn_blocking`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use super::offsets::{self, OffsetRecord, OFFSETS_TOPIC};
 use crate::context::BrokerContext;
+use crate::metadata::MetadataImage;
 use crate::topics::{self, TopicError};
 
 /// Segment size of `__consumer_offsets`, as in Kafka (`offsets.topic.segment.bytes`).
@@ -61,20 +62,40 @@ pub fn write(
         return Ok(());
     }
     ensure_offsets_topic(ctx)?;
-    let partition = offsets::partition_for(group, ctx.groups.config.offsets_partitions);
-    let log = ctx
-        .partitions
-        .get(OFFSETS_TOPIC, partition)
-        .ok_or(StoreError::Unavailable(partition))?;
+    let partitions = ctx
+        .image()
+        .topic(OFFSETS_TOPIC)
+        .map_or(ctx.groups.config.offsets_partitions, |t| t.partitions);
+    let partition = offsets::partition_for(group, partitions);
+    // Only the partition's leader writes it: leadership may have moved since the
+    // request was checked.
+    let (log, epoch) = ctx
+        .led_partition_in_epoch(OFFSETS_TOPIC, partition, -1)
+        .map_err(|_| StoreError::Unavailable(partition))?;
     let batch = offsets::encode_batch(records, now_ms)?;
-    log.log().append(&batch, 0, now_ms)?;
+    log.log().append(&batch, epoch, now_ms)?;
     Ok(())
 }
 
-/// Loads every committed offset from `__consumer_offsets` into the coordinator.
-pub fn load(ctx: &BrokerContext) -> Result<usize, runnel_storage::LogError> {
+/// The `__consumer_offsets` partitions this broker leads in `image`: the groups it
+/// coordinates.
+pub fn led_partitions(ctx: &BrokerContext, image: &MetadataImage) -> BTreeSet<i32> {
+    let me = ctx.node_id();
+    image.topic(OFFSETS_TOPIC).map_or_else(BTreeSet::new, |t| {
+        (0..t.partitions)
+            .filter(|&p| t.leader(p, me) == me)
+            .collect()
+    })
+}
+
+/// Loads the committed offsets kept in the `__consumer_offsets` partitions `led` (those
+/// this broker hosts) into the coordinator.
+pub fn load(ctx: &BrokerContext, led: &BTreeSet<i32>) -> Result<usize, runnel_storage::LogError> {
     let mut loaded = 0;
     for partition in ctx.partitions.partitions_of(OFFSETS_TOPIC) {
+        if !led.contains(&partition.tp.partition) {
+            continue;
+        }
         let mut records = Vec::new();
         let log = partition.log();
         let mut offset = log.log_start_offset();
@@ -126,4 +147,71 @@ fn last_offset_and_records(bytes: bytes::Bytes) -> (Option<i64>, Vec<OffsetRecor
         pos = next;
     }
     (last, records)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::groups::offsets::CommittedOffset;
+    use crate::metadata::MetadataRecord;
+
+    fn committed(ctx: &BrokerContext) -> Option<i64> {
+        let groups = ctx.groups.lock();
+        let entry = groups.get("g")?;
+        entry.offsets.get(&("t".to_string(), 0)).map(|c| c.offset)
+    }
+
+    #[tokio::test]
+    async fn groups_follow_the_leadership_of_their_offsets_partition() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = crate::context::test_context(dir.path());
+        let commit = OffsetRecord {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: Some(CommittedOffset {
+                offset: 42,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp: 1,
+            }),
+        };
+        write(&ctx, "g", std::slice::from_ref(&commit), 1).expect("offsets written");
+        ctx.groups.apply_offsets(vec![commit], Instant::now());
+        assert_eq!(committed(&ctx), Some(42));
+
+        // The broker is fenced: its offsets partitions go offline and it forgets the
+        // groups it coordinated, and refuses to write their offsets.
+        let mut image = (*ctx.image()).clone();
+        let run = uuid::Uuid::new_v4();
+        for record in [
+            MetadataRecord::RegisterBroker {
+                node_id: ctx.node_id(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+                rack: None,
+                incarnation: run,
+            },
+            MetadataRecord::FenceBroker {
+                node_id: ctx.node_id(),
+                incarnation: run,
+            },
+        ] {
+            image.apply(&record);
+        }
+        ctx.apply_image(&Arc::new(image.clone())).expect("applied");
+        assert_eq!(committed(&ctx), None);
+        assert!(led_partitions(&ctx, &ctx.image()).is_empty());
+
+        // Leading again, it loads the offsets from the log before answering for them.
+        image.apply(&MetadataRecord::UnfenceBroker {
+            node_id: ctx.node_id(),
+            incarnation: run,
+        });
+        ctx.apply_image(&Arc::new(image)).expect("applied");
+        assert_eq!(committed(&ctx), Some(42));
+        assert_eq!(led_partitions(&ctx, &ctx.image()).len(), 50);
+    }
 }

@@ -34,6 +34,8 @@ struct Want {
     topic: usize,
     name: Option<String>,
     partition: i32,
+    /// The leader epoch the client believes current (v9+), -1 when not given.
+    epoch: i32,
     offset: i64,
     max_bytes: usize,
 }
@@ -62,6 +64,7 @@ pub async fn handle(
                 topic: t,
                 name: name.clone(),
                 partition: p.partition,
+                epoch: p.current_leader_epoch,
                 offset: p.fetch_offset,
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
             });
@@ -145,7 +148,9 @@ fn read_all(
             UNKNOWN_TOPIC_OR_PARTITION
         };
         let partition = match w.name.as_deref() {
-            Some(n) => ctx.led_partition(n, w.partition),
+            Some(n) => ctx
+                .led_partition_in_epoch(n, w.partition, w.epoch)
+                .map(|(p, _)| p),
             None => Err(unknown),
         };
         let partition = match partition {

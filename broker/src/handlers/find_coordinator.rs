@@ -63,7 +63,7 @@ pub async fn handle(
                 (
                     key,
                     COORDINATOR_NOT_AVAILABLE,
-                    "the group's coordinator is not registered",
+                    "the group's offsets partition has no live leader",
                 )
             } else {
                 (key, 0, "")

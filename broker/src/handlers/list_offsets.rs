@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -28,7 +29,7 @@ pub async fn handle(
     info: RequestInfo,
 ) -> ListOffsetsResponse {
     // Leader epochs are reported from v4 on.
-    let epoch = if info.version >= 4 { 0 } else { -1 };
+    let with_epoch = info.version >= 4;
     let answered = blocking(move || {
         request
             .topics
@@ -38,7 +39,7 @@ pub async fn handle(
                 let partitions = topic
                     .partitions
                     .iter()
-                    .map(|p| lookup(&ctx, &name, p.partition_index, p.timestamp, epoch))
+                    .map(|p| lookup(&ctx, &name, p, with_epoch))
                     .collect();
                 ListOffsetsTopicResponse::default()
                     .with_name(topic.name)
@@ -56,19 +57,21 @@ pub async fn handle(
 fn lookup(
     ctx: &BrokerContext,
     topic: &str,
-    partition: i32,
-    timestamp: i64,
-    epoch: i32,
+    want: &ListOffsetsPartition,
+    with_epoch: bool,
 ) -> ListOffsetsPartitionResponse {
+    let (partition, timestamp) = (want.partition_index, want.timestamp);
     let response = ListOffsetsPartitionResponse::default()
         .with_partition_index(partition)
         .with_timestamp(-1)
         .with_offset(-1)
-        .with_leader_epoch(epoch);
-    let p = match ctx.led_partition(topic, partition) {
-        Ok(p) => p,
-        Err(code) => return response.with_leader_epoch(-1).with_error_code(code),
+        .with_leader_epoch(-1);
+    let (p, epoch) = match ctx.led_partition_in_epoch(topic, partition, want.current_leader_epoch) {
+        Ok(led) => led,
+        Err(code) => return response.with_error_code(code),
     };
+    // The current leader's epoch: what an offset found here was served in.
+    let response = response.with_leader_epoch(if with_epoch { epoch } else { -1 });
     let log = p.log();
     match timestamp {
         LATEST => response.with_offset(log.high_watermark()),

@@ -111,12 +111,11 @@ async fn lookup(
 fn describe(ctx: &BrokerContext, topic: &TopicImage) -> MetadataResponseTopic {
     let me = ctx.node_id();
     let image = ctx.image();
-    // Until replication, a partition's only in-sync replica is its preferred leader, and
-    // it is offline while that broker is fenced.
     let partitions = (0..topic.partitions)
         .map(|p| {
             let replicas = topic.replicas(p, me);
-            let leader = ctx.live_leader(&image, &replicas);
+            let leadership = topic.leadership(p, me);
+            let leader = ctx.live_leader(&image, topic, p);
             let offline = replicas
                 .iter()
                 .filter(|&&r| ctx.quorum().is_some() && !image.is_live(r))
@@ -125,14 +124,9 @@ fn describe(ctx: &BrokerContext, topic: &TopicImage) -> MetadataResponseTopic {
             let partition = MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(BrokerId(leader.unwrap_or(-1)))
-                .with_leader_epoch(0)
+                .with_leader_epoch(leadership.leader_epoch)
                 .with_replica_nodes(replicas.iter().map(|&r| BrokerId(r)).collect())
-                .with_isr_nodes(
-                    replicas
-                        .first()
-                        .map(|&r| vec![BrokerId(r)])
-                        .unwrap_or_default(),
-                )
+                .with_isr_nodes(leadership.isr.iter().map(|&r| BrokerId(r)).collect())
                 .with_offline_replicas(offline);
             match leader {
                 Some(_) => partition,

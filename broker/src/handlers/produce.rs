@@ -203,8 +203,9 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
             ));
             continue;
         }
-        let partition = match ctx.led_partition(&w.name, w.partition) {
-            Ok(partition) => partition,
+        // Batches are stamped with the leader epoch they were written in (KIP-101).
+        let (partition, epoch) = match ctx.led_partition_in_epoch(&w.name, w.partition, -1) {
+            Ok(led) => led,
             Err(code) => {
                 out.push((w.topic, failed(w.partition, code, None)));
                 continue;
@@ -222,7 +223,7 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
             continue;
         };
         let result = match locking {
-            Locking::Wait => partition.log().append(records, 0, now_ms),
+            Locking::Wait => partition.log().append(records, epoch, now_ms),
             Locking::TryOnly => {
                 let Some(mut log) = partition.try_log() else {
                     busy.push(w);
@@ -234,7 +235,7 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
                     busy.push(w);
                     continue;
                 }
-                log.append(records, 0, now_ms)
+                log.append(records, epoch, now_ms)
             }
         };
         match result {
@@ -334,13 +335,7 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::BrokerConfig;
-    use crate::flusher::Flusher;
-    use crate::ops::metrics::Metrics;
-    use crate::ops::status::BrokerStatus;
-    use clap::Parser;
     use runnel_storage::LogConfig;
-    use tokio_util::sync::CancellationToken;
 
     use crate::records::test_batch as batch;
 
@@ -353,21 +348,8 @@ mod tests {
         }
     }
 
-    /// A broker context on `dir`, with no topic.
     fn context(dir: &std::path::Path) -> BrokerContext {
-        let mut config = BrokerConfig::parse_from(["runnel-broker"]);
-        config.data_dir = dir.to_path_buf();
-        let metrics = Arc::new(Metrics::new().unwrap());
-        let (flusher, _task) = Flusher::start(Arc::clone(&metrics), CancellationToken::new());
-        BrokerContext::open(
-            config,
-            ("127.0.0.1".into(), 9092),
-            &BrokerStatus::new(),
-            metrics,
-            flusher,
-            None,
-        )
-        .unwrap()
+        crate::context::test_context(dir)
     }
 
     #[tokio::test]

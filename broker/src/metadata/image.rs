@@ -22,9 +22,82 @@ pub struct TopicImage {
     /// by a single broker before clusters existed (see [`TopicImage::replicas`]).
     #[serde(default)]
     pub replicas: Vec<Vec<i32>>,
+    /// Leader, leader epoch and ISR per partition, kept with `replicas` (empty for a
+    /// topic from before clusters: see [`TopicImage::leadership`]).
+    #[serde(default)]
+    pub leadership: Vec<Leadership>,
+}
+
+/// Who leads one partition, in which epoch, and which replicas are in sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leadership {
+    /// The leader's broker id, or -1 while the partition is offline.
+    pub leader: i32,
+    /// Raised on every change of leader (KIP-101): followers and clients tell an old
+    /// leader's word from the current one by it.
+    pub leader_epoch: i32,
+    /// The in-sync replicas. Until followers replicate, the leader alone; an offline
+    /// partition keeps its last leader here, the one replica that may lead it again.
+    pub isr: Vec<i32>,
+}
+
+impl Leadership {
+    /// A new partition's: its preferred replica leads, in epoch 0.
+    fn new(replicas: &[i32]) -> Self {
+        let leader = replicas.first().copied().unwrap_or(-1);
+        Leadership {
+            leader,
+            leader_epoch: 0,
+            isr: replicas.first().map(|&r| vec![r]).unwrap_or_default(),
+        }
+    }
 }
 
 impl TopicImage {
+    /// A new topic: each partition led by its preferred replica in epoch 0.
+    pub fn new(
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        replicas: Vec<Vec<i32>>,
+    ) -> Self {
+        TopicImage {
+            name: name.to_string(),
+            id,
+            partitions,
+            configs,
+            leadership: replicas.iter().map(|r| Leadership::new(r)).collect(),
+            replicas,
+        }
+    }
+
+    /// The leadership of `partition` (for a topic from before clusters, `single` leads
+    /// in epoch 0).
+    pub fn leadership(&self, partition: i32, single: i32) -> Leadership {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.leadership.get(p))
+            .cloned()
+            .unwrap_or_else(|| Leadership::new(&self.replicas(partition, single)))
+    }
+
+    /// The leader of `partition`, -1 while it is offline.
+    pub fn leader(&self, partition: i32, single: i32) -> i32 {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.leadership.get(p))
+            .map_or_else(
+                || {
+                    self.replicas(partition, single)
+                        .first()
+                        .copied()
+                        .unwrap_or(-1)
+                },
+                |l| l.leader,
+            )
+    }
+
     /// The replicas of `partition`: its assignment, or `[single]` for a topic from before
     /// clusters (every partition on the one broker there was).
     pub fn replicas(&self, partition: i32, single: i32) -> Vec<i32> {
@@ -106,13 +179,7 @@ impl MetadataImage {
                 self.names_by_id.insert(*id, name.clone());
                 self.topics.insert(
                     name.clone(),
-                    TopicImage {
-                        name: name.clone(),
-                        id: *id,
-                        partitions: *partitions,
-                        configs: configs.clone(),
-                        replicas: replicas.clone(),
-                    },
+                    TopicImage::new(name, *id, *partitions, configs.clone(), replicas.clone()),
                 );
             }
             MetadataRecord::DeleteTopic { name } => {
@@ -132,6 +199,9 @@ impl MetadataImage {
                             && topic.replicas.len() + replicas.len() == *partitions as usize
                         {
                             topic.replicas.extend(replicas.iter().cloned());
+                            topic
+                                .leadership
+                                .extend(replicas.iter().map(|r| Leadership::new(r)));
                         }
                         topic.partitions = *partitions;
                     }
@@ -160,6 +230,10 @@ impl MetadataImage {
                 rack,
                 incarnation,
             } => {
+                let restarted = self
+                    .brokers
+                    .get(node_id)
+                    .is_some_and(|b| b.incarnation != *incarnation && !b.fenced);
                 self.brokers.insert(
                     *node_id,
                     BrokerImage {
@@ -171,6 +245,16 @@ impl MetadataImage {
                         fenced: false,
                     },
                 );
+                // A new run of a broker that still led is a new leader of those partitions
+                // (what it had not flushed may be gone): a new epoch.
+                if restarted {
+                    self.change_leadership(|l| {
+                        if l.leader == *node_id {
+                            l.leader_epoch += 1;
+                        }
+                    });
+                }
+                self.elect_returning(*node_id);
             }
             MetadataRecord::FenceBroker {
                 node_id,
@@ -181,13 +265,63 @@ impl MetadataImage {
                 incarnation,
             } => {
                 let fenced = matches!(record, MetadataRecord::FenceBroker { .. });
-                if let Some(broker) = self.brokers.get_mut(node_id) {
-                    if broker.incarnation == *incarnation {
-                        broker.fenced = fenced;
-                    }
+                let Some(broker) = self.brokers.get_mut(node_id) else {
+                    return;
+                };
+                if broker.incarnation != *incarnation || broker.fenced == fenced {
+                    return;
+                }
+                broker.fenced = fenced;
+                if fenced {
+                    self.remove_fenced(*node_id);
+                } else {
+                    self.elect_returning(*node_id);
                 }
             }
         }
+    }
+
+    /// Applies `change` to the leadership of every partition of every topic.
+    fn change_leadership(&mut self, mut change: impl FnMut(&mut Leadership)) {
+        for topic in self.topics.values_mut() {
+            topic.leadership.iter_mut().for_each(&mut change);
+        }
+    }
+
+    /// A fenced broker leaves every ISR it is in, except as the last member, and leads
+    /// nothing: each partition it led gets the first live replica of its ISR as leader,
+    /// or goes offline (-1) when there is none. Never a replica outside the ISR.
+    fn remove_fenced(&mut self, node_id: i32) {
+        let live: BTreeSet<i32> = self
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| b.node_id)
+            .collect();
+        self.change_leadership(|l| {
+            if l.isr.len() > 1 {
+                l.isr.retain(|&r| r != node_id);
+            }
+            if l.leader == node_id {
+                l.leader = l
+                    .isr
+                    .iter()
+                    .copied()
+                    .find(|r| live.contains(r))
+                    .unwrap_or(-1);
+                l.leader_epoch += 1;
+            }
+        });
+    }
+
+    /// A broker back in service leads again the offline partitions whose ISR it is in.
+    fn elect_returning(&mut self, node_id: i32) {
+        self.change_leadership(|l| {
+            if l.leader == -1 && l.isr.contains(&node_id) {
+                l.leader = node_id;
+                l.leader_epoch += 1;
+            }
+        });
     }
 
     /// Whether broker `node_id` is registered and not fenced.
@@ -254,5 +388,136 @@ mod tests {
         image.apply(&MetadataRecord::DeleteTopic { name: "t".into() });
         assert!(image.topic("t").is_none());
         assert!(image.topic_by_id(&id).is_none());
+    }
+
+    fn register(image: &mut MetadataImage, node_id: i32) -> Uuid {
+        let incarnation = Uuid::new_v4();
+        image.apply(&MetadataRecord::RegisterBroker {
+            node_id,
+            host: "localhost".into(),
+            port: 9092 + node_id,
+            rack: None,
+            incarnation,
+        });
+        incarnation
+    }
+
+    fn leadership(image: &MetadataImage, partition: i32) -> (i32, i32, Vec<i32>) {
+        let l = image.topic("t").map(|t| t.leadership(partition, 9));
+        l.map_or((-2, -2, vec![]), |l| (l.leader, l.leader_epoch, l.isr))
+    }
+
+    #[test]
+    fn a_fenced_leader_alone_in_its_isr_takes_its_partitions_offline_until_it_returns() {
+        let mut image = MetadataImage::default();
+        let runs: Vec<Uuid> = (0..3).map(|n| register(&mut image, n)).collect();
+        image.apply(&MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1]],
+        });
+        assert_eq!(leadership(&image, 1), (1, 0, vec![1]));
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 1,
+            incarnation: runs[1],
+        });
+        // Never a replica outside the ISR: offline, epoch raised, last leader kept in the ISR.
+        assert_eq!(leadership(&image, 1), (-1, 1, vec![1]));
+        assert_eq!(leadership(&image, 0), (0, 0, vec![0]));
+        // A fence of an older run, or a second fence, changes nothing.
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 1,
+            incarnation: Uuid::new_v4(),
+        });
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 1,
+            incarnation: runs[1],
+        });
+        assert_eq!(leadership(&image, 1), (-1, 1, vec![1]));
+        image.apply(&MetadataRecord::UnfenceBroker {
+            node_id: 1,
+            incarnation: runs[1],
+        });
+        assert_eq!(leadership(&image, 1), (1, 2, vec![1]));
+        // A restarted broker that still led comes back as a new leader epoch.
+        register(&mut image, 2);
+        assert_eq!(leadership(&image, 2), (2, 1, vec![2]));
+        assert_eq!(leadership(&image, 0), (0, 0, vec![0]));
+        // A broker that restarts after being fenced leads its offline partitions again.
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 0,
+            incarnation: runs[0],
+        });
+        assert_eq!(leadership(&image, 0), (-1, 1, vec![0]));
+        register(&mut image, 0);
+        assert_eq!(leadership(&image, 0), (0, 2, vec![0]));
+    }
+
+    #[test]
+    fn a_fenced_leader_hands_over_to_a_live_isr_member_and_leaves_the_isr() {
+        let mut image = MetadataImage::default();
+        let runs: Vec<Uuid> = (0..3).map(|n| register(&mut image, n)).collect();
+        image.apply(&MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![0, 1, 2]],
+        });
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 1,
+            incarnation: runs[1],
+        });
+        if let Some(t) = image.topics.get_mut("t") {
+            t.leadership[0].isr = vec![0, 1, 2];
+        }
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 0,
+            incarnation: runs[0],
+        });
+        // Broker 1 is in the ISR but fenced: 2 leads, and 0 leaves the ISR.
+        assert_eq!(leadership(&image, 0), (2, 1, vec![1, 2]));
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 2,
+            incarnation: runs[2],
+        });
+        assert_eq!(leadership(&image, 0), (-1, 2, vec![1]));
+        // The returning broker that was in the ISR leads; one outside it never does.
+        image.apply(&MetadataRecord::UnfenceBroker {
+            node_id: 0,
+            incarnation: runs[0],
+        });
+        assert_eq!(leadership(&image, 0), (-1, 2, vec![1]));
+        image.apply(&MetadataRecord::UnfenceBroker {
+            node_id: 1,
+            incarnation: runs[1],
+        });
+        assert_eq!(leadership(&image, 0), (1, 3, vec![1]));
+    }
+
+    #[test]
+    fn images_without_leadership_read_as_preferred_leaders_in_epoch_zero() {
+        let topic = TopicImage {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 2,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![2, 0], vec![0, 2]],
+            leadership: Vec::new(),
+        };
+        assert_eq!(topic.leader(1, 9), 0);
+        assert_eq!(topic.leadership(0, 9).isr, vec![2]);
+        let legacy = TopicImage {
+            replicas: Vec::new(),
+            ..topic
+        };
+        assert_eq!(legacy.leadership(1, 9).leader, 9);
+        let json =
+            serde_json::json!({"name": "u", "id": Uuid::nil(), "partitions": 1, "configs": {}});
+        let old: TopicImage =
+            serde_json::from_value(json).expect("an image from before leadership");
+        assert_eq!(old.leader(0, 4), 4);
     }
 }

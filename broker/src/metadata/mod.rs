@@ -5,7 +5,7 @@
 mod image;
 mod log;
 
-pub use image::{BrokerImage, MetadataImage, TopicImage};
+pub use image::{BrokerImage, Leadership, MetadataImage, TopicImage};
 pub(crate) use log::{decode_line, encode_line};
 pub use log::{MetadataLog, MetadataLogError};
 

@@ -171,7 +171,7 @@ impl Metrics {
             offline: gauge(
                 &r,
                 "runnel_offline_partitions",
-                "Partitions without a live leader.",
+                "Partitions without a live leader (counted by the active controller; 0 on other brokers, as in Kafka).",
             )?,
             group_lag: gauge_vec(
                 &r,
@@ -219,9 +219,9 @@ impl Metrics {
             }
         }
         self.partitions.set(count);
-        // A single broker leads every partition with its whole replica set in sync.
-        self.under_replicated.set(0);
-        self.offline.set(0);
+        let (under_replicated, offline) = leadership_counts(ctx, &image);
+        self.under_replicated.set(under_replicated);
+        self.offline.set(offline);
         self.group_lag.reset();
         self.group_lag_sum.reset();
         let groups = ctx.groups.lock();
@@ -315,4 +315,26 @@ impl MetricsEndpoint {
         self.stop.cancel();
         let _ = self.task.await;
     }
+}
+
+/// (partitions led here whose ISR is smaller than their replica set, partitions of the
+/// cluster without a live leader if this broker is the active controller, else 0).
+fn leadership_counts(ctx: &BrokerContext, image: &crate::metadata::MetadataImage) -> (i64, i64) {
+    let me = ctx.node_id();
+    let controller = ctx
+        .quorum()
+        .is_some_and(|q| q.status().leader == u64::try_from(me).ok());
+    let (mut under_replicated, mut offline) = (0, 0);
+    for topic in image.topics() {
+        for p in 0..topic.partitions {
+            let leadership = topic.leadership(p, me);
+            if leadership.leader == me && leadership.isr.len() < topic.replicas(p, me).len() {
+                under_replicated += 1;
+            }
+            if controller && ctx.live_leader(image, topic, p).is_none() {
+                offline += 1;
+            }
+        }
+    }
+    (under_replicated, offline)
 }
