@@ -47,7 +47,7 @@ ENV RUNNEL_LISTEN=0.0.0.0:9092 \
     RUNNEL_DATA_DIR=/var/lib/runnel/data \
     RUNNEL_HEALTH_LISTEN=0.0.0.0:9095 \
     RUNNEL_METRICS_LISTEN=0.0.0.0:9090
-# kafka, grpc.health.v1 (probes), Prometheus /metrics
-EXPOSE 9092 9095 9090
+# kafka, metadata quorum (gRPC, between brokers), grpc.health.v1 (probes), Prometheus /metrics
+EXPOSE 9092 9093 9095 9090
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/runnel-broker"]

@@ -174,7 +174,7 @@ routes! {
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest, 0..=1, incremental_alter_configs::handle, always_answer;
     DeleteGroups => DeleteGroupsRequest, 0..=2, delete_groups::handle, always_answer;
     OffsetDelete => OffsetDeleteRequest, 0..=0, offset_delete::handle, always_answer;
-    DescribeCluster => DescribeClusterRequest, 0..=1, describe_cluster::handle, always_answer;
+    DescribeCluster => DescribeClusterRequest, 0..=2, describe_cluster::handle, always_answer;
 }
 
 /// The served version range of `key`, if it is served at all.

@@ -233,10 +233,15 @@ class Cluster:
         return self.brokers[node].bootstrap
 
     def describe(self, node: int) -> dict:
-        """DescribeCluster as broker `node` answers it."""
+        """DescribeCluster as broker `node` answers it: `brokers` are the live ones, `fenced`
+        the ids of the registered brokers it lists as fenced (kafka-python asks for them)."""
         from compat_helpers import admin_client
         with admin_client(self.bootstrap(node)) as admin:
-            return admin.describe_cluster()
+            answer = admin.describe_cluster()
+        listed = answer["brokers"]
+        answer["brokers"] = [b for b in listed if not b.get("is_fenced")]
+        answer["fenced"] = sorted(b["broker_id"] for b in listed if b.get("is_fenced"))
+        return answer
 
     def wait_for_brokers(self, count: int, *, via: list[int] | None = None,
                          timeout: float = 60.0) -> dict:

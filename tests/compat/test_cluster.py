@@ -197,11 +197,14 @@ def test_a_stopped_broker_is_fenced_and_unfenced_when_it_resumes(make_cluster):
     watcher = (stopped + 1) % 3
     cluster.sigstop(stopped)
     try:
-        cluster.wait_for_brokers(2, via=[watcher], timeout=30)
+        answer = cluster.wait_for_brokers(2, via=[watcher], timeout=30)
+        # DescribeCluster v2 lists it as fenced to a client that asks (KIP-1073).
+        assert answer["fenced"] == [stopped], answer
     finally:
         cluster.sigcont(stopped)
     answer = cluster.wait_for_brokers(3, via=[watcher], timeout=30)
     assert stopped in [b["broker_id"] for b in answer["brokers"]]
+    assert answer["fenced"] == []
 
 
 def java_hash_partition(key: str, partitions: int) -> int:
