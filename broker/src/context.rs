@@ -357,7 +357,8 @@ impl BrokerContext {
     }
 
     /// The broker that coordinates `group`: the leader of its `__consumer_offsets`
-    /// partition (this broker alone outside a cluster, or before the topic exists).
+    /// partition; this broker alone outside a cluster; -1 (none) in a cluster whose offsets
+    /// topic this broker does not know yet.
     pub fn coordinator_of(&self, group: &str) -> i32 {
         let me = self.node_id();
         if self.quorum.is_none() {
@@ -365,10 +366,15 @@ impl BrokerContext {
         }
         let image = self.image();
         let Some(topic) = image.topic(crate::groups::offsets::OFFSETS_TOPIC) else {
-            return me;
+            return -1;
         };
         let partition = crate::groups::offsets::partition_for(group, topic.partitions);
         topic.replicas(partition, me).first().copied().unwrap_or(me)
+    }
+
+    /// Whether this broker coordinates `group` (always, outside a cluster).
+    pub fn is_coordinator(&self, group: &str) -> bool {
+        self.quorum.is_none() || self.coordinator_of(group) == self.node_id()
     }
 
     /// The brokers new replicas may go to, with their racks: the registered brokers that
