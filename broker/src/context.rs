@@ -386,7 +386,7 @@ impl BrokerContext {
 
     /// The broker that coordinates `group`: the live leader of its `__consumer_offsets`
     /// partition; this broker alone outside a cluster; -1 (none) in a cluster whose offsets
-    /// topic does not exist yet or whose partition is offline.
+    /// topic this broker does not know yet or whose partition is offline.
     pub fn coordinator_of(&self, group: &str) -> i32 {
         use crate::groups::offsets::{partition_for, OFFSETS_TOPIC};
         if self.quorum.is_none() {
@@ -398,6 +398,11 @@ impl BrokerContext {
         };
         let partition = partition_for(group, topic.partitions);
         self.live_leader(&image, topic, partition).unwrap_or(-1)
+    }
+
+    /// Whether this broker coordinates `group` (always, outside a cluster).
+    pub fn is_coordinator(&self, group: &str) -> bool {
+        self.quorum.is_none() || self.coordinator_of(group) == self.node_id()
     }
 
     /// The brokers new replicas may go to, with their racks: the registered brokers that

@@ -1,5 +1,5 @@
-//! Three in-process brokers forming one cluster: requests for a partition that another
-//! broker leads get Kafka's redirect code, exactly.
+//! Three in-process brokers forming one cluster: requests for a partition or a group that
+//! another broker owns get Kafka's redirect codes, exactly.
 
 mod common;
 
@@ -9,16 +9,19 @@ use common::{call, TestBroker};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, CreateTopicsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, TopicName,
+    BrokerId, CreateTopicsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    JoinGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, ProduceRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 const TOPIC: &str = "owned";
 const NOT_LEADER: i16 = ResponseError::NotLeaderOrFollower.code();
+const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -81,7 +84,7 @@ async fn leaders(broker: &TestBroker) -> anyhow::Result<Vec<i32>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn partitions_led_elsewhere_get_not_leader_or_follower() -> anyhow::Result<()> {
+async fn partitions_and_groups_owned_elsewhere_get_redirect_codes() -> anyhow::Result<()> {
     let brokers = three_brokers().await?;
     let mut s = brokers[0].connect().await?;
     let created = call(
@@ -151,6 +154,73 @@ async fn partitions_led_elsewhere_get_not_leader_or_follower() -> anyhow::Result
         let produced = call(&mut s, &produce(partition, batch), 9).await?;
         let answer = &produced.responses[0].partition_responses[0];
         assert_eq!((answer.error_code, answer.base_offset), (0, 0));
+    }
+
+    // Group requests go to the group's coordinator; the others say NOT_COORDINATOR.
+    let group = StrBytes::from_static_str("owned-group");
+    let found = call(
+        &mut brokers[0].connect().await?,
+        &FindCoordinatorRequest::default().with_key(group.clone()),
+        3,
+    )
+    .await?;
+    assert_eq!(found.error_code, 0, "{found:?}");
+    let coordinator = found.node_id.0;
+    let other = &brokers[((coordinator + 1) % 3) as usize];
+    let mut s = other.connect().await?;
+    let joined = call(
+        &mut s,
+        &JoinGroupRequest::default()
+            .with_group_id(group.clone().into())
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer")),
+        7,
+    )
+    .await?;
+    assert_eq!(joined.error_code, NOT_COORDINATOR);
+    let beat = call(
+        &mut s,
+        &HeartbeatRequest::default()
+            .with_group_id(group.clone().into())
+            .with_member_id(StrBytes::from_static_str("m"))
+            .with_generation_id(1),
+        4,
+    )
+    .await?;
+    assert_eq!(beat.error_code, NOT_COORDINATOR);
+    let offsets = call(
+        &mut s,
+        &OffsetFetchRequest::default().with_groups(vec![
+            OffsetFetchRequestGroup::default().with_group_id(group.clone().into())
+        ]),
+        8,
+    )
+    .await?;
+    assert_eq!(offsets.groups[0].error_code, NOT_COORDINATOR);
+    // And the coordinator answers the same group, once it has applied the offsets topic
+    // that FindCoordinator created through another broker.
+    let mut s = brokers[coordinator as usize].connect().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let offsets = call(
+            &mut s,
+            &OffsetFetchRequest::default().with_groups(vec![
+                OffsetFetchRequestGroup::default().with_group_id(group.clone().into())
+            ]),
+            8,
+        )
+        .await?;
+        let code = offsets.groups[0].error_code;
+        if code == 0 {
+            break;
+        }
+        assert_eq!(code, NOT_COORDINATOR);
+        assert!(
+            Instant::now() < deadline,
+            "the coordinator never took the group"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     for b in brokers {

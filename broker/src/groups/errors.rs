@@ -2,6 +2,8 @@
 
 use kafka_protocol::ResponseError;
 
+/// `NOT_COORDINATOR`: the group's coordinator is another broker (clients look it up again).
+pub const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
 /// `COORDINATOR_NOT_AVAILABLE`.
 pub const COORDINATOR_NOT_AVAILABLE: i16 = ResponseError::CoordinatorNotAvailable.code();
 /// `ILLEGAL_GENERATION`.

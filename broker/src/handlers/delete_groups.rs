@@ -10,7 +10,9 @@ use super::blocking;
 use super::produce::now_ms;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
-use crate::groups::errors::{COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP};
+use crate::groups::errors::{
+    COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, NOT_COORDINATOR,
+};
 use crate::groups::offsets::OffsetRecord;
 use crate::groups::{store, GroupState};
 
@@ -26,6 +28,7 @@ pub async fn handle(
         let tombstones = {
             let groups = ctx.groups.lock();
             match groups.get(&group) {
+                _ if !ctx.is_coordinator(&group) => Err(NOT_COORDINATOR),
                 None => Err(GROUP_ID_NOT_FOUND),
                 Some(e) if e.group.state == GroupState::Dead => Err(GROUP_ID_NOT_FOUND),
                 Some(e) if !e.group.members.is_empty() => Err(NON_EMPTY_GROUP),

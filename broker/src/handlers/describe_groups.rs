@@ -9,6 +9,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use super::text;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
+use crate::groups::errors::NOT_COORDINATOR;
 use crate::groups::GroupState;
 
 /// Answers DescribeGroups.
@@ -22,6 +23,12 @@ pub async fn handle(
         .groups
         .into_iter()
         .map(|id| {
+            if !ctx.is_coordinator(&id.0) {
+                return DescribedGroup::default()
+                    .with_error_code(NOT_COORDINATOR)
+                    .with_group_id(id)
+                    .with_authorized_operations(i32::MIN);
+            }
             let Some(entry) = groups.get(id.0.as_str()) else {
                 return DescribedGroup::default()
                     .with_group_id(id)

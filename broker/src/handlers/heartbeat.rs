@@ -7,7 +7,7 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
-use crate::groups::errors::UNKNOWN_MEMBER_ID;
+use crate::groups::errors::{NOT_COORDINATOR, UNKNOWN_MEMBER_ID};
 
 /// Answers Heartbeat.
 pub async fn handle(
@@ -15,6 +15,9 @@ pub async fn handle(
     request: HeartbeatRequest,
     _info: RequestInfo,
 ) -> HeartbeatResponse {
+    if !ctx.is_coordinator(&request.group_id.0) {
+        return HeartbeatResponse::default().with_error_code(NOT_COORDINATOR);
+    }
     let mut groups = ctx.groups.lock();
     let code = match groups.get_mut(request.group_id.0.as_str()) {
         Some(entry) => entry.group.heartbeat(

@@ -11,7 +11,9 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use super::text;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
-use crate::groups::errors::{COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT};
+use crate::groups::errors::{
+    COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, INVALID_SESSION_TIMEOUT, NOT_COORDINATOR,
+};
 use crate::groups::{offsets, GroupCoordinator, JoinRequest, JoinResult, Pending};
 
 /// Answers JoinGroup.
@@ -55,6 +57,9 @@ async fn join(ctx: &BrokerContext, request: JoinGroupRequest, info: &RequestInfo
     let group_id = request.group_id.0.to_string();
     if !offsets::valid_group_id(&group_id) {
         return fail(INVALID_GROUP_ID);
+    }
+    if !ctx.is_coordinator(&group_id) {
+        return fail(NOT_COORDINATOR);
     }
     let config = &ctx.groups.config;
     let session = Duration::from_millis(u64::try_from(request.session_timeout_ms).unwrap_or(0));

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
-use crate::groups::errors::UNKNOWN_MEMBER_ID;
+use crate::groups::errors::{NOT_COORDINATOR, UNKNOWN_MEMBER_ID};
 
 /// Answers LeaveGroup.
 pub async fn handle(
@@ -17,6 +17,9 @@ pub async fn handle(
     request: LeaveGroupRequest,
     info: RequestInfo,
 ) -> LeaveGroupResponse {
+    if !ctx.is_coordinator(&request.group_id.0) {
+        return LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR);
+    }
     let config = &ctx.groups.config;
     let now = Instant::now();
     let mut groups = ctx.groups.lock();

@@ -16,8 +16,8 @@ use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::error_codes::UNKNOWN_TOPIC_OR_PARTITION;
 use crate::groups::errors::{
-    COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, OFFSET_METADATA_TOO_LARGE, REBALANCE_IN_PROGRESS,
-    UNKNOWN_MEMBER_ID,
+    COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID, NOT_COORDINATOR, OFFSET_METADATA_TOO_LARGE,
+    REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
 };
 use crate::groups::offsets::{self, CommittedOffset, OffsetRecord};
 use crate::groups::{store, GroupState};
@@ -109,6 +109,9 @@ pub async fn handle(
 fn check_member(ctx: &BrokerContext, request: &OffsetCommitRequest) -> Option<i16> {
     if !offsets::valid_group_id(&request.group_id.0) {
         return Some(INVALID_GROUP_ID);
+    }
+    if !ctx.is_coordinator(&request.group_id.0) {
+        return Some(NOT_COORDINATOR);
     }
     let groups = ctx.groups.lock();
     let Some(entry) = groups.get(request.group_id.0.as_str()) else {

@@ -13,7 +13,7 @@ use super::produce::now_ms;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::groups::errors::{
-    COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC,
+    COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, GROUP_SUBSCRIBED_TO_TOPIC, NOT_COORDINATOR,
 };
 use crate::groups::offsets::OffsetRecord;
 use crate::groups::store;
@@ -25,6 +25,9 @@ pub async fn handle(
     _info: RequestInfo,
 ) -> OffsetDeleteResponse {
     let group = request.group_id.0.to_string();
+    if !ctx.is_coordinator(&group) {
+        return OffsetDeleteResponse::default().with_error_code(NOT_COORDINATOR);
+    }
     let mut records = Vec::new();
     let codes: Vec<Vec<i16>> = {
         let groups = ctx.groups.lock();

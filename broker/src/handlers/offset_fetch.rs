@@ -12,6 +12,7 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicNam
 use super::text;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
+use crate::groups::errors::NOT_COORDINATOR;
 use crate::groups::offsets::CommittedOffset;
 
 /// One committed position as reported: (topic, partition, offset or None).
@@ -33,6 +34,11 @@ pub async fn handle(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
+                if !ctx.is_coordinator(&g.group_id.0) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(NOT_COORDINATOR);
+                }
                 let positions = lookup(&ctx, &g.group_id.0, wanted);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
@@ -40,6 +46,10 @@ pub async fn handle(
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if !ctx.is_coordinator(&request.group_id.0) {
+        // v2+ has a top-level error; v0-1 clients see it on no partition, as Kafka's do.
+        return OffsetFetchResponse::default().with_error_code(NOT_COORDINATOR);
     }
     let wanted = request.topics.map(|ts| {
         ts.into_iter()

@@ -10,7 +10,7 @@ use super::text;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::groups::errors::{
-    COORDINATOR_NOT_AVAILABLE, INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID,
+    COORDINATOR_NOT_AVAILABLE, INCONSISTENT_GROUP_PROTOCOL, NOT_COORDINATOR, UNKNOWN_MEMBER_ID,
 };
 use crate::groups::{Pending, SyncResult};
 
@@ -33,6 +33,9 @@ async fn sync(ctx: &BrokerContext, request: SyncGroupRequest) -> SyncResult {
         error,
         ..Default::default()
     };
+    if !ctx.is_coordinator(&request.group_id.0) {
+        return fail(NOT_COORDINATOR);
+    }
     let member = request.member_id.to_string();
     let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
     let pending = {

@@ -1,7 +1,8 @@
-//! [`TcpAdminClient`]: the [`KafkaAdmin`] operations over one broker connection.
+//! [`TcpAdminClient`]: the [`KafkaAdmin`] operations, and the topic-level ones sent to
+//! the bootstrap broker (any broker of the cluster answers them).
 //!
 //! Each API is sent at the highest version that the broker advertises (ApiVersions),
-//! the codec knows and this file implements:
+//! the codec knows and this crate implements:
 //!
 //! | API | versions implemented |
 //! |---|---|
@@ -13,7 +14,7 @@
 //! | IncrementalAlterConfigs | 0–1 |
 //! | DeleteTopics | 1–6 |
 //! | ListOffsets | 1–6 |
-//! | OffsetFetch | 1–7 |
+//! | OffsetFetch | 2–7 |
 //! | DescribeGroups | 0–5 |
 //! | OffsetCommit | 2–8 |
 
@@ -39,6 +40,7 @@ use runnel_client::{ClientConfig, ClientError, Connection};
 use tokio::sync::Mutex;
 
 use super::error::check;
+use super::routing::{Routes, Shared};
 use super::{
     AdminFactory, AlterConfigOp, ClusterBroker, ClusterDescription, ConfigEntry, ConfigSource,
     GroupDescription, KafkaAdmin, KafkaError, NewTopic, OffsetSpec, PartitionMetadata,
@@ -50,12 +52,17 @@ const RESOURCE_TOPIC: i8 = 2;
 /// How long the broker may take over topic creation/deletion/growth.
 const BROKER_OPERATION_TIMEOUT_MS: i32 = 30_000;
 
-/// An admin client on one connection to a bootstrap broker.
+/// An admin client of one cluster, bootstrapped from one broker.
 ///
-/// Calls are serialized on the connection (a tokio `Mutex` held across the round trip).
+/// Admin calls go to the bootstrap broker; group calls to the group's coordinator and
+/// ListOffsets to the partitions' leaders, on connections kept per broker (see
+/// `routing.rs`). Calls are serialized per connection (a tokio `Mutex` held across the
+/// round trip).
 pub struct TcpAdminClient {
-    connection: Mutex<Connection>,
-    address: String,
+    pub(super) bootstrap: Shared,
+    pub(super) address: String,
+    pub(super) config: ClientConfig,
+    pub(super) routes: Routes,
 }
 
 impl TcpAdminClient {
@@ -72,8 +79,10 @@ impl TcpAdminClient {
                 Ok(mut connection) => {
                     connection.api_versions().await?;
                     return Ok(Self {
-                        connection: Mutex::new(connection),
+                        bootstrap: Arc::new(Mutex::new(connection)),
                         address: address.to_string(),
+                        config: config.clone(),
+                        routes: Routes::default(),
                     });
                 }
                 Err(error) => last_error = Some(error),
@@ -87,19 +96,15 @@ impl TcpAdminClient {
         })))
     }
 
-    /// Sends the request `build` makes for the highest version that the broker
-    /// advertises, the codec knows and `implemented` holds; returns the response and
-    /// that version.
+    /// Sends the request `build` makes to the bootstrap broker, at the highest version
+    /// that the broker advertises, the codec knows and `implemented` holds; returns the
+    /// response and that version.
     pub(super) async fn call<R: Request>(
         &self,
         implemented: RangeInclusive<i16>,
         build: impl FnOnce(i16) -> R,
     ) -> Result<(R::Response, i16), KafkaError> {
-        let mut connection = self.connection.lock().await;
-        let version = connection.version::<R>(implemented).await?;
-        let request = build(version);
-        let response = connection.call(&request, version).await?;
-        Ok((response, version))
+        Self::call_on(&self.bootstrap, implemented, build).await
     }
 }
 

@@ -62,6 +62,24 @@ impl KafkaError {
         )
     }
 
+    /// Whether the connection failed rather than the broker answering: refused, timed
+    /// out, closed or out of step. The broker may be gone or moved; asking the cluster
+    /// again where to go can help. A response that did not decode, or an API version
+    /// both sides lack, is not one.
+    pub fn is_connection_error(&self) -> bool {
+        match self {
+            Self::Client(error) => match error {
+                ClientError::Connect { .. }
+                | ClientError::ConnectTimeout { .. }
+                | ClientError::Timeout { .. }
+                | ClientError::Broken { .. } => true,
+                ClientError::Call { source, .. } => !source.leaves_stream_usable(),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Whether this is the broker saying the topic or partition does not exist.
     pub fn is_unknown_topic(&self) -> bool {
         matches!(

@@ -1,88 +1,40 @@
-//! The partition- and group-level calls of [`TcpAdminClient`]: ListOffsets,
-//! DescribeGroups, OffsetFetch and OffsetCommit (the topic-level ones are in `client.rs`).
+//! The group calls of [`TcpAdminClient`]: DescribeGroups, OffsetFetch and OffsetCommit,
+//! each sent to the group's coordinator (`routing.rs`).
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeGroupsRequest, GroupId, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest,
+    DescribeGroupsRequest, GroupId, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use super::client::{text, topic_name};
 use super::error::check;
-use super::{
-    GroupDescription, GroupMemberDescription, KafkaError, OffsetSpec, TcpAdminClient,
-    TopicPartition,
-};
+use super::routing::is_coordinator_error;
+use super::{GroupDescription, GroupMemberDescription, KafkaError, TcpAdminClient, TopicPartition};
 
 impl TcpAdminClient {
-    pub(super) async fn list_offsets_impl(
-        &self,
-        partitions: &[TopicPartition],
-        spec: OffsetSpec,
-    ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
-        if partitions.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for tp in partitions {
-            by_topic.entry(&tp.topic).or_default().push(tp.partition);
-        }
-        let (response, _) = self
-            .call(1..=6, |_| {
-                ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_topics(
-                        by_topic
-                            .iter()
-                            .map(|(topic, indexes)| {
-                                ListOffsetsTopic::default()
-                                    .with_name(topic_name(topic))
-                                    .with_partitions(
-                                        indexes
-                                            .iter()
-                                            .map(|i| {
-                                                ListOffsetsPartition::default()
-                                                    .with_partition_index(*i)
-                                                    .with_timestamp(spec.wire_timestamp())
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    )
-            })
-            .await?;
-        let mut offsets = BTreeMap::new();
-        for topic in &response.topics {
-            for p in &topic.partitions {
-                let tp = TopicPartition::new(topic.name.as_str(), p.partition_index);
-                check("ListOffsets", || tp.to_string(), p.error_code, None)?;
-                offsets.insert(tp, p.offset);
-            }
-        }
-        if let Some(missing) = partitions.iter().find(|tp| !offsets.contains_key(*tp)) {
-            return Err(KafkaError::MissingInResponse {
-                api: "ListOffsets",
-                resource: missing.to_string(),
-            });
-        }
-        Ok(offsets)
-    }
-
     pub(super) async fn describe_group_impl(
         &self,
         group: &str,
     ) -> Result<GroupDescription, KafkaError> {
-        let (response, _) = self
-            .call(0..=5, |_| {
-                DescribeGroupsRequest::default().with_groups(vec![GroupId(text(group))])
-            })
+        let response = self
+            .group_call(
+                "DescribeGroups",
+                group,
+                0..=5,
+                |_| DescribeGroupsRequest::default().with_groups(vec![GroupId(text(group))]),
+                |response| {
+                    response
+                        .groups
+                        .iter()
+                        .find(|g| g.group_id.as_str() == group)
+                        .map_or(0, |g| g.error_code)
+                },
+            )
             .await?;
         let described = response
             .groups
@@ -118,12 +70,19 @@ impl TcpAdminClient {
         group: &str,
     ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
         // v1 cannot ask for "all topics"; v2+ does with a null topic list.
-        let (response, _) = self
-            .call(2..=7, |_| {
-                OffsetFetchRequest::default()
-                    .with_group_id(GroupId(text(group)))
-                    .with_topics(None)
-            })
+        // v2+ carries a coordinator error at the top level.
+        let response = self
+            .group_call(
+                "OffsetFetch",
+                group,
+                2..=7,
+                |_| {
+                    OffsetFetchRequest::default()
+                        .with_group_id(GroupId(text(group)))
+                        .with_topics(None)
+                },
+                |response| response.error_code,
+            )
             .await?;
         check(
             "OffsetFetch",
@@ -156,32 +115,43 @@ impl TcpAdminClient {
                 .or_default()
                 .push((tp.partition, *offset));
         }
-        let (response, _) = self
-            .call(2..=8, |_| {
-                OffsetCommitRequest::default()
-                    .with_group_id(GroupId(text(group)))
-                    .with_generation_id_or_member_epoch(-1)
-                    .with_member_id(StrBytes::default())
-                    .with_topics(
-                        by_topic
-                            .iter()
-                            .map(|(topic, partitions)| {
-                                OffsetCommitRequestTopic::default()
-                                    .with_name(topic_name(topic))
-                                    .with_partitions(
-                                        partitions
-                                            .iter()
-                                            .map(|(index, offset)| {
-                                                OffsetCommitRequestPartition::default()
-                                                    .with_partition_index(*index)
-                                                    .with_committed_offset(*offset)
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    )
-            })
+        let build = |_: i16| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(text(group)))
+                .with_generation_id_or_member_epoch(-1)
+                .with_member_id(StrBytes::default())
+                .with_topics(
+                    by_topic
+                        .iter()
+                        .map(|(topic, partitions)| {
+                            OffsetCommitRequestTopic::default()
+                                .with_name(topic_name(topic))
+                                .with_partitions(
+                                    partitions
+                                        .iter()
+                                        .map(|(index, offset)| {
+                                            OffsetCommitRequestPartition::default()
+                                                .with_partition_index(*index)
+                                                .with_committed_offset(*offset)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+        };
+        // A coordinator error comes on every partition of the answer.
+        let coordinator_code = |response: &OffsetCommitResponse| {
+            response
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.error_code)
+                .find(|code| is_coordinator_error(*code))
+                .unwrap_or(0)
+        };
+        let response = self
+            .group_call("OffsetCommit", group, 2..=8, build, coordinator_code)
             .await?;
         for topic in &response.topics {
             for p in &topic.partitions {

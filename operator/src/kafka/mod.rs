@@ -1,27 +1,48 @@
 //! A small Kafka admin client: what the Topic and ConsumerGroup controllers ask of a
-//! cluster, as `kafka-protocol` requests sent over a [`runnel_client::Connection`].
+//! cluster, as `kafka-protocol` requests sent over [`runnel_client::Connection`]s.
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `client.rs` | [`TcpAdminClient`]: one `runnel_client` connection and the topic-level calls |
-//! | `groups.rs` | the partition- and group-level calls (offsets, groups) |
+//! | `client.rs` | [`TcpAdminClient`] and the topic-level calls, sent to the bootstrap broker |
+//! | `routing.rs` | connections per broker, coordinators found with FindCoordinator, retries |
+//! | `groups.rs` | the group calls (DescribeGroups, OffsetFetch, OffsetCommit) |
+//! | `leaders.rs` | ListOffsets, split by partition leader |
 //! | `error.rs` | [`KafkaError`], keeping the broker's error codes |
 //!
 //! Controllers see the cluster only through the [`KafkaAdmin`] trait, made by an
 //! [`AdminFactory`] held in the [`Context`](crate::Context), so tests swap in a fake.
 //!
-//! Every call goes to the one broker the bootstrap address reaches. The brokers of a
-//! KafkaCluster form one cluster: any of them answers Metadata and DescribeCluster for
-//! the whole cluster and forwards admin changes to the controller. Routing `ListOffsets`
-//! to partition leaders and group calls to the coordinator (FindCoordinator) is not
-//! implemented yet: with several brokers such a call is answered by whichever broker
-//! the bootstrap Service picked.
+//! The brokers of a KafkaCluster form one Kafka cluster, and calls are routed as
+//! Kafka's own admin client routes them:
+//!
+//! - Metadata, DescribeCluster and the admin changes (topics, partitions, configs) go to
+//!   the broker the bootstrap address reaches: any broker answers them for the whole
+//!   cluster and forwards changes to the controller.
+//! - Group calls go to the group's coordinator (the leader of its `__consumer_offsets`
+//!   partition), found with FindCoordinator; other brokers answer NOT_COORDINATOR.
+//! - ListOffsets goes to each partition's leader, found with Metadata; other brokers
+//!   answer NOT_LEADER_OR_FOLLOWER.
+//!
+//! A coordinator or leader that moved is looked up again a bounded number of times;
+//! then the call fails with the broker's error code. A [`TcpAdminClient`] keeps one
+//! connection per broker for its lifetime, and serves a single-broker cluster on the
+//! bootstrap connection alone.
 
 mod client;
 mod error;
 #[cfg(test)]
 pub mod fake;
+#[cfg(test)]
+mod fake_answers;
+#[cfg(test)]
+mod fake_cluster;
 mod groups;
+mod leaders;
+#[cfg(test)]
+mod leaders_tests;
+mod routing;
+#[cfg(test)]
+mod routing_tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -230,7 +251,8 @@ pub struct GroupMemberDescription {
 /// The admin operations the controllers need, on one cluster.
 ///
 /// Implementations must be cheap to call repeatedly within one reconcile; each method
-/// is one Kafka request (or a fixed few) and fails with the broker's error code kept.
+/// is one Kafka request, or a bounded few when it is routed (lookups and retries), and
+/// fails with the broker's error code kept.
 #[async_trait::async_trait]
 pub trait KafkaAdmin: Send + Sync {
     /// Metadata of `topics` (every topic when `None`); topics that do not exist are
@@ -262,14 +284,16 @@ pub trait KafkaAdmin: Send + Sync {
     /// Deletes `topic`.
     async fn delete_topic(&self, topic: &str) -> Result<(), KafkaError>;
 
-    /// The offset `spec` names for each partition (`-1` when a timestamp finds none).
+    /// The offset `spec` names for each partition (`-1` when a timestamp finds none),
+    /// asked of each partition's leader. Every partition is answered or the call fails:
+    /// a partition that does not exist, or has no live leader (offline), is an error.
     async fn list_offsets(
         &self,
         partitions: &[TopicPartition],
         spec: OffsetSpec,
     ) -> Result<BTreeMap<TopicPartition, i64>, KafkaError>;
 
-    /// State and members of `group`.
+    /// State and members of `group`, as its coordinator reports them.
     async fn describe_group(&self, group: &str) -> Result<GroupDescription, KafkaError>;
 
     /// Committed offsets of `group`, every partition it has one for.
