@@ -22,6 +22,19 @@ use kafka_protocol::ResponseError;
 const TOPIC: &str = "owned";
 const NOT_LEADER: i16 = ResponseError::NotLeaderOrFollower.code();
 const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+const UNKNOWN_EPOCH: i16 = ResponseError::UnknownLeaderEpoch.code();
+
+fn fetch_in_epoch(partition: i32, current_leader_epoch: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_partition_max_bytes(1 << 20)])])
+}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -154,6 +167,14 @@ async fn partitions_and_groups_owned_elsewhere_get_redirect_codes() -> anyhow::R
         let produced = call(&mut s, &produce(partition, batch), 9).await?;
         let answer = &produced.responses[0].partition_responses[0];
         assert_eq!((answer.error_code, answer.base_offset), (0, 0));
+        // KIP-320: the leader is in epoch 0; a client that believes in a later epoch is
+        // told this broker does not know it yet, and one in the current epoch reads.
+        for (epoch, code, records) in [(1, UNKNOWN_EPOCH, false), (0, 0, true), (-1, 0, true)] {
+            let fetched = call(&mut s, &fetch_in_epoch(partition, epoch), 12).await?;
+            let p = &fetched.responses[0].partitions[0];
+            assert_eq!(p.error_code, code, "current leader epoch {epoch}");
+            assert_eq!(p.records.as_ref().is_some_and(|r| !r.is_empty()), records);
+        }
     }
 
     // Group requests go to the group's coordinator; the others say NOT_COORDINATOR.
