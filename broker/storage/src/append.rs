@@ -181,7 +181,9 @@ impl Log {
     /// offset; the partition leader epoch is set to `leader_epoch` unless that is
     /// negative (then the producer's value is kept). Under `LogAppendTime` the max
     /// timestamp becomes `now_ms`, the timestamp-type bit is set and the CRC recomputed;
-    /// otherwise the bytes are stored as received, or as re-compressed.
+    /// otherwise the bytes are stored as received, or as re-compressed. A stored
+    /// epoch newer than [`Log::latest_epoch`] starts a leader-epoch cache entry,
+    /// persisted before the batch is written (see `leader_epoch`).
     ///
     /// Idempotent batches (producer id ≥ 0, not control batches) are checked in order
     /// as Kafka's `ProducerStateManager` does: a retry of one of the producer's last five
@@ -227,6 +229,7 @@ impl Log {
                 batch::set_log_append_time(bytes, now_ms);
                 header = BatchHeader::parse(bytes)?;
             }
+            self.maybe_assign_epoch(header.partition_leader_epoch, header.base_offset)?;
             self.maybe_roll(&header, now_ms)?;
             let interval = self.config.index_interval_bytes;
             self.segments

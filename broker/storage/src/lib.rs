@@ -21,6 +21,7 @@
 //! |------------------|-----------------------------------------------------------------|
 //! | [`log`]          | `Log`: open, flush, truncate, close, delete; the on-disk layout |
 //! | `append`         | the append path: header checks, offsets, idempotence, rolling   |
+//! | `leader_epoch`   | leader-epoch cache and `leader-epoch-checkpoint` (KIP-101/279)  |
 //! | `validate`       | record checks and re-compression of incoming batches            |
 //! | `read`           | reads by offset (as file regions or bytes) and by timestamp     |
 //! | `region`         | `FileRegion`/`FileSlice`: batches to send from the files        |
@@ -50,6 +51,7 @@ mod config;
 pub mod error;
 mod flush;
 mod index;
+mod leader_epoch;
 pub mod log;
 mod producer_state;
 mod read;
