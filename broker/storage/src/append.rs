@@ -30,16 +30,30 @@ struct PlannedBatch {
     producer: Option<(i64, ProducerEntry)>,
 }
 
+/// Who wrote the batches being appended: the checks differ slightly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A producer, through [`Log::append`].
+    Client,
+    /// The partition leader, through [`Log::append_as_follower`]: the leader already
+    /// applied `max.message.bytes` (Kafka's `ignoreRecordSize`: a topic config lowered
+    /// since must not stop replication), and its cleaner may have removed records from
+    /// a batch while keeping `lastOffsetDelta`, as the recovery scan allows.
+    Replication,
+}
+
 /// Splits a produce payload into batches, validating each one's framing and header:
-/// length bounds (≥ 61, ≤ `max.message.bytes` and `segment.bytes`, inside the buffer),
-/// magic 2, CRC-32C, a codec Kafka defines, `recordCount ≥ 1`,
-/// `lastOffsetDelta == recordCount - 1`, and a record count the batch can hold: at
+/// length bounds (≥ 61, ≤ `max.message.bytes` (not for [`Origin::Replication`]) and
+/// `segment.bytes`, inside the buffer), magic 2, CRC-32C, a codec Kafka defines,
+/// `recordCount ≥ 1`, `lastOffsetDelta == recordCount - 1` (`≥` for
+/// [`Origin::Replication`]), and a record count the batch can hold: at
 /// most one record per `MIN_RECORD_LEN` (7) bytes of the records region, or of
 /// [`MAX_DECOMPRESSED_RECORDS_BYTES`] for a compressed batch. Nothing is allocated
 /// from a length or a count before it is checked.
 pub(crate) fn split_batches(
     records: &[u8],
     config: &LogConfig,
+    origin: Origin,
 ) -> Result<Vec<(Range<usize>, BatchHeader)>> {
     if records.is_empty() {
         return Err(LogError::invalid(InvalidReason::NoBatches));
@@ -64,7 +78,7 @@ pub(crate) fn split_batches(
                 }))
             }
         };
-        if total > config.max_message_bytes {
+        if origin == Origin::Client && total > config.max_message_bytes {
             return Err(LogError::RecordTooLarge {
                 size: total,
                 max: config.max_message_bytes,
@@ -93,7 +107,15 @@ pub(crate) fn split_batches(
                 record_count: header.record_count,
             }));
         }
-        if i64::from(header.last_offset_delta) != i64::from(header.record_count) - 1 {
+        let (delta, expected) = (
+            i64::from(header.last_offset_delta),
+            i64::from(header.record_count) - 1,
+        );
+        let consistent = match origin {
+            Origin::Client => delta == expected,
+            Origin::Replication => delta >= expected,
+        };
+        if !consistent {
             return Err(LogError::invalid(InvalidReason::LastOffsetDeltaMismatch {
                 last_offset_delta: header.last_offset_delta,
                 record_count: header.record_count,
@@ -181,7 +203,9 @@ impl Log {
     /// offset; the partition leader epoch is set to `leader_epoch` unless that is
     /// negative (then the producer's value is kept). Under `LogAppendTime` the max
     /// timestamp becomes `now_ms`, the timestamp-type bit is set and the CRC recomputed;
-    /// otherwise the bytes are stored as received, or as re-compressed.
+    /// otherwise the bytes are stored as received, or as re-compressed. A stored
+    /// epoch newer than [`Log::latest_epoch`] starts a leader-epoch cache entry,
+    /// persisted before the batch is written (see `leader_epoch`).
     ///
     /// Idempotent batches (producer id ≥ 0, not control batches) are checked in order
     /// as Kafka's `ProducerStateManager` does: a retry of one of the producer's last five
@@ -198,7 +222,7 @@ impl Log {
     /// has no timestamp). Does not fsync: see [`Log::flush`]. On an I/O error a prefix
     /// of the payload may have been appended; the log stays consistent.
     pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        let batches = split_batches(records, &self.config)?;
+        let batches = split_batches(records, &self.config, Origin::Client)?;
         let batches = validate::check_batches(records, batches, &self.config)?;
         let plan = match self.plan(batches)? {
             Plan::Write(plan) => plan,
@@ -227,6 +251,7 @@ impl Log {
                 batch::set_log_append_time(bytes, now_ms);
                 header = BatchHeader::parse(bytes)?;
             }
+            self.maybe_assign_epoch(header.partition_leader_epoch, header.base_offset)?;
             self.maybe_roll(&header, now_ms)?;
             let interval = self.config.index_interval_bytes;
             self.segments
@@ -300,7 +325,7 @@ impl Log {
     }
 
     /// Rolls to a new active segment if `header`'s batch must not go in the current one.
-    fn maybe_roll(&mut self, header: &BatchHeader, now_ms: i64) -> Result<()> {
+    pub(crate) fn maybe_roll(&mut self, header: &BatchHeader, now_ms: i64) -> Result<()> {
         let active = self.segments.active();
         if !active.should_roll(
             &self.config,

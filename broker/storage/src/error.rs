@@ -138,6 +138,20 @@ pub enum LogError {
         /// The high watermark at the time of the call.
         high_watermark: i64,
     },
+    /// A follower append (`Log::append_as_follower`) does not continue the log: the
+    /// first batch's base offset is not the log end offset, or a batch does not follow
+    /// the one before it (in a compacted topic, where the leader's cleaner leaves gaps,
+    /// a base offset at or past the expected one is accepted). Nothing was written; the
+    /// replica fetcher should truncate or refetch from `expected`.
+    #[error(
+        "The replicated batch starts at offset {got}, but the log continues at offset {expected}."
+    )]
+    NonContiguousAppend {
+        /// The offset the log expected the batch to start at.
+        expected: i64,
+        /// The batch's base offset.
+        got: i64,
+    },
     /// `truncate_to` was given a negative offset.
     #[error("Cannot truncate the log to negative offset {offset}.")]
     InvalidTruncation {

@@ -2,7 +2,8 @@
 //! `UnifiedLog`/`LocalLog`/`LogSegment`.
 //!
 //! Storage knows v2 record-batch headers, not wire messages: a produce payload's
-//! `records` bytes go in through [`Log::append`] and come back, byte-identical apart
+//! `records` bytes go in through [`Log::append`] (a follower's fetched batches through
+//! [`Log::append_as_follower`], unchanged) and come back, byte-identical apart
 //! from the patched base offset and leader epoch, from [`Log::read`], or as regions
 //! of the segment files from [`Log::read_regions`] for sending without a copy. Records
 //! inside a batch are read, always within bounds, only where something needs them:
@@ -21,6 +22,8 @@
 //! |------------------|-----------------------------------------------------------------|
 //! | [`log`]          | `Log`: open, flush, truncate, close, delete; the on-disk layout |
 //! | `append`         | the append path: header checks, offsets, idempotence, rolling   |
+//! | `follower`       | the follower's append: the leader's batches stored byte for byte |
+//! | `leader_epoch`   | leader-epoch cache and `leader-epoch-checkpoint` (KIP-101/279)  |
 //! | `validate`       | record checks and re-compression of incoming batches            |
 //! | `read`           | reads by offset (as file regions or bytes) and by timestamp     |
 //! | `region`         | `FileRegion`/`FileSlice`: batches to send from the files        |
@@ -49,7 +52,9 @@ mod compression;
 mod config;
 pub mod error;
 mod flush;
+mod follower;
 mod index;
+mod leader_epoch;
 pub mod log;
 mod producer_state;
 mod read;

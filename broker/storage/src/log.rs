@@ -10,6 +10,7 @@
 //! | `recovery-point`              | offset below which everything is fsynced (text: `0\n<offset>\n`) | atomically, by flush        |
 //! | `producer-state.snapshot`     | idempotent-producer state as of an offset (see `producer_state`) | atomically, on flush after a roll, and on close |
 //! | `clean-shutdown`              | empty marker: the log was closed and needs no recovery scan     | by close; deleted by open   |
+//! | `leader-epoch-checkpoint`     | leader-epoch cache: `0\n<count>\n` then `<epoch> <start offset>\n` per entry (see `leader_epoch`) | durably: before the batch starting a new epoch; after truncation and when the log start offset rises |
 //! | `log-start-offset`            | the log start offset (text, like `recovery-point`); a value below the first segment's base is ignored | durably, by retention, DeleteRecords and truncation, before segments are deleted |
 //! | `<base>.log.cleaned`          | a segment being rewritten by the cleaner; deleted on open       | by `compact`                |
 //! | `<base>.log.swap`             | a complete, fsynced rewritten segment; swapped in on open       | by `compact`                |
@@ -28,6 +29,9 @@
 //! only then persists the new recovery point. After a crash, [`Log::open`] scans every
 //! segment from the one holding the recovery point, so whatever was not fsynced is
 //! validated before it is served.
+//! A new leader-epoch cache entry is persisted before the batch that starts the epoch
+//! is written, so after a crash the checkpoint is never behind the surviving data;
+//! open drops its entries at or past the recovered log end offset (`leader_epoch`).
 //! Retention and DeleteRecords persist the new log start offset before deleting
 //! segments (`retention`); compaction swaps each rewritten segment in through
 //! fsynced `.cleaned` and `.swap` files (`cleaner`).
@@ -48,6 +52,7 @@ use crate::checkpoint::{self, Durability};
 use crate::cleaner;
 pub use crate::config::{LogConfig, TimestampType};
 use crate::error::{LogError, Result};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::ProducerStateManager;
 use crate::recovery;
 use crate::segment::{remove_segment_files, LogSegment};
@@ -102,6 +107,8 @@ pub struct Log {
     /// re-reads everything past the recovery point and keeps the valid batches.
     pub(crate) data_synced: i64,
     pub(crate) producers: ProducerStateManager,
+    /// The leader-epoch cache, mirrored in `leader-epoch-checkpoint` (`leader_epoch`).
+    pub(crate) epochs: LeaderEpochCache,
     /// Offset of the producer-state snapshot on disk, if any.
     pub(crate) snapshot_offset: Option<i64>,
     /// Segment files were created or deleted since the directory was last fsynced.
@@ -169,6 +176,7 @@ impl Log {
             recovery_point: 0,
             data_synced: 0,
             producers: ProducerStateManager::default(),
+            epochs: LeaderEpochCache::default(),
             snapshot_offset: None,
             dir_dirty: loaded.truncated,
             last_flush_ms: wall_clock_ms(),
@@ -200,6 +208,7 @@ impl Log {
         }
         log.load_log_start_offset()?;
         log.load_producer_state()?;
+        log.load_leader_epochs()?;
         if clean {
             checkpoint::remove_durably(dir, CLEAN_SHUTDOWN_FILE)?;
         }
@@ -342,7 +351,9 @@ impl Log {
     /// is at least `offset` is removed, so the log end offset becomes `offset` when that
     /// is a batch boundary, and the base offset of the batch spanning `offset`
     /// otherwise. `offset` at or past the log end does nothing; below the log start,
-    /// the log is emptied and restarts at `offset`. The result is fsynced.
+    /// the log is emptied and restarts at `offset`. Leader-epoch cache entries starting
+    /// at or past the new log end offset are removed (all of them when the log is
+    /// emptied). The result is fsynced.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset < 0 {
             return Err(LogError::InvalidTruncation { offset });
@@ -365,6 +376,8 @@ impl Log {
             self.dir_dirty = true;
         }
         self.segments.active_mut().truncate_to(offset)?;
+        let removed = self.epochs.truncate_from_end(self.log_end_offset());
+        self.persist_epochs_after_removal(removed)?;
         if self.log_start_offset > self.log_end_offset() {
             // A cut inside the batch holding the log start offset.
             let end = self.log_end_offset();
@@ -383,6 +396,8 @@ impl Log {
         self.dir_dirty = true;
         let fresh = LogSegment::create(&self.dir, offset, &self.config, wall_clock_ms())?;
         drop(self.segments.replace_all(fresh));
+        let removed = self.epochs.clear();
+        self.persist_epochs_after_removal(removed)?;
         self.after_truncation()
     }
 

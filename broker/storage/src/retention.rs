@@ -150,7 +150,10 @@ impl Log {
         self.delete_segments_below_log_start()
     }
 
-    /// Sets and durably persists the log start offset.
+    /// Sets and durably persists the log start offset, then moves the leader-epoch
+    /// cache's start up to it (Kafka's `truncateFromStart`: the entry covering the new
+    /// start is kept, starting there). The epoch checkpoint is written after the
+    /// start offset: if it is lost, opening applies the start offset again.
     pub(crate) fn set_log_start_offset(&mut self, offset: i64) -> Result<()> {
         checkpoint::write_offset(
             &self.dir,
@@ -159,7 +162,8 @@ impl Log {
             Durability::Durable,
         )?;
         self.log_start_offset = offset;
-        Ok(())
+        let changed = self.epochs.truncate_from_start(offset);
+        self.persist_epochs_after_removal(changed)
     }
 
     /// Deletes the non-active segments whose offsets are all below the log start

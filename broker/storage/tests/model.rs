@@ -1,13 +1,14 @@
-//! Property test: random appends, reads, truncations, flushes, clean and unclean
-//! reopens against an in-memory model (a list of stored batches). Every read must
-//! return exactly the model's bytes.
+//! Property test: random appends (leader and follower paths), reads, truncations,
+//! flushes, clean and unclean reopens against an in-memory model (a list of stored
+//! batches). Every read must return exactly the model's bytes, and the leader-epoch
+//! cache must be the one the model's batches imply.
 
 // Test code: a panic is how a failed expectation is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{as_stored, batch};
+use common::{as_stored, batch, expected_epochs};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use runnel_storage::{BatchHeader, Log, LogConfig, LogError};
@@ -18,6 +19,13 @@ enum Op {
     Append {
         batches: Vec<(i32, usize, i64)>,
         leader_epoch: i32,
+    },
+    /// The same, stored by `append_as_follower` with offsets from the log end moved by
+    /// `skew` (refused unless 0) and the batches' own epoch.
+    FollowerAppend {
+        batches: Vec<(i32, usize, i64)>,
+        leader_epoch: i32,
+        skew: i64,
     },
     Read {
         at: Index,
@@ -37,6 +45,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (prop::collection::vec((1..5i32, 0..200usize, 0..1_000i64), 1..4), -1..3i32)
             .prop_map(|(batches, leader_epoch)| Op::Append { batches, leader_epoch }),
+        3 => (prop::collection::vec((1..5i32, 0..200usize, 0..1_000i64), 1..4), -1..4i32, prop_oneof![4 => Just(0i64), 1 => -2..3i64])
+            .prop_map(|(batches, leader_epoch, skew)| Op::FollowerAppend { batches, leader_epoch, skew }),
         4 => (any::<Index>(), 0..1_500usize, any::<bool>())
             .prop_map(|(at, max_bytes, min_one)| Op::Read { at, max_bytes, min_one }),
         1 => (0..1_100i64).prop_map(Op::ReadByTimestamp),
@@ -108,6 +118,18 @@ impl Model {
     }
 }
 
+/// The batches of a payload, split by their headers.
+fn split(payload: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < payload.len() {
+        let len = BatchHeader::parse(&payload[at..]).unwrap().total_len();
+        out.push(payload[at..at + len].to_vec());
+        at += len;
+    }
+    out
+}
+
 fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(log.log_start_offset(), 0);
     prop_assert_eq!(log.log_end_offset(), model.end());
@@ -115,6 +137,15 @@ fn check(log: &Log, model: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(log.size_bytes(), model.size());
     let all = log.read(0, usize::MAX, true).unwrap();
     prop_assert_eq!(all.bytes.to_vec(), model.batches.concat());
+    let epochs = expected_epochs(model.batches.iter().map(Vec::as_slice));
+    prop_assert_eq!(log.leader_epochs(), epochs.clone());
+    prop_assert_eq!(log.latest_epoch(), epochs.last().map(|e| e.0));
+    if let Some(&(latest, _)) = epochs.last() {
+        prop_assert_eq!(
+            log.end_offset_for_epoch(latest),
+            Some((latest, model.end()))
+        );
+    }
     Ok(())
 }
 
@@ -155,6 +186,33 @@ fn run(config: LogConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(info.last_offset, next - 1);
                 prop_assert!(!info.duplicate);
                 model.batches.extend(stored);
+            }
+            Op::FollowerAppend {
+                batches,
+                leader_epoch,
+                skew,
+            } => {
+                let start = model.end() + skew;
+                let mut next = start;
+                let mut payload = Vec::new();
+                for (records, len, ts) in batches {
+                    seed = seed.wrapping_add(1);
+                    payload.extend(as_stored(batch(records, len, ts, seed), next, leader_epoch));
+                    next += i64::from(records);
+                }
+                let result = current.append_as_follower(&payload);
+                if skew == 0 {
+                    let info = result.unwrap();
+                    prop_assert_eq!((info.base_offset, info.last_offset), (start, next - 1));
+                    model.batches.extend(split(&payload));
+                } else {
+                    let refused = matches!(
+                        result,
+                        Err(LogError::NonContiguousAppend { expected, got })
+                            if expected == model.end() && got == start
+                    );
+                    prop_assert!(refused);
+                }
             }
             Op::Read {
                 at,

@@ -54,3 +54,34 @@ pub fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// `batch` from an idempotent producer: `producer_id` at `producer_epoch`, first
+/// sequence `base_sequence`.
+pub fn producer_batch(
+    record_count: i32,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Vec<u8> {
+    let mut b = batch(record_count, 8, 1_000, base_sequence as u8);
+    b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    b[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// The leader-epoch entries a log should hold for `batches` (in offset order): one
+/// `(epoch, base offset)` per batch whose epoch is above every earlier one.
+pub fn expected_epochs<'a>(batches: impl IntoIterator<Item = &'a [u8]>) -> Vec<(i32, i64)> {
+    let mut entries: Vec<(i32, i64)> = Vec::new();
+    for b in batches {
+        let base = i64::from_be_bytes(b[0..8].try_into().unwrap());
+        let epoch = i32::from_be_bytes(b[12..16].try_into().unwrap());
+        if epoch >= 0 && entries.last().is_none_or(|&(latest, _)| epoch > latest) {
+            entries.push((epoch, base));
+        }
+    }
+    entries
+}
