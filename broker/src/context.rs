@@ -478,6 +478,7 @@ impl BrokerContext {
             }
         }
         *self.image.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(image);
+        crate::replication::assign_roles(self, image);
         if let Some(topic) = before.topic(offsets_topic) {
             self.groups.unload(&lost, topic.partitions);
         }

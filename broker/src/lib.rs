@@ -40,6 +40,7 @@ pub mod metadata;
 pub mod ops;
 pub mod partitions;
 pub mod records;
+pub mod replication;
 pub mod sendfile;
 pub mod server;
 pub mod topic_config;

@@ -32,9 +32,16 @@ pub struct Partition {
     /// Which partition this is.
     pub tp: TopicPartition,
     log: Mutex<Log>,
+    /// Role, high watermark and followers' progress (see `crate::replication`).
+    pub replica: crate::replication::ReplicaState,
 }
 
 impl Partition {
+    /// The high watermark: what consumers may read below.
+    pub fn high_watermark(&self, log: &Log) -> i64 {
+        self.replica.high_watermark(log.log_end_offset())
+    }
+
     /// Locks the log. Call from a blocking thread: storage calls do file I/O.
     pub fn log(&self) -> MutexGuard<'_, Log> {
         // A panic while holding the lock would leave the log in an unknown state; storage
@@ -112,6 +119,7 @@ impl PartitionManager {
             let p = Arc::new(Partition {
                 tp: tp.clone(),
                 log: Mutex::new(log),
+                replica: crate::replication::ReplicaState::default(),
             });
             self.write_map().insert(tp, p);
         }

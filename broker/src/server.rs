@@ -389,27 +389,36 @@ async fn join_cluster(
 }
 
 /// Applies every metadata change other brokers commit: partitions to host or delete,
-/// topic configs.
+/// topic configs, and each partition's role — starting, re-targeting and stopping the
+/// replica fetchers that follow leaders.
 async fn follow_metadata(
     ctx: Arc<BrokerContext>,
     mut images: tokio::sync::watch::Receiver<Arc<MetadataImage>>,
     shutdown: CancellationToken,
 ) {
+    let mut fetchers =
+        crate::replication::fetcher::Fetchers::new(Arc::clone(&ctx), shutdown.clone());
+    let mut first = true;
     loop {
-        tokio::select! {
-            changed = images.changed() => {
-                if changed.is_err() {
-                    return;
+        if !first {
+            tokio::select! {
+                changed = images.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
                 }
+                () = shutdown.cancelled() => break,
             }
-            () = shutdown.cancelled() => return,
         }
+        first = false;
         let image = Arc::clone(&images.borrow_and_update());
         let applying = Arc::clone(&ctx);
-        match tokio::task::spawn_blocking(move || applying.apply_image(&image)).await {
-            Ok(Ok(())) => {}
+        let applied = Arc::clone(&image);
+        match tokio::task::spawn_blocking(move || applying.apply_image(&applied)).await {
+            Ok(Ok(())) => fetchers.update(&image),
             Ok(Err(e)) => tracing::error!(error = %e, "cannot host what the cluster metadata says"),
             Err(e) => tracing::error!(error = %e, "applying cluster metadata failed"),
         }
     }
+    fetchers.stop();
 }

@@ -47,6 +47,17 @@ pub async fn handle(
     info: RequestInfo,
 ) -> FetchReply {
     let by_id = info.version >= 13;
+    // A follower fetching as a replica (v15+ says so in replica_state, older versions in
+    // replica_id), with its broker epoch (KIP-903; -1 before v15).
+    let replica = if info.version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
+    } else {
+        (request.replica_id.0, -1)
+    };
+    let replica = (replica.0 >= 0).then_some(replica);
     let image = ctx.image();
     let mut topics = Vec::with_capacity(request.topics.len());
     let mut names = Vec::with_capacity(request.topics.len());
@@ -82,7 +93,7 @@ pub async fn handle(
         notified.as_mut().enable();
         let (ctx2, wants2) = (Arc::clone(&ctx), Arc::clone(&wants));
         let Some((read, total, any_error)) =
-            blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id)).await
+            blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id, replica)).await
         else {
             return FetchReply {
                 error_code: ResponseError::UnknownServerError.code(),
@@ -95,7 +106,7 @@ pub async fn handle(
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             // Deadline passed: one last read picks up anything that just arrived.
             let (ctx2, wants2) = (Arc::clone(&ctx), Arc::clone(&wants));
-            match blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id)).await {
+            match blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id, replica)).await {
                 Some((read, _, _)) => break read,
                 None => break read,
             }
@@ -132,12 +143,18 @@ pub async fn handle(
 /// Finds the batches of every wanted partition; returns the per-topic partition data, the
 /// bytes found and whether any partition failed (which ends the long poll, as in Kafka).
 /// The regions found are read ahead into the page cache, for the connection to send.
+///
+/// Consumers read below the high watermark; a follower (`replica`: its id and broker
+/// epoch) reads to the log end, and its fetch offset tells the leader what it holds.
 fn read_all(
     ctx: &BrokerContext,
     wants: &[Want],
     max_bytes: usize,
     by_id: bool,
+    replica: Option<(i32, i64)>,
 ) -> (Vec<(usize, PartitionReply)>, usize, bool) {
+    let now = std::time::Instant::now();
+    let mut advanced = false;
     let mut out = Vec::with_capacity(wants.len());
     let mut total = 0usize;
     let mut any_error = false;
@@ -174,8 +191,26 @@ fn read_all(
         };
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let log = partition.log();
-        let result = log.read_regions(w.offset, budget, total == 0);
-        let (hw, lso) = (log.high_watermark(), log.log_start_offset());
+        let log_end = log.log_end_offset();
+        let result = match replica {
+            Some((node, broker_epoch)) => {
+                if (0..=log_end).contains(&w.offset) {
+                    advanced |= partition.replica.follower_fetched(
+                        node,
+                        w.offset,
+                        broker_epoch,
+                        log_end,
+                        now,
+                    );
+                }
+                log.read_regions(w.offset, budget, total == 0)
+            }
+            None => {
+                let hw = partition.high_watermark(&log);
+                log.read_regions_below(w.offset, budget, total == 0, hw)
+            }
+        };
+        let (hw, lso) = (partition.high_watermark(&log), log.log_start_offset());
         drop(log);
         let data = PartitionReply {
             high_watermark: hw,
@@ -210,6 +245,10 @@ fn read_all(
                 ));
             }
         }
+    }
+    if advanced {
+        // Records became visible to consumers waiting for them.
+        ctx.partitions.appended.notify_waiters();
     }
     (out, total, any_error)
 }

@@ -30,6 +30,9 @@ pub async fn handle(
 ) -> ListOffsetsResponse {
     // Leader epochs are reported from v4 on.
     let with_epoch = info.version >= 4;
+    // A follower asking (replica_id >= 0) is told the log end offset, not the high
+    // watermark, as Kafka's replicas are.
+    let replica = request.replica_id.0 >= 0;
     let answered = blocking(move || {
         request
             .topics
@@ -39,7 +42,7 @@ pub async fn handle(
                 let partitions = topic
                     .partitions
                     .iter()
-                    .map(|p| lookup(&ctx, &name, p, with_epoch))
+                    .map(|p| lookup(&ctx, &name, p, with_epoch, replica))
                     .collect();
                 ListOffsetsTopicResponse::default()
                     .with_name(topic.name)
@@ -59,6 +62,7 @@ fn lookup(
     topic: &str,
     want: &ListOffsetsPartition,
     with_epoch: bool,
+    replica: bool,
 ) -> ListOffsetsPartitionResponse {
     let (partition, timestamp) = (want.partition_index, want.timestamp);
     let response = ListOffsetsPartitionResponse::default()
@@ -74,7 +78,8 @@ fn lookup(
     let response = response.with_leader_epoch(if with_epoch { epoch } else { -1 });
     let log = p.log();
     match timestamp {
-        LATEST => response.with_offset(log.high_watermark()),
+        LATEST if replica => response.with_offset(log.log_end_offset()),
+        LATEST => response.with_offset(p.high_watermark(&log)),
         EARLIEST => response.with_offset(log.log_start_offset()),
         t if t < 0 => response.with_error_code(ResponseError::UnsupportedVersion.code()),
         t => match log.read_batch_by_timestamp(t) {

@@ -10,6 +10,7 @@
 //! the request's other partitions are answered as usual.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
@@ -104,14 +105,14 @@ pub async fn handle(
         .sum();
     // Small appends run here; what is large, or whose log is busy, goes to the pool.
     let (mut results, mut appended, busy) = if size <= INLINE_APPEND_MAX_BYTES {
-        append_all(&ctx, work, Locking::TryOnly)
+        append_all(&ctx, work, Locking::TryOnly, acks)
     } else {
         (Vec::new(), Vec::new(), work)
     };
     if !busy.is_empty() {
         let ctx2 = Arc::clone(&ctx);
         let Some((more, more_appended, _)) =
-            blocking(move || append_all(&ctx2, busy, Locking::Wait)).await
+            blocking(move || append_all(&ctx2, busy, Locking::Wait, acks)).await
         else {
             tracing::error!("produce failed inside storage");
             return ProduceResponse::default().with_responses(responses).into();
@@ -128,14 +129,22 @@ pub async fn handle(
     if acks != -1 {
         return Answer::Now(respond(&ctx, responses, results));
     }
-    // acks=all: answer once the appended bytes are on disk (group commit). The wait does
-    // not hold up the connection's next request.
+    // acks=all: answer once the appended bytes are on disk here (group commit) and on
+    // every other member of the ISR (the high watermark reaches them). The wait does not
+    // hold up the connection's next request.
+    let timeout = Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let waits: Vec<(usize, Arc<Partition>, i64)> = appended
+        .iter()
+        .map(|(i, p, upto)| (*i, Arc::clone(p), *upto))
+        .collect();
     let (slots, wanted): (Vec<usize>, Vec<_>) = appended
         .into_iter()
         .map(|(i, p, upto)| (i, (p, upto)))
         .unzip();
     let durable = ctx.flusher.enqueue(wanted).await;
     Answer::Later(Box::pin(async move {
+        let mut failed_here = vec![false; results.len()];
         for (i, flushed) in slots.into_iter().zip(durable.await) {
             if let Err(e) = flushed {
                 let index = results[i].1.index;
@@ -145,6 +154,16 @@ pub async fn handle(
                     ResponseError::KafkaStorageError.code(),
                     Some(&message),
                 );
+                failed_here[i] = true;
+            }
+        }
+        for (i, partition, upto) in waits {
+            if failed_here[i] {
+                continue;
+            }
+            if let Err(code) = partition.replica.wait_replicated(upto, deadline).await {
+                let index = results[i].1.index;
+                results[i].1 = failed(index, code, None);
             }
         }
         respond(&ctx, responses, results)
@@ -183,7 +202,7 @@ type Appended = (
     Vec<Work>,
 );
 
-fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appended {
+fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking, acks: i16) -> Appended {
     let mut busy = Vec::new();
     let now_ms = now_ms();
     let mut out = Vec::with_capacity(work.len());
@@ -211,6 +230,12 @@ fn append_all(ctx: &BrokerContext, work: Vec<Work>, locking: Locking) -> Appende
                 continue;
             }
         };
+        if acks == -1 {
+            if let Err(code) = partition.replica.check_enough_replicas() {
+                out.push((w.topic, failed(w.partition, code, None)));
+                continue;
+            }
+        }
         let Some(records) = w.records.as_ref().filter(|r| !r.is_empty()) else {
             out.push((
                 w.topic,
@@ -368,6 +393,7 @@ mod tests {
             &ctx,
             vec![work(0, batch(3)), work(1, batch(2))],
             Locking::TryOnly,
+            1,
         );
         assert_eq!(done.len(), 1);
         assert_eq!((done[0].1.index, done[0].1.error_code), (0, 0));
@@ -378,7 +404,7 @@ mod tests {
         assert_eq!(guard.log_end_offset(), 0);
         drop(guard);
 
-        let (done, appended, busy) = append_all(&ctx, busy, Locking::Wait);
+        let (done, appended, busy) = append_all(&ctx, busy, Locking::Wait, 1);
         assert!(busy.is_empty());
         assert_eq!((done[0].1.index, done[0].1.error_code), (1, 0));
         assert_eq!(appended[0].2, 2);
@@ -394,11 +420,11 @@ mod tests {
             ..LogConfig::default()
         };
         ctx.partitions.open("t", 0..1, &compact).unwrap();
-        let (done, _, busy) = append_all(&ctx, vec![work(0, batch(2))], Locking::TryOnly);
+        let (done, _, busy) = append_all(&ctx, vec![work(0, batch(2))], Locking::TryOnly, 1);
         assert!(done.is_empty());
         assert_eq!(busy.len(), 1);
         // Waiting appends it, and the keyless records are refused one by one.
-        let (done, appended, busy) = append_all(&ctx, busy, Locking::Wait);
+        let (done, appended, busy) = append_all(&ctx, busy, Locking::Wait, 1);
         assert!(busy.is_empty() && appended.is_empty());
         let r = &done[0].1;
         assert_eq!(r.error_code, ResponseError::InvalidRecord.code());

@@ -386,7 +386,12 @@ impl Log {
         self.after_truncation()
     }
 
-    fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+    /// Empties the log and restarts it at `offset` (a follower that fell behind the
+    /// leader's log start offset starts over there, as Kafka's followers do). Durable.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(LogError::InvalidTruncation { offset });
+        }
         self.lower_recovery_point(offset)?;
         self.set_log_start_offset(offset)?;
         // Delete newest first, so a crash part-way leaves a shorter but consistent log.

@@ -20,6 +20,20 @@ impl Log {
     /// they stay readable after the segments are deleted or replaced (see
     /// [`crate::FileRegion`]).
     pub fn read_regions(&self, offset: i64, max_bytes: usize, min_one: bool) -> Result<FileSlice> {
+        self.read_regions_below(offset, max_bytes, min_one, self.log_end_offset())
+    }
+
+    /// [`Self::read_regions`], returning only batches that start below `end` (a high
+    /// watermark at a batch boundary: consumers of a replicated partition read below it,
+    /// followers to the log end). `end` at or past the log end bounds nothing; an
+    /// `offset` at or past `end` (but not past the log end) gives no regions.
+    pub fn read_regions_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        end: i64,
+    ) -> Result<FileSlice> {
         let log_start_offset = self.log_start_offset();
         let log_end_offset = self.log_end_offset();
         if offset < log_start_offset || offset > log_end_offset {
@@ -28,6 +42,26 @@ impl Log {
                 log_start_offset,
                 log_end_offset,
             });
+        }
+        // Where reading must stop: the position of the batch holding `end`.
+        let mut stop = None;
+        if end < log_end_offset {
+            if offset >= end {
+                return Ok(FileSlice {
+                    regions: Vec::new(),
+                    first_offset: offset,
+                    high_watermark: self.high_watermark(),
+                    log_start_offset,
+                });
+            }
+            let mut index = self.segments.floor(end);
+            while let Some(segment) = self.segments.get(index) {
+                if let Some((position, _)) = segment.locate(end)? {
+                    stop = Some((index, position));
+                    break;
+                }
+                index += 1;
+            }
         }
         let mut regions = Vec::new();
         let mut first_offset = offset;
@@ -45,7 +79,18 @@ impl Log {
         }
         if let Some((mut position, header)) = found {
             while let Some(segment) = self.segments.get(index) {
-                let len = segment.batch_span(position, budget, min_one && regions.is_empty())?;
+                let budget_here = match stop {
+                    Some((at, _)) if index > at => break,
+                    Some((at, limit)) if index == at => {
+                        if limit <= position {
+                            break;
+                        }
+                        budget.min(limit - position)
+                    }
+                    _ => budget,
+                };
+                let whole_first = min_one && regions.is_empty() && budget_here == budget;
+                let len = segment.batch_span(position, budget_here, whole_first)?;
                 if len > 0 {
                     if regions.is_empty() {
                         first_offset = header.base_offset;
@@ -179,6 +224,33 @@ mod tests {
             len += size;
         }
         (first.unwrap_or(offset), len)
+    }
+
+    #[test]
+    fn reads_below_an_end_offset_stop_at_the_batch_holding_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = filled(dir.path(), 10); // batches of 2 records, 100 bytes, 3 per segment
+        let all: Vec<(i64, i64, usize)> = (0..10).map(|i| (2 * i, 2 * i + 1, 100)).collect();
+        for end in (0..=22).step_by(2) {
+            let below: Vec<_> = all.iter().copied().filter(|b| b.0 < end).collect();
+            for offset in 0..=20 {
+                for (max, min_one) in [(50, true), (50, false), (250, false), (10_000, false)] {
+                    let slice = log.read_regions_below(offset, max, min_one, end).unwrap();
+                    let (first, len) = if offset >= end.min(20) {
+                        (offset, 0)
+                    } else {
+                        expected(&below, offset, max, min_one)
+                    };
+                    let got = (slice.first_offset, slice.len() as usize);
+                    let want = (if len == 0 { got.0 } else { first }, len);
+                    assert_eq!(
+                        got, want,
+                        "offset {offset} max {max} min_one {min_one} end {end}"
+                    );
+                }
+            }
+        }
+        assert!(log.read_regions_below(21, 100, true, 4).is_err());
     }
 
     #[test]
