@@ -59,6 +59,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub broker_session_timeout_ms: u64,
 
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with its leader for
+    /// this long leaves the ISR.
+    #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub replica_lag_time_max_ms: u64,
+
     /// `broker.rack`: replicas of a partition are spread over racks.
     #[arg(long, env = "RUNNEL_BROKER_RACK")]
     pub broker_rack: Option<String>,

@@ -67,6 +67,8 @@ pub struct PartitionManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     /// Notified after every append, for fetches waiting on `min_bytes`.
     pub appended: Notify,
+    /// Notified when a follower has caught up with a leader here: the ISR may grow.
+    pub isr_wanted: Notify,
     /// Segments that opening logs had to scan (recovery after an unclean stop).
     pub segments_scanned: std::sync::atomic::AtomicUsize,
 }
@@ -78,6 +80,7 @@ impl PartitionManager {
             data_dir: data_dir.to_path_buf(),
             partitions: RwLock::new(HashMap::new()),
             appended: Notify::new(),
+            isr_wanted: Notify::new(),
             segments_scanned: std::sync::atomic::AtomicUsize::new(0),
         }
     }

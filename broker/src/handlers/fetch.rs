@@ -195,13 +195,17 @@ fn read_all(
         let result = match replica {
             Some((node, broker_epoch)) => {
                 if (0..=log_end).contains(&w.offset) {
-                    advanced |= partition.replica.follower_fetched(
+                    let fetched = partition.replica.follower_fetched(
                         node,
                         w.offset,
                         broker_epoch,
                         log_end,
                         now,
                     );
+                    advanced |= fetched.advanced;
+                    if fetched.may_join {
+                        ctx.partitions.isr_wanted.notify_one();
+                    }
                 }
                 log.read_regions(w.offset, budget, total == 0)
             }

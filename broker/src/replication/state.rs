@@ -55,6 +55,18 @@ pub struct FollowerProgress {
     pub last_fetch: Instant,
     /// The last time it had everything the leader had (Kafka's lastCaughtUpTime).
     pub last_caught_up: Instant,
+    /// Whether its last fetch was at or past the high watermark: a follower outside the
+    /// ISR may join it then (Kafka's rule for expanding the ISR).
+    pub at_high_watermark: bool,
+}
+
+/// What a follower's fetch changed on the leader.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// The high watermark advanced.
+    pub advanced: bool,
+    /// The follower is outside the ISR and has caught up: the ISR may grow.
+    pub may_join: bool,
 }
 
 struct Inner {
@@ -113,6 +125,11 @@ impl ReplicaState {
     /// The current role.
     pub fn role(&self) -> Role {
         self.lock().role.clone()
+    }
+
+    /// When this broker took its current role (a new leader epoch counts as new).
+    pub fn since(&self) -> Instant {
+        self.lock().since
     }
 
     /// What the leader knows of each follower.
@@ -195,7 +212,7 @@ impl ReplicaState {
     }
 
     /// On the leader: follower `node` fetched from `fetch_offset` (everything below is
-    /// on its disk). Returns true when the high watermark advanced.
+    /// on its disk).
     pub fn follower_fetched(
         &self,
         node: i32,
@@ -203,12 +220,14 @@ impl ReplicaState {
         broker_epoch: i64,
         log_end: i64,
         now: Instant,
-    ) -> bool {
-        {
+    ) -> Fetched {
+        let high_watermark = self.high_watermark(log_end);
+        let may_join = {
             let mut inner = self.lock();
-            if !matches!(inner.role, Role::Leader { .. }) {
-                return false;
-            }
+            let Role::Leader { isr, .. } = &inner.role else {
+                return Fetched::default();
+            };
+            let outside = !isr.contains(&node);
             // A follower first heard of in this epoch has been caught up since the epoch
             // began, as far as the lag rule goes (Kafka starts ISR members so).
             let since = inner.since;
@@ -218,6 +237,7 @@ impl ReplicaState {
                 leader_end_at_fetch: log_end,
                 last_fetch: now,
                 last_caught_up: since,
+                at_high_watermark: false,
             });
             // Kafka's rule: caught up now if it has the leader's end, or as of its last
             // fetch if it has what the leader had then.
@@ -230,8 +250,13 @@ impl ReplicaState {
             progress.broker_epoch = broker_epoch;
             progress.leader_end_at_fetch = log_end;
             progress.last_fetch = now;
+            progress.at_high_watermark = fetch_offset >= high_watermark;
+            outside && progress.at_high_watermark
+        };
+        Fetched {
+            advanced: self.advance(log_end),
+            may_join,
         }
-        self.advance(log_end)
     }
 
     /// On a follower: the leader's high watermark, bounded by what this broker holds.
@@ -271,5 +296,152 @@ impl ReplicaState {
             return true;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn leader(isr: &[i32], min_isr: usize) -> Role {
+        Role::Leader {
+            epoch: 3,
+            isr: isr.to_vec(),
+            min_isr,
+        }
+    }
+
+    #[test]
+    fn a_solo_leader_reads_to_its_log_end() {
+        let state = ReplicaState::default();
+        assert!(state.is_solo());
+        assert_eq!(state.high_watermark(42), 42);
+        state.set_role(0, leader(&[0], 1), 42);
+        assert_eq!(state.high_watermark(50), 50);
+        // min.insync.replicas of 2 with the leader alone: no longer solo, and stuck.
+        state.set_role(0, leader(&[0], 2), 50);
+        assert!(!state.is_solo());
+        assert_eq!(state.high_watermark(60), 50);
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_durable_end_of_the_isr() {
+        let state = ReplicaState::default();
+        let t0 = Instant::now();
+        state.set_role(0, leader(&[0, 1, 2], 1), 100);
+        // Solo until now: the high watermark stays at the log end of that moment.
+        assert_eq!(state.high_watermark(120), 100);
+        // Until every ISR member has fetched in this epoch nothing advances.
+        let fetched = state.follower_fetched(1, 110, 7, 120, t0);
+        assert_eq!(
+            fetched,
+            Fetched {
+                advanced: false,
+                may_join: false
+            }
+        );
+        assert!(state.follower_fetched(2, 105, 8, 120, t0).advanced);
+        assert_eq!(state.high_watermark(120), 105);
+        assert!(state.follower_fetched(2, 120, 8, 120, t0).advanced);
+        assert_eq!(state.high_watermark(120), 110);
+        // It never moves back.
+        assert!(!state.follower_fetched(1, 100, 7, 120, t0).advanced);
+        assert_eq!(state.high_watermark(120), 110);
+        let progress = state.followers()[&2];
+        assert_eq!((progress.fetch_offset, progress.broker_epoch), (120, 8));
+        assert_eq!(progress.last_caught_up, t0);
+    }
+
+    #[test]
+    fn a_follower_outside_the_isr_may_join_once_at_the_high_watermark() {
+        let state = ReplicaState::default();
+        let t0 = Instant::now();
+        state.set_role(0, leader(&[0], 1), 10);
+        assert!(!state.follower_fetched(1, 4, 1, 10, t0).may_join);
+        let fetched = state.follower_fetched(1, 10, 1, 10, t0);
+        assert!(fetched.may_join);
+        // Solo: the followers outside the ISR do not hold the high watermark back.
+        assert_eq!(state.high_watermark(12), 12);
+        // Once in the ISR it is no longer "joining". What the leader alone committed
+        // stays committed (the mark never moves back); past it, the follower holds it.
+        state.set_role(0, leader(&[0, 1], 1), 12);
+        assert!(!state.follower_fetched(1, 11, 1, 12, t0).may_join);
+        assert_eq!(state.high_watermark(15), 12);
+        assert!(state.follower_fetched(1, 14, 1, 15, t0).advanced);
+        assert_eq!(state.high_watermark(15), 14);
+    }
+
+    #[test]
+    fn below_min_insync_the_high_watermark_waits_and_a_follower_is_never_a_leader() {
+        let state = ReplicaState::default();
+        let t0 = Instant::now();
+        state.set_role(0, leader(&[0, 1], 3), 5);
+        assert!(!state.follower_fetched(1, 9, 1, 9, t0).advanced);
+        assert_eq!(state.high_watermark(9), 5);
+        assert_eq!(
+            state.check_enough_replicas(),
+            Err(ResponseError::NotEnoughReplicas.code())
+        );
+        state.set_role(
+            1,
+            Role::Follower {
+                leader: 0,
+                epoch: 3,
+            },
+            9,
+        );
+        assert_eq!(state.check_enough_replicas(), Ok(()));
+        assert_eq!(state.follower_fetched(2, 9, 1, 9, t0), Fetched::default());
+        state.follow_high_watermark(20, 9);
+        assert_eq!(state.high_watermark(9), 9);
+    }
+
+    #[tokio::test]
+    async fn acks_all_waits_for_the_isr_and_fails_as_kafka_says() {
+        let state = std::sync::Arc::new(ReplicaState::default());
+        let t0 = Instant::now();
+        state.set_role(0, leader(&[0, 1], 2), 0);
+        let soon = || tokio::time::Instant::now() + Duration::from_secs(5);
+        let waiting = {
+            let state = std::sync::Arc::clone(&state);
+            tokio::spawn(async move { state.wait_replicated(3, soon()).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        state.follower_fetched(1, 3, 1, 3, t0);
+        assert_eq!(waiting.await.ok(), Some(Ok(())));
+        // The follower is gone from the ISR: below min.insync.replicas after the append.
+        state.set_role(0, leader(&[0], 2), 3);
+        assert_eq!(
+            state.wait_replicated(4, soon()).await,
+            Err(ResponseError::NotEnoughReplicasAfterAppend.code())
+        );
+        // Leadership moved away while waiting.
+        state.set_role(0, leader(&[0, 1], 2), 4);
+        let waiting = {
+            let state = std::sync::Arc::clone(&state);
+            tokio::spawn(async move { state.wait_replicated(5, soon()).await })
+        };
+        tokio::task::yield_now().await;
+        state.set_role(
+            0,
+            Role::Follower {
+                leader: 1,
+                epoch: 4,
+            },
+            4,
+        );
+        assert_eq!(
+            waiting.await.ok(),
+            Some(Err(ResponseError::NotLeaderOrFollower.code()))
+        );
+        state.set_role(0, leader(&[0, 1], 1), 4);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(50);
+        assert_eq!(
+            state.wait_replicated(9, deadline).await,
+            Err(ResponseError::RequestTimedOut.code())
+        );
     }
 }
