@@ -64,39 +64,64 @@ impl BrokerAdmin for AdminService {
         &self,
         _: Request<CaughtUpRequest>,
     ) -> Result<Response<CaughtUpResponse>, Status> {
-        // Every partition is led here (no followers yet): caught up once it serves.
         let running = self.status.state() == super::proto::State::Running;
+        let lagging = match self.ctx.get() {
+            Some(ctx) if running => lagging_partitions(ctx),
+            _ => Vec::new(),
+        };
         Ok(Response::new(CaughtUpResponse {
-            caught_up: running,
-            lagging_partitions: Vec::new(),
+            caught_up: running && lagging.is_empty(),
+            lagging_partitions: lagging,
         }))
     }
 }
 
-/// Partitions that would drop below `min.insync.replicas` if this broker stopped now.
+/// Partitions that would drop below `min.insync.replicas` if this broker stopped now:
+/// those whose ISR holds this broker and would then be smaller than the topic's
+/// `min.insync.replicas`.
 ///
 /// A partition counts only when its replication factor exceeds its `min.insync.replicas`:
 /// one that cannot tolerate losing a replica anyway (e.g. replication factor 1) never
 /// becomes safe by waiting, so it does not block a restart (Strimzi's rule too).
 pub fn restart_blockers(ctx: &BrokerContext) -> Vec<String> {
     let image = ctx.image();
+    let me = ctx.node_id();
     let mut reasons = Vec::new();
     for topic in image.topics() {
-        let replication_factor: i64 = 1;
-        let min_isr = topic
-            .configs
-            .get("min.insync.replicas")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(1);
-        let isr_after_stop = replication_factor - 1;
-        if replication_factor > min_isr && isr_after_stop < min_isr {
-            reasons.push(format!(
-                "topic {}: stopping this broker leaves {isr_after_stop} in-sync replicas, below min.insync.replicas={min_isr}",
-                topic.name
-            ));
+        let min_isr = crate::replication::min_insync_replicas(ctx, topic);
+        for p in topic.partitions_on(me) {
+            let replication_factor = topic.replicas(p, me).len();
+            let isr = topic.leadership(p, me).isr;
+            if !isr.contains(&me) || replication_factor <= min_isr {
+                continue;
+            }
+            let isr_after_stop = isr.len() - 1;
+            if isr_after_stop < min_isr {
+                reasons.push(format!(
+                    "{}-{p}: stopping this broker leaves {isr_after_stop} in-sync replicas, below min.insync.replicas={min_isr}",
+                    topic.name
+                ));
+            }
         }
     }
     reasons
+}
+
+/// The partitions with a replica here that is not in their ISR ("topic-partition"):
+/// this broker has not caught up with their leaders yet.
+pub fn lagging_partitions(ctx: &BrokerContext) -> Vec<String> {
+    let image = ctx.image();
+    let me = ctx.node_id();
+    let mut lagging = Vec::new();
+    for topic in image.topics() {
+        for p in topic.partitions_on(me) {
+            let leadership = topic.leadership(p, me);
+            if leadership.leader >= 0 && !leadership.isr.contains(&me) {
+                lagging.push(format!("{}-{p}", topic.name));
+            }
+        }
+    }
+    lagging
 }
 
 /// The running gRPC endpoint.

@@ -50,6 +50,8 @@ pub struct Metrics {
     size: IntGaugeVec,
     under_replicated: IntGauge,
     offline: IntGauge,
+    isr_size: IntGaugeVec,
+    follower_lag: IntGaugeVec,
     group_lag: IntGaugeVec,
     group_lag_sum: IntGaugeVec,
 }
@@ -173,6 +175,18 @@ impl Metrics {
                 "runnel_offline_partitions",
                 "Partitions without a live leader (counted by the active controller; 0 on other brokers, as in Kafka).",
             )?,
+            isr_size: gauge_vec(
+                &r,
+                "runnel_partition_isr_size",
+                "In-sync replicas of each partition led by this broker.",
+                &["topic", "partition"],
+            )?,
+            follower_lag: gauge_vec(
+                &r,
+                "runnel_partition_follower_lag",
+                "Records each follower lacks of a partition led here (log end minus its fetch offset).",
+                &["topic", "partition", "replica"],
+            )?,
             group_lag: gauge_vec(
                 &r,
                 "runnel_consumer_group_lag",
@@ -196,20 +210,34 @@ impl Metrics {
         self.log_start_offset.reset();
         self.high_watermark.reset();
         self.size.reset();
+        self.isr_size.reset();
+        self.follower_lag.reset();
         let mut count = 0;
         let mut high_watermarks = std::collections::HashMap::new();
         for topic in image.topics() {
             for p in ctx.partitions.partitions_of(&topic.name) {
                 count += 1;
                 let log = p.log();
-                let (start, hw, size) = (
+                let (start, hw, size, end) = (
                     log.log_start_offset(),
-                    log.high_watermark(),
+                    p.high_watermark(&log),
                     log.size_bytes(),
+                    log.log_end_offset(),
                 );
                 drop(log);
                 let partition = p.tp.partition.to_string();
                 let labels = [topic.name.as_str(), partition.as_str()];
+                if let crate::replication::Role::Leader { isr, .. } = p.replica.role() {
+                    self.isr_size
+                        .with_label_values(&labels)
+                        .set(i64::try_from(isr.len()).unwrap_or(i64::MAX));
+                    for (replica, progress) in p.replica.followers() {
+                        let replica = replica.to_string();
+                        self.follower_lag
+                            .with_label_values(&[labels[0], labels[1], replica.as_str()])
+                            .set(end.saturating_sub(progress.fetch_offset).max(0));
+                    }
+                }
                 self.log_start_offset.with_label_values(&labels).set(start);
                 self.high_watermark.with_label_values(&labels).set(hw);
                 self.size
