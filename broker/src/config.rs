@@ -64,6 +64,13 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub replica_lag_time_max_ms: u64,
 
+    /// What an acks=all acknowledgement promises: `fsync` (the default) — the batch is
+    /// fsynced on the leader and on every other ISR member (followers fsync before they
+    /// fetch again); `replication` — Kafka's default: it is in every ISR member's page
+    /// cache, and survives as long as one of them does not lose power.
+    #[arg(long, env = "RUNNEL_ACKS_ALL_DURABILITY", value_enum, default_value_t = Durability::Fsync)]
+    pub acks_all_durability: Durability,
+
     /// `broker.rack`: replicas of a partition are spread over racks.
     #[arg(long, env = "RUNNEL_BROKER_RACK")]
     pub broker_rack: Option<String>,
@@ -222,6 +229,15 @@ pub struct BrokerConfig {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "RUNNEL_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
+}
+
+/// What an acks=all acknowledgement promises (`--acks-all-durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// On disk on every ISR member.
+    Fsync,
+    /// In the page cache of every ISR member (Kafka's default).
+    Replication,
 }
 
 /// A broker setting that breaks a rule clap cannot check alone.

@@ -21,6 +21,7 @@ use kafka_protocol::ResponseError;
 use runnel_storage::{LogError, RecordError, RecordErrorReason};
 
 use super::{blocking, text};
+use crate::config::Durability;
 use crate::context::BrokerContext;
 use crate::dispatch::{Answer, RequestInfo};
 use crate::error_codes::{for_log_error, log_storage_error};
@@ -142,10 +143,18 @@ pub async fn handle(
         .into_iter()
         .map(|(i, p, upto)| (i, (p, upto)))
         .unzip();
-    let durable = ctx.flusher.enqueue(wanted).await;
+    // Kafka's durability by replication alone: no fsync is waited for.
+    let durable = match ctx.config.acks_all_durability {
+        Durability::Fsync => Some(ctx.flusher.enqueue(wanted).await),
+        Durability::Replication => None,
+    };
     Answer::Later(Box::pin(async move {
         let mut failed_here = vec![false; results.len()];
-        for (i, flushed) in slots.into_iter().zip(durable.await) {
+        let flushed_all = match durable {
+            Some(durable) => durable.await,
+            None => Vec::new(),
+        };
+        for (i, flushed) in slots.into_iter().zip(flushed_all) {
             if let Err(e) = flushed {
                 let index = results[i].1.index;
                 let message = e.to_string();

@@ -353,9 +353,10 @@ async fn round(
         }
     }
     let mut out_of_range = Vec::new();
+    let fsync = ctx.config.acks_all_durability == crate::config::Durability::Fsync;
     let results = blocking(move || {
         work.into_iter()
-            .map(|(p, answer)| (Arc::clone(&p), apply(&p, answer)))
+            .map(|(p, answer)| (Arc::clone(&p), apply(&p, answer, fsync)))
             .collect::<Vec<_>>()
     })
     .await?;
@@ -394,7 +395,11 @@ enum Applied {
 
 /// Appends the leader's batches, fsyncs them, and follows its high watermark and log
 /// start offset. Blocking.
-fn apply(partition: &Partition, answer: Answer) -> Result<Applied, runnel_storage::LogError> {
+fn apply(
+    partition: &Partition,
+    answer: Answer,
+    fsync: bool,
+) -> Result<Applied, runnel_storage::LogError> {
     let mut log = partition.log();
     match answer {
         Answer::Records {
@@ -404,8 +409,11 @@ fn apply(partition: &Partition, answer: Answer) -> Result<Applied, runnel_storag
         } => {
             if !records.is_empty() {
                 log.append_as_follower(&records)?;
-                // Durable before the next fetch says it is here.
-                log.flush()?;
+                // Durable before the next fetch says it is here (unless acks=all asks
+                // only for replication).
+                if fsync {
+                    log.flush()?;
+                }
             }
             if log_start_offset > log.log_start_offset() {
                 if log_start_offset > log.log_end_offset() {
