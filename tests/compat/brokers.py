@@ -10,6 +10,7 @@ have the logs of the brokers its tests start in their failure reports.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -38,8 +39,25 @@ class BrokerError(RuntimeError):
     pass
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the test process dies, so that a killed
+    session leaves no broker behind (the signal survives exec, and `ip netns exec` execs)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 class Broker:
-    """One runnel-broker process on a fixed port and data dir, restartable in place."""
+    """One runnel-broker process on a fixed address and data dir, restartable in place.
+
+    By default it listens on 127.0.0.1 on a free port. `host` and `port` place it
+    elsewhere (e.g. its own address in a network namespace), and `command_prefix` runs
+    it through a wrapper such as `ip netns exec <ns>`, which must exec the broker rather
+    than fork it, so that `proc` is the broker and signals (-9, SIGSTOP) reach it.
+    `die_with_parent` kills it when the test process dies (only for brokers started from
+    the main thread: the kernel tracks the thread that forked).
+    """
 
     # Every broker started in this session, so failure reports can attach their logs.
     instances: list["Broker"] = []
@@ -47,11 +65,18 @@ class Broker:
     def __init__(self, binary: Path, data_dir: Path, log_path: Path, *,
                  num_partitions: int | None = None,
                  auto_create_topics: bool | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None,
+                 host: str = "127.0.0.1",
+                 port: int | None = None,
+                 command_prefix: list[str] | None = None,
+                 die_with_parent: bool = False):
         self.binary = Path(binary)
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
-        self.port = free_port()
+        self.host = host
+        self.port = port if port is not None else free_port()
+        self.command_prefix = list(command_prefix or [])
+        self.die_with_parent = die_with_parent
         self.num_partitions = num_partitions
         self.auto_create_topics = auto_create_topics
         self.extra_args = list(extra_args or [])
@@ -61,10 +86,10 @@ class Broker:
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def args(self) -> list[str]:
-        args = [
+        args = self.command_prefix + [
             str(self.binary),
             "--listen", self.bootstrap,
             "--advertised-listener", self.bootstrap,
@@ -94,7 +119,8 @@ class Broker:
         log.flush()
         try:
             self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env)
+                                         stdin=subprocess.DEVNULL, env=env,
+                                         preexec_fn=_die_with_parent if self.die_with_parent else None)
         finally:
             log.close()
         try:
@@ -108,7 +134,7 @@ class Broker:
         if self.proc is not None and self.proc.poll() is not None:
             raise BrokerError(f"runnel-broker exited with status {self.proc.returncode} during startup")
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            with socket.create_connection((self.host, self.port), timeout=0.5):
                 return True
         except OSError:
             return False
@@ -165,23 +191,46 @@ class Broker:
 
 
 class Cluster:
-    """N runnel-broker processes on loopback that form one cluster: node ids 0..N-1, the
-    first three (or all, if fewer) are the metadata quorum's voters, as under the operator."""
+    """N runnel-broker processes that form one cluster: node ids 0..N-1, the first three
+    (or all, if fewer) are the metadata quorum's voters, as under the operator.
 
-    def __init__(self, binary: Path, base: Path, n: int, *, extra_args: list[str] | None = None):
-        self.controller_ports = [free_port() for _ in range(n)]
-        self.metrics_ports = [free_port() for _ in range(n)]
+    By default every broker is on 127.0.0.1 with free ports. With `hosts` each broker has
+    an address of its own (e.g. in its own network namespace) and the same ports on it
+    (Kafka 9092, quorum 9093, metrics 9100); `command_prefixes[i]` wraps broker i's
+    command (see `Broker`)."""
+
+    KAFKA_PORT, CONTROLLER_PORT, METRICS_PORT = 9092, 9093, 9100
+
+    def __init__(self, binary: Path, base: Path, n: int, *, extra_args: list[str] | None = None,
+                 hosts: list[str] | None = None,
+                 command_prefixes: list[list[str]] | None = None,
+                 die_with_parent: bool = False):
+        if hosts is None:
+            self.hosts = ["127.0.0.1"] * n
+            kafka_ports = [free_port() for _ in range(n)]
+            self.controller_ports = [free_port() for _ in range(n)]
+            self.metrics_ports = [free_port() for _ in range(n)]
+        else:
+            assert len(hosts) == n and len(set(hosts)) == n, f"one address per broker: {hosts}"
+            self.hosts = list(hosts)
+            kafka_ports = [self.KAFKA_PORT] * n
+            self.controller_ports = [self.CONTROLLER_PORT] * n
+            self.metrics_ports = [self.METRICS_PORT] * n
+        prefixes = command_prefixes or [[] for _ in range(n)]
         voters = min(n, 3)
-        self.voters = ",".join(f"{i}@127.0.0.1:{self.controller_ports[i]}" for i in range(voters))
+        self.voters = ",".join(f"{i}@{self.hosts[i]}:{self.controller_ports[i]}"
+                               for i in range(voters))
         self.brokers = [
             Broker(binary, base / f"node{i}" / "data", base / f"node{i}.log",
+                   host=self.hosts[i], port=kafka_ports[i], command_prefix=prefixes[i],
+                   die_with_parent=die_with_parent,
                    extra_args=["--node-id", str(i),
-                               "--controller-listen", f"127.0.0.1:{self.controller_ports[i]}",
+                               "--controller-listen", f"{self.hosts[i]}:{self.controller_ports[i]}",
                                "--controller-quorum-voters", self.voters,
                                # Fast sessions, so that fencing is seen within a test.
                                "--broker-heartbeat-interval-ms", "200",
                                "--broker-session-timeout-ms", "2000",
-                               "--metrics-listen", f"127.0.0.1:{self.metrics_ports[i]}"]
+                               "--metrics-listen", f"{self.hosts[i]}:{self.metrics_ports[i]}"]
                    + list(extra_args or []))
             for i in range(n)
         ]
@@ -239,7 +288,7 @@ class Cluster:
     def metric(self, node: int, name: str) -> float:
         """The value of the unlabelled Prometheus gauge or counter `name` on broker `node`."""
         import urllib.request
-        url = f"http://127.0.0.1:{self.metrics_ports[node]}/metrics"
+        url = f"http://{self.hosts[node]}:{self.metrics_ports[node]}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             for line in response.read().decode().splitlines():
                 if line.startswith(name + " "):
