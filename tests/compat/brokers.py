@@ -246,9 +246,10 @@ class Cluster:
 
     def describe(self, node: int) -> dict:
         """DescribeCluster as broker `node` answers it: `brokers` are the live ones, `fenced`
-        the ids of the registered brokers it lists as fenced (kafka-python asks for them)."""
-        from compat_helpers import admin_client
-        with admin_client(self.bootstrap(node)) as admin:
+        the ids of the registered brokers it lists as fenced (kafka-python asks for them).
+        Asked of that broker only: a plain admin client may ask any broker it knows."""
+        from compat_helpers import node_admin
+        with node_admin(self.bootstrap(node)) as admin:
             answer = admin.describe_cluster()
         listed = answer["brokers"]
         answer["brokers"] = [b for b in listed if not b.get("is_fenced")]
