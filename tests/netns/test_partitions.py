@@ -12,7 +12,7 @@ import time
 import uuid
 
 import pytest
-from kafka.errors import KafkaError, RequestTimedOutError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, RequestTimedOutError
 
 from compat_helpers import node_admin, wait_until
 
@@ -35,24 +35,6 @@ def create(bootstrap: str, topic: str, partitions: int = 1) -> None:
     """CreateTopics sent to the broker at `bootstrap` (which forwards it to the quorum)."""
     with node_admin(bootstrap) as admin:
         admin.create_topic(topic, partitions)
-
-
-def create_retrying(bootstrap: str, topic: str, timeout: float = 30.0) -> int:
-    """create(), retried as a client would while the quorum settles; returns the attempts."""
-    attempts = 0
-
-    def attempt():
-        nonlocal attempts
-        attempts += 1
-        try:
-            create(bootstrap, topic)
-            return True
-        except TopicAlreadyExistsError:  # an earlier attempt committed after all
-            return True
-        except KafkaError:
-            return False
-    wait_until(attempt, timeout, interval=0.2, what=f"creating {topic} through {bootstrap}")
-    return attempts
 
 
 def topics(cluster, node: int) -> set[str] | None:
