@@ -3,7 +3,9 @@
 #   - a Python venv at <repo>/.venv with tests/compat/requirements.txt (kafka-python,
 #     confluent-kafka, pytest, compression codecs);
 #   - kafkajs via `npm ci` in tests/compat/js (from the committed package-lock.json);
-#   - kcat from Debian's packages.
+#   - kcat from Debian's packages;
+#   - as root, iproute2 (ip) and nftables (nft) when missing: tests/netns builds its
+#     network with them (it is skipped without root).
 # Idempotent: each step is skipped when its result is already in place. Quiet on success;
 # on failure the output of the failing step is printed.
 #
@@ -51,4 +53,16 @@ fi
 if ! command -v kcat >/dev/null 2>&1; then
     run "apt-get update" as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
     run "apt-get install kcat" as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat
+fi
+
+# --- ip, nft (tests/netns, which needs root and skips itself otherwise) ------------------
+if [ "$(id -u)" -eq 0 ]; then
+    missing=()
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v nft >/dev/null 2>&1 || missing+=(nftables)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        run "apt-get update" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        run "apt-get install ${missing[*]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
 fi

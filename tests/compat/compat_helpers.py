@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin import NewTopic as CkNewTopic
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.errors import KafkaError as KafkaPythonError
 
 CLIENT_TIMEOUT_MS = 15000
 
@@ -193,3 +194,74 @@ def ck_wait_for_topic(admin: AdminClient, name: str, partitions: int, timeout: f
         if time.monotonic() > deadline:
             raise AssertionError(f"topic {name} not visible with {partitions} partitions: {t}")
         time.sleep(0.1)
+
+
+# --- requests to one broker -------------------------------------------------------------
+
+class NodeAdmin:
+    """Admin requests answered by one broker, the one at `bootstrap`.
+
+    KafkaAdminClient spreads its requests over the brokers it learnt of: DescribeCluster
+    and Metadata go to the least loaded one, CreateTopics to the controller. To see a
+    cluster as one broker sees it (a broker cut off from the others, say), this sends
+    kafka-python's own request objects to that broker's node id through the client's
+    connection manager (kafka-python 3.0 internals: `_manager`)."""
+
+    def __init__(self, bootstrap: str):
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap,
+                                      request_timeout_ms=CLIENT_TIMEOUT_MS,
+                                      client_id="compat-node-admin")
+        host, port = bootstrap.rsplit(":", 1)
+        manager = self.admin._manager
+        ids = [b.node_id for b in manager.cluster.brokers()
+               if (b.host, b.port) == (host, int(port))]
+        if not ids:
+            self.admin.close()
+            raise KafkaPythonError(f"{bootstrap} does not list itself among the brokers")
+        self.node_id = ids[0]
+
+    def send(self, request):
+        manager = self.admin._manager
+
+        async def send():
+            return await manager.send(request, node_id=self.node_id)
+        return manager.run(send)
+
+    def describe_cluster(self) -> dict:
+        """DescribeCluster v2 with fenced brokers, as kafka-python's describe_cluster."""
+        from kafka.errors import for_code
+        from kafka.protocol.admin import DescribeClusterRequest
+        response = self.send(DescribeClusterRequest(include_cluster_authorized_operations=False,
+                                                    include_fenced_brokers=True))
+        if response.error_code:
+            raise for_code(response.error_code)(response.error_message)
+        return response.to_dict()
+
+    def topic_names(self) -> set[str]:
+        from kafka.protocol.metadata import MetadataRequest
+        response = self.send(MetadataRequest(topics=None))
+        return {t.name for t in response.topics}
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1) -> None:
+        """CreateTopics of one topic; raises the kafka-python error of the code the broker answers."""
+        from kafka.errors import for_code
+        from kafka.protocol.admin import CreateTopicsRequest
+        topics = self.admin._process_create_topics_input(
+            {name: {"num_partitions": partitions, "replication_factor": replication_factor}})
+        response = self.send(CreateTopicsRequest(topics=topics, timeout_ms=CLIENT_TIMEOUT_MS,
+                                                 validate_only=False))
+        (topic,) = response.topics
+        if topic.error_code:
+            raise for_code(topic.error_code)(f"{name}: {topic.error_message}")
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+@contextlib.contextmanager
+def node_admin(bootstrap: str):
+    admin = NodeAdmin(bootstrap)
+    try:
+        yield admin
+    finally:
+        admin.close()
