@@ -27,6 +27,10 @@ use super::{NodeId, TypeConfig};
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// How long connecting to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// HTTP/2 pings on every peer connection, and how long one may go unanswered before the
+/// connection is dropped and made anew: a peer cut off silently (packets lost, no reset)
+/// would otherwise keep a dead connection until TCP's backed-off retransmissions give up.
+const KEEPALIVE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(1));
 
 /// A client of `addr`'s quorum service. Connects on first use and reconnects after a
 /// failure by itself.
@@ -34,6 +38,9 @@ pub fn client(addr: &str) -> Result<QuorumClient<Channel>, tonic::transport::Err
     let channel = Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
+        .http2_keep_alive_interval(KEEPALIVE.0)
+        .keep_alive_timeout(KEEPALIVE.1)
+        .keep_alive_while_idle(true)
         .connect_lazy();
     Ok(QuorumClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
