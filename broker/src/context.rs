@@ -97,8 +97,10 @@ pub enum MetadataStore {
 pub struct MetadataState {
     /// Where changes go.
     pub store: MetadataStore,
-    /// Producer ids handed out so far from the current block.
+    /// The next producer id of this broker's current block.
     pub next_producer_id: i64,
+    /// The end (exclusive) of this broker's current block; none at start.
+    pub producer_id_block_end: i64,
 }
 
 /// Shared state of one broker.
@@ -217,6 +219,7 @@ impl BrokerContext {
             metadata: Mutex::new(MetadataState {
                 store,
                 next_producer_id,
+                producer_id_block_end: next_producer_id,
             }),
             image: RwLock::new(Arc::new(image)),
             partitions,

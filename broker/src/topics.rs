@@ -14,19 +14,19 @@ use uuid::Uuid;
 use crate::cluster::placement;
 use crate::context::BrokerContext;
 use crate::context::CommitError;
-use crate::metadata::{MetadataRecord, TopicImage};
+use crate::metadata::{MetadataRecord, TopicImage, PRODUCER_ID_BLOCK};
 use crate::topic_config;
 
 /// Largest topic name Kafka allows.
 const MAX_TOPIC_NAME_LEN: usize = 249;
 /// Largest partition count one request may ask for, to bound the work it causes.
 pub const MAX_PARTITIONS: i32 = 10_000;
-/// Producer ids are reserved in blocks of this many, one metadata record per block.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
 /// Why a topic operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
+    /// The producer-id block this broker reserved is not in the metadata it got back.
+    #[error("the reserved producer-id block is missing from the metadata")]
+    ProducerIdBlockLost,
     /// The name breaks Kafka's naming rules.
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidName {
@@ -90,6 +90,7 @@ impl TopicError {
                 ResponseError::InvalidReplicationFactor.code()
             }
             TopicError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+            TopicError::ProducerIdBlockLost => ResponseError::UnknownServerError.code(),
             TopicError::Metadata(CommitError::Quorum(_)) => ResponseError::RequestTimedOut.code(),
             TopicError::Metadata(CommitError::Log(_)) | TopicError::Storage(_) => {
                 ResponseError::KafkaStorageError.code()
@@ -315,16 +316,24 @@ pub(crate) fn open_hosted(
     Ok(())
 }
 
-/// Hands out a new producer id, never reused across restarts: ids are reserved in blocks
-/// recorded in the metadata log.
+/// Hands out a new producer id, never reused across restarts nor by two brokers: each
+/// broker reserves blocks of ids through the metadata log, and the log's order decides
+/// where each block starts. Ids of a block not used up before a restart are skipped.
 pub fn allocate_producer_id(ctx: &BrokerContext) -> Result<i64, TopicError> {
     let mut state = ctx.lock_metadata();
-    let reserved_until = ctx.image().next_producer_id;
-    if state.next_producer_id >= reserved_until {
-        let next = state.next_producer_id.max(reserved_until) + PRODUCER_ID_BLOCK;
-        ctx.commit(&mut state, &[MetadataRecord::ProducerIds { next }])?;
-        // Ids of a block that was reserved but not used before a restart are skipped.
-        state.next_producer_id = next - PRODUCER_ID_BLOCK;
+    if state.next_producer_id >= state.producer_id_block_end {
+        let me = ctx.node_id();
+        let image = ctx.commit(
+            &mut state,
+            &[MetadataRecord::ProducerIdBlock { node_id: me }],
+        )?;
+        let start = image
+            .producer_id_blocks
+            .get(&me)
+            .copied()
+            .ok_or(TopicError::ProducerIdBlockLost)?;
+        state.next_producer_id = start;
+        state.producer_id_block_end = start + PRODUCER_ID_BLOCK;
     }
     let id = state.next_producer_id;
     state.next_producer_id += 1;

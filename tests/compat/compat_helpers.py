@@ -242,6 +242,17 @@ class NodeAdmin:
         response = self.send(MetadataRequest(topics=None))
         return {t.name for t in response.topics}
 
+    def leaderships(self, topic: str) -> dict[int, tuple[int, int, list[int]]] | None:
+        """{partition: (leader, leader epoch, sorted ISR)} of `topic` in this broker's
+        Metadata, or None when it does not list the topic."""
+        from kafka.protocol.metadata import MetadataRequest
+        response = self.send(MetadataRequest(topics=None))
+        for t in response.topics:
+            if t.name == topic and t.error_code == 0:
+                return {p.partition_index: (p.leader_id, p.leader_epoch, sorted(p.isr_nodes))
+                        for p in t.partitions}
+        return None
+
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1) -> None:
         """CreateTopics of one topic; raises the kafka-python error of the code the broker answers."""
         from kafka.errors import for_code

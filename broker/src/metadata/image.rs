@@ -157,6 +157,9 @@ pub struct MetadataImage {
     names_by_id: HashMap<Uuid, String>,
     /// First producer id not yet handed out.
     pub next_producer_id: i64,
+    /// The start of the latest producer-id block of each broker.
+    #[serde(default)]
+    pub producer_id_blocks: BTreeMap<i32, i64>,
     /// Voters that have taken part in the metadata quorum with their storage.
     #[serde(default)]
     pub quorum_members: BTreeSet<u64>,
@@ -235,6 +238,11 @@ impl MetadataImage {
             }
             MetadataRecord::ProducerIds { next } => {
                 self.next_producer_id = self.next_producer_id.max(*next);
+            }
+            MetadataRecord::ProducerIdBlock { node_id } => {
+                let start = self.next_producer_id;
+                self.next_producer_id = start.saturating_add(super::PRODUCER_ID_BLOCK);
+                self.producer_id_blocks.insert(*node_id, start);
             }
             MetadataRecord::QuorumMember { node_id } => {
                 self.quorum_members.insert(*node_id);
@@ -683,5 +691,18 @@ mod tests {
         let old: TopicImage =
             serde_json::from_value(json).expect("an image from before leadership");
         assert_eq!(old.leader(0, 4), 4);
+    }
+
+    #[test]
+    fn producer_id_blocks_never_overlap_whoever_asks() {
+        let mut image = MetadataImage::default();
+        image.apply(&MetadataRecord::ProducerIds { next: 1000 });
+        for node_id in [2, 0, 2] {
+            image.apply(&MetadataRecord::ProducerIdBlock { node_id });
+        }
+        // In log order: node 2 got 1000, node 0 got 2000, node 2 then 3000.
+        assert_eq!(image.producer_id_blocks.get(&0), Some(&2000));
+        assert_eq!(image.producer_id_blocks.get(&2), Some(&3000));
+        assert_eq!(image.next_producer_id, 4000);
     }
 }

@@ -6,6 +6,9 @@ mod image;
 mod log;
 mod partition_change;
 
+/// Producer ids reserved at a time by one broker.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
 pub use image::{BrokerImage, Leadership, MetadataImage, TopicImage};
 pub(crate) use log::{decode_line, encode_line};
 pub use log::{MetadataLog, MetadataLogError};
@@ -63,7 +66,14 @@ pub enum MetadataRecord {
         /// Changes by config name.
         changes: BTreeMap<String, Option<String>>,
     },
-    /// Producer ids below `next` are handed out; the next block starts there.
+    /// A block of [`PRODUCER_ID_BLOCK`] producer ids for broker `node_id`: it starts at
+    /// the image's `next_producer_id` as this record is applied, so two brokers asking at
+    /// once get different blocks (the start is in `producer_id_blocks`).
+    ProducerIdBlock {
+        /// The broker the block is for.
+        node_id: i32,
+    },
+    /// Producer ids below `next` are handed out (written before blocks had owners).
     ProducerIds {
         /// First producer id not yet allocated.
         next: i64,
