@@ -162,6 +162,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub offsets_topic_num_partitions: i32,
 
+    /// `offsets.topic.replication.factor`: replicas of each `__consumer_offsets`
+    /// partition, at most as many as live brokers when the topic is created.
+    #[arg(long, env = "RUNNEL_OFFSETS_TOPIC_REPLICATION_FACTOR", default_value_t = 3, value_parser = clap::value_parser!(i16).range(1..=100))]
+    pub offsets_topic_replication_factor: i16,
+
     /// `log.retention.ms`: default `retention.ms` of topics (-1: keep forever).
     #[arg(
         long,

@@ -307,7 +307,7 @@ async fn expire_offsets(ctx: &Arc<BrokerContext>) {
         match tokio::task::spawn_blocking(move || crate::groups::store::write(&ctx2, &g, &r, now))
             .await
         {
-            Ok(Ok(())) => {
+            Ok(Ok(_)) => {
                 info!(
                     group,
                     offsets = records.len(),

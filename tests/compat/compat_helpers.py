@@ -276,3 +276,12 @@ def node_admin(bootstrap: str):
         yield admin
     finally:
         admin.close()
+
+
+def java_hash_partition(key: str, partitions: int) -> int:
+    """Kafka's partition of a group's offsets: abs(String.hashCode()) % partitions."""
+    h = 0
+    for unit in key.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= 1 << 31 else h
+    return (0 if h == -(1 << 31) else abs(h)) % partitions

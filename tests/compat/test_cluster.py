@@ -21,7 +21,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import (InvalidReplicationFactorError, KafkaError, RequestTimedOutError,
                           TopicAlreadyExistsError)
 
-from compat_helpers import admin_client, consumer, poll_until, producer, wait_until
+from compat_helpers import (admin_client, consumer, java_hash_partition, poll_until, producer,
+                            wait_until)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -207,15 +208,6 @@ def test_a_stopped_broker_is_fenced_and_unfenced_when_it_resumes(make_cluster):
     assert answer["fenced"] == []
 
 
-def java_hash_partition(key: str, partitions: int) -> int:
-    """Kafka's partition of a group's offsets: abs(String.hashCode()) % partitions."""
-    h = 0
-    for unit in key.encode("utf-16-be").hex(" ", 2).split():
-        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
-    h = h - (1 << 32) if h >= 1 << 31 else h
-    return (0 if h == -(1 << 31) else abs(h)) % partitions
-
-
 def _leaderships(cluster, node: int, name: str):
     """{partition: (leader, leader_epoch, isr, offline_replicas, error_code)} as `node` says."""
     try:
@@ -229,7 +221,9 @@ def _leaderships(cluster, node: int, name: str):
 @pytest.mark.crash
 def test_a_fenced_leader_takes_its_partitions_and_groups_offline_and_back_with_new_epochs(
         make_cluster, unique_name):
-    cluster = make_cluster(3)
+    # Offsets kept by one replica each, as every partition here: the partitions go
+    # offline with their broker instead of failing over (test_replication.py has that).
+    cluster = make_cluster(3, extra_args=["--offsets-topic-replication-factor", "1"])
     controller = cluster.describe(0)["controller_id"]
     name = unique_name("offline")
     create(cluster.bootstrap(controller), name, partitions=6, factor=1)

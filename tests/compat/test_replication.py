@@ -19,7 +19,8 @@ from kafka import KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import NotEnoughReplicasError
 
-from compat_helpers import admin_client, consumer, producer, wait_until
+from compat_helpers import (admin_client, consumer, java_hash_partition, poll_until, producer,
+                            wait_until)
 from replica_check import compare_replicas
 
 pytestmark = pytest.mark.timeout(300)
@@ -165,6 +166,47 @@ def test_acks_all_below_min_insync_replicas_is_refused_and_acks_1_is_not(make_cl
     wait_for_isr(cluster, topic, [0, 1, 2], via=leader)
     with producer(cluster.bootstrap(leader), acks="all") as p:
         assert p.send(topic, value=b"whole-again").get(timeout=30).offset == 1
+
+
+@pytest.mark.crash
+def test_a_groups_committed_offsets_survive_its_coordinator(make_cluster, unique_name):
+    cluster = replicated_cluster(make_cluster)
+    topic, group = unique_name("grouped"), unique_name("group")
+    create(cluster, topic, partitions=3, min_isr=2)
+    wait_for_isr(cluster, topic, [0, 1, 2], via=0)
+    everyone = ",".join(cluster.bootstrap(n) for n in range(3))
+    with producer(everyone, acks="all") as p:
+        for i in range(300):
+            p.send(topic, value=b"g%03d" % i, partition=i % 3)
+        p.flush()
+    with consumer(everyone, topic, group_id=group, enable_auto_commit=False,
+                  auto_offset_reset="earliest") as c:
+        assert len(poll_until(c, 300, timeout=60)) == 300
+        c.commit()
+    # The coordinator is the leader of the group's __consumer_offsets partition, which
+    # has three replicas: killing it moves the group to a broker that has its offsets.
+    offsets_partition = java_hash_partition(group, 50)
+    (coordinator, epoch, isr) = wait_for_isr(cluster, "__consumer_offsets", [0, 1, 2],
+                                             via=0)[offsets_partition]
+    cluster.brokers[coordinator].kill9()
+    survivors = [n for n in range(3) if n != coordinator]
+
+    def moved():
+        view = leadership(cluster, survivors[0], "__consumer_offsets")
+        return view and view[offsets_partition][0] in survivors \
+            and view[offsets_partition][1] > epoch
+    wait_until(moved, 30, interval=0.2, what="a new coordinator")
+    with admin_client(",".join(cluster.bootstrap(n) for n in survivors)) as admin:
+        committed = admin.list_group_offsets(group)[group]
+    assert {tp.partition: m.offset for tp, m in committed.items()} == {0: 100, 1: 100, 2: 100}
+    with producer(",".join(cluster.bootstrap(n) for n in survivors), acks="all") as p:
+        for i in range(30):
+            p.send(topic, value=b"after-%02d" % i, partition=i % 3)
+        p.flush()
+    with consumer(",".join(cluster.bootstrap(n) for n in survivors), topic, group_id=group,
+                  enable_auto_commit=False, auto_offset_reset="earliest") as c:
+        values = sorted(r.value for r in poll_until(c, 30, timeout=60))
+    assert values == sorted(b"after-%02d" % i for i in range(30))
 
 
 class Load:

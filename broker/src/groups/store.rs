@@ -3,11 +3,13 @@
 //! Blocking: call from `spawn_blocking`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::offsets::{self, OffsetRecord, OFFSETS_TOPIC};
 use crate::context::BrokerContext;
 use crate::metadata::MetadataImage;
+use crate::partitions::Partition;
 use crate::topics::{self, TopicError};
 
 /// Segment size of `__consumer_offsets`, as in Kafka (`offsets.topic.segment.bytes`).
@@ -28,7 +30,10 @@ pub fn ensure_offsets_topic(ctx: &BrokerContext) -> Result<(), TopicError> {
         ),
     ]);
     let partitions = ctx.groups.config.offsets_partitions;
-    match topics::create_topic(ctx, OFFSETS_TOPIC, partitions, -1, configs, false) {
+    // As many replicas as asked, or as there are live brokers (a single broker: one).
+    let live = i16::try_from(ctx.placement_brokers().len()).unwrap_or(i16::MAX);
+    let factor = ctx.config.offsets_topic_replication_factor.min(live).max(1);
+    match topics::create_topic(ctx, OFFSETS_TOPIC, partitions, factor, configs, false) {
         Ok(_) | Err(TopicError::AlreadyExists(_)) => Ok(()),
         Err(e) => Err(e),
     }
@@ -51,15 +56,17 @@ pub enum StoreError {
     Log(#[from] runnel_storage::LogError),
 }
 
-/// Appends offset records of one group to its `__consumer_offsets` partition.
+/// Appends offset records of one group to its `__consumer_offsets` partition; returns
+/// the partition and the offset the records end before (for waiting until the ISR has
+/// them), or `None` when there was nothing to write.
 pub fn write(
     ctx: &BrokerContext,
     group: &str,
     records: &[OffsetRecord],
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<Option<(Arc<Partition>, i64)>, StoreError> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     ensure_offsets_topic(ctx)?;
     let partitions = ctx
@@ -73,8 +80,8 @@ pub fn write(
         .led_partition_in_epoch(OFFSETS_TOPIC, partition, -1)
         .map_err(|_| StoreError::Unavailable(partition))?;
     let batch = offsets::encode_batch(records, now_ms)?;
-    log.log().append(&batch, epoch, now_ms)?;
-    Ok(())
+    let appended = log.log().append(&batch, epoch, now_ms)?;
+    Ok(Some((log, appended.last_offset + 1)))
 }
 
 /// The `__consumer_offsets` partitions this broker leads in `image`: the groups it

@@ -49,7 +49,7 @@ pub async fn handle(
             Ok(records) => {
                 let (ctx2, group2) = (Arc::clone(&ctx), group.clone());
                 match blocking(move || store::write(&ctx2, &group2, &records, now_ms())).await {
-                    Some(Ok(())) => {
+                    Some(Ok(_)) => {
                         let mut groups = ctx.groups.lock();
                         if groups
                             .get(&group)

@@ -3,12 +3,13 @@
 //! group. Offsets are appended to `__consumer_offsets` before they are acknowledged.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::ResponseError;
 
 use super::blocking;
 use super::produce::now_ms;
@@ -21,6 +22,9 @@ use crate::groups::errors::{
 };
 use crate::groups::offsets::{self, CommittedOffset, OffsetRecord};
 use crate::groups::{store, GroupState};
+
+/// `offsets.commit.timeout.ms`: how long a commit waits for the offsets partition's ISR.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Answers OffsetCommit.
 pub async fn handle(
@@ -70,14 +74,29 @@ pub async fn handle(
     if !records.is_empty() {
         let (ctx2, group2, records2) = (Arc::clone(&ctx), group.clone(), records.clone());
         let written = blocking(move || store::write(&ctx2, &group2, &records2, now)).await;
-        match written {
-            Some(Ok(())) => ctx.groups.apply_offsets(records, Instant::now()),
-            failure => {
-                if let Some(Err(e)) = failure {
-                    tracing::error!(group, error = %e, "committing offsets failed");
+        // As Kafka's coordinator does, a commit counts once every ISR member of the
+        // offsets partition has it (offsets.commit.timeout.ms).
+        let replicated = match written {
+            Some(Ok(Some((partition, end)))) => {
+                let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+                match partition.replica.wait_replicated(end, deadline).await {
+                    Ok(()) => Ok(()),
+                    Err(code) if code == ResponseError::RequestTimedOut.code() => Err(code),
+                    Err(_) => Err(COORDINATOR_NOT_AVAILABLE),
                 }
+            }
+            Some(Ok(None)) => Ok(()),
+            Some(Err(e)) => {
+                tracing::error!(group, error = %e, "committing offsets failed");
+                Err(COORDINATOR_NOT_AVAILABLE)
+            }
+            None => Err(COORDINATOR_NOT_AVAILABLE),
+        };
+        match replicated {
+            Ok(()) => ctx.groups.apply_offsets(records, Instant::now()),
+            Err(code) => {
                 for c in codes.iter_mut().flatten().filter(|c| **c == 0) {
-                    *c = COORDINATOR_NOT_AVAILABLE;
+                    *c = code;
                 }
             }
         }

@@ -59,7 +59,7 @@ pub async fn handle(
     };
     let (ctx2, group2, records2) = (Arc::clone(&ctx), group.clone(), records.clone());
     let failed = match blocking(move || store::write(&ctx2, &group2, &records2, now_ms())).await {
-        Some(Ok(())) => {
+        Some(Ok(_)) => {
             ctx.groups.apply_offsets(records, std::time::Instant::now());
             false
         }
