@@ -186,6 +186,13 @@ pub fn check_known(name: &str) -> Result<(), InvalidConfig> {
 /// Checks one config name and value.
 pub fn validate(name: &str, value: &str) -> Result<(), InvalidConfig> {
     let def = definition(name)?;
+    if name == "unclean.leader.election.enable" && value == "true" {
+        return Err(InvalidConfig(
+            "unclean.leader.election.enable=true is not supported: a replica outside the ISR \
+             never becomes leader here, so acknowledged records are never lost to an election"
+                .to_string(),
+        ));
+    }
     let ok = match def.kind {
         Kind::Long { min, max } => value.parse::<i64>().is_ok_and(|v| (min..=max).contains(&v)),
         Kind::OneOf(words) => words.contains(&value),
@@ -279,6 +286,13 @@ pub fn log_config(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn unclean_leader_election_can_only_stay_off() {
+        assert!(validate("unclean.leader.election.enable", "false").is_ok());
+        let refused = validate("unclean.leader.election.enable", "true");
+        assert!(refused.is_err_and(|e| e.0.contains("not supported")));
+    }
 
     #[test]
     fn validation_names_key_value_and_rule() {
