@@ -23,8 +23,8 @@ use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
     HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
     LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, RequestHeader, ResponseHeader,
-    SyncGroupRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 use tracing::{debug, info_span, Instrument};
@@ -38,7 +38,8 @@ use crate::handlers::{
     alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_records,
     delete_topics, describe_cluster, describe_configs, describe_groups, fetch, find_coordinator,
     heartbeat, incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
-    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, produce, sync_group,
+    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
+    produce, sync_group,
 };
 use crate::sendfile::Chunk;
 
@@ -175,6 +176,7 @@ routes! {
     DeleteGroups => DeleteGroupsRequest, 0..=2, delete_groups::handle, always_answer;
     OffsetDelete => OffsetDeleteRequest, 0..=0, offset_delete::handle, always_answer;
     DescribeCluster => DescribeClusterRequest, 0..=2, describe_cluster::handle, always_answer;
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, 2..=4, offset_for_leader_epoch::handle, always_answer;
 }
 
 /// The served version range of `key`, if it is served at all.

@@ -1,5 +1,6 @@
 //! Three in-process brokers forming one cluster: requests for a partition or a group that
-//! another broker owns get Kafka's redirect codes, exactly.
+//! another broker owns get Kafka's redirect codes, exactly; OffsetForLeaderEpoch answers
+//! across a leader restart (a new leader epoch).
 
 mod common;
 
@@ -10,14 +11,18 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    JoinGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest, ProduceRequest,
-    TopicName,
+    JoinGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use runnel_broker::BrokerConfig;
 
 const TOPIC: &str = "owned";
 const NOT_LEADER: i16 = ResponseError::NotLeaderOrFollower.code();
@@ -53,27 +58,30 @@ fn produce(partition: i32, batch: bytes::Bytes) -> ProduceRequest {
                 .with_records(Some(batch))])])
 }
 
-async fn three_brokers() -> anyhow::Result<Vec<TestBroker>> {
-    let ports = [free_port()?, free_port()?, free_port()?];
+/// The settings of broker `id` of the cluster whose controllers listen on `ports`.
+fn member(id: usize, ports: [u16; 3]) -> impl FnOnce(&mut BrokerConfig) {
     let voters = ports
         .iter()
         .enumerate()
         .map(|(i, p)| format!("{i}@127.0.0.1:{p}"))
         .collect::<Vec<_>>()
         .join(",");
-    let start = |id: usize| {
-        let voters = voters.clone();
-        TestBroker::start(move |c| {
-            c.node_id = id as i32;
-            c.controller_listen = Some(([127, 0, 0, 1], ports[id]).into());
-            c.controller_quorum_voters = Some(voters);
-            c.broker_heartbeat_interval_ms = 200;
-            c.broker_session_timeout_ms = 2000;
-        })
-    };
+    move |c| {
+        c.node_id = id as i32;
+        c.controller_listen = Some(([127, 0, 0, 1], ports[id]).into());
+        c.controller_quorum_voters = Some(voters);
+        c.broker_heartbeat_interval_ms = 200;
+        c.broker_session_timeout_ms = 2000;
+    }
+}
+
+/// Three brokers forming a cluster, and their controller ports.
+async fn three_brokers() -> anyhow::Result<(Vec<TestBroker>, [u16; 3])> {
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let start = |id: usize| TestBroker::start(member(id, ports));
     // Each waits for a majority before it serves: start them together.
     let (a, b, c) = tokio::try_join!(start(0), start(1), start(2))?;
-    Ok(vec![a, b, c])
+    Ok((vec![a, b, c], ports))
 }
 
 /// Leaders of `TOPIC`'s partitions as `broker` answers Metadata, once it knows the topic.
@@ -98,7 +106,7 @@ async fn leaders(broker: &TestBroker) -> anyhow::Result<Vec<i32>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partitions_and_groups_owned_elsewhere_get_redirect_codes() -> anyhow::Result<()> {
-    let brokers = three_brokers().await?;
+    let (brokers, _) = three_brokers().await?;
     let mut s = brokers[0].connect().await?;
     let created = call(
         &mut s,
@@ -243,6 +251,118 @@ async fn partitions_and_groups_owned_elsewhere_get_redirect_codes() -> anyhow::R
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    for b in brokers {
+        b.stop().await?;
+    }
+    Ok(())
+}
+
+/// OffsetForLeaderEpoch for `leader_epoch` of `TOPIC`-0 from a client that believes
+/// `current_leader_epoch` current: (error code, leader epoch, end offset).
+async fn end_offset(
+    broker: &TestBroker,
+    current_leader_epoch: i32,
+    leader_epoch: i32,
+) -> anyhow::Result<(i16, i32, i64)> {
+    let request = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current_leader_epoch)
+                .with_leader_epoch(leader_epoch)])]);
+    let r = call(&mut broker.connect().await?, &request, 4).await?;
+    let p = &r.topics[0].partitions[0];
+    Ok((p.error_code, p.leader_epoch, p.end_offset))
+}
+
+/// The leader epoch of `TOPIC`-0 once `broker` sees `leader` lead it in an epoch above
+/// `above`.
+async fn leader_epoch_above(broker: &TestBroker, leader: i32, above: i32) -> anyhow::Result<i32> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut s = broker.connect().await?;
+        let metadata = call(&mut s, &MetadataRequest::default().with_topics(None), 9).await?;
+        let partition = metadata
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC))
+            .and_then(|t| t.partitions.iter().find(|p| p.partition_index == 0));
+        if let Some(p) = partition.filter(|p| p.leader_id.0 == leader && p.leader_epoch > above) {
+            return Ok(p.leader_epoch);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{leader} never led in a new epoch"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_answers_offset_for_leader_epoch_across_a_restart() -> anyhow::Result<()> {
+    const FENCED: i16 = ResponseError::FencedLeaderEpoch.code();
+    const UNDEFINED: (i16, i32, i64) = (0, -1, -1);
+    let (mut brokers, ports) = three_brokers().await?;
+    let created = call(
+        &mut brokers[0].connect().await?,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_timeout_ms(10_000),
+        5,
+    )
+    .await?;
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    let leader = leaders(&brokers[0]).await?[0];
+    let id = leader as usize;
+    let other = (id + 1) % 3;
+    leaders(&brokers[id]).await?;
+    leaders(&brokers[other]).await?;
+    let batch = common::plain_batch(&[(None, bytes::Bytes::from_static(b"x"))], 0)?;
+    let produced = call(
+        &mut brokers[id].connect().await?,
+        &produce(0, batch.clone()),
+        9,
+    )
+    .await?;
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+
+    // Epoch 0: it ends at the log end; a later one is unknown to the leader.
+    assert_eq!(end_offset(&brokers[id], 0, 0).await?, (0, 0, 1));
+    assert_eq!(end_offset(&brokers[id], -1, 1).await?, UNDEFINED);
+    assert_eq!(end_offset(&brokers[id], 1, 0).await?.0, UNKNOWN_EPOCH);
+    assert_eq!(end_offset(&brokers[other], 0, 0).await?.0, NOT_LEADER);
+
+    // The leader restarts: it leads again, in a new leader epoch.
+    let dir = brokers.remove(id).stop_keeping_data().await?;
+    brokers.insert(id, TestBroker::start_in(dir, member(id, ports)).await?);
+    let epoch = leader_epoch_above(&brokers[id], leader, 0).await?;
+    // Nothing written in the new epoch yet: it starts (and ends) at the log end, as on
+    // Kafka, whose leader records its epoch when it takes over.
+    assert_eq!(end_offset(&brokers[id], epoch, epoch).await?, (0, epoch, 1));
+    assert_eq!(end_offset(&brokers[id], epoch, 0).await?, (0, 0, 1));
+    let produced = call(&mut brokers[id].connect().await?, &produce(0, batch), 9).await?;
+    let answer = &produced.responses[0].partition_responses[0];
+    assert_eq!((answer.error_code, answer.base_offset), (0, 1));
+    // Epoch 0 ends where the new epoch's first batch starts; so do the epochs between,
+    // in which nothing was written.
+    assert_eq!(end_offset(&brokers[id], epoch, 0).await?, (0, 0, 1));
+    assert_eq!(end_offset(&brokers[id], epoch, epoch - 1).await?, (0, 0, 1));
+    assert_eq!(end_offset(&brokers[id], epoch, epoch).await?, (0, epoch, 2));
+    assert_eq!(end_offset(&brokers[id], -1, epoch + 1).await?, UNDEFINED);
+    // KIP-320: a client of the old epoch is fenced, one ahead of the leader is told so.
+    assert_eq!(end_offset(&brokers[id], 0, 0).await?.0, FENCED);
+    assert_eq!(
+        end_offset(&brokers[id], epoch + 1, 0).await?.0,
+        UNKNOWN_EPOCH
+    );
+    leader_epoch_above(&brokers[other], leader, 0).await?;
+    assert_eq!(end_offset(&brokers[other], epoch, 0).await?.0, NOT_LEADER);
 
     for b in brokers {
         b.stop().await?;

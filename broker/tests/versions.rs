@@ -433,6 +433,29 @@ async fn every_advertised_version_answers() -> anyhow::Result<()> {
                         "DescribeCluster v{v}"
                     );
                 }
+                ApiKey::OffsetForLeaderEpoch => {
+                    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+                        OffsetForLeaderPartition, OffsetForLeaderTopic,
+                    };
+                    let r = answer(
+                        st,
+                        OffsetForLeaderEpochRequest::default()
+                            .with_replica_id(BrokerId(-1))
+                            .with_topics(vec![OffsetForLeaderTopic::default()
+                                .with_topic(topic("v"))
+                                .with_partitions(vec![OffsetForLeaderPartition::default()
+                                    .with_partition(0)
+                                    .with_current_leader_epoch(0)
+                                    .with_leader_epoch(0)])]),
+                        v,
+                    )
+                    .await?;
+                    let p = &r.topics[0].partitions[0];
+                    assert_eq!(p.error_code, 0, "OffsetForLeaderEpoch v{v}");
+                    // Epoch 0 ends at the log end offset: records were produced above.
+                    assert_eq!(p.leader_epoch, 0, "OffsetForLeaderEpoch v{v}");
+                    assert!(p.end_offset > 0, "OffsetForLeaderEpoch v{v}: {p:?}");
+                }
                 other => anyhow::bail!("route {other:?} has no case in this test"),
             }
         }

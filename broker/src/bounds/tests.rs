@@ -219,6 +219,7 @@ codecs! {
     DeleteGroups => DeleteGroupsRequest,
     OffsetDelete => OffsetDeleteRequest,
     DescribeCluster => DescribeClusterRequest,
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
     ConsumerProtocolSubscription => ConsumerProtocolSubscription,
 }
 

@@ -11,6 +11,7 @@
 //! | `network`       | openraft's RPCs to other voters, over tonic                   |
 //! | `service`       | the `runnel.quorum.v1.Quorum` gRPC service on the controller listener |
 //! | `quorum`        | starting a voter: forming the cluster, rejoining after a lost volume, writes |
+//! | `alter_partition` | a leader's ISR change (KIP-497), committed as an `AlterPartition` record |
 //!
 //! The Raft engine is openraft; the records it replicates are the [`MetadataRecord`]s
 //! that a single broker used to append to its local metadata log.
@@ -19,6 +20,7 @@
 // bytes); the helpers that feed them return the same types.
 #![allow(clippy::result_large_err)]
 
+pub mod alter_partition;
 pub mod identity;
 mod log_store;
 pub mod membership;
@@ -38,6 +40,7 @@ pub mod proto {
     tonic::include_proto!("runnel.quorum.v1");
 }
 
+pub use alter_partition::{alter_partition, AlterPartitionError};
 pub use identity::IdentityError;
 pub use membership::Sessions;
 pub use quorum::{Quorum, QuorumConfig, QuorumError, QuorumStatus};

@@ -33,12 +33,18 @@ pub struct TopicImage {
 pub struct Leadership {
     /// The leader's broker id, or -1 while the partition is offline.
     pub leader: i32,
-    /// Raised on every change of leader (KIP-101): followers and clients tell an old
-    /// leader's word from the current one by it.
+    /// Raised on every change of leader, and when the leader restarts (KIP-101):
+    /// followers and clients tell an old leader's word from the current one by it.
     pub leader_epoch: i32,
-    /// The in-sync replicas. Until followers replicate, the leader alone; an offline
-    /// partition keeps its last leader here, the one replica that may lead it again.
+    /// The in-sync replicas. A new partition's is its leader alone; an offline partition
+    /// keeps its last leader here, the one replica that may lead it again. Changed by
+    /// fencing and by the leader's `AlterPartition` proposals, which keep replica order.
     pub isr: Vec<i32>,
+    /// Raised on every change of leader, leader epoch or ISR (Kafka's partition epoch):
+    /// an `AlterPartition` proposal names the one it was based on, so a proposal made
+    /// before any other change is refused. 0 in images from before it existed.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 impl Leadership {
@@ -49,6 +55,7 @@ impl Leadership {
             leader,
             leader_epoch: 0,
             isr: replicas.first().map(|&r| vec![r]).unwrap_or_default(),
+            partition_epoch: 0,
         }
     }
 }
@@ -134,6 +141,11 @@ pub struct BrokerImage {
     /// Missed its session: not offered to clients, leads nothing.
     #[serde(default)]
     pub fenced: bool,
+    /// The broker epoch of this run (KIP-903): set when its `RegisterBroker` is applied,
+    /// from a cluster-wide counter, so every registration has a larger one than any
+    /// before. 0 in images from before it existed.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// The cluster metadata at one point of the metadata log.
@@ -151,6 +163,10 @@ pub struct MetadataImage {
     /// Registered brokers by node id.
     #[serde(default)]
     pub brokers: BTreeMap<i32, BrokerImage>,
+    /// The largest broker epoch given so far (0 before any registration, and in images
+    /// from before broker epochs).
+    #[serde(default)]
+    pub last_broker_epoch: i64,
 }
 
 impl MetadataImage {
@@ -234,6 +250,8 @@ impl MetadataImage {
                     .brokers
                     .get(node_id)
                     .is_some_and(|b| b.incarnation != *incarnation && !b.fenced);
+                // Every applied registration (a retried one too) is a new broker epoch.
+                self.last_broker_epoch = self.last_broker_epoch.saturating_add(1);
                 self.brokers.insert(
                     *node_id,
                     BrokerImage {
@@ -243,6 +261,7 @@ impl MetadataImage {
                         rack: rack.clone(),
                         incarnation: *incarnation,
                         fenced: false,
+                        epoch: self.last_broker_epoch,
                     },
                 );
                 // A new run of a broker that still led is a new leader of those partitions
@@ -278,14 +297,51 @@ impl MetadataImage {
                     self.elect_returning(*node_id);
                 }
             }
+            MetadataRecord::AlterPartition {
+                topic,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let checked = self.check_alter_partition(
+                    topic,
+                    *partition,
+                    *leader,
+                    *leader_epoch,
+                    *partition_epoch,
+                    isr,
+                );
+                if let Ok(isr) = checked {
+                    if let Some(l) = self.leadership_mut(topic, *partition) {
+                        l.isr = isr;
+                        l.partition_epoch += 1;
+                    }
+                }
+            }
         }
     }
 
-    /// Applies `change` to the leadership of every partition of every topic.
+    /// Applies `change` to the leadership of every partition of every topic; a partition
+    /// whose leader, leader epoch or ISR it changes gets a new partition epoch.
     fn change_leadership(&mut self, mut change: impl FnMut(&mut Leadership)) {
         for topic in self.topics.values_mut() {
-            topic.leadership.iter_mut().for_each(&mut change);
+            for l in &mut topic.leadership {
+                let before = (l.leader, l.leader_epoch, l.isr.clone());
+                change(l);
+                if (l.leader, l.leader_epoch, &l.isr) != (before.0, before.1, &before.2) {
+                    l.partition_epoch += 1;
+                }
+            }
         }
+    }
+
+    /// The stored leadership of `partition` of `topic` (none for a topic from before
+    /// clusters).
+    fn leadership_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Leadership> {
+        let index = usize::try_from(partition).ok()?;
+        self.topics.get_mut(topic)?.leadership.get_mut(index)
     }
 
     /// A fenced broker leaves every ISR it is in, except as the last member, and leads
@@ -322,6 +378,11 @@ impl MetadataImage {
                 l.leader_epoch += 1;
             }
         });
+    }
+
+    /// The broker epoch of broker `node_id`'s current registration, if it is registered.
+    pub fn broker_epoch(&self, node_id: i32) -> Option<i64> {
+        self.brokers.get(&node_id).map(|b| b.epoch)
     }
 
     /// Whether broker `node_id` is registered and not fenced.
@@ -495,6 +556,109 @@ mod tests {
             incarnation: runs[1],
         });
         assert_eq!(leadership(&image, 0), (1, 3, vec![1]));
+    }
+
+    #[test]
+    fn every_registration_gets_a_larger_broker_epoch() {
+        let mut image = MetadataImage::default();
+        let first = register(&mut image, 0);
+        register(&mut image, 1);
+        assert_eq!(
+            (image.broker_epoch(0), image.broker_epoch(1)),
+            (Some(1), Some(2))
+        );
+        // A fenced broker keeps its epoch; its next run gets a larger one than any before.
+        image.apply(&MetadataRecord::FenceBroker {
+            node_id: 0,
+            incarnation: first,
+        });
+        assert_eq!(image.broker_epoch(0), Some(1));
+        register(&mut image, 0);
+        assert_eq!(image.broker_epoch(0), Some(3));
+        assert_eq!(image.broker_epoch(1), Some(2));
+        assert_eq!(image.broker_epoch(7), None);
+        assert_eq!(image.last_broker_epoch, 3);
+        // Images from before broker epochs read as epoch 0, and the next registration
+        // still gets a larger one.
+        let mut json = serde_json::to_value(&image).expect("an image encodes");
+        json.as_object_mut().map(|o| o.remove("last_broker_epoch"));
+        for b in json["brokers"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|b| b.values_mut())
+        {
+            b.as_object_mut().map(|o| o.remove("epoch"));
+        }
+        let mut old: MetadataImage = serde_json::from_value(json).expect("an older image");
+        assert_eq!((old.broker_epoch(0), old.last_broker_epoch), (Some(0), 0));
+        register(&mut old, 1);
+        assert_eq!(old.broker_epoch(1), Some(1));
+    }
+
+    fn partition_state(image: &MetadataImage) -> (i32, i32, Vec<i32>, i32) {
+        let l = image.topic("t").map(|t| t.leadership(0, 9));
+        l.map_or((-2, -2, vec![], -2), |l| {
+            (l.leader, l.leader_epoch, l.isr, l.partition_epoch)
+        })
+    }
+
+    #[test]
+    fn every_change_of_leader_or_isr_raises_the_partition_epoch() {
+        let mut image = MetadataImage::default();
+        let runs: Vec<Uuid> = (0..3).map(|n| register(&mut image, n)).collect();
+        image.apply(&MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            replicas: vec![vec![0, 1, 2]],
+        });
+        assert_eq!(partition_state(&image), (0, 0, vec![0], 0));
+        let isr = (0..3)
+            .map(|node_id| super::super::IsrMember {
+                node_id,
+                broker_epoch: image.broker_epoch(node_id).unwrap_or(-1),
+            })
+            .collect();
+        image.apply(&MetadataRecord::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader: 0,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr,
+        });
+        assert_eq!(partition_state(&image), (0, 0, vec![0, 1, 2], 1));
+        let fence = |node_id: usize| MetadataRecord::FenceBroker {
+            node_id: node_id as i32,
+            incarnation: runs[node_id],
+        };
+        let unfence = |node_id: usize| MetadataRecord::UnfenceBroker {
+            node_id: node_id as i32,
+            incarnation: runs[node_id],
+        };
+        // A follower leaves the ISR: a new partition epoch, the same leader epoch.
+        image.apply(&fence(1));
+        assert_eq!(partition_state(&image), (0, 0, vec![0, 2], 2));
+        // The leader is fenced: a new leader and both epochs raised.
+        image.apply(&fence(0));
+        assert_eq!(partition_state(&image), (2, 1, vec![2], 3));
+        image.apply(&fence(2));
+        assert_eq!(partition_state(&image), (-1, 2, vec![2], 4));
+        // What changes nothing raises nothing.
+        image.apply(&fence(2));
+        image.apply(&unfence(0));
+        register(&mut image, 1);
+        assert_eq!(partition_state(&image), (-1, 2, vec![2], 4));
+        image.apply(&unfence(2));
+        assert_eq!(partition_state(&image), (2, 3, vec![2], 5));
+        // The leader restarts: a new leader epoch, so a new partition epoch.
+        register(&mut image, 2);
+        assert_eq!(partition_state(&image), (2, 4, vec![2], 6));
+        // Leaderships from before partition epochs read as partition epoch 0.
+        let old = serde_json::json!({"leader": 1, "leader_epoch": 3, "isr": [1]});
+        let old: Leadership = serde_json::from_value(old).expect("an older leadership");
+        assert_eq!(old.partition_epoch, 0);
     }
 
     #[test]

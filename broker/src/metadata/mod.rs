@@ -4,10 +4,12 @@
 
 mod image;
 mod log;
+mod partition_change;
 
 pub use image::{BrokerImage, Leadership, MetadataImage, TopicImage};
 pub(crate) use log::{decode_line, encode_line};
 pub use log::{MetadataLog, MetadataLogError};
+pub use partition_change::AlterPartitionRejection;
 
 use std::collections::BTreeMap;
 
@@ -67,6 +69,8 @@ pub enum MetadataRecord {
         next: i64,
     },
     /// A broker started and registered with the cluster (every start registers anew).
+    /// Applying it gives the broker a new broker epoch, larger than any before
+    /// ([`BrokerImage::epoch`]).
     RegisterBroker {
         /// `node.id`.
         node_id: i32,
@@ -102,4 +106,36 @@ pub enum MetadataRecord {
         /// The voter's node id.
         node_id: u64,
     },
+    /// A partition's leader proposes a new ISR (Kafka's AlterPartition, KIP-497). Applied
+    /// only if `leader`, `leader_epoch` and `partition_epoch` are the partition's current
+    /// ones and every member is an eligible replica (see
+    /// [`MetadataImage::check_alter_partition`]); then the ISR becomes `isr` (kept in
+    /// replica order) and the partition epoch rises by one. Otherwise nothing changes:
+    /// every broker applies the same records to the same image, so a rejected proposal
+    /// is simply one that left the image as it was.
+    AlterPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The proposing leader's broker id.
+        leader: i32,
+        /// The leader epoch the leader proposes in.
+        leader_epoch: i32,
+        /// The partition epoch the proposal is based on.
+        partition_epoch: i32,
+        /// The proposed in-sync replicas, each with the broker epoch the leader knows it by.
+        isr: Vec<IsrMember>,
+    },
+}
+
+/// One member of a proposed ISR: a replica and the broker epoch of the run of that
+/// broker the leader saw in sync (KIP-903), so a broker that restarted since (and may
+/// have lost unflushed data) cannot enter or stay in the ISR on an old run's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrMember {
+    /// The replica's broker id.
+    pub node_id: i32,
+    /// Its broker epoch ([`BrokerImage::epoch`]).
+    pub broker_epoch: i64,
 }
