@@ -162,6 +162,10 @@ impl Broker {
             ))
         });
         let maintenance = tokio::spawn(crate::maintenance::run(Arc::clone(&ctx), shutdown.clone()));
+        let isr = tokio::spawn(crate::replication::isr::maintain(
+            Arc::clone(&ctx),
+            shutdown.clone(),
+        ));
         let limit = Arc::new(Semaphore::new(ctx.config.max_connections as usize));
         info!(%local_addr, advertised = ?ctx.advertised, "runnel-broker is serving");
         loop {
@@ -226,6 +230,7 @@ impl Broker {
         }
         let _ = timers.await;
         let _ = maintenance.await;
+        let _ = isr.await;
         if let Some(follower) = follower {
             let _ = follower.await;
         }

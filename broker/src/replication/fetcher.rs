@@ -283,7 +283,9 @@ async fn round(
     };
     let version = connection.version::<FetchRequest>(13..=15).await?;
     let me = ctx.node_id();
-    let broker_epoch = ctx.image().brokers.get(&me).map_or(-1, |_| -1);
+    // KIP-903: the epoch of this run's registration, which the leader passes on when it
+    // proposes this broker for the ISR.
+    let broker_epoch = ctx.image().broker_epoch(me).unwrap_or(-1);
     let mut topics: Vec<FetchTopic> = Vec::new();
     for ((f, _), (end, start)) in ready.iter().zip(&positions) {
         let partition = FetchPartition::default()

@@ -7,9 +7,11 @@
 //! |-------------|-----------------------------------------------------------------|
 //! | `state.rs`  | one partition's role, high watermark and followers' progress    |
 //! | `fetcher.rs`| the follower side: one fetcher task per leader broker           |
+//! | `isr.rs`    | the leader side of the ISR: proposals through the metadata quorum|
 //! | `mod.rs`    | roles from the metadata image                                   |
 
 pub mod fetcher;
+pub mod isr;
 pub mod state;
 
 use crate::context::BrokerContext;
