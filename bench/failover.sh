@@ -4,15 +4,16 @@
 # producing to partition 0 without pause (idempotent, acks=all). KILLS times:
 #
 #   1. ask the bench to wait (at most WHOLE_WAIT s) until every partition's ISR is its whole
-#      replica set (Metadata's isr_nodes) and the partition's leader acknowledges;
+#      replica set (Metadata's isr_nodes) and the partition's leader acknowledges (it also
+#      says which node Metadata names as the controller);
 #   2. kill -9 that leader, and tell the bench straight after ("killed N");
 #   3. the bench answers with the time from then to the first acknowledged produce sent
 #      after it (or a timeout after RECOVERY_TIMEOUT s), and the time until Metadata named
 #      a new leader;
 #   4. restart the killed broker on its data directory and wait until it serves.
 #
-# Prints p50 / p90 / max over the kills and writes kills.tsv, report.json and the brokers'
-# logs under OUT. A cycle whose cluster was not whole before the kill is marked in
+# Prints p50 / p90 / max over the kills (and split by whether the killed leader was also
+# the controller) and writes kills.tsv, report.json and the brokers' logs under OUT. A cycle whose cluster was not whole before the kill is marked in
 # kills.tsv (whole=timeout) and still counted.
 #
 # Broker settings are the defaults (heartbeat 2 s, session 9 s) unless SESSION_MS (the
@@ -99,7 +100,7 @@ field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" $1"; }
 ready=$(answer 120)
 [[ $ready == ready* ]] || die "runnel-failover did not start: $ready"
 echo "== $ready"
-printf 'kill\tnode\twhole\twhole_waited_ms\trecovered_ms\telected_ms\tnew_leader\tfailed_attempts\n' >"$KILLS_TSV"
+printf 'kill\tkilled_at\tnode\tcontroller\twhole\twhole_waited_ms\trecovered_ms\telected_ms\tnew_leader\tfailed_attempts\n' >"$KILLS_TSV"
 
 for kill in $(seq 1 "$KILLS"); do
     printf 'whole %s\n' "$WHOLE_WAIT" >&"$to_bench"
@@ -112,13 +113,15 @@ for kill in $(seq 1 "$KILLS"); do
     # The bench's clock starts when it reads the line: write it right after the signal.
     kill -KILL "$pid"
     printf 'killed %s\n' "$leader" >&"$to_bench"
+    killed_at=$(date -u +%FT%T.%3NZ)
     wait "$pid" 2>/dev/null || true
     unset "BROKER_PIDS[$leader]"
     result=$(answer $((RECOVERY_TIMEOUT + 60)))
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kill" "$leader" "$(awk '{ print $2 }' <<<"$whole")" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kill" "$killed_at" "$leader" "$(field "$whole" controller)" \
+        "$(awk '{ print $2 }' <<<"$whole")" \
         "$(field "$whole" waited_ms)" "$(field "$result" ms)" "$(field "$result" elected_ms)" \
         "$(field "$result" new_leader)" "$(field "$result" failed_attempts)" >>"$KILLS_TSV"
-    echo "   kill $kill of $KILLS: node $leader (${whole%% leader=*} after $(field "$whole" waited_ms) ms): $result"
+    echo "   kill $kill of $KILLS: node $leader, controller $(field "$whole" controller) (${whole%% leader=*} after $(field "$whole" waited_ms) ms): $result"
     node_start "$leader"
     broker_wait "$leader"
 done
@@ -142,6 +145,15 @@ def line(name, s):
 print(f"kills {r['kills']}, without recovery within the timeout {r['timeouts']}, "
       f"cluster not whole before the kill {not_whole}")
 print(line("kill → first acks=all ack", r["recovered_ms"]))
+# The same, split by whether the killed leader was also the metadata quorum's leader (the
+# controller Metadata named before the kill): then a new controller must be elected first.
+for name, pick in (("  leader only", False), ("  leader and controller", True)):
+    ms = sorted(float(x["recovered_ms"]) for x in rows
+                if x["recovered_ms"] not in ("", "-") and (x["node"] == x["controller"]) == pick)
+    if ms:
+        mid = len(ms) // 2
+        p50 = ms[mid] if len(ms) % 2 else (ms[mid - 1] + ms[mid]) / 2
+        print(f"{name:<32} p50 {p50 / 1000:6.2f} s  max {ms[-1] / 1000:6.2f} s  ({len(ms)} kills)")
 print(line("kill → new leader in Metadata", r["elected_ms"]))
 print(f"records acknowledged {r['records_acked']}; errors seen (retried): "
       + (", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "none"))

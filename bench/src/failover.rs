@@ -7,7 +7,7 @@
 //! | the script writes | the bench answers                                             |
 //! |-------------------|---------------------------------------------------------------|
 //! | (start)           | `ready leader=N` once the topic has leaders and a produce was acknowledged |
-//! | `whole SECS`      | `whole ok leader=N waited_ms=X` once every partition of the topic has its whole replica set in the ISR and the last acknowledgement came from the leader `N` that Metadata names; `whole timeout leader=N short=P,Q waited_ms=X` after SECS |
+//! | `whole SECS`      | `whole ok leader=N controller=C waited_ms=X` once every partition of the topic has its whole replica set in the ISR and the last acknowledgement came from the leader `N` that Metadata names (`C`: Metadata's controller id); `whole timeout leader=N controller=C short=P,Q ...` after SECS |
 //! | `killed NODE`     | right after `kill -9` of NODE: `recovered kill=K node=NODE ms=X elected_ms=Y new_leader=M ...` at the first acknowledgement of a produce sent after the line was read, or `timeout kill=K ...` after `--recovery-timeout` |
 //! | `quit` (or EOF)   | the report (text, or one JSON line with `--json`), then exits |
 //!
@@ -299,22 +299,25 @@ async fn whole(
     let started = Instant::now();
     let deadline = started + wait;
     loop {
-        let (leader, short) = match metadata.topic(topic).await {
+        let (leader, controller, short) = match metadata.topic(topic).await {
             Ok(response) => (
                 partition_view(&response, topic, partition).map_or(-1, |v| v.leader),
+                response.controller_id.0,
                 partitions_not_whole(&response, topic),
             ),
-            Err(_) => (-1, vec![-1]),
+            Err(_) => (-1, -1, vec![-1]),
         };
         let acked_by_leader = shared.last_ack().is_some_and(|a| a.leader == leader);
         let waited = started.elapsed().as_secs_f64() * 1000.0;
         if short.is_empty() && acked_by_leader && leader >= 0 {
-            return format!("whole ok leader={leader} waited_ms={waited:.0}");
+            return format!(
+                "whole ok leader={leader} controller={controller} waited_ms={waited:.0}"
+            );
         }
         if Instant::now() >= deadline {
             let short: Vec<String> = short.iter().map(i32::to_string).collect();
             return format!(
-                "whole timeout leader={leader} short={} acked_by_leader={acked_by_leader} waited_ms={waited:.0}",
+                "whole timeout leader={leader} controller={controller} short={} acked_by_leader={acked_by_leader} waited_ms={waited:.0}",
                 short.join(",")
             );
         }
