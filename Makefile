@@ -7,7 +7,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run cluster build release test test-rust test-compat test-deps crash-loop crds bench bench-compare bench-metadata fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
+.PHONY: run cluster build release test test-rust test-compat test-deps crash-loop crds bench bench-compare bench-metadata bench-replication bench-failover fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -71,6 +71,20 @@ bench-metadata:
 	RUNNEL_BROKER_BIN=$(TARGET_DIR)/release/runnel-broker RUNNEL_BENCH_BIN=$(TARGET_DIR)/release/runnel-bench \
 	RUNNEL_LOG=warn scripts/cluster.sh --fresh --data-dir $(TARGET_DIR)/bench-metadata/cluster \
 	    --port 29092 --controller-port 29192 -- bench/metadata.sh
+
+# RF=3 acks=all on a fresh 3-broker cluster against RF=1 acks=all on one broker and the disk's
+# write+fdatasync ceiling, alternating rounds (bench/replication.sh; ROUNDS, DURATION, PARTITIONS, ...).
+bench-replication:
+	$(CARGO) build --release -p runnel-broker -p runnel-bench
+	RUNNEL_BROKER_BIN=$(TARGET_DIR)/release/runnel-broker RUNNEL_BENCH_BIN=$(TARGET_DIR)/release/runnel-bench \
+	RUNNEL_DISK_CEILING_BIN=$(TARGET_DIR)/release/runnel-disk-ceiling bench/replication.sh
+
+# Leader kill -9 → first acknowledged acks=all produce, 20 kills on a fresh 3-broker cluster with
+# default sessions (bench/failover.sh); SESSION_MS=3000 HEARTBEAT_MS=500 for shorter ones.
+bench-failover:
+	$(CARGO) build --release -p runnel-broker -p runnel-bench
+	RUNNEL_BROKER_BIN=$(TARGET_DIR)/release/runnel-broker RUNNEL_FAILOVER_BIN=$(TARGET_DIR)/release/runnel-failover \
+	bench/failover.sh
 
 # Mutation fuzzer over the request path, in-process (release); FUZZ_ARGS="--iterations 10000000 --seed 1" (default: 60 s).
 fuzz:

@@ -82,6 +82,26 @@ pub enum BenchError {
         /// The limit.
         seconds: f64,
     },
+    /// A file operation of the disk-ceiling loop failed.
+    #[error("cannot {op} {path}")]
+    Disk {
+        /// What was being done (`create`, `write`, `fdatasync`, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// None of the bootstrap brokers answered.
+    #[error("no broker of {bootstrap} answered")]
+    NoBroker {
+        /// The bootstrap list as given.
+        bootstrap: String,
+    },
+    /// The failover control channel (standard input and output) failed.
+    #[error("the control channel failed")]
+    Control(#[source] std::io::Error),
     /// Metadata named a leader that is not among its brokers.
     #[error("leader {node_id} is not among the brokers in Metadata")]
     UnknownBroker {

@@ -11,6 +11,10 @@
 //! In a catch-up run, consumers' ListOffsets and Fetch come after producing (or alone).
 //! A `--metadata` run sends only Metadata (and CreateTopics), to the bootstrap broker.
 //!
+//! Two more binaries share the crate: `runnel-failover` (kill → first acknowledged
+//! acks=all produce, driven by a script) and `runnel-disk-ceiling` (the disk's own
+//! write + fdatasync ceiling, to compare acks=all produce with).
+//!
 //! Module map:
 //!
 //! | module            | concept                                                        |
@@ -28,11 +32,21 @@
 //! | `runner`          | one run, phase by phase, per mode                              |
 //! | `metadata`        | a `--metadata` run: Metadata requests back to back             |
 //! | `metadata_report` | its answers' shape, requests/s, latency, text and JSON         |
+//! | `failover`        | `runnel-failover`: settings and the control line protocol      |
+//! | `failover_producer` | its idempotent acks=all producer and the kill timing         |
+//! | `failover_metadata` | leaders, ISR and broker addresses from any live broker       |
+//! | `failover_report` | per-kill results, p50/p90/max, text and JSON                   |
+//! | `disk_ceiling`    | `runnel-disk-ceiling`: a write + fdatasync loop, MB/s, p50/p99 |
 
 pub mod cluster;
 pub mod config;
 pub mod consumer;
+pub mod disk_ceiling;
 pub mod error;
+pub mod failover;
+pub mod failover_metadata;
+pub mod failover_producer;
+pub mod failover_report;
 pub mod metadata;
 pub mod metadata_report;
 pub mod pacer;

@@ -356,8 +356,29 @@ impl Builder {
     }
 }
 
+/// The producer id, epoch and first sequence number of an idempotent batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Idempotence {
+    /// The id InitProducerId handed out.
+    pub producer_id: i64,
+    /// Its epoch.
+    pub producer_epoch: i16,
+    /// The sequence number of the batch's first record (records follow on; a run never
+    /// gets near the wrap at `i32::MAX`).
+    pub base_sequence: i32,
+}
+
 /// Encodes values as one v2 record batch (no producer id, creation timestamps).
 pub fn encode_batch(values: Vec<Bytes>, compression: Compression) -> Result<Bytes, BenchError> {
+    encode_batch_as(values, compression, None)
+}
+
+/// Encodes values as one v2 record batch, idempotent when `idempotence` is given.
+pub fn encode_batch_as(
+    values: Vec<Bytes>,
+    compression: Compression,
+    idempotence: Option<Idempotence>,
+) -> Result<Bytes, BenchError> {
     let timestamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
@@ -369,13 +390,16 @@ pub fn encode_batch(values: Vec<Bytes>, compression: Compression) -> Result<Byte
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: idempotence.map_or(-1, |p| p.producer_id),
+            producer_epoch: idempotence.map_or(-1, |p| p.producer_epoch),
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever `offset - sequence` changes; with
-            // this, all records share one batch whose base sequence is -1 (none).
-            sequence: i32::try_from(i).unwrap_or(i32::MAX).wrapping_sub(1),
+            // this, all records share one batch whose base sequence is -1 (none), or the
+            // idempotent producer's next sequence number.
+            sequence: i32::try_from(i)
+                .unwrap_or(i32::MAX)
+                .wrapping_add(idempotence.map_or(-1, |p| p.base_sequence)),
             timestamp,
             key: None,
             value: Some(value),
@@ -432,5 +456,25 @@ mod tests {
             let value = set.records[3].value.as_ref().unwrap();
             assert_eq!(crate::payload::sent_micros(value, 9), Some(3));
         }
+    }
+
+    #[test]
+    fn idempotent_batches_carry_producer_id_epoch_and_sequences() {
+        let template = PayloadTemplate::new(9, 100, 1);
+        let values = (0..4).map(|i| template.value(i)).collect();
+        let identity = Idempotence {
+            producer_id: 77,
+            producer_epoch: 3,
+            base_sequence: 40,
+        };
+        let mut encoded = encode_batch_as(values, Compression::None, Some(identity)).unwrap();
+        let set = RecordBatchDecoder::decode(&mut encoded).unwrap();
+        assert!(encoded.is_empty(), "one batch holds all records");
+        let sequences: Vec<i32> = set.records.iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, vec![40, 41, 42, 43]);
+        assert!(set
+            .records
+            .iter()
+            .all(|r| r.producer_id == 77 && r.producer_epoch == 3));
     }
 }

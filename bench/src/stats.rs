@@ -155,6 +155,35 @@ impl ConsumeStats {
     }
 }
 
+/// The median of `values` (the mean of the two middle ones for an even count); `None`
+/// when empty. NaNs sort last.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let sorted = sorted(values);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// The nearest-rank `quantile` (0 < q ≤ 1) of `values`: the smallest value with at least
+/// `q` of the values at or below it; `None` when empty. `nearest_rank(v, 1.0)` is the max.
+pub fn nearest_rank(values: &[f64], quantile: f64) -> Option<f64> {
+    let sorted = sorted(values);
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (quantile.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +215,26 @@ mod tests {
         assert_eq!(a.latency.len(), 2);
         assert_eq!(a.errors.total(), 2);
         assert_eq!(a.errors.0.get("Produce: NotLeaderOrFollower"), Some(&2));
+    }
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[9.0, 1.0, 5.0]), Some(5.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let values: Vec<f64> = (1..=20).rev().map(f64::from).collect();
+        assert_eq!(nearest_rank(&values, 0.5), Some(10.0));
+        assert_eq!(nearest_rank(&values, 0.9), Some(18.0));
+        assert_eq!(nearest_rank(&values, 0.99), Some(20.0));
+        assert_eq!(nearest_rank(&values, 1.0), Some(20.0));
+        // Out-of-range quantiles are clamped: the min and the max.
+        assert_eq!(nearest_rank(&values, 0.0), Some(1.0));
+        assert_eq!(nearest_rank(&values, 7.0), Some(20.0));
+        assert_eq!(nearest_rank(&[], 0.5), None);
     }
 }

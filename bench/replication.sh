@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# What replication costs, and how close a durable produce comes to the disk, measured in
+# one run so the machine's noise hits every side alike (`make bench-replication`):
+#
+#   rf3   RF=3 acks=all produce to a 3-broker cluster on loopback (all on this machine);
+#   rf1   RF=1 acks=all produce, the same load, to ONE standalone broker;
+#   disk  runnel-disk-ceiling in the standalone broker's data directory: write + fdatasync
+#         rounds of the broker's own average bytes per fsync, measured from its /metrics
+#         over the rf1 run just before (runnel_topic_bytes_in_total of the topic divided by
+#         runnel_log_flush_duration_seconds_count: every group-commit round and every
+#         periodic flush is one sample, so this is a lower bound of the bytes per acks=all
+#         round).
+#
+# ROUNDS rounds alternate the order (odd: rf1, disk, rf3; even: rf3, rf1, disk). Prints the
+# medians and the medians of the per-round ratios against the targets of issue 16:
+# rf3 records/s ≥ 40 % of rf1's; rf1 MB/s ≥ 70 % of the disk's; rf1 produce p99 ≤ 3 x the
+# disk round's p99. MB/s of rf1/rf3 counts record values (as runnel-bench reports),
+# the disk's every byte written: the broker's batch headers (~1 % here) count against it.
+# After each rf3 run the mean ISR size of the topic's partitions (from the leaders'
+# runnel_partition_isr_size) is recorded: 3 means acks=all waited for three replicas.
+#
+# Brokers run with segments of SEGMENT_BYTES and retention of RETENTION_BYTES per
+# partition, checked every 10 s, so rounds do not fill the disk; every run reuses its topic.
+#
+# Environment: ROUNDS (5), DURATION (15 s), WARMUP (3 s), PARTITIONS (8), RECORD_SIZE (1024),
+# BATCH_SIZE (16384), PRODUCERS (1), MAX_IN_FLIGHT (5), DISK_MODE (overwrite|append),
+# SEGMENT_BYTES (64 MiB), RETENTION_BYTES (128 MiB), PORT (29492: cluster 29492-29494,
+# quorum +100, metrics +200, standalone +3 and metrics +203), OUT (target/bench-replication),
+# RUNNEL_BROKER_BIN / RUNNEL_BENCH_BIN / RUNNEL_DISK_CEILING_BIN (else a release build).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+PARTITIONS=${PARTITIONS:-8}
+RECORD_SIZE=${RECORD_SIZE:-1024}
+BATCH_SIZE=${BATCH_SIZE:-16384}
+PRODUCERS=${PRODUCERS:-1}
+MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-5}
+DISK_MODE=${DISK_MODE:-overwrite}
+SEGMENT_BYTES=${SEGMENT_BYTES:-67108864}
+RETENTION_BYTES=${RETENTION_BYTES:-134217728}
+PORT=${PORT:-29492}
+OUT=${OUT:-$TARGET/bench-replication}
+
+die() { echo "replication.sh: $*" >&2; exit 1; }
+
+if [[ -z ${RUNNEL_BROKER_BIN:-} || -z ${RUNNEL_BENCH_BIN:-} || -z ${RUNNEL_DISK_CEILING_BIN:-} ]]; then
+    (cd "$ROOT" && cargo build --release -p runnel-broker -p runnel-bench)
+fi
+BROKER=${RUNNEL_BROKER_BIN:-$TARGET/release/runnel-broker}
+BENCH=${RUNNEL_BENCH_BIN:-$TARGET/release/runnel-bench}
+DISK=${RUNNEL_DISK_CEILING_BIN:-$TARGET/release/runnel-disk-ceiling}
+for bin in "$BROKER" "$BENCH" "$DISK"; do [[ -x $bin ]] || die "$bin is not an executable"; done
+
+# shellcheck source=bench/brokers.sh
+source "$ROOT/bench/brokers.sh"
+KAFKA_PORT=$PORT
+CONTROLLER_PORT=$((PORT + 100))
+METRICS_PORT=$((PORT + 200))
+SINGLE_PORT=$((PORT + NODES))
+SINGLE_METRICS=$((METRICS_PORT + NODES))
+BROKERS_DIR=$OUT/brokers
+BROKER_ARGS=(--log-segment-bytes "$SEGMENT_BYTES" --log-retention-bytes "$RETENTION_BYTES"
+    --log-retention-check-interval-ms 10000)
+
+ports=("$SINGLE_PORT" "$SINGLE_METRICS")
+for ((i = 0; i < NODES; i++)); do
+    ports+=($((KAFKA_PORT + i)) $((CONTROLLER_PORT + i)) $((METRICS_PORT + i)))
+done
+brokers_check_ports "${ports[@]}" || exit 1
+rm -rf "$OUT"
+mkdir -p "$OUT" "$BROKERS_DIR"
+RESULTS=$OUT/results.tsv
+trap brokers_stop_all EXIT
+
+echo "== starting a $NODES-broker cluster on 127.0.0.1:$KAFKA_PORT.. and a standalone broker on 127.0.0.1:$SINGLE_PORT (logs in $BROKERS_DIR)"
+for ((i = 0; i < NODES; i++)); do node_start "$i"; done
+single_start "$SINGLE_PORT" "$SINGLE_METRICS"
+for ((i = 0; i < NODES; i++)); do broker_wait "$i"; done
+broker_wait single
+# runnel-bench takes one bootstrap address and finds the leaders from there.
+CLUSTER=127.0.0.1:$KAFKA_PORT
+
+load=(--partitions "$PARTITIONS" --record-size "$RECORD_SIZE" --batch-size "$BATCH_SIZE"
+    --producers "$PRODUCERS" --consumers 0 --max-in-flight "$MAX_IN_FLIGHT" --acks all
+    --duration "$DURATION" --warmup "$WARMUP" --create-topic --json)
+printf 'round\tkind\trecords_per_sec\tmb_per_sec\tp50_ms\tp99_ms\terrors\tbytes_per_fsync\tmean_isr\n' >"$RESULTS"
+BYTES_PER_FSYNC=""
+
+# row ROUND KIND JSON [BYTES_PER_FSYNC] [MEAN_ISR]: one results line from a report.
+row() {
+    python3 - "$@" >>"$RESULTS" <<'PY'
+import json, sys
+rnd, kind, path = sys.argv[1:4]
+extra = sys.argv[4:] + ["", ""]
+r = json.load(open(path))
+if kind == "disk":
+    lat = r["latency_ms"] or {}
+    vals = [r["rounds_per_sec"], r["mb_per_sec"], lat.get("p50", ""), lat.get("p99", ""), 0]
+else:
+    p = r["produce"]
+    lat = p["latency_ms"] or {}
+    errors = r["error_total"] + (1 if r["timed_out"] else 0)
+    vals = [p["throughput"]["records_per_sec"], p["throughput"]["mb_per_sec"],
+            lat.get("p50", ""), lat.get("p99", ""), errors]
+vals = [round(v, 3) if isinstance(v, float) else v for v in vals]
+print("\t".join(str(x) for x in [rnd, kind] + vals + extra[:2]))
+PY
+    tail -n1 "$RESULTS" | awk -F'\t' '{ printf "   round %s %-4s: %9.0f %s  %7.1f MB/s  p50 %s ms  p99 %s ms  errors %s  bytes/fsync %s  mean ISR %s\n",
+        $1, $2, $3, ($2 == "disk" ? "rounds/s " : "records/s"), $4, $5, $6, $7, $8, $9 }'
+}
+
+run_rf1() {
+    local json=$OUT/rf1-r$1.json bytes0 flushes0 bytes1 flushes1
+    bytes0=$(metric_sum "$SINGLE_METRICS" runnel_topic_bytes_in_total 'topic="repl1"')
+    flushes0=$(metric_sum "$SINGLE_METRICS" runnel_log_flush_duration_seconds_count)
+    "$BENCH" --bootstrap "127.0.0.1:$SINGLE_PORT" --topic repl1 --replication-factor 1 "${load[@]}" >"$json" \
+        || die "the RF=1 run of round $1 failed"
+    bytes1=$(metric_sum "$SINGLE_METRICS" runnel_topic_bytes_in_total 'topic="repl1"')
+    flushes1=$(metric_sum "$SINGLE_METRICS" runnel_log_flush_duration_seconds_count)
+    ((flushes1 > flushes0)) || die "the standalone broker counted no fsync in round $1"
+    BYTES_PER_FSYNC=$(((bytes1 - bytes0) / (flushes1 - flushes0)))
+    row "$1" rf1 "$json" "$BYTES_PER_FSYNC"
+}
+
+run_disk() {
+    local json=$OUT/disk-r$1.json
+    [[ -n $BYTES_PER_FSYNC ]] || die "no bytes per fsync measured before the disk loop"
+    "$DISK" --dir "$BROKERS_DIR/single" --round-bytes "$BYTES_PER_FSYNC" --mode "$DISK_MODE" \
+        --duration "$DURATION" --warmup 1 --json >"$json" || die "the disk loop of round $1 failed"
+    row "$1" disk "$json" "$BYTES_PER_FSYNC"
+}
+
+run_rf3() {
+    local json=$OUT/rf3-r$1.json isr=0 i
+    "$BENCH" --bootstrap "$CLUSTER" --topic repl3 --replication-factor 3 "${load[@]}" >"$json" \
+        || die "the RF=3 run of round $1 failed"
+    for ((i = 0; i < NODES; i++)); do
+        isr=$((isr + $(metric_sum $((METRICS_PORT + i)) runnel_partition_isr_size 'topic="repl3"')))
+    done
+    row "$1" rf3 "$json" "" "$(awk -v s="$isr" -v p="$PARTITIONS" 'BEGIN { printf "%.2f", s / p }')"
+}
+
+for run in $(seq 1 "$ROUNDS"); do
+    echo "== round $run of $ROUNDS: $PARTITIONS partitions, acks=all, ${DURATION} s after ${WARMUP} s warmup"
+    if ((run % 2 == 1)); then
+        run_rf1 "$run"; run_disk "$run"; run_rf3 "$run"
+    else
+        run_rf3 "$run"; run_rf1 "$run"; run_disk "$run"
+    fi
+done
+
+echo "== medians of $ROUNDS rounds (ratios: medians of the per-round ratios)"
+python3 - "$RESULTS" "$OUT/summary.json" <<'PY'
+import csv, json, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+def num(v):
+    return float(v) if v not in ("", None) else float("nan")
+by = {}
+for r in rows:
+    by.setdefault(r["kind"], {})[r["round"]] = r
+def med(kind, key):
+    vals = [num(r[key]) for r in by.get(kind, {}).values()]
+    return statistics.median(vals) if vals else float("nan")
+def ratio(a, ka, b, kb):
+    vals = [num(by[a][n][ka]) / num(by[b][n][kb]) for n in by.get(a, {}) if n in by.get(b, {})
+            and num(by[b][n][kb]) > 0]
+    return statistics.median(vals) if vals else float("nan")
+summary = {k: {key: med(k, key) for key in ("records_per_sec", "mb_per_sec", "p50_ms", "p99_ms",
+               "bytes_per_fsync", "mean_isr")} for k in by}
+summary["errors"] = sum(int(r["errors"]) for r in rows)
+checks = [
+    ("rf3/rf1 records/s", ratio("rf3", "records_per_sec", "rf1", "records_per_sec"), ">=", 0.40),
+    ("rf1/disk MB/s", ratio("rf1", "mb_per_sec", "disk", "mb_per_sec"), ">=", 0.70),
+    ("rf1 p99 / disk p99", ratio("rf1", "p99_ms", "disk", "p99_ms"), "<=", 3.0),
+    ("rf3 p99 / rf1 p99", ratio("rf3", "p99_ms", "rf1", "p99_ms"), "", None),
+]
+print(f"{'kind':<5} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bytes/fsync':>12} {'mean ISR':>9}")
+for k in ("rf1", "rf3", "disk"):
+    if k in summary:
+        s = summary[k]
+        label = "rounds/s" if k == "disk" else ""
+        print(f"{k:<5} {s['records_per_sec']:>10.0f} {s['mb_per_sec']:>8.1f} {s['p50_ms']:>8.3f} "
+              f"{s['p99_ms']:>8.3f} {s['bytes_per_fsync']:>12.0f} {s['mean_isr']:>9.2f} {label}")
+summary["ratios"] = {}
+for name, value, op, target in checks:
+    summary["ratios"][name] = value
+    verdict = ""
+    if target is not None:
+        ok = value >= target if op == ">=" else value <= target
+        verdict = f"(target {op} {target}: {'met' if ok else 'NOT met'})"
+    print(f"{name:<20} {value:8.3f} {verdict}")
+print(f"errors over all runs: {summary['errors']}")
+json.dump(summary, open(sys.argv[2], "w"), indent=2)
+PY
+echo "== raw results: $RESULTS; summary: $OUT/summary.json; reports and broker logs under $OUT"
