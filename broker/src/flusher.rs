@@ -288,12 +288,11 @@ fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, F
         // fsync that returned success (storage refuses it): producers get an error.
         let done = result.and_then(|()| partition.log().mark_synced(&handle));
         if let Err(e) = done {
-            match e {
-                // Logged once, by storage, when the directory failed.
-                runnel_storage::LogError::LogDirFailed { .. } => {
-                    tracing::debug!(partition = %tp, error = %e, "not synced: the data directory has failed");
-                }
-                _ => tracing::error!(partition = %tp, error = %e, "fsync failed"),
+            // A failed fsync fails the data directory, which the server logs once.
+            if partition.log().dir_health().is_failed() {
+                tracing::debug!(partition = %tp, error = %e, "not synced: the data directory has failed");
+            } else {
+                tracing::error!(partition = %tp, error = %e, "fsync failed");
             }
             let failure = storage_failure(&tp, e);
             failures.insert(tp, failure);

@@ -298,7 +298,7 @@ impl Broker {
                 Stopped::Requested
             }
             Err(e) => {
-                tracing::error!(error = %e, "runnel-broker stopped: the data directory failed");
+                info!("runnel-broker stopped after its data directory failed");
                 Stopped::LogDirFailed(e)
             }
         }

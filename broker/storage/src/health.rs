@@ -10,8 +10,9 @@
 //! and `close` writes no clean-shutdown marker, so the next open scans and cuts
 //! whatever did not reach the disk. Reads go on.
 //!
-//! Listeners registered with [`LogDirHealth::on_failure`] hear of the failure once;
-//! the broker shuts down from there, as Kafka does when its last log directory fails.
+//! Listeners registered with [`LogDirHealth::on_failure`] hear of the failure once (and
+//! log it: storage does not); the broker shuts down from there, as Kafka does when its
+//! last log directory fails.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -118,7 +119,6 @@ impl LogDirHealth {
         };
         if let Some(failure) = self.failure.get() {
             let error = self.error(failure);
-            tracing::error!(dir = %self.dir.display(), error = %error, "log directory failed");
             for listener in listeners {
                 listener(&error);
             }
