@@ -231,6 +231,15 @@ pub struct BrokerConfig {
     #[arg(long, hide = true, default_value_t = 0)]
     pub debug_recovery_delay_ms: u64,
 
+    /// Test hook, never for production: while this file exists, fsyncs (and, if the
+    /// file says `write`, writes) of partition logs under the data directory fail with
+    /// EIO (`ENOSPC` in the file picks that errno), as a failing disk would; the
+    /// metadata quorum's files are spared. The first failure takes the data directory
+    /// offline and the broker shuts down (see `runnel_storage::fs`). Every log file
+    /// operation reads this file while the flag is set.
+    #[arg(long, hide = true)]
+    pub debug_fail_fsync_after_file: Option<PathBuf>,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "RUNNEL_LOG_JSON", default_value_t = false)]
     pub log_json: bool,

@@ -284,9 +284,16 @@ fn flush_round(round: &[Request], pool: &FsyncPool) -> HashMap<TopicPartition, F
                 source: std::io::Error::other("an fsync task panicked"),
             })
         });
+        // Once the data directory has failed nothing is marked synced, even after an
+        // fsync that returned success (storage refuses it): producers get an error.
         let done = result.and_then(|()| partition.log().mark_synced(&handle));
         if let Err(e) = done {
-            tracing::error!(partition = %tp, error = %e, "fsync failed");
+            // A failed fsync fails the data directory, which the server logs once.
+            if partition.log().dir_health().is_failed() {
+                tracing::debug!(partition = %tp, error = %e, "not synced: the data directory has failed");
+            } else {
+                tracing::error!(partition = %tp, error = %e, "fsync failed");
+            }
             let failure = storage_failure(&tp, e);
             failures.insert(tp, failure);
         }

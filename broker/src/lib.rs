@@ -47,4 +47,4 @@ pub mod topic_config;
 pub mod topics;
 
 pub use config::BrokerConfig;
-pub use server::Broker;
+pub use server::{Broker, Stopped};

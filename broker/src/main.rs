@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use runnel_broker::config_file::{self, ConfigError};
-use runnel_broker::Broker;
+use runnel_broker::{Broker, Stopped};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -34,8 +34,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("runnel-broker could not start")?;
     tokio::spawn(wait_for_signal(shutdown));
-    broker.run().await;
-    Ok(())
+    match broker.run().await {
+        Stopped::Requested => Ok(()),
+        // Kafka halts when its last log directory fails; a supervisor restarts us.
+        Stopped::LogDirFailed(e) => Err(e).context("runnel-broker stopped"),
+    }
 }
 
 async fn wait_for_signal(shutdown: CancellationToken) {

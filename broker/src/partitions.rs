@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use runnel_storage::{Log, LogConfig, LogError};
+use runnel_storage::{Log, LogConfig, LogDirHealth, LogError};
 use tokio::sync::Notify;
 
 /// A topic name and partition index.
@@ -71,6 +71,9 @@ pub struct PartitionManager {
     pub isr_wanted: Notify,
     /// Segments that opening logs had to scan (recovery after an unclean stop).
     pub segments_scanned: std::sync::atomic::AtomicUsize,
+    /// The data directory's health, shared by every log: one failed write or fsync
+    /// takes them all offline (Kafka's log directory failure).
+    health: Arc<LogDirHealth>,
 }
 
 impl PartitionManager {
@@ -82,7 +85,14 @@ impl PartitionManager {
             appended: Notify::new(),
             isr_wanted: Notify::new(),
             segments_scanned: std::sync::atomic::AtomicUsize::new(0),
+            health: LogDirHealth::new(data_dir),
         }
+    }
+
+    /// The data directory's health: failed once a write or fsync of any hosted log
+    /// failed; the broker then shuts down.
+    pub fn dir_health(&self) -> &Arc<LogDirHealth> {
+        &self.health
     }
 
     fn dir_of(&self, tp: &TopicPartition) -> PathBuf {
@@ -114,7 +124,7 @@ impl PartitionManager {
             if self.read_map().contains_key(&tp) {
                 continue;
             }
-            let log = Log::open(&self.dir_of(&tp), config.clone())?;
+            let log = Log::open_in(&self.dir_of(&tp), config.clone(), Arc::clone(&self.health))?;
             self.segments_scanned.fetch_add(
                 log.segments_scanned_at_open(),
                 std::sync::atomic::Ordering::Relaxed,

@@ -1,6 +1,12 @@
 //! The broker's run loop: open storage, bind the Kafka listener, accept connections under
 //! a connection limit, and shut down in one visible order — stop accepting, let in-flight
 //! requests finish within the grace period, then close every log cleanly.
+//!
+//! A failed write or fsync in the data directory takes the same path (as Kafka halts when
+//! its last log directory fails): storage refuses every later write there, the failure
+//! cancels the shutdown token, the broker fences itself so leadership moves to the ISR
+//! at once, and [`Broker::run`] returns [`Stopped::LogDirFailed`] for `main` to exit
+//! non-zero. The logs are not closed cleanly, so the next start recovers them by scanning.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -40,6 +46,19 @@ pub struct Broker {
     flusher: (CancellationToken, tokio::task::JoinHandle<()>),
     /// This run's registration with the cluster, in a cluster.
     incarnation: Option<uuid::Uuid>,
+    /// The `--debug-fail-fsync-after-file` test hook, armed for the broker's lifetime.
+    _disk_faults: Option<runnel_storage::fs::FaultGuard>,
+}
+
+/// Why [`Broker::run`] returned.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The shutdown token was cancelled (SIGTERM, SIGINT, a test).
+    Requested,
+    /// A write or fsync in the data directory failed: the broker stopped, as Kafka does
+    /// when its last log directory fails. What it wrote last may not be on disk; the
+    /// next start recovers the logs by scanning them.
+    LogDirFailed(runnel_storage::LogError),
 }
 
 impl Broker {
@@ -110,6 +129,11 @@ impl Broker {
             }
             None => (None, None),
         };
+        let disk_faults = config.debug_fail_fsync_after_file.as_ref().map(|trigger| {
+            warn!(trigger = %trigger.display(), "test hook armed: log fsyncs fail while this file exists");
+            let metadata = config.data_dir.join("__cluster_metadata");
+            runnel_storage::fs::inject_while_file_exists(&config.data_dir, &[metadata], trigger)
+        });
         let opening = Arc::clone(&status);
         let flusher_stop = CancellationToken::new();
         let (flusher, flusher_task) = Flusher::start(Arc::clone(&metrics), flusher_stop.clone());
@@ -131,11 +155,14 @@ impl Broker {
             metrics: metrics_endpoint,
             flusher: (flusher_stop, flusher_task),
             incarnation,
+            _disk_faults: disk_faults,
         })
     }
 
-    /// Serves until the shutdown token is cancelled, then shuts down cleanly.
-    pub async fn run(self) {
+    /// Serves until the shutdown token is cancelled or the data directory fails, then
+    /// shuts down: cleanly in the first case; in the second the logs are left for
+    /// recovery (see the module docs).
+    pub async fn run(self) -> Stopped {
         let Broker {
             local_addr,
             ctx,
@@ -146,8 +173,16 @@ impl Broker {
             metrics,
             flusher,
             incarnation,
+            _disk_faults,
             ..
         } = self;
+        // The first failed write or fsync of any log (the flusher's, a produce's, a
+        // replica fetcher's, maintenance's) stops the broker through the one shutdown path.
+        let stop = shutdown.clone();
+        ctx.partitions.dir_health().on_failure(move |e| {
+            tracing::error!(error = %e, "the data directory failed: stopping the broker");
+            stop.cancel();
+        });
         status.set(State::Running);
         if let Some(g) = &grpc {
             g.set_serving(true).await;
@@ -257,7 +292,16 @@ impl Broker {
         if let Some(g) = grpc {
             g.stop().await;
         }
-        info!("runnel-broker stopped");
+        match ctx.partitions.dir_health().check() {
+            Ok(()) => {
+                info!("runnel-broker stopped");
+                Stopped::Requested
+            }
+            Err(e) => {
+                info!("runnel-broker stopped after its data directory failed");
+                Stopped::LogDirFailed(e)
+            }
+        }
     }
 }
 

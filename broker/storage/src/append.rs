@@ -222,6 +222,10 @@ impl Log {
     /// has no timestamp). Does not fsync: see [`Log::flush`]. On an I/O error a prefix
     /// of the payload may have been appended; the log stays consistent.
     pub fn append(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        self.guarded(|log| log.append_now(records, leader_epoch, now_ms))
+    }
+
+    fn append_now(&mut self, records: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let batches = split_batches(records, &self.config, Origin::Client)?;
         let batches = validate::check_batches(records, batches, &self.config)?;
         let plan = match self.plan(batches)? {

@@ -9,7 +9,7 @@
 //! followed by `\n`.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::path::Path;
 
 use crate::error::{LogError, Result};
@@ -22,9 +22,7 @@ const MAX_OFFSET_CHECKPOINT_LEN: u64 = 64;
 
 /// fsyncs a directory so that file creations, renames and deletions in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(LogError::io(dir))
+    crate::fs::sync_dir(dir).map_err(LogError::io(dir))
 }
 
 /// What a crash right after a checkpoint write may leave behind.
@@ -49,8 +47,8 @@ pub fn write_atomic(dir: &Path, name: &str, contents: &[u8], durability: Durabil
         .truncate(true)
         .open(&tmp)
         .map_err(LogError::io(&tmp))?;
-    file.write_all(contents).map_err(LogError::io(&tmp))?;
-    file.sync_all().map_err(LogError::io(&tmp))?;
+    crate::fs::write_all(&mut file, contents, &tmp).map_err(LogError::io(&tmp))?;
+    crate::fs::sync_all(&file, &tmp).map_err(LogError::io(&tmp))?;
     drop(file);
     fs::rename(&tmp, &path).map_err(LogError::io(&path))?;
     match durability {

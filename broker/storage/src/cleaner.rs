@@ -136,6 +136,10 @@ impl Log {
     /// policies containing `compact`; otherwise does nothing. Offsets are kept, so
     /// reads see gaps; the log start and end offsets do not change.
     pub fn compact(&mut self, now_ms: i64) -> Result<CompactionOutcome> {
+        self.guarded(|log| log.compact_now(now_ms))
+    }
+
+    fn compact_now(&mut self, now_ms: i64) -> Result<CompactionOutcome> {
         self.compact_until(now_ms, StopAfter::Never)
     }
 
@@ -329,7 +333,7 @@ impl Log {
         }
         // Kafka keeps the original modification time, which time-based policies use.
         file.set_modified(segment.modified()?)
-            .and_then(|()| file.sync_all())
+            .and_then(|()| crate::fs::sync_all(&file, &cleaned_path))
             .map_err(LogError::io(&cleaned_path))?;
         drop(file);
         outcome.records_removed += removed;

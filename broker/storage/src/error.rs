@@ -22,6 +22,18 @@ pub enum LogError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The log's directory failed: a write or fsync in it returned an error earlier
+    /// (`path`, `source`), so nothing more is written or reported durable there until
+    /// the directory is reopened, which recovers it by scanning (see `health`).
+    #[error("The log directory {} is offline after an I/O error on {}: {source}.", dir.display(), path.display())]
+    LogDirFailed {
+        /// The directory (the broker's data directory, or the log's own).
+        dir: PathBuf,
+        /// The file or directory whose write or fsync failed first.
+        path: PathBuf,
+        /// The operating system's error for that first failure.
+        source: std::io::Error,
+    },
     /// A record batch from a client is malformed at the framing level
     /// (length, magic, CRC): Kafka's `CORRUPT_MESSAGE`.
     #[error("The record batch is corrupt: {reason}.")]

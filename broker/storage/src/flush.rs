@@ -26,9 +26,12 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::checkpoint::{self, Durability};
 use crate::error::{LogError, Result};
+use crate::fs;
+use crate::health::LogDirHealth;
 use crate::log::{wall_clock_ms, Log, RECOVERY_POINT_FILE};
 
 /// What must be fsynced for a log's recovery point to reach [`Self::upto_offset`].
@@ -43,6 +46,8 @@ pub struct FlushHandle {
     upto_offset: i64,
     /// Indexes included: syncing it lets the recovery point advance.
     full: bool,
+    /// The log directory's health: a failed sync fails it, a failed directory refuses.
+    health: Arc<LogDirHealth>,
 }
 
 impl FlushHandle {
@@ -69,12 +74,21 @@ impl FlushHandle {
     /// A data-only handle uses fdatasync: the bytes and the file length, not the
     /// modification time (which retention reads only for segments whose batches carry
     /// no timestamp, and which the next full flush, with fsync, persists).
+    ///
+    /// A failed fsync fails the log directory ([`LogDirHealth`]); once it has failed,
+    /// this returns [`LogError::LogDirFailed`] without syncing: a retried fsync could
+    /// succeed for pages the kernel has already dropped.
     pub fn sync(&self) -> Result<()> {
+        self.health.check()?;
+        self.health.record(self.sync_files())
+    }
+
+    fn sync_files(&self) -> Result<()> {
         for (path, file) in &self.files {
             let synced = if self.full {
-                file.sync_all()
+                fs::sync_all(file, path)
             } else {
-                file.sync_data()
+                fs::sync_data(file, path)
             };
             synced.map_err(LogError::io(path))?;
         }
@@ -110,6 +124,7 @@ impl Log {
     /// `None` when nothing is unflushed. Takes `&self`: hold only a read lock, and do
     /// the fsyncs ([`FlushHandle::sync`]) after releasing it (see the module docs).
     pub fn flush_handle(&self) -> Result<Option<FlushHandle>> {
+        self.health.check()?;
         self.handle_past(self.recovery_point, true)
     }
 
@@ -118,6 +133,7 @@ impl Log {
     /// were created), not the indexes. `None` when nothing is unsynced. Complete it
     /// with [`Self::mark_synced`].
     pub fn data_flush_handle(&self) -> Result<Option<FlushHandle>> {
+        self.health.check()?;
         self.handle_past(self.data_synced(), false)
     }
 
@@ -146,6 +162,7 @@ impl Log {
             dir: self.dir_dirty.then(|| self.dir.clone()),
             upto_offset,
             full,
+            health: Arc::clone(&self.health),
         }))
     }
 
@@ -163,14 +180,19 @@ impl Log {
     /// Records that `handle` was synced: [`Self::mark_flushed`] for a full handle;
     /// for a data-only one, advances [`Self::data_synced`] (same bounds: never past
     /// the log end or a truncation, never backwards).
+    ///
+    /// Refused ([`LogError::LogDirFailed`]) once the directory has failed, even if this
+    /// handle's own sync succeeded: another fsync of the same files may have failed.
     pub fn mark_synced(&mut self, handle: &FlushHandle) -> Result<()> {
         if handle.full {
             return self.mark_flushed(handle.upto_offset);
         }
-        if let Some(valid) = self.synced_past(handle.upto_offset, self.data_synced) {
-            self.data_synced = valid;
-        }
-        Ok(())
+        self.guarded(|log| {
+            if let Some(valid) = log.synced_past(handle.upto_offset, log.data_synced) {
+                log.data_synced = valid;
+            }
+            Ok(())
+        })
     }
 
     /// How far a synced handle with this `upto_offset` makes the log durable (never
@@ -196,8 +218,10 @@ impl Log {
     /// write only data (see `segment.rs`). For partitions whose producers wait for
     /// fsyncs; the next sync carries the zeros. Cheap when enough is still ahead.
     pub fn preallocate(&mut self, ahead: u64) -> Result<()> {
-        let (window, limit) = self.preallocation_window(ahead);
-        self.segments.active_mut().preallocate(window, limit)
+        self.guarded(|log| {
+            let (window, limit) = log.preallocation_window(ahead);
+            log.segments.active_mut().preallocate(window, limit)
+        })
     }
 
     /// How far ahead to preallocate, and the file length not to pass (`segment.bytes`):
@@ -225,7 +249,12 @@ impl Log {
     /// Records that a [`FlushHandle`] with this `upto_offset` was synced: persists the
     /// recovery point (never past the log end, nor past a handle a truncation has
     /// invalidated, nor backwards) and snapshots producer state when a segment rolled.
+    /// Refused once the directory has failed (see [`Self::mark_synced`]).
     pub fn mark_flushed(&mut self, upto_offset: i64) -> Result<()> {
+        self.guarded(|log| log.mark_flushed_now(upto_offset))
+    }
+
+    fn mark_flushed_now(&mut self, upto_offset: i64) -> Result<()> {
         let Some(valid) = self.synced_past(upto_offset, self.recovery_point) else {
             return Ok(());
         };

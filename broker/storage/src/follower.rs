@@ -38,6 +38,10 @@ impl Log {
     /// leader path's `now_ms` where rolling needs one. Does not fsync. On an I/O error
     /// a prefix of the payload may have been appended; the log stays consistent.
     pub fn append_as_follower(&mut self, records: &[u8]) -> Result<AppendInfo> {
+        self.guarded(|log| log.append_as_follower_now(records))
+    }
+
+    fn append_as_follower_now(&mut self, records: &[u8]) -> Result<AppendInfo> {
         let batches = split_batches(records, &self.config, Origin::Replication)?;
         let gaps_allowed = self.config.cleanup_policy.compacts();
         let mut expected = self.log_end_offset();

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{LogError, Result};
+use crate::fs;
 
 /// An offset relative to its segment's base offset; at most `i32::MAX` as in Kafka.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -105,8 +106,7 @@ impl<const N: usize> IndexFile<N> {
     }
 
     fn append(&mut self, entry: [u8; N]) -> Result<()> {
-        self.file
-            .write_all_at(&entry, self.entries * N as u64)
+        fs::write_all_at(&self.file, &entry, self.entries * N as u64, &self.path)
             .map_err(LogError::io(&self.path))?;
         self.entries += 1;
         self.created = false;
@@ -115,8 +115,7 @@ impl<const N: usize> IndexFile<N> {
     }
 
     fn truncate(&mut self, entries: u64) -> Result<()> {
-        self.file
-            .set_len(entries * N as u64)
+        fs::set_len(&self.file, entries * N as u64, &self.path)
             .map_err(LogError::io(&self.path))?;
         self.entries = entries;
         self.ragged = false;
@@ -172,7 +171,7 @@ impl<const N: usize> IndexFile<N> {
     /// fsyncs the file if it changed since the last fsync (most flushes add no entry).
     fn sync(&self) -> Result<()> {
         if self.dirty.swap(false, Ordering::Relaxed) {
-            if let Err(e) = self.file.sync_all() {
+            if let Err(e) = fs::sync_all(&self.file, &self.path) {
                 self.dirty.store(true, Ordering::Relaxed);
                 return Err(LogError::io(&self.path)(e));
             }

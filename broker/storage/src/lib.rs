@@ -40,6 +40,8 @@
 //! | `records`        | bounded parsing of a batch's records region; lookup by timestamp |
 //! | `compression`    | bounded gzip/snappy/lz4/zstd codecs                             |
 //! | `flush`          | flush policy, `FlushHandle` for grouped fsync outside the lock  |
+//! | `health`         | `LogDirHealth`: a failed write or fsync takes the directory offline |
+//! | [`fs`]           | the file-system seam: writes and fsyncs that tests can make fail |
 //! | [`error`]        | `LogError`                                                      |
 
 #![warn(missing_docs)]
@@ -53,6 +55,8 @@ mod config;
 pub mod error;
 mod flush;
 mod follower;
+pub mod fs;
+mod health;
 mod index;
 mod leader_epoch;
 pub mod log;
@@ -75,6 +79,7 @@ pub use compression::Codec;
 pub use config::{CleanupPolicy, CompressionType};
 pub use error::{CorruptReason, InvalidReason, LogError, RecordError, RecordErrorReason, Result};
 pub use flush::{FlushHandle, MIN_PREALLOCATE};
+pub use health::LogDirHealth;
 pub use log::{AppendInfo, Log, LogConfig, ReadSlice, TimestampType};
 pub use records::{
     first_record_at_or_after, records_of, StoredRecord, TimestampAndOffset,

@@ -46,12 +46,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::checkpoint::{self, Durability};
 use crate::cleaner;
 pub use crate::config::{LogConfig, TimestampType};
 use crate::error::{LogError, Result};
+use crate::health::LogDirHealth;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::ProducerStateManager;
 use crate::recovery;
@@ -121,6 +123,8 @@ pub struct Log {
     pub(crate) flush_handle_upto: AtomicI64,
     /// Segments that [`Log::open`] scanned batch by batch (0 after a clean shutdown).
     pub(crate) segments_scanned_at_open: usize,
+    /// Whether the directory may still be written; shared with the other logs in it.
+    pub(crate) health: Arc<LogDirHealth>,
 }
 
 pub(crate) fn wall_clock_ms() -> i64 {
@@ -144,7 +148,22 @@ impl Log {
     /// `.cleaned` file is deleted, a `.swap` file replaces its segment); after it, the
     /// log start offset is read from its checkpoint and segments wholly below it (left
     /// by a crash during retention or DeleteRecords) are deleted.
+    ///
+    /// The log gets a [`LogDirHealth`] of its own: an I/O error fails this log alone.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
+        Self::open_in(dir, config, LogDirHealth::new(dir))
+    }
+
+    /// [`Log::open`], sharing `health` with the other logs of a log directory: an I/O
+    /// error in any of them fails them all (see `health`). Refused when `health` has
+    /// failed already; an I/O error while opening fails it.
+    pub fn open_in(dir: &Path, config: LogConfig, health: Arc<LogDirHealth>) -> Result<Log> {
+        health.check()?;
+        let opened = Self::open_with(dir, config, Arc::clone(&health));
+        health.record(opened)
+    }
+
+    fn open_with(dir: &Path, config: LogConfig, health: Arc<LogDirHealth>) -> Result<Log> {
         if !dir.try_exists().map_err(LogError::io(dir))? {
             std::fs::create_dir_all(dir).map_err(LogError::io(dir))?;
             // Make the new partition directory's entry durable.
@@ -182,6 +201,7 @@ impl Log {
             last_flush_ms: wall_clock_ms(),
             flush_handle_upto: AtomicI64::new(-1),
             segments_scanned_at_open: loaded.scanned.len(),
+            health,
         };
         // Scanned segments may hold data that never reached the disk before the crash:
         // fsync them before the recovery point moves past them.
@@ -314,6 +334,10 @@ impl Log {
     /// the active `.log` (plus its indexes when they gained entries) and one of the
     /// recovery-point file. Callers should group flushes across produce requests.
     pub fn flush(&mut self) -> Result<()> {
+        self.guarded(|log| log.flush_now())
+    }
+
+    fn flush_now(&mut self) -> Result<()> {
         let end = self.log_end_offset();
         for segment in self.segments.iter().rev() {
             if segment.next_offset() <= self.recovery_point && segment.size() > 0 {
@@ -355,6 +379,10 @@ impl Log {
     /// at or past the new log end offset are removed (all of them when the log is
     /// emptied). The result is fsynced.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        self.guarded(|log| log.truncate_to_now(offset))
+    }
+
+    fn truncate_to_now(&mut self, offset: i64) -> Result<()> {
         if offset < 0 {
             return Err(LogError::InvalidTruncation { offset });
         }
@@ -389,6 +417,10 @@ impl Log {
     /// Empties the log and restarts it at `offset` (a follower that fell behind the
     /// leader's log start offset starts over there, as Kafka's followers do). Durable.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        self.guarded(|log| log.truncate_fully_and_start_at_now(offset))
+    }
+
+    fn truncate_fully_and_start_at_now(&mut self, offset: i64) -> Result<()> {
         if offset < 0 {
             return Err(LogError::InvalidTruncation { offset });
         }
@@ -431,7 +463,15 @@ impl Log {
 
     /// Flushes everything and writes the clean-shutdown marker, so the next open skips
     /// the recovery scan.
+    ///
+    /// Once the directory has failed this writes nothing and returns
+    /// [`LogError::LogDirFailed`]: without the marker the next open scans the segments
+    /// past the recovery point and cuts what never reached the disk.
     pub fn close(mut self) -> Result<()> {
+        self.guarded(Log::close_now)
+    }
+
+    fn close_now(&mut self) -> Result<()> {
         // The final time-index entry lets the next open skip scanning for timestamps.
         let active = self.segments.active_mut();
         active.seal_time_index()?;

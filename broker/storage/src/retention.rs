@@ -44,6 +44,10 @@ impl Log {
     /// deleted. The log start offset moves to the first remaining segment's base
     /// offset and is persisted before files are removed (see the module docs).
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
+        self.guarded(|log| log.apply_retention_now(now_ms))
+    }
+
+    fn apply_retention_now(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
         let mut outcome = RetentionOutcome {
             log_start_offset: self.log_start_offset,
             ..RetentionOutcome::default()
@@ -120,6 +124,10 @@ impl Log {
     /// clients skip the records before the offset they asked for. The active segment
     /// is kept even when wholly below the new start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        self.guarded(|log| log.delete_records_before_now(offset))
+    }
+
+    fn delete_records_before_now(&mut self, offset: i64) -> Result<i64> {
         let high_watermark = self.high_watermark();
         let offset = if offset == -1 { high_watermark } else { offset };
         if !(0..=high_watermark).contains(&offset) {

@@ -13,7 +13,7 @@
 //! are cut when the segment stops being active or the log closes; after a crash the
 //! recovery scan recognises an all-zero tail and cuts it quietly.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use std::sync::Arc;
 use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::config::LogConfig;
 use crate::error::{CorruptReason, LogError, Result};
+use crate::fs;
 use crate::index::{OffsetIndex, TimeIndex};
 use crate::region::FileRegion;
 
@@ -245,9 +246,9 @@ impl LogSegment {
         index_interval_bytes: u64,
     ) -> Result<()> {
         let position = self.size;
-        if let Err(e) = self.log.write_all_at(batch, position) {
+        if let Err(e) = fs::write_all_at(&self.log, batch, position, &self.log_path) {
             // Best effort: cut what may have been written so the file ends at `size`.
-            let _ = self.log.set_len(position);
+            let _ = fs::set_len(&self.log, position, &self.log_path);
             self.allocated = position;
             return Err(LogError::io(&self.log_path)(e));
         }
@@ -270,9 +271,9 @@ impl LogSegment {
         while position < target {
             let len =
                 usize::try_from(target - position).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
-            if let Err(e) = self.log.write_all_at(&ZEROS[..len], position) {
+            if let Err(e) = fs::write_all_at(&self.log, &ZEROS[..len], position, &self.log_path) {
                 // Leave the file as it was: ending at `allocated`.
-                let _ = self.log.set_len(self.allocated);
+                let _ = fs::set_len(&self.log, self.allocated, &self.log_path);
                 return Err(LogError::io(&self.log_path)(e));
             }
             position += len as u64;
@@ -355,9 +356,7 @@ impl LogSegment {
 
     /// Cuts the file to `size` after a recovery scan stopped at an invalid batch.
     pub(crate) fn cut_file_to_size(&mut self) -> Result<()> {
-        self.log
-            .set_len(self.size)
-            .map_err(LogError::io(&self.log_path))?;
+        fs::set_len(&self.log, self.size, &self.log_path).map_err(LogError::io(&self.log_path))?;
         self.allocated = self.size;
         Ok(())
     }
@@ -536,7 +535,7 @@ impl LogSegment {
 
     /// fsyncs the data file and both indexes.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.log.sync_all().map_err(LogError::io(&self.log_path))?;
+        fs::sync_all(&self.log, &self.log_path).map_err(LogError::io(&self.log_path))?;
         self.offset_index.sync()?;
         self.time_index.sync()
     }
@@ -560,7 +559,7 @@ pub(crate) fn remove_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
 
 /// Removes a file, treating "already gone" as success.
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
+    match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LogError::io(path)(e)),
         _ => Ok(()),
     }

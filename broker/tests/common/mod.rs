@@ -45,7 +45,9 @@ impl TestBroker {
         let broker = Broker::bind(config, shutdown.clone()).await?;
         let addr = broker.local_addr;
         let metrics_addr = broker.metrics_addr;
-        let task = tokio::spawn(broker.run());
+        let task = tokio::spawn(async move {
+            let _ = broker.run().await;
+        });
         Ok(TestBroker {
             addr,
             metrics_addr,
