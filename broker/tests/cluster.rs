@@ -1,13 +1,14 @@
 //! Three in-process brokers forming one cluster: requests for a partition or a group that
 //! another broker owns get Kafka's redirect codes, exactly; OffsetForLeaderEpoch answers
-//! across a leader restart (a new leader epoch).
+//! across a leader restart (a new leader epoch); the admin service's CanRestart and
+//! CaughtUp follow the ISR.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{call, TestBroker};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
@@ -22,6 +23,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use runnel_broker::ops::proto::broker_admin_client::BrokerAdminClient;
+use runnel_broker::ops::proto::{CanRestartRequest, CanRestartResponse, CaughtUpRequest};
 use runnel_broker::BrokerConfig;
 
 const TOPIC: &str = "owned";
@@ -363,6 +366,148 @@ async fn the_leader_answers_offset_for_leader_epoch_across_a_restart() -> anyhow
     );
     leader_epoch_above(&brokers[other], leader, 0).await?;
     assert_eq!(end_offset(&brokers[other], epoch, 0).await?.0, NOT_LEADER);
+
+    for b in brokers {
+        b.stop().await?;
+    }
+    Ok(())
+}
+
+/// Broker `id` of the cluster, with its admin service on a port of its own.
+fn member_with_admin(id: usize, ports: [u16; 3]) -> impl FnOnce(&mut BrokerConfig) {
+    let member = member(id, ports);
+    move |c| {
+        member(c);
+        c.health_listen = Some(([127, 0, 0, 1], 0).into());
+    }
+}
+
+async fn admin(
+    broker: &TestBroker,
+) -> anyhow::Result<BrokerAdminClient<tonic::transport::Channel>> {
+    let addr = broker
+        .health_addr
+        .ok_or_else(|| anyhow::anyhow!("no admin endpoint"))?;
+    Ok(BrokerAdminClient::connect(format!("http://{addr}")).await?)
+}
+
+async fn can_restart(broker: &TestBroker) -> anyhow::Result<CanRestartResponse> {
+    Ok(admin(broker)
+        .await?
+        .can_restart(CanRestartRequest {})
+        .await?
+        .into_inner())
+}
+
+async fn caught_up(broker: &TestBroker) -> anyhow::Result<(bool, Vec<String>)> {
+    let answer = admin(broker)
+        .await?
+        .caught_up(CaughtUpRequest {})
+        .await?
+        .into_inner();
+    Ok((answer.caught_up, answer.lagging_partitions))
+}
+
+/// The ISR of `TOPIC`-0 as `broker` answers Metadata, sorted.
+async fn isr(broker: &TestBroker) -> anyhow::Result<Vec<i32>> {
+    let mut s = broker.connect().await?;
+    let metadata = call(&mut s, &MetadataRequest::default().with_topics(None), 9).await?;
+    let mut isr: Vec<i32> = metadata
+        .topics
+        .iter()
+        .filter(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == TOPIC))
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.partition_index == 0)
+        .flat_map(|p| p.isr_nodes.iter().map(|n| n.0))
+        .collect();
+    isr.sort_unstable();
+    Ok(isr)
+}
+
+/// Polls `check` every 50 ms until it holds, for at most 20 s.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn can_restart_and_caught_up_follow_the_isr() -> anyhow::Result<()> {
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let start = |id: usize| TestBroker::start(member_with_admin(id, ports));
+    let (a, b, c) = tokio::try_join!(start(0), start(1), start(2))?;
+    let mut brokers = vec![a, b, c];
+    let created = call(
+        &mut brokers[0].connect().await?,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_num_partitions(1)
+                .with_replication_factor(3)
+                .with_configs(vec![CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_static_str("min.insync.replicas"))
+                    .with_value(Some(StrBytes::from_static_str("2")))])])
+            .with_timeout_ms(10_000),
+        5,
+    )
+    .await?;
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    for b in &brokers {
+        eventually("a full ISR", || async { Ok(isr(b).await? == [0, 1, 2]) }).await?;
+    }
+    // Three in sync, two needed: any one broker may restart, and every one is caught up.
+    for b in &brokers {
+        let answer = can_restart(b).await?;
+        assert!(answer.safe, "{:?}", answer.reasons);
+        assert_eq!(caught_up(b).await?, (true, vec![]));
+    }
+
+    // Broker 2 stops: the ISR is down to two, so neither of the others may stop now.
+    let dir = brokers.remove(2).stop_keeping_data().await?;
+    for b in &brokers {
+        eventually("the ISR without broker 2", || async {
+            Ok(isr(b).await? == [0, 1])
+        })
+        .await?;
+    }
+    for b in &brokers {
+        let answer = can_restart(b).await?;
+        assert!(!answer.safe, "{answer:?}");
+        assert_eq!(answer.reasons.len(), 1, "{answer:?}");
+        assert!(
+            answer.reasons[0].starts_with(&format!("{TOPIC}-0: stopping this broker leaves 1")),
+            "{answer:?}"
+        );
+        assert_eq!(caught_up(b).await?, (true, vec![]));
+    }
+
+    // It comes back and follows: CaughtUp turns true only with it back in the ISR, and
+    // then the others may restart again.
+    brokers.push(TestBroker::start_in(dir, member_with_admin(2, ports)).await?);
+    eventually("broker 2 caught up", || async {
+        let (up, lagging) = caught_up(&brokers[2]).await?;
+        // Behind, it names the partition it has not caught up on.
+        assert!(
+            up || lagging.is_empty() || lagging == [format!("{TOPIC}-0")],
+            "{lagging:?}"
+        );
+        Ok(up)
+    })
+    .await?;
+    assert_eq!(isr(&brokers[2]).await?, [0, 1, 2]);
+    for b in &brokers {
+        eventually("CanRestart safe again", || async {
+            Ok(can_restart(b).await?.safe)
+        })
+        .await?;
+    }
 
     for b in brokers {
         b.stop().await?;

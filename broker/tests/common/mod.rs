@@ -24,6 +24,8 @@ pub struct TestBroker {
     pub addr: SocketAddr,
     /// The `/metrics` endpoint, when the config asked for one.
     pub metrics_addr: Option<SocketAddr>,
+    /// The gRPC health and admin endpoint, when the config asked for one.
+    pub health_addr: Option<SocketAddr>,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
     pub dir: tempfile::TempDir,
@@ -45,12 +47,14 @@ impl TestBroker {
         let broker = Broker::bind(config, shutdown.clone()).await?;
         let addr = broker.local_addr;
         let metrics_addr = broker.metrics_addr;
+        let health_addr = broker.health_addr;
         let task = tokio::spawn(async move {
             let _ = broker.run().await;
         });
         Ok(TestBroker {
             addr,
             metrics_addr,
+            health_addr,
             shutdown,
             task,
             dir,
