@@ -16,7 +16,7 @@
 # the controller) and writes kills.tsv, report.json and the brokers' logs under OUT. A cycle whose cluster was not whole before the kill is marked in
 # kills.tsv (whole=timeout) and still counted.
 #
-# Broker settings are the defaults (heartbeat 2 s, session 9 s) unless SESSION_MS (the
+# Broker settings are the defaults (heartbeat 0.5 s, session 9 s) unless SESSION_MS (the
 # brokers' --broker-session-timeout-ms) is set; HEARTBEAT_MS (--broker-heartbeat-interval-ms)
 # then defaults to a third of it. E.g. SESSION_MS=3000 HEARTBEAT_MS=500 bench/failover.sh.
 #

@@ -50,8 +50,9 @@ pub struct BrokerConfig {
     pub controller_listen: Option<SocketAddr>,
 
     /// `broker.heartbeat.interval.ms`: how often a broker of a cluster tells the active
-    /// controller it is alive.
-    #[arg(long, env = "RUNNEL_BROKER_HEARTBEAT_INTERVAL_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    /// controller it is alive (Kafka: 2000). A broker silent for two intervals whose
+    /// listener refuses connections is fenced without waiting for its session.
+    #[arg(long, env = "RUNNEL_BROKER_HEARTBEAT_INTERVAL_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub broker_heartbeat_interval_ms: u64,
 
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced: clients

@@ -238,6 +238,7 @@ impl Broker {
         // Controlled shutdown: the cluster stops sending clients here at once instead of
         // after a missed session.
         if let (Some(quorum), Some(incarnation)) = (ctx.quorum(), incarnation) {
+            quorum.stop_heartbeats();
             let fence = quorum.write(vec![MetadataRecord::FenceBroker {
                 node_id: ctx.node_id(),
                 incarnation,
@@ -265,12 +266,15 @@ impl Broker {
         }
         let _ = timers.await;
         let _ = maintenance.await;
+        // The quorum stops first: a metadata write still waiting for a majority (an ISR
+        // change, with the other brokers gone) then fails at once instead of holding the
+        // metadata lock, and with it the last metadata apply, until it times out.
+        if let Some(quorum) = ctx.quorum() {
+            quorum.shutdown().await;
+        }
         let _ = isr.await;
         if let Some(follower) = follower {
             let _ = follower.await;
-        }
-        if let Some(quorum) = ctx.quorum() {
-            quorum.shutdown().await;
         }
         // In-flight produce requests are done: let the flusher finish its queue and stop.
         flusher.0.cancel();

@@ -143,6 +143,44 @@ def test_a_stopped_follower_leaves_the_isr_and_comes_back(make_cluster, unique_n
 
 
 @pytest.mark.crash
+def test_a_paused_controller_fences_nobody_when_it_resumes(make_cluster, unique_name):
+    """The active controller is stopped past every session and a new one takes over. When
+    it resumes, its view of the heartbeats is stale: it must fence nobody (it is no longer
+    the leader, and its own last round is far behind its time)."""
+    cluster = replicated_cluster(make_cluster)
+    topic = unique_name("paused-controller")
+    create(cluster, topic, partitions=3, min_isr=2)
+    wait_for_isr(cluster, topic, [0, 1, 2], via=0)
+    paused = cluster.wait_for_brokers(3)["controller_id"]
+    others = sorted({0, 1, 2} - {paused})
+    marks = [b.log_size() for b in cluster.brokers]
+    cluster.sigstop(paused)
+    try:
+        wait_until(lambda: cluster.describe(others[0])["controller_id"] in others, 30,
+                   interval=0.2, what="a new controller")
+        wait_until(lambda: paused in cluster.describe(others[0])["fenced"], 30, interval=0.2,
+                   what=f"broker {paused} fenced")
+        before = leadership(cluster, others[0], topic)
+        # Past a session of the others' heartbeats (2 s) as the paused broker sees them.
+        time.sleep(3)
+    finally:
+        cluster.sigcont(paused)
+    cluster.wait_for_brokers(3, timeout=30)
+    # Long enough for the resumed broker's liveness task to run several rounds.
+    wait_until(lambda: all(b.log_size() > m for b, m in zip(cluster.brokers, marks)), 10,
+               what="the brokers to log")
+    time.sleep(2)
+    for node, (broker, mark) in enumerate(zip(cluster.brokers, marks)):
+        wrongly = [line for line in broker.log_text(mark).splitlines()
+                   if "; fencing it" in line and f"node_id={paused}" not in line]
+        assert not wrongly, f"broker {node} fenced a live broker: {wrongly}"
+    after = leadership(cluster, others[0], topic)
+    moved = {p: (before[p], after[p]) for p in before
+             if before[p][0] in others and after[p][:2] != before[p][:2]}
+    assert not moved, f"leadership of live brokers moved: {moved}"
+
+
+@pytest.mark.crash
 def test_acks_all_below_min_insync_replicas_is_refused_and_acks_1_is_not(make_cluster, unique_name):
     cluster = replicated_cluster(make_cluster)
     topic = unique_name("min-isr")

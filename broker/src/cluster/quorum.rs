@@ -156,6 +156,8 @@ pub struct QuorumStatus {
 
 /// This broker's member of the metadata quorum.
 pub struct Quorum {
+    /// Stops the heartbeats; a child of `shutdown`.
+    heartbeats: CancellationToken,
     raft: Raft,
     config: QuorumConfig,
     image: watch::Receiver<Arc<MetadataImage>>,
@@ -279,6 +281,7 @@ impl Quorum {
             });
         }
         Ok(Quorum {
+            heartbeats: shutdown.child_token(),
             raft,
             config,
             image,
@@ -298,13 +301,19 @@ impl Quorum {
             incarnation,
             self.config.sessions.heartbeat,
         );
-        let shutdown = self.shutdown.clone();
+        let stop = self.heartbeats.clone();
         self.tasks.lock().await.spawn(async move {
             tokio::select! {
                 () = beat => {}
-                () = shutdown.cancelled() => {}
+                () = stop.cancelled() => {}
             }
         });
+    }
+
+    /// Stops this broker's heartbeats: a broker stopping fences itself, and a heartbeat
+    /// after that would have the leader unfence it again.
+    pub fn stop_heartbeats(&self) {
+        self.heartbeats.cancel();
     }
 
     /// The metadata image, updated on every apply.
@@ -544,6 +553,29 @@ pub(super) async fn write(
         .await
         .map_err(|_| QuorumError::Timeout(timeout))?;
     Ok(applied)
+}
+
+/// Commits `records` only if this voter is the leader, never forwarding them: for decisions
+/// that only the leader may take from what it alone has seen (broker liveness). A voter
+/// that has been deposed without knowing it yet (paused, or cut off) appends the entry to
+/// its own log at most, where no majority accepts it, and the entry is dropped.
+pub(super) async fn write_as_leader(
+    raft: &Raft,
+    config: &QuorumConfig,
+    records: Vec<MetadataRecord>,
+) -> Result<Applied, QuorumError> {
+    let timeout = config.write_timeout;
+    let written = tokio::time::timeout(timeout, raft.client_write(Command { records }))
+        .await
+        .map_err(|_| QuorumError::Timeout(timeout))?;
+    match written {
+        Ok(response) => Ok(response.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+            Err(QuorumError::NoLeader)
+        }
+        Err(RaftError::Fatal(openraft::error::Fatal::Stopped)) => Err(QuorumError::ShuttingDown),
+        Err(e) => Err(QuorumError::Write(e.to_string())),
+    }
 }
 
 async fn write_through_leader(raft: &Raft, command: Command) -> Result<Applied, QuorumError> {

@@ -53,7 +53,7 @@ pub async fn maintain(ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
         for proposal in proposals(&ctx, &image, lag_max, Instant::now()) {
             let ctx2 = Arc::clone(&ctx);
             let wanted = proposal.clone();
-            let result = tokio::task::spawn_blocking(move || {
+            let altering = tokio::task::spawn_blocking(move || {
                 alter_partition(
                     &ctx2,
                     &wanted.topic,
@@ -62,8 +62,13 @@ pub async fn maintain(ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
                     wanted.partition_epoch,
                     wanted.isr,
                 )
-            })
-            .await;
+            });
+            // Without a majority the proposal waits for the write timeout; shutdown does
+            // not (the write ends when the quorum stops).
+            let result = tokio::select! {
+                result = altering => result,
+                () = shutdown.cancelled() => return,
+            };
             let isr: Vec<i32> = proposal.isr.iter().map(|m| m.node_id).collect();
             match result {
                 Ok(Ok(_)) => tracing::info!(
