@@ -12,7 +12,8 @@
 # Cluster nodes i = 0..NODES-1 listen on KAFKA_PORT+i, serve the quorum on
 # CONTROLLER_PORT+i and /metrics on METRICS_PORT+i; all are voters. A standalone broker
 # (no quorum) is `single`. Every process started is in BROKER_PIDS (by name: 0, 1, 2,
-# single), and brokers_stop_all, which the caller traps on EXIT, stops what is left.
+# single), and brokers_stop_all, which the caller traps on EXIT, stops what is left and
+# deletes the brokers' data directories (KEEP_DATA=1 keeps them).
 
 NODES=${NODES:-3}
 READY_WAIT=${READY_WAIT:-120}
@@ -107,6 +108,8 @@ brokers_stop_all() {
         wait "$pid" 2>/dev/null || true
     done
     BROKER_PIDS=()
+    # A run writes gigabytes; only the logs are kept unless KEEP_DATA=1.
+    [[ ${KEEP_DATA:-} == 1 ]] || rm -rf "$BROKERS_DIR"/node-* "$BROKERS_DIR/single"
 }
 
 # metric_sum PORT NAME [LABEL_FILTER]: the sum of a metric's samples on a broker's
