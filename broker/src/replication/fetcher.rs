@@ -353,19 +353,33 @@ async fn round(
         }
     }
     let mut out_of_range = Vec::new();
-    let fsync = ctx.config.acks_all_durability == crate::config::Durability::Fsync;
     let results = blocking(move || {
         work.into_iter()
-            .map(|(p, answer)| (Arc::clone(&p), apply(&p, answer, fsync)))
+            .map(|(p, answer)| (Arc::clone(&p), apply(&p, answer)))
             .collect::<Vec<_>>()
     })
     .await?;
+    let mut appended = Vec::new();
     for (partition, result) in results {
         match result {
-            Ok(Applied::Done) => {}
+            Ok(Applied::Done { end: None }) => {}
+            Ok(Applied::Done { end: Some(end) }) => appended.push((partition, end)),
             Ok(Applied::AheadOfLeader) => out_of_range.push(partition),
             Err(e) => {
                 tracing::warn!(partition = %partition.tp, error = %e, "cannot append the leader's records; truncating again");
+                synced.remove(&(partition.tp.topic.clone(), partition.tp.partition));
+            }
+        }
+    }
+    // Durable before the next fetch says it is here (unless acks=all asks only for
+    // replication): every partition appended in this round goes to the broker's flusher
+    // at once, which fsyncs their data in one grouped round, in parallel.
+    if ctx.config.acks_all_durability == crate::config::Durability::Fsync && !appended.is_empty() {
+        let parts: Vec<Arc<Partition>> = appended.iter().map(|(p, _)| Arc::clone(p)).collect();
+        let flushed = ctx.flusher.enqueue(appended).await.await;
+        for (partition, result) in parts.into_iter().zip(flushed) {
+            if let Err(e) = result {
+                tracing::warn!(partition = %partition.tp, error = %e, "cannot fsync the leader's records; truncating again");
                 synced.remove(&(partition.tp.topic.clone(), partition.tp.partition));
             }
         }
@@ -389,17 +403,17 @@ enum Answer {
 }
 
 enum Applied {
-    Done,
+    /// Records were appended up to `end` (exclusive), or nothing was (`None`).
+    Done {
+        end: Option<i64>,
+    },
     AheadOfLeader,
 }
 
-/// Appends the leader's batches, fsyncs them, and follows its high watermark and log
-/// start offset. Blocking.
-fn apply(
-    partition: &Partition,
-    answer: Answer,
-    fsync: bool,
-) -> Result<Applied, runnel_storage::LogError> {
+/// Appends the leader's batches and follows its high watermark and log start offset.
+/// Does not fsync (the caller does, for every partition of the round together).
+/// Blocking.
+fn apply(partition: &Partition, answer: Answer) -> Result<Applied, runnel_storage::LogError> {
     let mut log = partition.log();
     match answer {
         Answer::Records {
@@ -407,14 +421,12 @@ fn apply(
             high_watermark,
             log_start_offset,
         } => {
-            if !records.is_empty() {
+            let end = if records.is_empty() {
+                None
+            } else {
                 log.append_as_follower(&records)?;
-                // Durable before the next fetch says it is here (unless acks=all asks
-                // only for replication).
-                if fsync {
-                    log.flush()?;
-                }
-            }
+                Some(log.log_end_offset())
+            };
             if log_start_offset > log.log_start_offset() {
                 if log_start_offset > log.log_end_offset() {
                     log.truncate_fully_and_start_at(log_start_offset)?;
@@ -425,12 +437,12 @@ fn apply(
             partition
                 .replica
                 .follow_high_watermark(high_watermark, log.log_end_offset());
-            Ok(Applied::Done)
+            Ok(Applied::Done { end })
         }
         Answer::OutOfRange { log_start_offset } => {
             if log.log_end_offset() < log_start_offset {
                 log.truncate_fully_and_start_at(log_start_offset)?;
-                Ok(Applied::Done)
+                Ok(Applied::Done { end: None })
             } else {
                 Ok(Applied::AheadOfLeader)
             }
