@@ -33,6 +33,7 @@ use super::Role;
 use crate::context::BrokerContext;
 use crate::metadata::MetadataImage;
 use crate::partitions::Partition;
+use runnel_storage::Log;
 
 /// `replica.fetch.wait.max.ms`.
 const FETCH_WAIT_MS: i32 = 500;
@@ -40,6 +41,9 @@ const FETCH_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 /// `replica.fetch.response.max.bytes`.
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
+/// Most bytes of one fetch response appended on the fetcher's own task (as the produce
+/// path's `INLINE_APPEND_MAX_BYTES`); more go to the blocking pool.
+const INLINE_APPEND_MAX_BYTES: usize = 256 * 1024;
 /// First and longest pause after a failed round (`replica.fetch.backoff.ms` is 1 s).
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
@@ -268,18 +272,30 @@ async fn round(
     if ready.is_empty() {
         return Ok(());
     }
-    let positions = {
-        let parts: Vec<Arc<Partition>> = ready.iter().map(|(_, p)| Arc::clone(p)).collect();
-        blocking(move || {
-            parts
-                .iter()
-                .map(|p| {
-                    let log = p.log();
-                    (log.log_end_offset(), log.log_start_offset())
-                })
-                .collect::<Vec<_>>()
+    // Read here when no log is busy (the common case: a fetch round apart, nothing else
+    // writes a followed log), else on the blocking pool.
+    let inline: Option<Vec<(i64, i64)>> = ready
+        .iter()
+        .map(|(_, p)| {
+            p.try_log()
+                .map(|log| (log.log_end_offset(), log.log_start_offset()))
         })
-        .await?
+        .collect();
+    let positions = match inline {
+        Some(positions) => positions,
+        None => {
+            let parts: Vec<Arc<Partition>> = ready.iter().map(|(_, p)| Arc::clone(p)).collect();
+            blocking(move || {
+                parts
+                    .iter()
+                    .map(|p| {
+                        let log = p.log();
+                        (log.log_end_offset(), log.log_start_offset())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?
+        }
     };
     let version = connection.version::<FetchRequest>(13..=15).await?;
     let me = ctx.node_id();
@@ -353,12 +369,51 @@ async fn round(
         }
     }
     let mut out_of_range = Vec::new();
-    let results = blocking(move || {
-        work.into_iter()
-            .map(|(p, answer)| (Arc::clone(&p), apply(&p, answer)))
-            .collect::<Vec<_>>()
-    })
-    .await?;
+    // Small appends run here, as the produce path's do (page-cache writes); large ones,
+    // and any whose log is busy, on the blocking pool.
+    let size: usize = work
+        .iter()
+        .map(|(_, answer)| match answer {
+            Answer::Records { records, .. } => records.len(),
+            Answer::OutOfRange { .. } => 0,
+        })
+        .sum();
+    let mut results = Vec::with_capacity(work.len());
+    let mut busy = Vec::new();
+    for (p, answer) in work {
+        if size > INLINE_APPEND_MAX_BYTES {
+            busy.push((p, answer));
+            continue;
+        }
+        let Some(mut log) = p.try_log() else {
+            busy.push((p, answer));
+            continue;
+        };
+        // Moving the log start (deleting segments) or truncating is left to the pool.
+        let appends_only = matches!(&answer,
+            Answer::Records { log_start_offset, .. } if *log_start_offset <= log.log_start_offset());
+        if !appends_only {
+            drop(log);
+            busy.push((p, answer));
+            continue;
+        }
+        let result = apply(&p, &mut log, answer);
+        drop(log);
+        results.push((p, result));
+    }
+    if !busy.is_empty() {
+        results.extend(
+            blocking(move || {
+                busy.into_iter()
+                    .map(|(p, answer)| {
+                        let result = apply(&p, &mut p.log(), answer);
+                        (p, result)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?,
+        );
+    }
     let mut appended = Vec::new();
     for (partition, result) in results {
         match result {
@@ -412,9 +467,12 @@ enum Applied {
 
 /// Appends the leader's batches and follows its high watermark and log start offset.
 /// Does not fsync (the caller does, for every partition of the round together).
-/// Blocking.
-fn apply(partition: &Partition, answer: Answer) -> Result<Applied, runnel_storage::LogError> {
-    let mut log = partition.log();
+/// `log` is the partition's, locked.
+fn apply(
+    partition: &Partition,
+    log: &mut Log,
+    answer: Answer,
+) -> Result<Applied, runnel_storage::LogError> {
     match answer {
         Answer::Records {
             records,
