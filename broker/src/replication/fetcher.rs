@@ -8,6 +8,17 @@
 //! broker's id and epoch): the leader returns batches up to its log end, which are
 //! appended byte for byte and fsynced before the next fetch asks from the new end, so
 //! a fetch offset always tells the leader what is durable here.
+//!
+//! The fsync is the broker's group commit (`flusher.rs`), the one acks=all producers
+//! use: every partition a fetch response brought is handed to it at once, and it
+//! fsyncs their segment data (`fdatasync`, indexes only in its periodic full flush)
+//! in one round, in parallel, together with the producers' partitions of this broker.
+//! The next fetch goes out as soon as that round is done. With
+//! `--acks-all-durability replication` nothing is fsynced and the next fetch goes out
+//! right after the append.
+//!
+//! A round with little data reads the positions and appends on the fetcher's task
+//! when the logs are free (as the produce path does); otherwise on the blocking pool.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
