@@ -173,7 +173,7 @@ fn read_all(
     by_id: bool,
     replica: Option<(i32, i64)>,
     locking: Locking,
-) -> Option<(Vec<(usize, PartitionReply)>, usize, bool)> {
+) -> Option<Read> {
     let now = std::time::Instant::now();
     let mut advanced = false;
     let mut out = Vec::with_capacity(wants.len());
@@ -298,6 +298,9 @@ fn read_all(
     }
     Some((out, total, any_error))
 }
+
+/// What [`read_all`] found: per-topic partition data, bytes found, whether any failed.
+type Read = (Vec<(usize, PartitionReply)>, usize, bool);
 
 /// How [`read_all`] takes each partition's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
