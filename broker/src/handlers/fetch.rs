@@ -91,10 +91,24 @@ pub async fn handle(
         let notified = ctx.partitions.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        // A replica's fetch that reads only what is not yet acknowledged (recent, so in
+        // the page cache) from logs nobody holds is read right here: the fetch that
+        // moves the high watermark, and so answers acks=all producers, does not wait
+        // for a blocking-pool thread. Anything else is read on the pool.
+        let inline = match replica {
+            Some(_) => read_all(&ctx, &wants, max_bytes, by_id, replica, Locking::Inline),
+            None => None,
+        };
         let (ctx2, wants2) = (Arc::clone(&ctx), Arc::clone(&wants));
-        let Some((read, total, any_error)) =
-            blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id, replica)).await
-        else {
+        let read = match inline {
+            Some(read) => Some(read),
+            None => {
+                blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id, replica, Locking::Wait))
+                    .await
+                    .flatten()
+            }
+        };
+        let Some((read, total, any_error)) = read else {
             return FetchReply {
                 error_code: ResponseError::UnknownServerError.code(),
                 ..FetchReply::default()
@@ -106,7 +120,12 @@ pub async fn handle(
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             // Deadline passed: one last read picks up anything that just arrived.
             let (ctx2, wants2) = (Arc::clone(&ctx), Arc::clone(&wants));
-            match blocking(move || read_all(&ctx2, &wants2, max_bytes, by_id, replica)).await {
+            let last = blocking(move || {
+                read_all(&ctx2, &wants2, max_bytes, by_id, replica, Locking::Wait)
+            })
+            .await
+            .flatten();
+            match last {
                 Some((read, _, _)) => break read,
                 None => break read,
             }
@@ -142,7 +161,8 @@ pub async fn handle(
 
 /// Finds the batches of every wanted partition; returns the per-topic partition data, the
 /// bytes found and whether any partition failed (which ends the long poll, as in Kafka).
-/// The regions found are read ahead into the page cache, for the connection to send.
+/// With [`Locking::Wait`] the regions found are read ahead into the page cache, for the
+/// connection to send; [`Locking::Inline`] may give up (`None`), see there.
 ///
 /// Consumers read below the high watermark; a follower (`replica`: its id and broker
 /// epoch) reads to the log end, and its fetch offset tells the leader what it holds.
@@ -152,7 +172,8 @@ fn read_all(
     max_bytes: usize,
     by_id: bool,
     replica: Option<(i32, i64)>,
-) -> (Vec<(usize, PartitionReply)>, usize, bool) {
+    locking: Locking,
+) -> Option<Read> {
     let now = std::time::Instant::now();
     let mut advanced = false;
     let mut out = Vec::with_capacity(wants.len());
@@ -190,7 +211,26 @@ fn read_all(
             }
         };
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
-        let log = partition.log();
+        let log = match locking {
+            Locking::Wait => partition.log(),
+            Locking::Inline => {
+                // Only free logs, and only a replica reading at or past the high
+                // watermark; nothing has changed yet (a follower's progress recorded
+                // again by the pool's read is the same).
+                let log = partition
+                    .try_log()
+                    .filter(|log| replica.is_some() && w.offset >= partition.high_watermark(log));
+                match log {
+                    Some(log) => log,
+                    None => {
+                        if advanced {
+                            ctx.partitions.appended.notify_waiters();
+                        }
+                        return None;
+                    }
+                }
+            }
+        };
         let log_end = log.log_end_offset();
         let result = match replica {
             Some((node, broker_epoch)) => {
@@ -226,7 +266,9 @@ fn read_all(
             Ok(slice) => {
                 let found = usize::try_from(slice.len()).unwrap_or(usize::MAX);
                 total = total.saturating_add(found);
-                slice.regions.iter().for_each(sendfile::prefetch);
+                if locking == Locking::Wait {
+                    slice.regions.iter().for_each(sendfile::prefetch);
+                }
                 out.push((
                     w.topic,
                     PartitionReply {
@@ -254,5 +296,18 @@ fn read_all(
         // Records became visible to consumers waiting for them.
         ctx.partitions.appended.notify_waiters();
     }
-    (out, total, any_error)
+    Some((out, total, any_error))
+}
+
+/// What [`read_all`] found: per-topic partition data, bytes found, whether any failed.
+type Read = (Vec<(usize, PartitionReply)>, usize, bool);
+
+/// How [`read_all`] takes each partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Locking {
+    /// Waits for it (on a blocking-pool thread), and reads ahead what it found.
+    Wait,
+    /// On the runtime: gives up (`None`) at the first log that is held, or that a
+    /// replica reads below the high watermark (older data, maybe not in the page cache).
+    Inline,
 }

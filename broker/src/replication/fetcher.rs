@@ -8,6 +8,17 @@
 //! broker's id and epoch): the leader returns batches up to its log end, which are
 //! appended byte for byte and fsynced before the next fetch asks from the new end, so
 //! a fetch offset always tells the leader what is durable here.
+//!
+//! The fsync is the broker's group commit (`flusher.rs`), the one acks=all producers
+//! use: every partition a fetch response brought is handed to it at once, and it
+//! fsyncs their segment data (`fdatasync`, indexes only in its periodic full flush)
+//! in one round, in parallel, together with the producers' partitions of this broker.
+//! The next fetch goes out as soon as that round is done. With
+//! `--acks-all-durability replication` nothing is fsynced and the next fetch goes out
+//! right after the append.
+//!
+//! A round with little data reads the positions and appends on the fetcher's task
+//! when the logs are free (as the produce path does); otherwise on the blocking pool.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,6 +44,7 @@ use super::Role;
 use crate::context::BrokerContext;
 use crate::metadata::MetadataImage;
 use crate::partitions::Partition;
+use runnel_storage::Log;
 
 /// `replica.fetch.wait.max.ms`.
 const FETCH_WAIT_MS: i32 = 500;
@@ -40,6 +52,9 @@ const FETCH_WAIT_MS: i32 = 500;
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
 /// `replica.fetch.response.max.bytes`.
 const RESPONSE_MAX_BYTES: i32 = 10 << 20;
+/// Most bytes of one fetch response appended on the fetcher's own task (as the produce
+/// path's `INLINE_APPEND_MAX_BYTES`); more go to the blocking pool.
+const INLINE_APPEND_MAX_BYTES: usize = 256 * 1024;
 /// First and longest pause after a failed round (`replica.fetch.backoff.ms` is 1 s).
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
@@ -268,18 +283,30 @@ async fn round(
     if ready.is_empty() {
         return Ok(());
     }
-    let positions = {
-        let parts: Vec<Arc<Partition>> = ready.iter().map(|(_, p)| Arc::clone(p)).collect();
-        blocking(move || {
-            parts
-                .iter()
-                .map(|p| {
-                    let log = p.log();
-                    (log.log_end_offset(), log.log_start_offset())
-                })
-                .collect::<Vec<_>>()
+    // Read here when no log is busy (the common case: a fetch round apart, nothing else
+    // writes a followed log), else on the blocking pool.
+    let inline: Option<Vec<(i64, i64)>> = ready
+        .iter()
+        .map(|(_, p)| {
+            p.try_log()
+                .map(|log| (log.log_end_offset(), log.log_start_offset()))
         })
-        .await?
+        .collect();
+    let positions = match inline {
+        Some(positions) => positions,
+        None => {
+            let parts: Vec<Arc<Partition>> = ready.iter().map(|(_, p)| Arc::clone(p)).collect();
+            blocking(move || {
+                parts
+                    .iter()
+                    .map(|p| {
+                        let log = p.log();
+                        (log.log_end_offset(), log.log_start_offset())
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?
+        }
     };
     let version = connection.version::<FetchRequest>(13..=15).await?;
     let me = ctx.node_id();
@@ -353,19 +380,72 @@ async fn round(
         }
     }
     let mut out_of_range = Vec::new();
-    let fsync = ctx.config.acks_all_durability == crate::config::Durability::Fsync;
-    let results = blocking(move || {
-        work.into_iter()
-            .map(|(p, answer)| (Arc::clone(&p), apply(&p, answer, fsync)))
-            .collect::<Vec<_>>()
-    })
-    .await?;
+    // Small appends run here, as the produce path's do (page-cache writes); large ones,
+    // and any whose log is busy, on the blocking pool.
+    let size: usize = work
+        .iter()
+        .map(|(_, answer)| match answer {
+            Answer::Records { records, .. } => records.len(),
+            Answer::OutOfRange { .. } => 0,
+        })
+        .sum();
+    let mut results = Vec::with_capacity(work.len());
+    let mut busy = Vec::new();
+    for (p, answer) in work {
+        if size > INLINE_APPEND_MAX_BYTES {
+            busy.push((p, answer));
+            continue;
+        }
+        let Some(mut log) = p.try_log() else {
+            busy.push((p, answer));
+            continue;
+        };
+        // Moving the log start (deleting segments) or truncating is left to the pool.
+        let appends_only = matches!(&answer,
+            Answer::Records { log_start_offset, .. } if *log_start_offset <= log.log_start_offset());
+        if !appends_only {
+            drop(log);
+            busy.push((p, answer));
+            continue;
+        }
+        let result = apply(&p, &mut log, answer);
+        drop(log);
+        results.push((p, result));
+    }
+    if !busy.is_empty() {
+        results.extend(
+            blocking(move || {
+                busy.into_iter()
+                    .map(|(p, answer)| {
+                        let result = apply(&p, &mut p.log(), answer);
+                        (p, result)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?,
+        );
+    }
+    let mut appended = Vec::new();
     for (partition, result) in results {
         match result {
-            Ok(Applied::Done) => {}
+            Ok(Applied::Done { end: None }) => {}
+            Ok(Applied::Done { end: Some(end) }) => appended.push((partition, end)),
             Ok(Applied::AheadOfLeader) => out_of_range.push(partition),
             Err(e) => {
                 tracing::warn!(partition = %partition.tp, error = %e, "cannot append the leader's records; truncating again");
+                synced.remove(&(partition.tp.topic.clone(), partition.tp.partition));
+            }
+        }
+    }
+    // Durable before the next fetch says it is here (unless acks=all asks only for
+    // replication): every partition appended in this round goes to the broker's flusher
+    // at once, which fsyncs their data in one grouped round, in parallel.
+    if ctx.config.acks_all_durability == crate::config::Durability::Fsync && !appended.is_empty() {
+        let parts: Vec<Arc<Partition>> = appended.iter().map(|(p, _)| Arc::clone(p)).collect();
+        let flushed = ctx.flusher.enqueue(appended).await.await;
+        for (partition, result) in parts.into_iter().zip(flushed) {
+            if let Err(e) = result {
+                tracing::warn!(partition = %partition.tp, error = %e, "cannot fsync the leader's records; truncating again");
                 synced.remove(&(partition.tp.topic.clone(), partition.tp.partition));
             }
         }
@@ -389,32 +469,33 @@ enum Answer {
 }
 
 enum Applied {
-    Done,
+    /// Records were appended up to `end` (exclusive), or nothing was (`None`).
+    Done {
+        end: Option<i64>,
+    },
     AheadOfLeader,
 }
 
-/// Appends the leader's batches, fsyncs them, and follows its high watermark and log
-/// start offset. Blocking.
+/// Appends the leader's batches and follows its high watermark and log start offset.
+/// Does not fsync (the caller does, for every partition of the round together).
+/// `log` is the partition's, locked.
 fn apply(
     partition: &Partition,
+    log: &mut Log,
     answer: Answer,
-    fsync: bool,
 ) -> Result<Applied, runnel_storage::LogError> {
-    let mut log = partition.log();
     match answer {
         Answer::Records {
             records,
             high_watermark,
             log_start_offset,
         } => {
-            if !records.is_empty() {
+            let end = if records.is_empty() {
+                None
+            } else {
                 log.append_as_follower(&records)?;
-                // Durable before the next fetch says it is here (unless acks=all asks
-                // only for replication).
-                if fsync {
-                    log.flush()?;
-                }
-            }
+                Some(log.log_end_offset())
+            };
             if log_start_offset > log.log_start_offset() {
                 if log_start_offset > log.log_end_offset() {
                     log.truncate_fully_and_start_at(log_start_offset)?;
@@ -425,12 +506,12 @@ fn apply(
             partition
                 .replica
                 .follow_high_watermark(high_watermark, log.log_end_offset());
-            Ok(Applied::Done)
+            Ok(Applied::Done { end })
         }
         Answer::OutOfRange { log_start_offset } => {
             if log.log_end_offset() < log_start_offset {
                 log.truncate_fully_and_start_at(log_start_offset)?;
-                Ok(Applied::Done)
+                Ok(Applied::Done { end: None })
             } else {
                 Ok(Applied::AheadOfLeader)
             }
