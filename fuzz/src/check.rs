@@ -155,6 +155,7 @@ fn decode_body(key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<()>
         DeleteGroups => DeleteGroupsResponse,
         OffsetDelete => OffsetDeleteResponse,
         DescribeCluster => DescribeClusterResponse,
+        OffsetForLeaderEpoch => OffsetForLeaderEpochResponse,
     )
 }
 

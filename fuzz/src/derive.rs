@@ -141,6 +141,10 @@ macro_rules! each_request {
                 type $t = DescribeClusterRequest;
                 $body
             }
+            ApiKey::OffsetForLeaderEpoch => {
+                type $t = OffsetForLeaderEpochRequest;
+                $body
+            }
             other => bail!("{other:?} is not a served API"),
         }
     };
