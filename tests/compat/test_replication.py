@@ -247,6 +247,21 @@ def test_a_groups_committed_offsets_survive_its_coordinator(make_cluster, unique
     assert values == sorted(b"after-%02d" % i for i in range(30))
 
 
+def assert_acknowledged_intact(load: "Load", got: dict[int, list[tuple[int, bytes]]]) -> None:
+    """Every send of `load` was acknowledged, and `got` (read_all's answer) holds each
+    acknowledged record once, at its acknowledged partition and offset."""
+    assert load.failed == 0, f"{load.failed} sends failed"
+    assert len(load.acked) == load.sent
+    values = Counter(v for records in got.values() for _o, v in records)
+    duplicated = [v for v, n in values.items() if n > 1]
+    assert not duplicated, f"{len(duplicated)} values twice, e.g. {duplicated[:5]}"
+    stored = {v: (p, o) for p, records in got.items() for o, v in records}
+    lost = [v for v in load.acked if v not in stored]
+    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:5]}"
+    moved = [v for v, at in load.acked.items() if stored[v] != at]
+    assert not moved, f"{len(moved)} records not at their acknowledged offset, e.g. {moved[:5]}"
+
+
 class Load:
     """An idempotent acks=all producer writing numbered values to every partition from a
     thread, recording what each acknowledgement said."""
@@ -322,18 +337,8 @@ def test_killing_the_leader_again_and_again_loses_and_duplicates_nothing(make_cl
             kills.append(time.monotonic() - killed_at)
             cluster.brokers[leader].start()
             wait_for_isr(cluster, topic, [0, 1, 2], via=watcher, timeout=60)
-    assert load.failed == 0, f"{load.failed} sends failed"
-    assert len(load.acked) == load.sent
     ends = end_offsets(cluster.bootstrap(0), topic, partitions)
-    got = read_all(cluster.bootstrap(1), topic, partitions)
-    values = Counter(v for records in got.values() for _o, v in records)
-    duplicated = [v for v, n in values.items() if n > 1]
-    assert not duplicated, f"{len(duplicated)} values twice, e.g. {duplicated[:5]}"
-    stored = {v: (p, o) for p, records in got.items() for o, v in records}
-    lost = [v for v in load.acked if v not in stored]
-    assert not lost, f"{len(lost)} acknowledged records lost, e.g. {lost[:5]}"
-    moved = [v for v, at in load.acked.items() if stored[v] != at]
-    assert not moved, f"{len(moved)} records not at their acknowledged offset, e.g. {moved[:5]}"
+    assert_acknowledged_intact(load, read_all(cluster.bootstrap(1), topic, partitions))
     assert sum(ends.values()) == len(load.acked)
     batches = check_replicas(cluster, topic, partitions, ends)
     print(f"{CYCLES} leader kills, {len(load.acked)} records acknowledged, {batches} batches "
