@@ -18,7 +18,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from kafka.errors import (InvalidReplicationFactorError, KafkaError, RequestTimedOutError,
+from kafka.errors import (CoordinatorNotAvailableError, InvalidReplicationFactorError, KafkaError,
+                          NotCoordinatorError, RequestTimedOutError,
                           TopicAlreadyExistsError)
 
 from compat_helpers import (admin_client, consumer, java_hash_partition, poll_until, producer,
@@ -228,7 +229,15 @@ def test_a_fenced_leader_takes_its_partitions_and_groups_offline_and_back_with_n
     name = unique_name("offline")
     create(cluster.bootstrap(controller), name, partitions=6, factor=1)
     with admin_client(cluster.bootstrap(controller)) as admin:
-        admin.list_group_offsets("creates-the-offsets-topic")
+        # The first FindCoordinator creates the offsets topic; the coordinator it names may
+        # not have applied that yet and answers NOT_COORDINATOR once (Kafka's clients retry).
+        def offsets_topic_served():
+            try:
+                admin.list_group_offsets("creates-the-offsets-topic")
+                return True
+            except (NotCoordinatorError, CoordinatorNotAvailableError):
+                return False
+        wait_until(offsets_topic_served, 30, interval=0.2, what="the offsets topic served")
     offset_leaders = [p["leader_id"] for p in
                       topic_partitions(cluster.bootstrap(controller), "__consumer_offsets")]
     # A group whose coordinator (the leader of its __consumer_offsets partition) is not the
