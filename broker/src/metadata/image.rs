@@ -415,7 +415,7 @@ impl MetadataImage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -459,7 +459,8 @@ mod tests {
         assert!(image.topic_by_id(&id).is_none());
     }
 
-    fn register(image: &mut MetadataImage, node_id: i32) -> Uuid {
+    /// Registers broker `node_id` (a new run of it); for the metadata tests.
+    pub(crate) fn register(image: &mut MetadataImage, node_id: i32) -> Uuid {
         let incarnation = Uuid::new_v4();
         image.apply(&MetadataRecord::RegisterBroker {
             node_id,

@@ -175,6 +175,7 @@ impl MetadataImage {
 
 #[cfg(test)]
 mod tests {
+    use crate::metadata::image::tests::register;
     use std::collections::BTreeMap;
 
     use uuid::Uuid;
@@ -196,18 +197,6 @@ mod tests {
             replicas: vec![vec![2, 0, 1]],
         });
         (image, runs)
-    }
-
-    fn register(image: &mut MetadataImage, node_id: i32) -> Uuid {
-        let incarnation = Uuid::new_v4();
-        image.apply(&MetadataRecord::RegisterBroker {
-            node_id,
-            host: "localhost".into(),
-            port: 9092 + node_id,
-            rack: None,
-            incarnation,
-        });
-        incarnation
     }
 
     fn state(image: &MetadataImage) -> Leadership {
