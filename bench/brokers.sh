@@ -34,6 +34,28 @@ brokers_check_ports() {
     done
 }
 
+# brokers_prepare OUT [PORT...]: checks that the cluster's ports (and the extra PORTs) are
+# free, empties OUT, creates it and BROKERS_DIR, and stops every broker on EXIT.
+brokers_prepare() {
+    local out=$1 i
+    shift
+    local ports=("$@")
+    for ((i = 0; i < NODES; i++)); do
+        ports+=($((KAFKA_PORT + i)) $((CONTROLLER_PORT + i)) $((METRICS_PORT + i)))
+    done
+    brokers_check_ports "${ports[@]}" || exit 1
+    rm -rf "$out"
+    mkdir -p "$out" "$BROKERS_DIR"
+    trap brokers_stop_all EXIT
+}
+
+# cluster_start: starts every node, then waits until each serves.
+cluster_start() {
+    local i
+    for ((i = 0; i < NODES; i++)); do node_start "$i"; done
+    for ((i = 0; i < NODES; i++)); do broker_wait "$i"; done
+}
+
 # cluster_bootstrap: 127.0.0.1:KAFKA_PORT,... for every node.
 cluster_bootstrap() {
     local i out=""

@@ -64,19 +64,11 @@ fi
 OUT=${OUT:-$TARGET/bench-failover/$label}
 BROKERS_DIR=$OUT/brokers
 
-ports=()
-for ((i = 0; i < NODES; i++)); do
-    ports+=($((KAFKA_PORT + i)) $((CONTROLLER_PORT + i)) $((METRICS_PORT + i)))
-done
-brokers_check_ports "${ports[@]}" || exit 1
-rm -rf "$OUT"
-mkdir -p "$OUT" "$BROKERS_DIR"
+brokers_prepare "$OUT"
 KILLS_TSV=$OUT/kills.tsv
-trap brokers_stop_all EXIT
 
 echo "== starting a $NODES-broker cluster on 127.0.0.1:$KAFKA_PORT.. (${BROKER_ARGS[*]:-default sessions}; logs in $BROKERS_DIR)"
-for ((i = 0; i < NODES; i++)); do node_start "$i"; done
-for ((i = 0; i < NODES; i++)); do broker_wait "$i"; done
+cluster_start
 
 coproc BENCH_IO {
     exec "$FAILOVER" --bootstrap "$(cluster_bootstrap)" --topic failover --create-topic \
@@ -85,8 +77,9 @@ coproc BENCH_IO {
         2>"$OUT/runnel-failover.log"
 }
 BENCH_PID=$BENCH_IO_PID
-to_bench=${BENCH_IO[1]}
-from_bench=${BENCH_IO[0]}
+# Copies of the coproc's descriptors: bash closes its own as soon as the bench exits,
+# which can be before its last line (the report) has been read.
+exec {to_bench}>&"${BENCH_IO[1]}" {from_bench}<&"${BENCH_IO[0]}"
 
 # answer SECS: the bench's next line, or dies after SECS.
 answer() {

@@ -67,20 +67,12 @@ BROKERS_DIR=$OUT/brokers
 BROKER_ARGS=(--log-segment-bytes "$SEGMENT_BYTES" --log-retention-bytes "$RETENTION_BYTES"
     --log-retention-check-interval-ms 10000)
 
-ports=("$SINGLE_PORT" "$SINGLE_METRICS")
-for ((i = 0; i < NODES; i++)); do
-    ports+=($((KAFKA_PORT + i)) $((CONTROLLER_PORT + i)) $((METRICS_PORT + i)))
-done
-brokers_check_ports "${ports[@]}" || exit 1
-rm -rf "$OUT"
-mkdir -p "$OUT" "$BROKERS_DIR"
+brokers_prepare "$OUT" "$SINGLE_PORT" "$SINGLE_METRICS"
 RESULTS=$OUT/results.tsv
-trap brokers_stop_all EXIT
 
 echo "== starting a $NODES-broker cluster on 127.0.0.1:$KAFKA_PORT.. and a standalone broker on 127.0.0.1:$SINGLE_PORT (logs in $BROKERS_DIR)"
-for ((i = 0; i < NODES; i++)); do node_start "$i"; done
 single_start "$SINGLE_PORT" "$SINGLE_METRICS"
-for ((i = 0; i < NODES; i++)); do broker_wait "$i"; done
+cluster_start
 broker_wait single
 # runnel-bench takes one bootstrap address and finds the leaders from there.
 CLUSTER=127.0.0.1:$KAFKA_PORT
