@@ -156,6 +156,7 @@ fn decode_body(key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<()>
         OffsetDelete => OffsetDeleteResponse,
         DescribeCluster => DescribeClusterResponse,
         OffsetForLeaderEpoch => OffsetForLeaderEpochResponse,
+        DescribeLogDirs => DescribeLogDirsResponse,
     )
 }
 

@@ -145,6 +145,10 @@ macro_rules! each_request {
                 type $t = OffsetForLeaderEpochRequest;
                 $body
             }
+            ApiKey::DescribeLogDirs => {
+                type $t = DescribeLogDirsRequest;
+                $body
+            }
             other => bail!("{other:?} is not a served API"),
         }
     };

@@ -220,6 +220,7 @@ codecs! {
     OffsetDelete => OffsetDeleteRequest,
     DescribeCluster => DescribeClusterRequest,
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+    DescribeLogDirs => DescribeLogDirsRequest,
     ConsumerProtocolSubscription => ConsumerProtocolSubscription,
 }
 
