@@ -487,6 +487,29 @@ pub(crate) mod tests {
     }
 
     /// Registers broker `node_id` (a new run of it); for the metadata tests.
+    /// The leader's `AlterPartition` proposal of `isr` for `partition` of `topic`, in the
+    /// partition's current epochs and the members' current broker epochs.
+    pub(crate) fn propose_isr(image: &mut MetadataImage, topic: &str, partition: i32, isr: &[i32]) {
+        let Some(l) = image.topic(topic).map(|t| t.leadership(partition, -1)) else {
+            return;
+        };
+        let isr = isr
+            .iter()
+            .map(|&node_id| crate::metadata::IsrMember {
+                node_id,
+                broker_epoch: image.broker_epoch(node_id).unwrap_or(-1),
+            })
+            .collect();
+        image.apply(&MetadataRecord::AlterPartition {
+            topic: topic.into(),
+            partition,
+            leader: l.leader,
+            leader_epoch: l.leader_epoch,
+            partition_epoch: l.partition_epoch,
+            isr,
+        });
+    }
+
     pub(crate) fn register(image: &mut MetadataImage, node_id: i32) -> Uuid {
         let incarnation = Uuid::new_v4();
         image.apply(&MetadataRecord::RegisterBroker {

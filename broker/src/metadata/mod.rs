@@ -8,6 +8,10 @@ mod log;
 mod partition_change;
 mod reassignment;
 
+/// Helpers for tests that build images.
+#[cfg(test)]
+pub(crate) use image::tests as test_support;
+
 /// Producer ids reserved at a time by one broker.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 

@@ -246,8 +246,8 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::metadata::image::tests::register;
-    use crate::metadata::{IsrMember, MetadataRecord};
+    use crate::metadata::image::tests::{propose_isr, register};
+    use crate::metadata::MetadataRecord;
 
     /// Brokers 0..=3; topic `t`, one partition on [0, 1] led by 0 with ISR [0, 1].
     fn cluster() -> (MetadataImage, Vec<Uuid>) {
@@ -264,24 +264,8 @@ mod tests {
         (image, runs)
     }
 
-    /// The leader's proposal of `isr` (in the partition's current epochs).
     fn grow_isr(image: &mut MetadataImage, isr: &[i32]) {
-        let l = state(image).1;
-        let members = isr
-            .iter()
-            .map(|&node_id| IsrMember {
-                node_id,
-                broker_epoch: image.broker_epoch(node_id).unwrap_or(-1),
-            })
-            .collect();
-        image.apply(&MetadataRecord::AlterPartition {
-            topic: "t".into(),
-            partition: 0,
-            leader: l.leader,
-            leader_epoch: l.leader_epoch,
-            partition_epoch: l.partition_epoch,
-            isr: members,
-        });
+        propose_isr(image, "t", 0, isr);
     }
 
     fn state(image: &MetadataImage) -> (Vec<i32>, Leadership) {
