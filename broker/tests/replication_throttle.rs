@@ -2,7 +2,9 @@
 //! behind catches up at about the throttle's rate — measured by the size DescribeLogDirs
 //! reports for it — while the in-sync replica keeps acks=all produce fast. Once with the
 //! leader's throttle, once with the follower's; both set at runtime through
-//! IncrementalAlterConfigs and shown by DescribeConfigs.
+//! IncrementalAlterConfigs and shown by DescribeConfigs. Then a real move
+//! (AlterPartitionReassignments), throttled with no replica list: the replicas a
+//! reassignment adds are throttled by default.
 
 mod common;
 
@@ -87,6 +89,15 @@ async fn leadership(broker: &TestBroker) -> anyhow::Result<Option<(i32, Vec<i32>
 }
 
 async fn produce(broker: &TestBroker, acks: i16, value: Bytes) -> anyhow::Result<()> {
+    produce_to(broker, TOPIC, acks, value).await
+}
+
+async fn produce_to(
+    broker: &TestBroker,
+    topic: &str,
+    acks: i16,
+    value: Bytes,
+) -> anyhow::Result<()> {
     let batch = common::plain_batch(&[(None, value)], 1_700_000_000_000)?;
     let r = call(
         &mut broker.connect().await?,
@@ -94,7 +105,7 @@ async fn produce(broker: &TestBroker, acks: i16, value: Bytes) -> anyhow::Result
             .with_acks(acks)
             .with_timeout_ms(10_000)
             .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(s(TOPIC)))
+                .with_name(TopicName(s(topic)))
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(0)
                     .with_records(Some(batch))])]),
@@ -367,4 +378,170 @@ async fn a_leader_throttle_paces_a_returning_replica() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_follower_throttle_paces_its_own_catch_up() -> anyhow::Result<()> {
     catch_up_under_a_throttle(Side::Follower).await
+}
+
+/// Creates `name` with one partition of `replication` replicas and `configs`.
+async fn create(
+    broker: &TestBroker,
+    name: &str,
+    replication: i16,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let created = call(
+        &mut broker.connect().await?,
+        &CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(s(name)))
+                .with_num_partitions(1)
+                .with_replication_factor(replication)
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(s(k))
+                                .with_value(Some(s(v)))
+                        })
+                        .collect(),
+                )])
+            .with_timeout_ms(10_000),
+        5,
+    )
+    .await?;
+    anyhow::ensure!(created.topics[0].error_code == 0, "{created:?}");
+    Ok(())
+}
+
+/// Partitions of `TOPIC` with a reassignment in flight, as `broker` lists them.
+async fn moving(broker: &TestBroker) -> anyhow::Result<usize> {
+    let r = call(
+        &mut broker.connect().await?,
+        &ListPartitionReassignmentsRequest::default().with_topics(None),
+        0,
+    )
+    .await?;
+    anyhow::ensure!(r.error_code == 0, "{r:?}");
+    Ok(r.topics.iter().map(|t| t.partitions.len()).sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reassignment_is_throttled_without_naming_its_replicas() -> anyhow::Result<()> {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let start = |id: usize| TestBroker::start(member(id, ports));
+    let (a, b, c) = tokio::try_join!(start(0), start(1), start(2))?;
+    let brokers = [a, b, c];
+    // The partition to move (one replica, no throttled-replica list), and an RF=3 topic
+    // whose acks=all produce must not notice the move.
+    create(&brokers[0], TOPIC, 1, &[]).await?;
+    create(&brokers[0], "steady", 3, &[("min.insync.replicas", "3")]).await?;
+    eventually("the topic's leader", || async {
+        Ok(leadership(&brokers[0]).await?.is_some_and(|(l, _)| l >= 0))
+    })
+    .await?;
+    let source = leadership(&brokers[0]).await?.map_or(0, |(l, _)| l) as usize;
+    let target = (source + 1) % 3;
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    eventually("the source leads", || async {
+        Ok(produce(&brokers[source], 1, chunk.clone()).await.is_ok())
+    })
+    .await?;
+    while size(&brokers[source]).await? < BACKLOG {
+        produce(&brokers[source], 1, chunk.clone()).await?;
+    }
+    let backlog = size(&brokers[source]).await?;
+    let small = Bytes::from_static(b"steady");
+    eventually("steady takes acks=all", || async {
+        Ok(produce_to(&brokers[0], "steady", -1, small.clone())
+            .await
+            .is_ok()
+            || produce_to(&brokers[1], "steady", -1, small.clone())
+                .await
+                .is_ok()
+            || produce_to(&brokers[2], "steady", -1, small.clone())
+                .await
+                .is_ok())
+    })
+    .await?;
+
+    for rate in [
+        "leader.replication.throttled.rate",
+        "follower.replication.throttled.rate",
+    ] {
+        let set = set_broker_config(&brokers[0], "", rate, &RATE.to_string()).await?;
+        assert_eq!(set, (0, None), "{rate}");
+    }
+    let started = Instant::now();
+    let r = call(
+        &mut brokers[2].connect().await?,
+        &AlterPartitionReassignmentsRequest::default().with_topics(vec![
+            ReassignableTopic::default()
+                .with_name(TopicName(s(TOPIC)))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(Some(vec![BrokerId(target as i32)]))]),
+        ]),
+        0,
+    )
+    .await?;
+    assert_eq!(r.responses[0].partitions[0].error_code, 0, "{r:?}");
+
+    let mut slowest_produce = Duration::ZERO;
+    let mut was_moving = false;
+    loop {
+        let in_flight = moving(&brokers[0]).await?;
+        was_moving |= in_flight > 0;
+        if in_flight == 0 && size(&brokers[target]).await? >= backlog {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "the move has not completed after 60 s"
+        );
+        let sent = Instant::now();
+        let mut produced = false;
+        for b in &brokers {
+            if produce_to(b, "steady", -1, small.clone()).await.is_ok() {
+                produced = true;
+                break;
+            }
+        }
+        anyhow::ensure!(produced, "no broker took an acks=all produce to steady");
+        slowest_produce = slowest_produce.max(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    assert!(was_moving, "ListPartitionReassignments showed the move");
+    let floor = Duration::from_secs_f64(((backlog - RATE) as f64 / RATE as f64 * 0.7).max(0.0));
+    assert!(
+        elapsed >= floor && elapsed < Duration::from_secs(30),
+        "moved {backlog} bytes in {elapsed:?} (at least {floor:?} at the throttle)"
+    );
+    assert!(
+        slowest_produce < Duration::from_secs(2),
+        "an acks=all produce took {slowest_produce:?} during the move"
+    );
+    eprintln!(
+        "reassignment at {RATE} B/s: {backlog} bytes moved in {elapsed:?} ({:.0} B/s); slowest acks=all produce {slowest_produce:?}",
+        backlog as f64 / elapsed.as_secs_f64()
+    );
+    // Both sides counted the move's bytes.
+    for (broker, direction) in [(source, "leader"), (target, "follower")] {
+        let addr = brokers[broker]
+            .metrics_addr
+            .ok_or_else(|| anyhow::anyhow!("no metrics endpoint"))?;
+        let metrics = common::scrape(addr).await?;
+        let bytes = common::sample(
+            &metrics,
+            &format!("runnel_replication_throttled_bytes_total{{direction=\"{direction}\"}}"),
+        )
+        .unwrap_or(0.0);
+        assert!(bytes >= (backlog - MIB) as f64, "{direction}: {bytes}");
+    }
+    for b in brokers {
+        b.stop().await?;
+    }
+    Ok(())
 }
