@@ -472,6 +472,15 @@ async fn a_reassignment_is_throttled_without_naming_its_replicas() -> anyhow::Re
     ] {
         let set = set_broker_config(&brokers[0], "", rate, &RATE.to_string()).await?;
         assert_eq!(set, (0, None), "{rate}");
+        // Committed through broker 0; the others apply it a moment later. The move starts
+        // once every broker holds it, so all of its bytes are throttled and counted.
+        for (node, b) in brokers.iter().enumerate() {
+            let node = i32::try_from(node)?;
+            eventually(&format!("{rate} on broker {node}"), || async {
+                Ok(describe(b, node, rate).await?.0 == RATE.to_string())
+            })
+            .await?;
+        }
     }
     let started = Instant::now();
     let r = call(
