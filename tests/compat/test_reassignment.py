@@ -63,7 +63,8 @@ def test_a_partition_moves_from_broker_0_to_broker_2_while_a_producer_writes(mak
         # Broker 2 is down while the moves start: they cannot complete, so they can be seen.
         assert cluster.brokers[2].stop() == 0
         # Admin clients send moves to the controller: one that was broker 2 has a successor.
-        wait_until(lambda: controller(cluster, 1) in (0, 1), 30, what="a live controller")
+        wait_until(lambda: all(controller(cluster, n) in (0, 1) for n in (0, 1)), 30,
+                   what="brokers 0 and 1 to name a live controller")
         with admin_client(cluster.bootstrap(1)) as admin:
             assert admin.alter_partition_reassignments({moving: [2, 1], cancelled: [2, 0]}) == \
                 {moving: None, cancelled: None}

@@ -183,6 +183,7 @@ fn read_all(
     let now = std::time::Instant::now();
     // A follower's fetch: the leader's replication throttle (see `replication::throttle`).
     let throttle = replica.map(|_| FetchThrottle::leader(ctx));
+    let image = replica.map(|_| ctx.image());
     let mut throttled_bytes = 0u64;
     let mut advanced = false;
     let mut out = Vec::with_capacity(wants.len());
@@ -219,8 +220,27 @@ fn read_all(
                 continue;
             }
         };
-        let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let name = w.name.as_deref().unwrap_or_default();
+        // Only a replica of the partition (in this leader's metadata) replicates it, as in
+        // Kafka: a broker whose metadata is ahead (a move this leader has not applied yet)
+        // asks again shortly.
+        if let (Some((node, _)), Some(image)) = (replica, &image) {
+            let assigned = image
+                .topic(name)
+                .is_some_and(|t| t.replicas(w.partition, ctx.node_id()).contains(&node));
+            if !assigned {
+                any_error = true;
+                out.push((
+                    w.topic,
+                    PartitionReply {
+                        error_code: ResponseError::NotLeaderOrFollower.code(),
+                        ..PartitionReply::empty(w.partition)
+                    },
+                ));
+                continue;
+            }
+        }
+        let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
         let throttled = throttle
             .as_ref()
             .is_some_and(|t| t.is_limited() && t.throttles(name, w.partition));
