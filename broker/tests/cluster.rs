@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, TestBroker};
+use common::{call, free_port, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -44,12 +44,6 @@ fn fetch_in_epoch(partition: i32, current_leader_epoch: i32) -> FetchRequest {
                 .with_partition_max_bytes(1 << 20)])])
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn produce(partition: i32, batch: bytes::Bytes) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(1)
@@ -63,19 +57,7 @@ fn produce(partition: i32, batch: bytes::Bytes) -> ProduceRequest {
 
 /// The settings of broker `id` of the cluster whose controllers listen on `ports`.
 fn member(id: usize, ports: [u16; 3]) -> impl FnOnce(&mut BrokerConfig) {
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{i}@127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    move |c| {
-        c.node_id = id as i32;
-        c.controller_listen = Some(([127, 0, 0, 1], ports[id]).into());
-        c.controller_quorum_voters = Some(voters);
-        c.broker_heartbeat_interval_ms = 200;
-        c.broker_session_timeout_ms = 2000;
-    }
+    common::cluster_member(id, ports)
 }
 
 /// Three brokers forming a cluster, and their controller ports.

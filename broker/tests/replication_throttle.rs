@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{call, TestBroker};
+use common::{call, free_port, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -34,25 +34,11 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
+/// A cluster member with a metrics endpoint (the throttle's byte counters).
 fn member(id: usize, ports: [u16; 3]) -> impl FnOnce(&mut BrokerConfig) {
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{i}@127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let member = common::cluster_member(id, ports);
     move |c| {
-        c.node_id = id as i32;
-        c.controller_listen = Some(([127, 0, 0, 1], ports[id]).into());
-        c.controller_quorum_voters = Some(voters);
-        c.broker_heartbeat_interval_ms = 200;
-        c.broker_session_timeout_ms = 2000;
+        member(c);
         c.metrics_listen = Some(([127, 0, 0, 1], 0).into());
     }
 }

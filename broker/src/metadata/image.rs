@@ -64,6 +64,20 @@ impl Leadership {
     }
 }
 
+impl Leadership {
+    /// A new leader from the ISR, in a new leader epoch: its first member that is
+    /// `live`, or none (-1, offline). Never a replica outside the ISR.
+    pub(super) fn elect_from_isr(&mut self, live: &BTreeSet<i32>) {
+        self.leader = self
+            .isr
+            .iter()
+            .copied()
+            .find(|r| live.contains(r))
+            .unwrap_or(-1);
+        self.leader_epoch += 1;
+    }
+}
+
 impl TopicImage {
     /// A new topic: each partition led by its preferred replica in epoch 0.
     pub fn new(
@@ -394,13 +408,7 @@ impl MetadataImage {
                 l.isr.retain(|&r| r != node_id);
             }
             if l.leader == node_id {
-                l.leader = l
-                    .isr
-                    .iter()
-                    .copied()
-                    .find(|r| live.contains(r))
-                    .unwrap_or(-1);
-                l.leader_epoch += 1;
+                l.elect_from_isr(&live);
             }
         });
     }
@@ -487,6 +495,21 @@ pub(crate) mod tests {
     }
 
     /// Registers broker `node_id` (a new run of it); for the metadata tests.
+    /// Brokers 0..=3 registered (broker epochs 1..=4, their runs returned) and topic `t`
+    /// with one partition on `replicas`, led by the first in epoch 0.
+    pub(crate) fn four_brokers_and_topic_t(replicas: &[i32]) -> (MetadataImage, Vec<Uuid>) {
+        let mut image = MetadataImage::default();
+        let runs = (0..4).map(|n| register(&mut image, n)).collect();
+        image.apply(&MetadataRecord::CreateTopic {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            replicas: vec![replicas.to_vec()],
+        });
+        (image, runs)
+    }
+
     /// The leader's `AlterPartition` proposal of `isr` for `partition` of `topic`, in the
     /// partition's current epochs and the members' current broker epochs.
     pub(crate) fn propose_isr(image: &mut MetadataImage, topic: &str, partition: i32, isr: &[i32]) {

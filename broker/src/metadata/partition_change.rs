@@ -175,7 +175,7 @@ impl MetadataImage {
 
 #[cfg(test)]
 mod tests {
-    use crate::metadata::image::tests::register;
+    use crate::metadata::image::tests::{four_brokers_and_topic_t, register};
     use std::collections::BTreeMap;
 
     use uuid::Uuid;
@@ -187,16 +187,7 @@ mod tests {
     /// Brokers 0..=3 registered (broker epochs 1..=4); topic `t` with one partition on
     /// replicas [2, 0, 1], led by 2 in epoch 0.
     fn cluster() -> (MetadataImage, Vec<Uuid>) {
-        let mut image = MetadataImage::default();
-        let runs = (0..4).map(|n| register(&mut image, n)).collect();
-        image.apply(&MetadataRecord::CreateTopic {
-            name: "t".into(),
-            id: Uuid::new_v4(),
-            partitions: 1,
-            configs: BTreeMap::new(),
-            replicas: vec![vec![2, 0, 1]],
-        });
-        (image, runs)
+        four_brokers_and_topic_t(&[2, 0, 1])
     }
 
     fn state(image: &MetadataImage) -> Leadership {

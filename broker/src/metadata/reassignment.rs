@@ -113,13 +113,7 @@ impl MetadataImage {
                     l.leader = -1;
                     l.leader_epoch += 1;
                 } else if !l.isr.contains(&l.leader) {
-                    l.leader = l
-                        .isr
-                        .iter()
-                        .copied()
-                        .find(|r| live.contains(r))
-                        .unwrap_or(-1);
-                    l.leader_epoch += 1;
+                    l.elect_from_isr(&live);
                 }
                 *replicas = original;
                 bump_partition_epoch(l, &before);
@@ -160,13 +154,7 @@ impl MetadataImage {
             .filter(|r| l.isr.contains(r))
             .collect();
         if !replicas.contains(&l.leader) {
-            l.leader = l
-                .isr
-                .iter()
-                .copied()
-                .find(|r| live.contains(r))
-                .unwrap_or(-1);
-            l.leader_epoch += 1;
+            l.elect_from_isr(live);
         }
         bump_partition_epoch(l, &before);
         t.reassignments.remove(&partition);
@@ -241,25 +229,15 @@ fn bump_partition_epoch(l: &mut Leadership, before: &Leadership) {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use uuid::Uuid;
 
     use super::*;
-    use crate::metadata::image::tests::{propose_isr, register};
+    use crate::metadata::image::tests::{four_brokers_and_topic_t, propose_isr};
     use crate::metadata::MetadataRecord;
 
     /// Brokers 0..=3; topic `t`, one partition on [0, 1] led by 0 with ISR [0, 1].
     fn cluster() -> (MetadataImage, Vec<Uuid>) {
-        let mut image = MetadataImage::default();
-        let runs = (0..4).map(|n| register(&mut image, n)).collect();
-        image.apply(&MetadataRecord::CreateTopic {
-            name: "t".into(),
-            id: Uuid::new_v4(),
-            partitions: 1,
-            configs: BTreeMap::new(),
-            replicas: vec![vec![0, 1]],
-        });
+        let (mut image, runs) = four_brokers_and_topic_t(&[0, 1]);
         grow_isr(&mut image, &[0, 1]);
         (image, runs)
     }

@@ -80,10 +80,29 @@ impl TestBroker {
 /// Longest a broker process may take to start listening or to exit.
 pub const PROCESS_WAIT: Duration = Duration::from_secs(20);
 
-fn free_port() -> anyhow::Result<u16> {
+/// A loopback port free at the time of asking.
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// The settings of broker `id` of a three-voter cluster whose controllers listen on
+/// `ports` (loopback), with short heartbeats and sessions.
+pub fn cluster_member(id: usize, ports: [u16; 3]) -> impl FnOnce(&mut BrokerConfig) {
+    let voters = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{i}@127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    move |c| {
+        c.node_id = i32::try_from(id).unwrap_or(i32::MAX);
+        c.controller_listen = Some(([127, 0, 0, 1], ports[id]).into());
+        c.controller_quorum_voters = Some(voters);
+        c.broker_heartbeat_interval_ms = 200;
+        c.broker_session_timeout_ms = 2000;
+    }
 }
 
 /// The broker binary as a child process, killed when dropped.
