@@ -47,7 +47,7 @@ impl Broker {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// A partition needs more replicas than there are brokers.
-    #[error("{partition} needs {replicas} replicas but only {brokers} brokers would remain")]
+    #[error("{partition} needs {replicas} replicas but only {brokers} brokers are available")]
     NotEnoughBrokers {
         /// The partition.
         partition: TopicPartition,
