@@ -552,6 +552,118 @@ async fn a_scale_down_drains_the_brokers_that_go_before_the_statefulset_shrinks(
     assert!(result.is_ok(), "{result:?}");
 }
 
+#[tokio::test]
+async fn after_a_scale_up_partitions_move_to_the_new_brokers_a_batch_at_a_time() {
+    // Six partitions, replication factor 2, all on brokers 0..2; brokers 3 and 4 joined.
+    let kafka = FakeKafka::default();
+    kafka.with_topic("orders", 6, &[]).with_state(|s| {
+        s.topics.get_mut("orders").unwrap().replication_factor = 2;
+        for p in 0..6 {
+            let tp = crate::kafka::TopicPartition::new("orders", p);
+            s.assignments.insert(tp.clone(), vec![p % 3, (p + 1) % 3]);
+            s.sizes.insert(tp, 500);
+        }
+        s.cluster = Some(crate::kafka::ClusterDescription {
+            cluster_id: "c".into(),
+            controller_id: Some(0),
+            brokers: (0..5)
+                .map(|id| crate::kafka::ClusterBroker {
+                    id,
+                    fenced: false,
+                    rack: None,
+                })
+                .collect(),
+        });
+    });
+    let metrics = Arc::new(Metrics::new(&[super::CONTROLLER]).unwrap());
+    let five_pods = || -> Vec<Value> {
+        (0..5)
+            .map(|i| pod(&format!("demo-{i}"), "Running", true))
+            .collect()
+    };
+    let pass = |kafka: &FakeKafka, check: fn(&Value)| {
+        let (ctx, server) =
+            Context::test_with_metrics(Arc::new(kafka.clone()), Arc::clone(&metrics));
+        let scenario = server.run(move |mut server| async move {
+            let existing = Some(existing_sts(5, 3));
+            children_applies_over(&mut server, 5, existing, 5, sts_status(5, 5)).await;
+            pods_list(&mut server, five_pods()).await;
+            let patch = server.expect_apply(STATUS_PATH).await;
+            check(&patch.body["status"]);
+            respond_stored_cluster(patch);
+        });
+        let mut kc = demo();
+        kc.spec.replicas = 5;
+        kc.status = Some(settled_status());
+        async move {
+            let result = reconcile(Arc::new(kc), ctx).await;
+            scenario.finish().await;
+            result
+        }
+    };
+
+    let result = pass(&kafka, |status| {
+        let rebalancing = condition(status, "Rebalancing");
+        assert_eq!(
+            (&rebalancing["status"], &rebalancing["reason"]),
+            (&json!("True"), &json!("Balancing"))
+        );
+        // 12 replicas over 5 brokers: the new ones get 2 each, 4 copies of 500 bytes,
+        // within one batch (at most four partitions).
+        assert_eq!(status["rebalance"]["bytesLeft"], 2000, "{status}");
+        assert_eq!(status["rebalance"]["partitionsPending"], 0, "{status}");
+        assert_eq!(status["rebalance"].get("drainingBrokers"), None);
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(3)));
+    let calls = kafka.take_calls();
+    let moves: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("AlterPartitionReassignments"))
+        .collect();
+    assert_eq!(moves.len(), 1, "{calls:?}");
+    assert!(
+        calls.contains(&"DescribeLogDirs demo-4.demo-brokers.streaming.svc:9092".to_string()),
+        "sizes come from every broker: {calls:?}"
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains("runnel_operator_partition_reassignments_started_total 3"),
+        "{text}"
+    );
+
+    // In flight: nothing more is submitted until the batch is done.
+    pass(&kafka, |status| {
+        assert_eq!(status["rebalance"]["partitionsMoving"], 3, "{status}");
+    })
+    .await
+    .unwrap();
+    assert!(!kafka
+        .take_calls()
+        .iter()
+        .any(|c| c.starts_with("AlterPartitionReassignments")));
+
+    // Done: balanced, nothing more moves.
+    kafka.finish_moves();
+    pass(&kafka, |status| {
+        let rebalancing = condition(status, "Rebalancing");
+        assert_eq!(rebalancing["reason"], "Balanced", "{status}");
+        assert_eq!(status.get("rebalance"), None);
+    })
+    .await
+    .unwrap();
+    let placement = kafka.placement();
+    for broker in 0..5 {
+        let held = placement.values().filter(|r| r.contains(&broker)).count();
+        assert!((2..=3).contains(&held), "broker {broker}: {placement:?}");
+        let leads = placement.values().filter(|r| r[0] == broker).count();
+        assert!(
+            (1..=2).contains(&leads),
+            "broker {broker} leads {leads}: {placement:?}"
+        );
+    }
+}
+
 /// `demo` scaled up from 1 to 3 whose new brokers never ran (`neverReady` as given; no
 /// pod), now asked to go back to 1, with no broker reachable but demo-0.
 fn undone_scale_up(never_ready: bool) -> KafkaCluster {
