@@ -112,7 +112,8 @@ def test_scale_up_moves_partitions_to_the_new_brokers_while_producing(elastic, k
     assert kc["status"].get("rebalance") is None, kc["status"]
     on = {b: sum(b in r for r in after.values()) for b in range(5)}
     assert on[3] >= 1 and on[4] >= 1, f"no replica on the new brokers: {after}"
-    assert max(on.values()) - min(on.values()) <= 1, f"replicas not spread: {on}"
+    # Balanced by bytes (the partitions differ a little in size): counts stay close.
+    assert max(on.values()) - min(on.values()) <= 2, f"replicas not spread: {on}"
     assert all(len(r) == 2 for r in after.values()), after
 
     assert not producing.failed, producing.failed[:5]

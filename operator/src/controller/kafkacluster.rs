@@ -230,13 +230,15 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
         unregistering =
             scale_down::unregister_removed(kc, admin.as_ref(), cluster, kept, &pods.items).await;
     }
+    // A drain, a scale-down waiting to ask the cluster, moves or removals in progress:
+    // none of their progress is a watch event.
+    let scale_down_waits =
+        !findings.scale_down_draining.is_empty() || !findings.scale_down_holders.is_empty();
     let moving = findings
         .rebalance
         .as_ref()
         .is_some_and(rebalance::Report::active)
-        || findings.scale_down_blocked_at.is_some()
-            && findings.scale_down_voters.is_empty()
-            && findings.scale_down_impossible.is_none()
+        || scale_down_waits
         || !unregistering.is_empty();
     if let Some(metrics) = &ctx.metrics {
         let report = findings.rebalance.clone().unwrap_or_default();

@@ -9,13 +9,15 @@ use kafka_protocol::messages::alter_partition_reassignments_response::{
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
-    DescribeLogDirsRequest, DescribeLogDirsResponse, ListPartitionReassignmentsRequest,
-    ListPartitionReassignmentsResponse, UnregisterBrokerRequest, UnregisterBrokerResponse,
+    DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest, ElectLeadersResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, UnregisterBrokerRequest,
+    UnregisterBrokerResponse,
 };
 use kafka_protocol::ResponseError;
 
@@ -29,6 +31,7 @@ async fn broker() -> FakeNode {
     node.advertise(ApiKey::ListPartitionReassignments, 0, 0);
     node.advertise(ApiKey::DescribeLogDirs, 1, 4);
     node.advertise(ApiKey::UnregisterBroker, 0, 0);
+    node.advertise(ApiKey::ElectLeaders, 0, 2);
     node
 }
 
@@ -170,5 +173,48 @@ async fn ongoing_reassignments_sizes_and_unregistering_are_read() {
     assert_eq!(
         refused.response_error(),
         Some(ResponseError::BrokerIdNotRegistered)
+    );
+}
+
+#[tokio::test]
+async fn a_preferred_election_that_is_not_needed_is_no_error() {
+    let mut b0 = broker().await;
+    b0.serve(|r| {
+        let request: ElectLeadersRequest = r.decode();
+        assert_eq!(r.header.request_api_version, 2);
+        assert_eq!(request.election_type, 0, "preferred");
+        let asked: Vec<(String, Vec<i32>)> = request
+            .topic_partitions
+            .unwrap()
+            .iter()
+            .map(|t| (t.topic.as_str().to_string(), t.partitions.clone()))
+            .collect();
+        assert_eq!(asked, [("a".to_string(), vec![0, 1])]);
+        let result = |id, code: i16| {
+            PartitionResult::default()
+                .with_partition_id(id)
+                .with_error_code(code)
+        };
+        r.answer::<ElectLeadersRequest>(
+            &ElectLeadersResponse::default().with_replica_election_results(vec![
+                ReplicaElectionResult::default()
+                    .with_topic(text("a").into())
+                    .with_partition_result(vec![
+                        result(0, 0),
+                        result(1, ResponseError::ElectionNotNeeded.code()),
+                    ]),
+            ]),
+        )
+    });
+    let admin = client(&b0).await;
+    admin
+        .elect_preferred_leaders(&[TopicPartition::new("a", 0), TopicPartition::new("a", 1)])
+        .await
+        .unwrap();
+    admin.elect_preferred_leaders(&[]).await.unwrap();
+    assert_eq!(
+        b0.sent(),
+        [ApiKey::ElectLeaders],
+        "nothing is sent for no partition"
     );
 }
