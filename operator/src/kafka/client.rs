@@ -17,7 +17,7 @@
 //! | OffsetFetch | 2–7 |
 //! | DescribeGroups | 0–5 |
 //! | OffsetCommit | 2–8 |
-//! | AlterPartitionReassignments | 0 |
+//! | AlterPartitionReassignments | 0–1 |
 //! | ListPartitionReassignments | 0 |
 //! | DescribeLogDirs | 1–4 |
 //! | ElectLeaders | 0–2 |

@@ -61,10 +61,12 @@ impl TcpAdminClient {
                         )
                 })
                 .collect();
+        // A target may change the replication factor (v0 allows it; v1 says so).
         let (response, _) = self
-            .call(0..=0, |_| {
+            .call(0..=1, |_| {
                 AlterPartitionReassignmentsRequest::default()
                     .with_timeout_ms(OPERATION_TIMEOUT_MS)
+                    .with_allow_replication_factor_change(true)
                     .with_topics(topics)
             })
             .await?;

@@ -27,7 +27,7 @@ use super::{KafkaAdmin, Reassignment, TopicPartition};
 
 async fn broker() -> FakeNode {
     let mut node = FakeNode::bind().await;
-    node.advertise(ApiKey::AlterPartitionReassignments, 0, 0);
+    node.advertise(ApiKey::AlterPartitionReassignments, 0, 1);
     node.advertise(ApiKey::ListPartitionReassignments, 0, 0);
     node.advertise(ApiKey::DescribeLogDirs, 1, 4);
     node.advertise(ApiKey::UnregisterBroker, 0, 0);
@@ -41,6 +41,8 @@ async fn reassignments_are_sent_by_topic_and_refusals_come_back_per_partition() 
     b0.serve(|r| match r.api() {
         ApiKey::AlterPartitionReassignments => {
             let request: AlterPartitionReassignmentsRequest = r.decode();
+            assert_eq!(r.header.request_api_version, 1);
+            assert!(request.allow_replication_factor_change);
             let sent: Vec<(String, i32, Option<Vec<i32>>)> = request
                 .topics
                 .iter()

@@ -103,12 +103,14 @@ pub fn staying_brokers(cluster: &ClusterDescription, staying: i32) -> Result<Vec
 }
 
 /// The size of every partition on every live broker, asked of each at its own address
-/// (DescribeLogDirs answers for the broker asked only).
+/// (DescribeLogDirs answers for the broker asked only). A broker that cannot tell (not
+/// reachable, or not serving DescribeLogDirs) counts as reporting nothing: the plan then
+/// weighs its partitions by replica count alone.
 async fn sizes(
     kc: &KafkaCluster,
     ctx: &Context,
     cluster: &ClusterDescription,
-) -> Result<BTreeMap<i32, BTreeMap<TopicPartition, i64>>, Error> {
+) -> BTreeMap<i32, BTreeMap<TopicPartition, i64>> {
     let mut sizes = BTreeMap::new();
     for broker in cluster.brokers.iter().filter(|b| !b.fenced) {
         let address = format!(
@@ -116,14 +118,21 @@ async fn sizes(
             names::broker_host(kc, broker.id),
             kc.spec.listeners.kafka_port
         );
-        let admin = ctx.kafka_admin(&address).await?;
-        let held = admin
-            .describe_log_dirs()
-            .await
-            .map_err(Error::kafka(format!("DescribeLogDirs from {address}")))?;
-        sizes.insert(broker.id, held);
+        let held = match ctx.kafka_admin(&address).await {
+            Ok(admin) => admin
+                .describe_log_dirs()
+                .await
+                .map_err(Error::kafka(format!("DescribeLogDirs from {address}"))),
+            Err(e) => Err(e),
+        };
+        match held {
+            Ok(held) => {
+                sizes.insert(broker.id, held);
+            }
+            Err(e) => info!(broker = broker.id, error = %e.report(), "partition sizes unknown"),
+        }
     }
-    Ok(sizes)
+    sizes
 }
 
 /// One pass: observe, plan, and submit the next batch when none is in flight.
@@ -150,7 +159,7 @@ pub async fn step(
         .list_partition_reassignments()
         .await
         .map_err(Error::kafka("ListPartitionReassignments"))?;
-    let per_broker = sizes(kc, ctx, cluster).await?;
+    let per_broker = sizes(kc, ctx, cluster).await;
     let mut size: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     for held in per_broker.values() {
         for (tp, bytes) in held {
