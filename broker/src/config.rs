@@ -65,6 +65,22 @@ pub struct BrokerConfig {
     #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub replica_lag_time_max_ms: u64,
 
+    /// `auto.leader.rebalance.enable`: the active controller moves leadership back to
+    /// each partition's preferred replica (its first) once that replica is back in the
+    /// ISR and a broker's share of partitions led elsewhere exceeds
+    /// `leader.imbalance.per.broker.percentage`.
+    #[arg(long, env = "RUNNEL_AUTO_LEADER_REBALANCE_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_leader_rebalance_enable: bool,
+
+    /// `leader.imbalance.check.interval.seconds`: how often leadership balance is checked.
+    #[arg(long, env = "RUNNEL_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub leader_imbalance_check_interval_seconds: u64,
+
+    /// `leader.imbalance.per.broker.percentage`: how many of a broker's preferred
+    /// partitions may be led by others before leadership is moved back.
+    #[arg(long, env = "RUNNEL_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub leader_imbalance_per_broker_percentage: u32,
+
     /// What an acks=all acknowledgement promises: `fsync` (the default) — the batch is
     /// fsynced on the leader and on every other ISR member (followers fsync before they
     /// fetch again); `replication` — Kafka's default: it is in every ISR member's page

@@ -451,6 +451,23 @@ impl BrokerContext {
                 self.partitions.set_config(&topic.name, &log_config);
             }
         }
+        // Replicas moved away from this broker by a reassignment.
+        for partition in self.partitions.all() {
+            let tp = &partition.tp;
+            let moved = image.topic(&tp.topic).is_some_and(|t| {
+                !t.replicas(tp.partition, self.node_id())
+                    .contains(&self.node_id())
+            });
+            if moved {
+                self.partitions
+                    .remove(&tp.topic, tp.partition)
+                    .map_err(|source| StartError::Log {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        source,
+                    })?;
+            }
+        }
         for gone in before.topics().filter(|t| image.topic(&t.name).is_none()) {
             self.partitions
                 .delete_topic(&gone.name)

@@ -18,13 +18,14 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest,
-    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest,
-    RequestHeader, ResponseHeader, SyncGroupRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, RequestHeader, ResponseHeader, SyncGroupRequest, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 use tracing::{debug, info_span, Instrument};
@@ -35,11 +36,12 @@ use crate::context::BrokerContext;
 use crate::error_codes::UNSUPPORTED_VERSION;
 use crate::handlers::fetch_encode::{self, FetchReply};
 use crate::handlers::{
-    alter_configs, api_versions, create_partitions, create_topics, delete_groups, delete_records,
-    delete_topics, describe_cluster, describe_configs, describe_groups, fetch, find_coordinator,
-    heartbeat, incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
-    list_offsets, metadata, offset_commit, offset_delete, offset_fetch, offset_for_leader_epoch,
-    produce, sync_group,
+    alter_configs, alter_partition_reassignments, api_versions, create_partitions, create_topics,
+    delete_groups, delete_records, delete_topics, describe_cluster, describe_configs,
+    describe_groups, elect_leaders, fetch, find_coordinator, heartbeat, incremental_alter_configs,
+    init_producer_id, join_group, leave_group, list_groups, list_offsets,
+    list_partition_reassignments, metadata, offset_commit, offset_delete, offset_fetch,
+    offset_for_leader_epoch, produce, sync_group, unregister_broker,
 };
 use crate::sendfile::Chunk;
 
@@ -177,6 +179,10 @@ routes! {
     OffsetDelete => OffsetDeleteRequest, 0..=0, offset_delete::handle, always_answer;
     DescribeCluster => DescribeClusterRequest, 0..=2, describe_cluster::handle, always_answer;
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, 2..=4, offset_for_leader_epoch::handle, always_answer;
+    ElectLeaders => ElectLeadersRequest, 0..=2, elect_leaders::handle, always_answer;
+    AlterPartitionReassignments => AlterPartitionReassignmentsRequest, 0..=1, alter_partition_reassignments::handle, always_answer;
+    ListPartitionReassignments => ListPartitionReassignmentsRequest, 0..=0, list_partition_reassignments::handle, always_answer;
+    UnregisterBroker => UnregisterBrokerRequest, 0..=0, unregister_broker::handle, always_answer;
 }
 
 /// The served version range of `key`, if it is served at all.

@@ -39,6 +39,7 @@ pub mod maintenance;
 pub mod metadata;
 pub mod ops;
 pub mod partitions;
+pub mod reassignments;
 pub mod records;
 pub mod replication;
 pub mod sendfile;

@@ -17,7 +17,7 @@ use crate::handlers::produce::now_ms;
 const FLUSH_CHECK: Duration = Duration::from_secs(1);
 
 /// Which maintenance step a pass runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Retention,
     Compaction,
@@ -50,6 +50,11 @@ pub async fn run(ctx: Arc<BrokerContext>, shutdown: CancellationToken) {
 
 /// One pass of `step` over every hosted partition. Blocking.
 fn pass(ctx: &BrokerContext, step: Step) {
+    if step == Step::Flush {
+        if let Err(e) = ctx.partitions.delete_retired() {
+            warn!(error = %e, "could not delete a replica moved away");
+        }
+    }
     for partition in ctx.partitions.all() {
         let now = now_ms();
         let mut log = partition.log();

@@ -65,6 +65,9 @@ impl Partition {
 pub struct PartitionManager {
     data_dir: PathBuf,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    /// Replicas this broker no longer hosts (moved away) whose data waits for the last
+    /// request holding them to finish before it is deleted.
+    retired: Mutex<Vec<Arc<Partition>>>,
     /// Notified after every append, for fetches waiting on `min_bytes`.
     pub appended: Notify,
     /// Notified when a follower has caught up with a leader here: the ISR may grow.
@@ -82,6 +85,7 @@ impl PartitionManager {
         PartitionManager {
             data_dir: data_dir.to_path_buf(),
             partitions: RwLock::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
             appended: Notify::new(),
             isr_wanted: Notify::new(),
             segments_scanned: std::sync::atomic::AtomicUsize::new(0),
@@ -124,6 +128,8 @@ impl PartitionManager {
             if self.read_map().contains_key(&tp) {
                 continue;
             }
+            // A replica moved away and back again starts from what the leader has.
+            self.delete_retired()?;
             let log = Log::open_in(&self.dir_of(&tp), config.clone(), Arc::clone(&self.health))?;
             self.segments_scanned.fetch_add(
                 log.segments_scanned_at_open(),
@@ -167,6 +173,52 @@ impl PartitionManager {
             }
         }
         Ok(())
+    }
+
+    /// Stops hosting `partition` of `topic` (its replica moved to other brokers). Its
+    /// data is deleted now, or, while a request (a fetch, a flush) still holds the
+    /// partition, by a later [`PartitionManager::delete_retired`]: deleting files under
+    /// a running write would fail it, and a failed write takes the log directory offline.
+    /// Blocking.
+    pub fn remove(&self, topic: &str, partition: i32) -> Result<(), LogError> {
+        let tp = TopicPartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        if let Some(p) = self.write_map().remove(&tp) {
+            self.lock_retired().push(p);
+        }
+        self.delete_retired()
+    }
+
+    /// Deletes the data of retired replicas no request holds any more. Blocking.
+    pub fn delete_retired(&self) -> Result<(), LogError> {
+        let retired = std::mem::take(&mut *self.lock_retired());
+        let mut held = Vec::new();
+        let mut result = Ok(());
+        for p in retired {
+            match Arc::try_unwrap(p) {
+                Ok(p) => {
+                    let tp = p.tp.clone();
+                    let deleted = p
+                        .log
+                        .into_inner()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .delete();
+                    match deleted {
+                        Ok(()) => tracing::info!(partition = %tp, "deleted a replica moved away"),
+                        Err(e) => result = Err(e),
+                    }
+                }
+                Err(p) => held.push(p),
+            }
+        }
+        self.lock_retired().extend(held);
+        result
+    }
+
+    fn lock_retired(&self) -> MutexGuard<'_, Vec<Arc<Partition>>> {
+        self.retired.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Flushes and closes every log cleanly, so the next start skips recovery. Blocking.

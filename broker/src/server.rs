@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
-use crate::cluster::{Quorum, QuorumConfig, QuorumError, Sessions};
+use crate::cluster::{LeaderBalance, Quorum, QuorumConfig, QuorumError, Sessions};
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::context::{BrokerContext, StartError};
@@ -396,6 +396,10 @@ async fn join_cluster(
         heartbeat: Duration::from_millis(config.broker_heartbeat_interval_ms),
         timeout: Duration::from_millis(config.broker_session_timeout_ms),
     };
+    quorum_config.leader_balance = config.auto_leader_rebalance_enable.then(|| LeaderBalance {
+        interval: Duration::from_secs(config.leader_imbalance_check_interval_seconds),
+        percentage: config.leader_imbalance_per_broker_percentage,
+    });
     let quorum = Quorum::start(quorum_config).await?;
     let incarnation = uuid::Uuid::new_v4();
     let registration = MetadataRecord::RegisterBroker {

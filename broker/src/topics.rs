@@ -57,6 +57,9 @@ pub enum TopicError {
         /// The count asked for.
         count: i32,
     },
+    /// A client's replica assignment is not usable.
+    #[error("invalid replica assignment: {0}")]
+    InvalidAssignment(String),
     /// The replication factor is below 1 or larger than the brokers available.
     #[error("replication factor {factor} is not from 1 to the {brokers} available broker(s)")]
     ReplicationFactorTooLarge {
@@ -86,6 +89,7 @@ impl TopicError {
             TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition.code(),
             TopicError::PartitionCountOutOfRange { .. }
             | TopicError::PartitionCountNotLarger { .. } => ResponseError::InvalidPartitions.code(),
+            TopicError::InvalidAssignment(_) => ResponseError::InvalidReplicaAssignment.code(),
             TopicError::ReplicationFactorTooLarge { .. } => {
                 ResponseError::InvalidReplicationFactor.code()
             }
@@ -130,7 +134,81 @@ pub fn create_topic(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<TopicImage, TopicError> {
+    create_topic_as(
+        ctx,
+        name,
+        Layout::Spread {
+            partitions,
+            replication_factor,
+        },
+        configs,
+        validate_only,
+    )
+}
+
+/// How a new topic's replicas are laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// `partitions` partitions of `replication_factor` replicas each, placed over the live
+    /// brokers (-1 for the broker defaults).
+    Spread {
+        /// Partition count, or -1.
+        partitions: i32,
+        /// Replication factor, or -1.
+        replication_factor: i16,
+    },
+    /// The replicas of each partition as the client gave them, preferred leader first.
+    Explicit(Vec<Vec<i32>>),
+}
+
+/// Checks a client's replica assignment: every partition names the same number of
+/// distinct, registered brokers (on a single broker, itself).
+pub fn check_assignment(ctx: &BrokerContext, replicas: &[Vec<i32>]) -> Result<(), TopicError> {
+    let known: Vec<i32> = if ctx.quorum().is_none() {
+        vec![ctx.node_id()]
+    } else {
+        ctx.image().brokers.keys().copied().collect()
+    };
+    let bad = |reason: String| Err(TopicError::InvalidAssignment(reason));
+    let factor = replicas.first().map_or(0, Vec::len);
+    for (p, r) in replicas.iter().enumerate() {
+        if r.is_empty() || r.len() != factor {
+            return bad(format!(
+                "partition {p} has {} replicas; every partition needs the same number, at least one",
+                r.len()
+            ));
+        }
+        let distinct: std::collections::BTreeSet<i32> = r.iter().copied().collect();
+        if distinct.len() != r.len() {
+            return bad(format!("partition {p} names a broker twice"));
+        }
+        if let Some(b) = r.iter().find(|b| !known.contains(b)) {
+            return bad(format!("broker {b} (partition {p}) is not registered"));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a topic laid out as `layout`.
+pub fn create_topic_as(
+    ctx: &BrokerContext,
+    name: &str,
+    layout: Layout,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<TopicImage, TopicError> {
     validate_name(name)?;
+    let (partitions, replication_factor, explicit) = match layout {
+        Layout::Spread {
+            partitions,
+            replication_factor,
+        } => (partitions, replication_factor, None),
+        Layout::Explicit(replicas) => {
+            check_assignment(ctx, &replicas)?;
+            let count = i32::try_from(replicas.len()).unwrap_or(i32::MAX);
+            (count, 1, Some(replicas))
+        }
+    };
     let partitions = if partitions == -1 {
         ctx.config.num_partitions
     } else {
@@ -149,7 +227,10 @@ pub fn create_topic(
     if ctx.image().topic(name).is_some() {
         return Err(TopicError::AlreadyExists(name.to_string()));
     }
-    let replicas = place(ctx, 0, partitions, factor)?;
+    let replicas = match explicit {
+        Some(replicas) => replicas,
+        None => place(ctx, 0, partitions, factor)?,
+    };
     let topic = TopicImage::new(name, Uuid::new_v4(), partitions, configs, replicas);
     if validate_only {
         return Ok(topic);
@@ -190,10 +271,13 @@ pub fn delete_topic(ctx: &BrokerContext, name: &str) -> Result<TopicImage, Topic
 }
 
 /// Grows a topic to `count` partitions.
+/// `assignments`, when given, are the new partitions' replicas (one list per new
+/// partition), else they are placed over the live brokers.
 pub fn create_partitions(
     ctx: &BrokerContext,
     name: &str,
     count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
     validate_only: bool,
 ) -> Result<(), TopicError> {
     let mut state = ctx.lock_metadata();
@@ -214,12 +298,24 @@ pub fn create_partitions(
     }
     // New partitions get as many replicas as the topic's first partition has.
     let factor = topic.replicas(0, ctx.node_id()).len();
-    let replicas = place(
-        ctx,
-        topic.partitions,
-        count - topic.partitions,
-        i16::try_from(factor).unwrap_or(i16::MAX),
-    )?;
+    let replicas = match assignments {
+        Some(given) => {
+            check_assignment(ctx, &given)?;
+            let added = usize::try_from(count - topic.partitions).unwrap_or(0);
+            if given.len() != added || given.first().map(Vec::len) != Some(factor) {
+                return Err(TopicError::InvalidAssignment(format!(
+                    "{added} new partitions need {added} assignments of {factor} replicas each"
+                )));
+            }
+            given
+        }
+        None => place(
+            ctx,
+            topic.partitions,
+            count - topic.partitions,
+            i16::try_from(factor).unwrap_or(i16::MAX),
+        )?,
+    };
     if validate_only {
         return Ok(());
     }

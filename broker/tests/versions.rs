@@ -456,6 +456,66 @@ async fn every_advertised_version_answers() -> anyhow::Result<()> {
                     assert_eq!(p.leader_epoch, 0, "OffsetForLeaderEpoch v{v}");
                     assert!(p.end_offset > 0, "OffsetForLeaderEpoch v{v}: {p:?}");
                 }
+                ApiKey::ElectLeaders => {
+                    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+                    let r = answer(
+                        st,
+                        ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                            TopicPartitions::default()
+                                .with_topic(topic("v"))
+                                .with_partitions(vec![0]),
+                        ])),
+                        v,
+                    )
+                    .await?;
+                    let p = &r.replica_election_results[0].partition_result[0];
+                    // The one broker leads already.
+                    assert_eq!(p.error_code, 84, "ElectLeaders v{v}: {p:?}");
+                }
+                ApiKey::AlterPartitionReassignments => {
+                    use kafka_protocol::messages::alter_partition_reassignments_request::{
+                        ReassignablePartition, ReassignableTopic,
+                    };
+                    let r = answer(
+                        st,
+                        AlterPartitionReassignmentsRequest::default()
+                            .with_allow_replication_factor_change(true)
+                            .with_topics(vec![ReassignableTopic::default()
+                                .with_name(topic("v"))
+                                .with_partitions(vec![
+                                    ReassignablePartition::default()
+                                        .with_partition_index(0)
+                                        .with_replicas(Some(vec![BrokerId(0)])),
+                                    ReassignablePartition::default().with_partition_index(0),
+                                ])]),
+                        v,
+                    )
+                    .await?;
+                    let codes: Vec<i16> = r.responses[0]
+                        .partitions
+                        .iter()
+                        .map(|p| p.error_code)
+                        .collect();
+                    // A move to where it is completes at once; nothing is left to cancel.
+                    assert_eq!(
+                        codes,
+                        vec![0, 85],
+                        "AlterPartitionReassignments v{v}: {r:?}"
+                    );
+                }
+                ApiKey::ListPartitionReassignments => {
+                    let r = answer(st, ListPartitionReassignmentsRequest::default(), v).await?;
+                    assert_eq!((r.error_code, r.topics.len()), (0, 0), "{r:?}");
+                }
+                ApiKey::UnregisterBroker => {
+                    let r = answer(
+                        st,
+                        UnregisterBrokerRequest::default().with_broker_id(BrokerId(7)),
+                        v,
+                    )
+                    .await?;
+                    assert_eq!(r.error_code, 102, "UnregisterBroker v{v}: {r:?}");
+                }
                 other => anyhow::bail!("route {other:?} has no case in this test"),
             }
         }

@@ -156,6 +156,10 @@ fn decode_body(key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<()>
         OffsetDelete => OffsetDeleteResponse,
         DescribeCluster => DescribeClusterResponse,
         OffsetForLeaderEpoch => OffsetForLeaderEpochResponse,
+        ElectLeaders => ElectLeadersResponse,
+        AlterPartitionReassignments => AlterPartitionReassignmentsResponse,
+        ListPartitionReassignments => ListPartitionReassignmentsResponse,
+        UnregisterBroker => UnregisterBrokerResponse,
     )
 }
 

@@ -145,6 +145,22 @@ macro_rules! each_request {
                 type $t = OffsetForLeaderEpochRequest;
                 $body
             }
+            ApiKey::ElectLeaders => {
+                type $t = ElectLeadersRequest;
+                $body
+            }
+            ApiKey::AlterPartitionReassignments => {
+                type $t = AlterPartitionReassignmentsRequest;
+                $body
+            }
+            ApiKey::ListPartitionReassignments => {
+                type $t = ListPartitionReassignmentsRequest;
+                $body
+            }
+            ApiKey::UnregisterBroker => {
+                type $t = UnregisterBrokerRequest;
+                $body
+            }
             other => bail!("{other:?} is not a served API"),
         }
     };

@@ -220,6 +220,10 @@ codecs! {
     OffsetDelete => OffsetDeleteRequest,
     DescribeCluster => DescribeClusterRequest,
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest,
+    ElectLeaders => ElectLeadersRequest,
+    AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
+    ListPartitionReassignments => ListPartitionReassignmentsRequest,
+    UnregisterBroker => UnregisterBrokerRequest,
     ConsumerProtocolSubscription => ConsumerProtocolSubscription,
 }
 

@@ -12,6 +12,7 @@
 //! | `service`       | the `runnel.quorum.v1.Quorum` gRPC service on the controller listener |
 //! | `quorum`        | starting a voter: forming the cluster, rejoining after a lost volume, writes |
 //! | `alter_partition` | a leader's ISR change (KIP-497), committed as an `AlterPartition` record |
+//! | `leader_balance` | the leader moves leadership back to preferred replicas (`auto.leader.rebalance.enable`) |
 //!
 //! The Raft engine is openraft; the records it replicates are the [`MetadataRecord`]s
 //! that a single broker used to append to its local metadata log.
@@ -22,6 +23,7 @@
 
 pub mod alter_partition;
 pub mod identity;
+pub mod leader_balance;
 mod log_store;
 pub mod membership;
 mod network;
@@ -42,6 +44,7 @@ pub mod proto {
 
 pub use alter_partition::{alter_partition, AlterPartitionError};
 pub use identity::IdentityError;
+pub use leader_balance::LeaderBalance;
 pub use membership::Sessions;
 pub use quorum::{Quorum, QuorumConfig, QuorumError, QuorumStatus};
 pub use voters::{parse_voters, VotersError};

@@ -64,6 +64,9 @@ pub struct QuorumConfig {
     pub write_timeout: Duration,
     /// Broker heartbeats and sessions.
     pub sessions: Sessions,
+    /// Automatic preferred-leader balancing; `None` when `auto.leader.rebalance.enable`
+    /// is off.
+    pub leader_balance: Option<super::LeaderBalance>,
 }
 
 impl QuorumConfig {
@@ -89,6 +92,7 @@ impl QuorumConfig {
                 heartbeat: Duration::from_secs(2),
                 timeout: Duration::from_secs(9),
             },
+            leader_balance: None,
         }
     }
 
@@ -276,6 +280,17 @@ impl Quorum {
             tasks.spawn(async move {
                 tokio::select! {
                     () = fencing => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+        if let (true, Some(balance)) = (config.is_voter(), config.leader_balance) {
+            let balancing =
+                super::leader_balance::run(raft.clone(), config.clone(), image.clone(), balance);
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = balancing => {}
                     () = shutdown.cancelled() => {}
                 }
             });

@@ -1,6 +1,6 @@
 //! CreateTopics (key 19): creates each topic with its partitions and configs, or with
-//! `validate_only` only checks that it could. Manual replica assignments must name this
-//! broker, the only one.
+//! `validate_only` only checks that it could. Manual replica assignments name registered
+//! brokers, the same number for every partition.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use super::{blocking, text};
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
 use crate::topic_config;
-use crate::topics::{self, TopicError};
+use crate::topics::{self, Layout, TopicError};
 
 /// `config_source` of a value set on the topic.
 const SOURCE_TOPIC: i8 = 1;
@@ -60,31 +60,14 @@ fn create(
     validate_only: bool,
     version: i16,
 ) -> CreatableTopicResult {
-    let mut partitions = topic.num_partitions;
-    let mut replication = topic.replication_factor;
-    if !topic.assignments.is_empty() {
-        if partitions != -1 || replication != -1 {
-            return failed(
-                topic,
-                ResponseError::InvalidRequest.code(),
-                "give either replica assignments or partitions and replication factor, not both"
-                    .into(),
-            );
-        }
-        let node = ctx.node_id();
-        let on_this_broker = topic
-            .assignments
-            .iter()
-            .all(|a| a.broker_ids.iter().all(|b| b.0 == node) && a.broker_ids.len() == 1);
-        if !on_this_broker {
-            return failed(
-                topic,
-                ResponseError::InvalidReplicaAssignment.code(),
-                format!("replicas must be exactly [{node}], the only broker"),
-            );
-        }
-        partitions = i32::try_from(topic.assignments.len()).unwrap_or(i32::MAX);
-        replication = 1;
+    if !topic.assignments.is_empty()
+        && (topic.num_partitions != -1 || topic.replication_factor != -1)
+    {
+        return failed(
+            topic,
+            ResponseError::InvalidRequest.code(),
+            "give either replica assignments or partitions and replication factor, not both".into(),
+        );
     }
     let mut configs = BTreeMap::new();
     for c in &topic.configs {
@@ -100,7 +83,33 @@ fn create(
         }
     }
     let name = topic.name.0.to_string();
-    match topics::create_topic(ctx, &name, partitions, replication, configs, validate_only) {
+    let layout = if topic.assignments.is_empty() {
+        Layout::Spread {
+            partitions: topic.num_partitions,
+            replication_factor: topic.replication_factor,
+        }
+    } else {
+        let mut assignments: Vec<_> = topic.assignments.iter().collect();
+        assignments.sort_by_key(|a| a.partition_index);
+        let in_order = assignments
+            .iter()
+            .enumerate()
+            .all(|(i, a)| usize::try_from(a.partition_index).ok() == Some(i));
+        if !in_order {
+            return failed(
+                topic,
+                ResponseError::InvalidReplicaAssignment.code(),
+                "assignments must cover partitions 0..n, each once".into(),
+            );
+        }
+        Layout::Explicit(
+            assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect(),
+        )
+    };
+    match topics::create_topic_as(ctx, &name, layout, configs, validate_only) {
         Ok(created) => {
             let defaults = topic_config::defaults(&ctx.config);
             let configs = (version >= 5).then(|| {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::reassignment::Reassignment;
 use super::MetadataRecord;
 
 /// One topic as the metadata knows it.
@@ -26,6 +27,9 @@ pub struct TopicImage {
     /// topic from before clusters: see [`TopicImage::leadership`]).
     #[serde(default)]
     pub leadership: Vec<Leadership>,
+    /// Reassignments in flight, by partition (KIP-455; see `reassignment.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reassignments: BTreeMap<i32, Reassignment>,
 }
 
 /// Who leads one partition, in which epoch, and which replicas are in sync.
@@ -76,6 +80,7 @@ impl TopicImage {
             configs,
             leadership: replicas.iter().map(|r| Leadership::new(r)).collect(),
             replicas,
+            reassignments: BTreeMap::new(),
         }
     }
 
@@ -153,7 +158,7 @@ pub struct BrokerImage {
 pub struct MetadataImage {
     /// `cluster.id`; empty until the `Cluster` record is applied.
     pub cluster_id: String,
-    topics: BTreeMap<String, TopicImage>,
+    pub(super) topics: BTreeMap<String, TopicImage>,
     names_by_id: HashMap<Uuid, String>,
     /// First producer id not yet handed out.
     pub next_producer_id: i64,
@@ -326,6 +331,23 @@ impl MetadataImage {
                         l.isr = isr;
                         l.partition_epoch += 1;
                     }
+                    let live = self.live_brokers();
+                    self.complete_reassignment(topic, *partition, &live);
+                }
+            }
+            MetadataRecord::ReassignPartition {
+                topic,
+                partition,
+                target,
+            } => self.reassign(topic, *partition, target.as_deref()),
+            MetadataRecord::ElectLeader {
+                topic,
+                partition,
+                election,
+            } => self.elect(topic, *partition, *election),
+            MetadataRecord::UnregisterBroker { node_id } => {
+                if self.brokers.get(node_id).is_some_and(|b| b.fenced) {
+                    self.brokers.remove(node_id);
                 }
             }
         }
@@ -347,7 +369,11 @@ impl MetadataImage {
 
     /// The stored leadership of `partition` of `topic` (none for a topic from before
     /// clusters).
-    fn leadership_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Leadership> {
+    pub(super) fn leadership_mut(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<&mut Leadership> {
         let index = usize::try_from(partition).ok()?;
         self.topics.get_mut(topic)?.leadership.get_mut(index)
     }
@@ -356,12 +382,7 @@ impl MetadataImage {
     /// nothing: each partition it led gets the first live replica of its ISR as leader,
     /// or goes offline (-1) when there is none. Never a replica outside the ISR.
     fn remove_fenced(&mut self, node_id: i32) {
-        let live: BTreeSet<i32> = self
-            .brokers
-            .values()
-            .filter(|b| !b.fenced)
-            .map(|b| b.node_id)
-            .collect();
+        let live = self.live_brokers();
         self.change_leadership(|l| {
             if l.isr.len() > 1 {
                 l.isr.retain(|&r| r != node_id);
@@ -460,6 +481,29 @@ pub(crate) mod tests {
     }
 
     /// Registers broker `node_id` (a new run of it); for the metadata tests.
+    /// The leader's `AlterPartition` proposal of `isr` for `partition` of `topic`, in the
+    /// partition's current epochs and the members' current broker epochs.
+    pub(crate) fn propose_isr(image: &mut MetadataImage, topic: &str, partition: i32, isr: &[i32]) {
+        let Some(l) = image.topic(topic).map(|t| t.leadership(partition, -1)) else {
+            return;
+        };
+        let isr = isr
+            .iter()
+            .map(|&node_id| crate::metadata::IsrMember {
+                node_id,
+                broker_epoch: image.broker_epoch(node_id).unwrap_or(-1),
+            })
+            .collect();
+        image.apply(&MetadataRecord::AlterPartition {
+            topic: topic.into(),
+            partition,
+            leader: l.leader,
+            leader_epoch: l.leader_epoch,
+            partition_epoch: l.partition_epoch,
+            isr,
+        });
+    }
+
     pub(crate) fn register(image: &mut MetadataImage, node_id: i32) -> Uuid {
         let incarnation = Uuid::new_v4();
         image.apply(&MetadataRecord::RegisterBroker {
@@ -679,6 +723,7 @@ pub(crate) mod tests {
             configs: BTreeMap::new(),
             replicas: vec![vec![2, 0], vec![0, 2]],
             leadership: Vec::new(),
+            reassignments: BTreeMap::new(),
         };
         assert_eq!(topic.leader(1, 9), 0);
         assert_eq!(topic.leadership(0, 9).isr, vec![2]);

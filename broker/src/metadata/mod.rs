@@ -5,6 +5,11 @@
 mod image;
 mod log;
 mod partition_change;
+mod reassignment;
+
+/// Helpers for tests that build images.
+#[cfg(test)]
+pub(crate) use image::tests as test_support;
 
 /// Producer ids reserved at a time by one broker.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -13,6 +18,7 @@ pub use image::{BrokerImage, Leadership, MetadataImage, TopicImage};
 pub(crate) use log::{decode_line, encode_line};
 pub use log::{MetadataLog, MetadataLogError};
 pub use partition_change::AlterPartitionRejection;
+pub use reassignment::{Election, Reassignment};
 
 use std::collections::BTreeMap;
 
@@ -136,6 +142,31 @@ pub enum MetadataRecord {
         partition_epoch: i32,
         /// The proposed in-sync replicas, each with the broker epoch the leader knows it by.
         isr: Vec<IsrMember>,
+    },
+    /// The replicas of a partition start moving to `target` (KIP-455), replacing a move
+    /// in flight; `None` cancels the one in flight. See `reassignment.rs`.
+    ReassignPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// The new replicas, preferred leader first; `None` to cancel.
+        target: Option<Vec<i32>>,
+    },
+    /// An election of a partition's leader on request (ElectLeaders, KIP-460).
+    ElectLeader {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Preferred or unclean.
+        election: Election,
+    },
+    /// A fenced broker leaves the cluster's metadata (UnregisterBroker, KIP-631); a live
+    /// one is not removed.
+    UnregisterBroker {
+        /// `node.id`.
+        node_id: i32,
     },
 }
 
