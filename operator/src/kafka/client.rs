@@ -244,9 +244,12 @@ impl KafkaAdmin for TcpAdminClient {
         let (response, _) = self
             .call(0..=3, |_| {
                 CreatePartitionsRequest::default()
+                    // No assignments (null, not the codec's default empty list): the
+                    // brokers place the new partitions.
                     .with_topics(vec![CreatePartitionsTopic::default()
                         .with_name(topic_name(topic))
-                        .with_count(total)])
+                        .with_count(total)
+                        .with_assignments(None)])
                     .with_timeout_ms(BROKER_OPERATION_TIMEOUT_MS)
             })
             .await?;
