@@ -66,7 +66,8 @@ use crate::{Context, Error};
 
 /// How often a healthy cluster is looked at without any event.
 const HEALTHY_RESYNC: Duration = Duration::from_secs(300);
-/// How often a rolling restart is looked at (broker catch-up is not a watch event).
+/// How often a rolling restart, or a scale-down refused for the topics' replication
+/// factors, is looked at (broker catch-up and topic changes are no watch events).
 const RESTART_RESYNC: Duration = Duration::from_secs(10);
 /// How often a cluster that is still converging is looked at.
 const CONVERGING_RESYNC: Duration = Duration::from_secs(30);
@@ -275,7 +276,8 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     }
     Ok(Action::requeue(if moving {
         MOVES_RESYNC
-    } else if restarting {
+    } else if restarting || findings.scale_down_impossible.is_some() {
+        // A refused scale-down is lifted by a topic's change, which is no watch event.
         RESTART_RESYNC
     } else if undescribed {
         DESCRIBE_RETRY

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::crd::KafkaCluster;
 use crate::kafka::{ClusterDescription, KafkaAdmin, Reassignment, TopicMetadata, TopicPartition};
@@ -129,7 +129,8 @@ async fn sizes(
             Ok(held) => {
                 sizes.insert(broker.id, held);
             }
-            Err(e) => info!(broker = broker.id, error = %e.report(), "partition sizes unknown"),
+            // Every pass asks again; an older broker would repeat this each time.
+            Err(e) => debug!(broker = broker.id, error = %e.report(), "partition sizes unknown"),
         }
     }
     sizes
