@@ -163,7 +163,12 @@ def group(routed, api, kubectl):
     admin = KafkaAdminClient(bootstrap_servers=f"{NAME}-bootstrap.{ns}.svc:9092",
                              request_timeout_ms=10000)
     try:
-        (described,) = admin.describe_topics([TOPIC])
+        # Ready says the broker the operator asked has the topic; the broker the bootstrap
+        # name reaches now may apply it a moment later (metadata reaches brokers in turn).
+        described = wait_for(
+            f"topic {TOPIC} with 3 partitions in Metadata",
+            lambda: next((d for d in admin.describe_topics([TOPIC])
+                          if d["error_code"] == 0 and len(d["partitions"]) == 3), None), 30)
     finally:
         admin.close()
     leaders = collections.Counter(p["leader_id"] for p in described["partitions"])
