@@ -80,8 +80,17 @@ def settled(api, ns: str, brokers: int):
     return check
 
 
+def metric(operators, line_start: str) -> float | None:
+    """The value of the leading operator's metric line that starts with `line_start`."""
+    holder = (operators.lease_holder() or "").split("_", 1)[0]
+    for line in operators.metrics(holder).splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def test_scale_up_moves_partitions_to_the_new_brokers_while_producing(elastic, kubectl, api,
-                                                                      kafka_cluster):
+                                                                      kafka_cluster, operators):
     ns = elastic
     admin = KafkaAdminClient(bootstrap_servers=bootstrap(ns), request_timeout_ms=15000)
     try:
@@ -119,6 +128,13 @@ def test_scale_up_moves_partitions_to_the_new_brokers_while_producing(elastic, k
     assert not producing.failed, producing.failed[:5]
     assert_acked_once(producing.acked, read_all(bootstrap(ns), LEDGER, LEDGER_PARTITIONS))
     ACKED[LEDGER] = producing.acked
+
+    # The operator counted the moves it started and shows none in flight now.
+    labels = f'{{kafkacluster="{NAME}",namespace="{ns}"}}'
+    assert metric(operators, "runnel_operator_partition_reassignments_started_total") >= 1
+    assert metric(operators,
+                  f"runnel_operator_partition_reassignments_in_flight{labels}") == 0
+    assert metric(operators, f"runnel_operator_rolling_restarts_in_progress{labels}") == 0
 
 
 def test_scale_down_refused_then_drained_and_brokers_removed(elastic, kubectl, api,
