@@ -37,6 +37,8 @@ pub async fn step(
     want: i32,
 ) -> Result<Change, Error> {
     let name = metadata.name.as_str();
+    // Asked even when every partition has the declared count: a replica being added is
+    // listed with the old ones, so the count is reached before the move completes.
     let ongoing: BTreeMap<TopicPartition, _> = admin
         .list_partition_reassignments()
         .await
