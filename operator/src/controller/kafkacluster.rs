@@ -31,8 +31,9 @@
 //! size and `Degraded/ScaleDownRemovesVoters` says which. Nor does it leave a partition
 //! with fewer brokers than replicas: `Degraded/ScaleDownImpossible` names it. Otherwise
 //! the brokers that go are drained first (`Ready=False/Draining`), then the StatefulSet
-//! shrinks. Their PersistentVolumeClaims stay (the StatefulSet's default retention
-//! policy): scaling up again reuses them, and deleting them is left to the user.
+//! shrinks. Their PersistentVolumeClaims stay (the StatefulSet's
+//! `persistentVolumeClaimRetentionPolicy` is `Retain` when scaled and when deleted):
+//! scaling up again reuses them, and deleting them is left to the user.
 
 pub mod rebalance;
 pub mod restart;
