@@ -237,3 +237,35 @@ fn any_cluster_gets_a_valid_deterministic_fixed_point() {
         assert!(counts.iter().sum::<usize>() == before.values().map(Vec::len).sum::<usize>());
     }
 }
+
+#[test]
+fn any_replication_factor_change_keeps_leaders_and_reaches_the_count() {
+    let mut rng = Rng(0xfac7);
+    for _ in 0..200 {
+        let brokers_now = rng.below(5) as i32 + 1;
+        let set = brokers(0..brokers_now);
+        let rf = rng.below(brokers_now as u64) as i32 + 1;
+        let mut before = round_robin("t", rng.below(6) as i32 + 1, rf, brokers_now);
+        before.extend(round_robin("other", 3, 1, brokers_now));
+        let want = rng.below(brokers_now as u64) as usize + 1;
+        let plan = replication_factor(&set, &before, &BTreeMap::new(), "t", want).unwrap();
+        assert_eq!(
+            plan,
+            replication_factor(&set, &before, &BTreeMap::new(), "t", want).unwrap()
+        );
+        let after = applied(before.clone(), &plan);
+        for (tp, replicas) in &after {
+            if tp.topic != "t" {
+                assert_eq!(replicas, &before[tp], "another topic was touched");
+                continue;
+            }
+            assert_eq!(replicas.len(), want, "{tp}: {replicas:?}");
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            assert_eq!(distinct.len(), want, "{tp}: {replicas:?}");
+            assert_eq!(
+                replicas[0], before[tp][0],
+                "{tp}: the preferred leader stays"
+            );
+        }
+    }
+}
