@@ -7,7 +7,7 @@ VENV  := .venv
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BROKER_BIN := $(TARGET_DIR)/debug/runnel-broker
 
-.PHONY: run cluster build release test test-rust test-compat test-deps crash-loop crds bench bench-compare bench-metadata bench-replication bench-failover fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
+.PHONY: run cluster build release test test-rust test-compat test-deps crash-loop crds bench bench-compare bench-metadata bench-replication bench-failover bench-reassignment fuzz images static-check image-check chart-check tools e2e test-k8s fmt lint clippy clean
 
 run:
 	$(CARGO) run --release -p runnel-broker -- --listen 127.0.0.1:9092 --data-dir ./data
@@ -85,6 +85,14 @@ bench-failover:
 	$(CARGO) build --release -p runnel-broker -p runnel-bench
 	RUNNEL_BROKER_BIN=$(TARGET_DIR)/release/runnel-broker RUNNEL_FAILOVER_BIN=$(TARGET_DIR)/release/runnel-failover \
 	bench/failover.sh
+
+# A partition of FILL_MB MiB (128) moved between brokers of a fresh 3-broker cluster with
+# AlterPartitionReassignments: bytes/s and the produce p99 of an acks=all load, without and
+# with a THROTTLE (10 MiB/s) (bench/reassignment.sh; kafka-python from test-deps).
+bench-reassignment: test-deps
+	$(CARGO) build --release -p runnel-broker -p runnel-bench
+	RUNNEL_BROKER_BIN=$(TARGET_DIR)/release/runnel-broker RUNNEL_BENCH_BIN=$(TARGET_DIR)/release/runnel-bench \
+	bench/reassignment.sh
 
 # Mutation fuzzer over the request path, in-process (release); FUZZ_ARGS="--iterations 10000000 --seed 1" (default: 60 s).
 fuzz:

@@ -13,6 +13,7 @@ use crate::metadata::{MetadataImage, MetadataLog, MetadataLogError, MetadataReco
 use crate::ops::metrics::Metrics;
 use crate::ops::status::BrokerStatus;
 use crate::partitions::PartitionManager;
+use crate::replication::throttle::ReplicationQuotas;
 use crate::topic_config;
 
 /// File in the data dir that says the previous stop closed every log cleanly.
@@ -122,6 +123,8 @@ pub struct BrokerContext {
     pub metrics: Arc<Metrics>,
     /// Group commit of acks=all appends.
     pub flusher: Flusher,
+    /// The replication throttles' byte rates (KIP-73; `replication::throttle`).
+    pub replication_quotas: ReplicationQuotas,
     /// The metadata quorum, in a cluster (also in `metadata`; here without the lock).
     quorum: Option<Arc<Quorum>>,
 }
@@ -227,6 +230,7 @@ impl BrokerContext {
             metrics,
             flusher,
             config,
+            replication_quotas: ReplicationQuotas::default(),
             quorum,
         };
         let led = store::led_partitions(&ctx, &ctx.image());

@@ -21,11 +21,12 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest,
     CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
     DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    ElectLeadersRequest, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
-    ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, RequestHeader, ResponseHeader, SyncGroupRequest, UnregisterBrokerRequest,
+    DescribeLogDirsRequest, ElectLeadersRequest, FetchRequest, FindCoordinatorRequest,
+    HeartbeatRequest, IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest,
+    OffsetForLeaderEpochRequest, ProduceRequest, RequestHeader, ResponseHeader, SyncGroupRequest,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request};
 use tracing::{debug, info_span, Instrument};
@@ -38,10 +39,10 @@ use crate::handlers::fetch_encode::{self, FetchReply};
 use crate::handlers::{
     alter_configs, alter_partition_reassignments, api_versions, create_partitions, create_topics,
     delete_groups, delete_records, delete_topics, describe_cluster, describe_configs,
-    describe_groups, elect_leaders, fetch, find_coordinator, heartbeat, incremental_alter_configs,
-    init_producer_id, join_group, leave_group, list_groups, list_offsets,
-    list_partition_reassignments, metadata, offset_commit, offset_delete, offset_fetch,
-    offset_for_leader_epoch, produce, sync_group, unregister_broker,
+    describe_groups, describe_log_dirs, elect_leaders, fetch, find_coordinator, heartbeat,
+    incremental_alter_configs, init_producer_id, join_group, leave_group, list_groups,
+    list_offsets, list_partition_reassignments, metadata, offset_commit, offset_delete,
+    offset_fetch, offset_for_leader_epoch, produce, sync_group, unregister_broker,
 };
 use crate::sendfile::Chunk;
 
@@ -183,6 +184,7 @@ routes! {
     AlterPartitionReassignments => AlterPartitionReassignmentsRequest, 0..=1, alter_partition_reassignments::handle, always_answer;
     ListPartitionReassignments => ListPartitionReassignmentsRequest, 0..=0, list_partition_reassignments::handle, always_answer;
     UnregisterBroker => UnregisterBrokerRequest, 0..=0, unregister_broker::handle, always_answer;
+    DescribeLogDirs => DescribeLogDirsRequest, 1..=4, describe_log_dirs::handle, always_answer;
 }
 
 /// The served version range of `key`, if it is served at all.

@@ -20,6 +20,7 @@
 //! | `partitions`   | hosted partition logs                                          |
 //! | `topics`       | topic administration shared by several APIs                    |
 //! | `topic_config` | topic configs by Kafka's names, validation, defaults           |
+//! | `dynamic_config` | broker configs changed at runtime: the replication throttles |
 //! | `records`      | test record batches (the broker reads records via storage)     |
 //! | `error_codes`  | storage errors to Kafka error codes, in one place              |
 
@@ -30,6 +31,7 @@ pub mod config_file;
 pub mod connection;
 pub mod context;
 pub mod dispatch;
+pub mod dynamic_config;
 pub mod error_codes;
 pub mod flusher;
 mod fsync_pool;

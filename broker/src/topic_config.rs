@@ -16,6 +16,9 @@ enum Kind {
     OneOf(&'static [&'static str]),
     /// `true` or `false`.
     Bool,
+    /// Kafka's throttled-replica list: `*` or `partition:broker,...` (see
+    /// `replication::throttle`).
+    ReplicaList,
 }
 
 /// One known topic config.
@@ -65,6 +68,16 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         name: "index.interval.bytes",
         kind: Kind::Long { min: 0, max: INT },
         doc: "bytes between offset index entries",
+    },
+    ConfigDef {
+        name: "leader.replication.throttled.replicas",
+        kind: Kind::ReplicaList,
+        doc: "replicas (partition:broker, or *) whose data the leader sends at most at leader.replication.throttled.rate while they are out of sync; partitions being reassigned are throttled too",
+    },
+    ConfigDef {
+        name: "follower.replication.throttled.replicas",
+        kind: Kind::ReplicaList,
+        doc: "replicas (partition:broker, or *) that fetch at most at follower.replication.throttled.rate while out of sync; replicas a reassignment adds are throttled too",
     },
     ConfigDef {
         name: "max.message.bytes",
@@ -130,6 +143,7 @@ impl ConfigDef {
             Kind::Long { .. } => 5,
             Kind::Bool => 1,
             Kind::OneOf(_) if self.name == "cleanup.policy" => 7,
+            Kind::ReplicaList => 7,
             Kind::OneOf(_) => 2,
         }
     }
@@ -151,6 +165,8 @@ pub fn defaults(broker: &BrokerConfig) -> BTreeMap<&'static str, String> {
         broker.log_flush_interval_messages.to_string(),
     );
     d.insert("flush.ms", broker.log_flush_interval_ms.to_string());
+    d.insert("follower.replication.throttled.replicas", String::new());
+    d.insert("leader.replication.throttled.replicas", String::new());
     d.insert("index.interval.bytes", "4096".to_string());
     d.insert("max.message.bytes", broker.message_max_bytes.to_string());
     d.insert("message.timestamp.type", "CreateTime".to_string());
@@ -193,7 +209,11 @@ pub fn validate(name: &str, value: &str) -> Result<(), InvalidConfig> {
                 .to_string(),
         ));
     }
+    if def.kind == Kind::ReplicaList {
+        return crate::replication::throttle::ThrottledReplicas::parse(name, value).map(drop);
+    }
     let ok = match def.kind {
+        Kind::ReplicaList => true,
         Kind::Long { min, max } => value.parse::<i64>().is_ok_and(|v| (min..=max).contains(&v)),
         Kind::OneOf(words) => words.contains(&value),
         Kind::Bool => value == "true" || value == "false",
@@ -205,6 +225,7 @@ pub fn validate(name: &str, value: &str) -> Result<(), InvalidConfig> {
         Kind::Long { min, max } => format!("an integer from {min} to {max}"),
         Kind::OneOf(words) => format!("one of {}", words.join(" | ")),
         Kind::Bool => "true or false".to_string(),
+        Kind::ReplicaList => "* or partition:broker,...".to_string(),
     };
     Err(InvalidConfig(format!(
         "invalid value {value:?} for topic config {name}: must be {rule}"
@@ -328,6 +349,19 @@ mod tests {
         assert_eq!(
             log_config(&broker, &BTreeMap::new()).compression_type,
             CompressionType::Producer
+        );
+    }
+
+    #[test]
+    fn throttled_replica_lists_are_topic_configs() {
+        assert!(validate("leader.replication.throttled.replicas", "0:1,1:2").is_ok());
+        assert!(validate("follower.replication.throttled.replicas", "*").is_ok());
+        assert!(validate("follower.replication.throttled.replicas", "").is_ok());
+        let e = validate("leader.replication.throttled.replicas", "0-1");
+        assert!(e.is_err_and(|e| e.0.contains("partition:broker")));
+        assert_eq!(
+            lookup("leader.replication.throttled.replicas").map(ConfigDef::config_type),
+            Some(7)
         );
     }
 

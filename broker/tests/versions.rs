@@ -516,6 +516,24 @@ async fn every_advertised_version_answers() -> anyhow::Result<()> {
                     .await?;
                     assert_eq!(r.error_code, 102, "UnregisterBroker v{v}: {r:?}");
                 }
+                ApiKey::DescribeLogDirs => {
+                    let r =
+                        answer(st, DescribeLogDirsRequest::default().with_topics(None), v).await?;
+                    let [dir] = r.results.as_slice() else {
+                        anyhow::bail!("DescribeLogDirs v{v}: {r:?}");
+                    };
+                    assert_eq!(dir.error_code, 0, "DescribeLogDirs v{v}");
+                    let size: i64 = dir
+                        .topics
+                        .iter()
+                        .filter(|t| t.name.as_str() == "v")
+                        .flat_map(|t| &t.partitions)
+                        .map(|p| p.partition_size)
+                        .sum();
+                    // Records were produced above.
+                    assert!(size > 0, "DescribeLogDirs v{v}: {r:?}");
+                    assert_eq!(dir.total_bytes > 0, v >= 4, "DescribeLogDirs v{v}");
+                }
                 other => anyhow::bail!("route {other:?} has no case in this test"),
             }
         }

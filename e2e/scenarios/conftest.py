@@ -104,8 +104,9 @@ def kafka_cluster(backend):
 def _report_on_failure(request):
     """On a failed test: the namespaces' objects, events and logs, into the report."""
     yield
-    report = getattr(request.node, "rep_call", None)
-    if report is None or not report.failed or "operators" not in request.fixturenames:
+    reports = [getattr(request.node, f"rep_{when}", None) for when in ("setup", "call")]
+    failed = any(r is not None and r.failed for r in reports)
+    if not failed or "operators" not in request.fixturenames:
         return
     diagnose = request.getfixturevalue("diagnose")
     for ns in list(_namespaces):

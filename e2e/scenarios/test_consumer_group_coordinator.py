@@ -50,6 +50,14 @@ def routed(module_namespace, kubectl, kafka_cluster):
     return module_namespace
 
 
+def _described(admin: KafkaAdminClient, topic: str) -> dict | None:
+    """The topic as Metadata describes it, once every partition has a leader."""
+    (described,) = admin.describe_topics([topic])
+    if described["error_code"] != 0 or any(p["leader_id"] < 0 for p in described["partitions"]):
+        return None
+    return described
+
+
 def broker_host(ns: str, node: int) -> str:
     return f"{NAME}-{node}.{NAME}-brokers.{ns}.svc"
 
@@ -163,12 +171,10 @@ def group(routed, api, kubectl):
     admin = KafkaAdminClient(bootstrap_servers=f"{NAME}-bootstrap.{ns}.svc:9092",
                              request_timeout_ms=10000)
     try:
-        # Ready says the broker the operator asked has the topic; the broker the bootstrap
-        # name reaches now may apply it a moment later (metadata reaches brokers in turn).
-        described = wait_for(
-            f"topic {TOPIC} with 3 partitions in Metadata",
-            lambda: next((d for d in admin.describe_topics([TOPIC])
-                          if d["error_code"] == 0 and len(d["partitions"]) == 3), None), 30)
+        # The broker the operator created the topic through has applied it; the one the
+        # bootstrap name reaches learns of it a moment later, as in Kafka.
+        described = wait_for(f"topic {TOPIC} in Metadata through the bootstrap name",
+                             lambda: _described(admin, TOPIC), 30)
     finally:
         admin.close()
     leaders = collections.Counter(p["leader_id"] for p in described["partitions"])

@@ -160,6 +160,7 @@ fn decode_body(key: ApiKey, buf: &mut Bytes, version: i16) -> anyhow::Result<()>
         AlterPartitionReassignments => AlterPartitionReassignmentsResponse,
         ListPartitionReassignments => ListPartitionReassignmentsResponse,
         UnregisterBroker => UnregisterBrokerResponse,
+        DescribeLogDirs => DescribeLogDirsResponse,
     )
 }
 

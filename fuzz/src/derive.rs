@@ -161,6 +161,10 @@ macro_rules! each_request {
                 type $t = UnregisterBrokerRequest;
                 $body
             }
+            ApiKey::DescribeLogDirs => {
+                type $t = DescribeLogDirsRequest;
+                $body
+            }
             other => bail!("{other:?} is not a served API"),
         }
     };

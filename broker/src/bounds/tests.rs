@@ -224,6 +224,7 @@ codecs! {
     AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
     ListPartitionReassignments => ListPartitionReassignmentsRequest,
     UnregisterBroker => UnregisterBrokerRequest,
+    DescribeLogDirs => DescribeLogDirsRequest,
     ConsumerProtocolSubscription => ConsumerProtocolSubscription,
 }
 

@@ -1,5 +1,6 @@
 //! AlterConfigs (key 33): replaces a topic's whole config set (configs not named return
-//! to their defaults). Broker settings are read-only here.
+//! to their defaults), or a broker's dynamic configs (the replication throttle rates;
+//! other broker settings are read-only at runtime).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -23,7 +23,9 @@ pub async fn handle(
             .into_iter()
             .map(|t| {
                 let result = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-                let assignments = t.assignments.as_ref().map(|a| {
+                // An empty list is read as none given (placed by the broker), as older
+                // clients send it.
+                let assignments = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
                     a.iter()
                         .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
                         .collect()

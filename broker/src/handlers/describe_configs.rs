@@ -1,5 +1,7 @@
 //! DescribeConfigs (key 32): every topic config with its value and whether it is the
-//! default, and the broker's settings (read-only: they are set by flags).
+//! default, and the broker's settings: the static ones (read-only: set by flags) and the
+//! dynamic replication throttle rates, with Kafka's sources (DYNAMIC_BROKER_CONFIG,
+//! DYNAMIC_DEFAULT_BROKER_CONFIG, DEFAULT_CONFIG).
 
 use std::sync::Arc;
 
@@ -12,6 +14,8 @@ use kafka_protocol::ResponseError;
 use super::text;
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
+use crate::dynamic_config;
+use crate::metadata::BrokerConfigSource;
 use crate::topic_config;
 
 /// `resource_type` of a topic.
@@ -21,6 +25,8 @@ pub const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
+/// `config_type` LONG.
+const TYPE_LONG: i8 = 5;
 
 /// Answers DescribeConfigs.
 pub async fn handle(
@@ -58,7 +64,7 @@ pub async fn handle(
                             let ty = topic_config::lookup(k).map_or(2, |d| d.config_type());
                             match topic.configs.get(k) {
                                 Some(v) => (k.to_string(), v.clone(), SOURCE_TOPIC, ty, false),
-                                None => (k.to_string(), default, SOURCE_DEFAULT, ty, true),
+                                None => (k.to_string(), default, SOURCE_DEFAULT, ty, false),
                             }
                         })
                         .collect()
@@ -74,11 +80,36 @@ pub async fn handle(
                                 ctx.node_id()
                             ))));
                     }
-                    broker_configs(&ctx)
+                    let scope = dynamic_config::scope_of(r.resource_name.as_str())
+                        .ok()
+                        .flatten();
+                    let mut entries: Vec<_> = broker_configs(&ctx)
                         .into_iter()
                         .filter(|(k, _)| wanted(k))
-                        .map(|(k, v)| (k.to_string(), v, SOURCE_STATIC_BROKER, 2, false))
-                        .collect()
+                        .map(|(k, v)| (k.to_string(), v, SOURCE_STATIC_BROKER, 2, true))
+                        .collect();
+                    entries.extend(
+                        dynamic_config::DYNAMIC_BROKER_CONFIGS
+                            .into_iter()
+                            .filter(|k| wanted(k))
+                            .map(|k| {
+                                let (value, source) = match scope {
+                                    Some(node) => dynamic_config::effective(&image, node, k),
+                                    None => match image.broker_configs.default.get(k) {
+                                        Some(v) => (
+                                            v.parse().unwrap_or(dynamic_config::UNLIMITED),
+                                            Some(BrokerConfigSource::ClusterDefault),
+                                        ),
+                                        None => (dynamic_config::UNLIMITED, None),
+                                    },
+                                };
+                                let source =
+                                    source.map_or(SOURCE_DEFAULT, BrokerConfigSource::code);
+                                (k.to_string(), value.to_string(), source, TYPE_LONG, false)
+                            }),
+                    );
+                    entries.sort_by(|a, b| a.0.cmp(&b.0));
+                    entries
                 }
                 other => {
                     return result
@@ -90,7 +121,7 @@ pub async fn handle(
             };
             let configs = entries
                 .into_iter()
-                .map(|(name, value, source, ty, _default)| {
+                .map(|(name, value, source, ty, read_only)| {
                     let synonyms = if request.include_synonyms {
                         vec![DescribeConfigsSynonym::default()
                             .with_name(text(name.clone()))
@@ -106,7 +137,7 @@ pub async fn handle(
                     DescribeConfigsResourceResult::default()
                         .with_name(text(name))
                         .with_value(Some(text(value)))
-                        .with_read_only(r.resource_type == RESOURCE_BROKER)
+                        .with_read_only(read_only)
                         .with_config_source(source)
                         .with_config_type(ty)
                         .with_synonyms(synonyms)

@@ -22,6 +22,7 @@ use crate::dispatch::RequestInfo;
 use crate::error_codes::{
     for_log_error, log_storage_error, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
+use crate::replication::throttle::FetchThrottle;
 use crate::sendfile;
 use kafka_protocol::ResponseError;
 
@@ -87,7 +88,7 @@ pub async fn handle(
     let wait = Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
 
-    let partitions = loop {
+    let (partitions, throttled) = loop {
         let notified = ctx.partitions.appended.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
@@ -108,14 +109,14 @@ pub async fn handle(
                     .flatten()
             }
         };
-        let Some((read, total, any_error)) = read else {
+        let Some((read, total, any_error, throttled)) = read else {
             return FetchReply {
                 error_code: ResponseError::UnknownServerError.code(),
                 ..FetchReply::default()
             };
         };
         if total >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
-            break read;
+            break (read, throttled);
         }
         if tokio::time::timeout_at(deadline, notified).await.is_err() {
             // Deadline passed: one last read picks up anything that just arrived.
@@ -126,12 +127,17 @@ pub async fn handle(
             .await
             .flatten();
             match last {
-                Some((read, _, _)) => break read,
-                None => break read,
+                Some((read, _, _, throttled)) => break (read, throttled),
+                None => break (read, throttled),
             }
         }
     };
 
+    // The bytes of throttled partitions sent to a follower count to the leader's
+    // replication throttle (KIP-73), once, for the read that is answered.
+    if let Some((throttle, bytes)) = throttled {
+        throttle.record(&ctx, bytes);
+    }
     let mut responses: Vec<TopicReply> = topics
         .into_iter()
         .map(|(name, topic_id)| TopicReply {
@@ -175,6 +181,9 @@ fn read_all(
     locking: Locking,
 ) -> Option<Read> {
     let now = std::time::Instant::now();
+    // A follower's fetch: the leader's replication throttle (see `replication::throttle`).
+    let throttle = replica.map(|_| FetchThrottle::leader(ctx));
+    let mut throttled_bytes = 0u64;
     let mut advanced = false;
     let mut out = Vec::with_capacity(wants.len());
     let mut total = 0usize;
@@ -211,6 +220,10 @@ fn read_all(
             }
         };
         let budget = w.max_bytes.min(max_bytes.saturating_sub(total));
+        let name = w.name.as_deref().unwrap_or_default();
+        let throttled = throttle
+            .as_ref()
+            .is_some_and(|t| t.is_limited() && t.throttles(name, w.partition));
         let log = match locking {
             Locking::Wait => partition.log(),
             Locking::Inline => {
@@ -247,7 +260,17 @@ fn read_all(
                         ctx.partitions.isr_wanted.notify_one();
                     }
                 }
-                log.read_regions(w.offset, budget, total == 0)
+                let held_back = throttled
+                    && throttle
+                        .as_ref()
+                        .is_some_and(|t| t.holds_back(ctx, name, w.partition, node));
+                if held_back {
+                    // No records while the throttle is over its rate; the answer still
+                    // carries the high watermark and log start.
+                    log.read_regions_below(w.offset, 0, false, w.offset.min(log_end))
+                } else {
+                    log.read_regions(w.offset, budget, total == 0)
+                }
             }
             None => {
                 let hw = partition.high_watermark(&log);
@@ -266,6 +289,9 @@ fn read_all(
             Ok(slice) => {
                 let found = usize::try_from(slice.len()).unwrap_or(usize::MAX);
                 total = total.saturating_add(found);
+                if throttled {
+                    throttled_bytes = throttled_bytes.saturating_add(slice.len());
+                }
                 if locking == Locking::Wait {
                     slice.regions.iter().for_each(sendfile::prefetch);
                 }
@@ -296,11 +322,18 @@ fn read_all(
         // Records became visible to consumers waiting for them.
         ctx.partitions.appended.notify_waiters();
     }
-    Some((out, total, any_error))
+    let throttled = throttle.map(|t| (t, throttled_bytes));
+    Some((out, total, any_error, throttled))
 }
 
-/// What [`read_all`] found: per-topic partition data, bytes found, whether any failed.
-type Read = (Vec<(usize, PartitionReply)>, usize, bool);
+/// What [`read_all`] found: per-topic partition data, bytes found, whether any failed,
+/// and for a follower the leader's throttle with the bytes of throttled partitions.
+type Read = (
+    Vec<(usize, PartitionReply)>,
+    usize,
+    bool,
+    Option<(FetchThrottle, u64)>,
+);
 
 /// How [`read_all`] takes each partition's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

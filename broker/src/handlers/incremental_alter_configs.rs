@@ -1,5 +1,7 @@
 //! IncrementalAlterConfigs (key 44): SET, DELETE, APPEND and SUBTRACT single topic
-//! configs (APPEND and SUBTRACT apply to list configs: `cleanup.policy`).
+//! configs (APPEND and SUBTRACT apply to list configs: `cleanup.policy`), and SET and
+//! DELETE of the dynamic broker configs (`dynamic_config`: the replication throttle
+//! rates; every other broker config is read-only at runtime).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{blocking, text};
 use crate::context::BrokerContext;
 use crate::dispatch::RequestInfo;
+use crate::dynamic_config;
 use crate::error_codes::NONE;
 use crate::topics;
 
@@ -42,30 +45,31 @@ pub fn alter(
         code: e.code(),
         message: Some(m),
     };
-    match resource_type {
-        RESOURCE_TOPIC => {}
-        RESOURCE_BROKER => {
-            return fail(ResponseError::InvalidConfig, "broker configs are read-only at runtime; set them with flags, RUNNEL_* variables or the config file".into());
-        }
-        other => {
-            return fail(
-                ResponseError::InvalidRequest,
-                format!("resource type {other} is not supported"),
-            )
-        }
+    if resource_type != RESOURCE_TOPIC && resource_type != RESOURCE_BROKER {
+        return fail(
+            ResponseError::InvalidRequest,
+            format!("resource type {resource_type} is not supported"),
+        );
     }
     let changes = match changes {
         Ok(c) => c,
         Err(m) => return fail(ResponseError::InvalidConfig, m),
     };
-    match topics::alter_topic_configs(ctx, name, changes, replace, validate_only) {
+    let outcome = if resource_type == RESOURCE_BROKER {
+        dynamic_config::alter(ctx, name, changes, replace, validate_only)
+            .map_err(|e| (e.code(), e.to_string()))
+    } else {
+        topics::alter_topic_configs(ctx, name, changes, replace, validate_only)
+            .map_err(|e| (e.code(), e.to_string()))
+    };
+    match outcome {
         Ok(()) => ResourceOutcome {
             code: NONE,
             message: None,
         },
-        Err(e) => ResourceOutcome {
-            code: e.code(),
-            message: Some(e.to_string()),
+        Err((code, message)) => ResourceOutcome {
+            code,
+            message: Some(message),
         },
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::reassignment::Reassignment;
-use super::MetadataRecord;
+use super::{DynamicBrokerConfigs, MetadataRecord};
 
 /// One topic as the metadata knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +175,9 @@ pub struct MetadataImage {
     /// from before broker epochs).
     #[serde(default)]
     pub last_broker_epoch: i64,
+    /// Broker configs set at runtime (IncrementalAlterConfigs on BROKER resources).
+    #[serde(default, skip_serializing_if = "DynamicBrokerConfigs::is_empty")]
+    pub broker_configs: DynamicBrokerConfigs,
 }
 
 impl MetadataImage {
@@ -345,6 +348,9 @@ impl MetadataImage {
                 partition,
                 election,
             } => self.elect(topic, *partition, *election),
+            MetadataRecord::AlterBrokerConfigs { node_id, changes } => {
+                self.broker_configs.apply(*node_id, changes);
+            }
             MetadataRecord::UnregisterBroker { node_id } => {
                 if self.brokers.get(node_id).is_some_and(|b| b.fenced) {
                     self.brokers.remove(node_id);

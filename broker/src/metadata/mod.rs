@@ -2,6 +2,7 @@
 //! the metadata log and applied to the in-memory [`MetadataImage`]. On a single broker the
 //! log is a local file; replication of the same records comes with the cluster work.
 
+mod broker_configs;
 mod image;
 mod log;
 mod partition_change;
@@ -14,6 +15,7 @@ pub(crate) use image::tests as test_support;
 /// Producer ids reserved at a time by one broker.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
+pub use broker_configs::{BrokerConfigSource, DynamicBrokerConfigs};
 pub use image::{BrokerImage, Leadership, MetadataImage, TopicImage};
 pub(crate) use log::{decode_line, encode_line};
 pub use log::{MetadataLog, MetadataLogError};
@@ -161,6 +163,14 @@ pub enum MetadataRecord {
         partition: i32,
         /// Preferred or unclean.
         election: Election,
+    },
+    /// Dynamic broker configs were set (`Some`) or removed (`None`), for one broker
+    /// (`node_id`) or as the cluster-wide default (`None`); see `broker_configs.rs`.
+    AlterBrokerConfigs {
+        /// The broker, or `None` for the default of every broker.
+        node_id: Option<i32>,
+        /// Changes by config name.
+        changes: BTreeMap<String, Option<String>>,
     },
     /// A fenced broker leaves the cluster's metadata (UnregisterBroker, KIP-631); a live
     /// one is not removed.

@@ -44,6 +44,11 @@ pub struct Metrics {
     pub records_in: IntCounterVec,
     /// Duration of log fsyncs.
     pub flush_duration: Histogram,
+    /// Bytes of throttled partitions replicated, by direction (`leader`: sent to
+    /// followers, `follower`: fetched from leaders).
+    pub replication_throttled_bytes: IntCounterVec,
+    /// Partitions held back by a replication throttle over its rate, by direction.
+    pub replication_throttled_partitions: IntCounterVec,
     partitions: IntGauge,
     log_start_offset: IntGaugeVec,
     high_watermark: IntGaugeVec,
@@ -103,7 +108,7 @@ impl Metrics {
             &["api"],
         )?;
         r.register(Box::new(request_duration.clone()))?;
-        Ok(Metrics {
+        let metrics = Metrics {
             requests: counter(
                 &r,
                 "runnel_requests_total",
@@ -117,6 +122,18 @@ impl Metrics {
                 &["api"],
             )?,
             request_duration,
+            replication_throttled_bytes: counter(
+                &r,
+                "runnel_replication_throttled_bytes_total",
+                "Bytes of throttled partitions replicated (KIP-73), by direction: leader (sent) or follower (fetched).",
+                &["direction"],
+            )?,
+            replication_throttled_partitions: counter(
+                &r,
+                "runnel_replication_throttled_partitions_total",
+                "Times a partition was held back because its replication throttle was over its rate, by direction.",
+                &["direction"],
+            )?,
             request_queue_time: histogram(
                 &r,
                 "runnel_request_queue_time_seconds",
@@ -200,7 +217,17 @@ impl Metrics {
                 &["group"],
             )?,
             registry: r,
-        })
+        };
+        // Both directions are exported from the start, at 0.
+        for direction in ["leader", "follower"] {
+            metrics
+                .replication_throttled_bytes
+                .with_label_values(&[direction]);
+            metrics
+                .replication_throttled_partitions
+                .with_label_values(&[direction]);
+        }
+        Ok(metrics)
     }
 
     /// Recomputes the scrape-time gauges from the logs and committed offsets. Blocking

@@ -40,6 +40,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::throttle::FetchThrottle;
 use super::Role;
 use crate::context::BrokerContext;
 use crate::metadata::MetadataImage;
@@ -55,6 +56,9 @@ const RESPONSE_MAX_BYTES: i32 = 10 << 20;
 /// Most bytes of one fetch response appended on the fetcher's own task (as the produce
 /// path's `INLINE_APPEND_MAX_BYTES`); more go to the blocking pool.
 const INLINE_APPEND_MAX_BYTES: usize = 256 * 1024;
+/// Shortest and longest wait of a fetcher whose partitions are all held back by its
+/// replication throttle.
+const THROTTLE_WAIT: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 /// First and longest pause after a failed round (`replica.fetch.backoff.ms` is 1 s).
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(1));
 
@@ -280,7 +284,22 @@ async fn round(
         .filter(|f| synced.get(&(f.topic.clone(), f.partition)) == Some(&f.leader_epoch))
         .filter_map(|f| ctx.partitions.get(&f.topic, f.partition).map(|p| (f, p)))
         .collect();
+    // The follower's replication throttle (KIP-73): over its rate, the throttled
+    // partitions this broker is not in the ISR of are left out of the fetch.
+    let throttle = FetchThrottle::follower(ctx);
+    let before = ready.len();
+    let ready: Vec<(&Followed, Arc<Partition>)> = ready
+        .into_iter()
+        .filter(|(f, _)| !throttle.holds_back(ctx, &f.topic, f.partition, ctx.node_id()))
+        .collect();
     if ready.is_empty() {
+        if before > 0 {
+            // Everything is held back: wait for the rate to allow more, not a busy loop.
+            let wait = throttle
+                .time_to_recover(ctx)
+                .clamp(THROTTLE_WAIT.0, THROTTLE_WAIT.1);
+            tokio::time::sleep(wait).await;
+        }
         return Ok(());
     }
     // Read here when no log is busy (the common case: a fetch round apart, nothing else
@@ -348,6 +367,7 @@ async fn round(
     }
     let response = connection.call(&request, version).await?;
     let mut work: Vec<(Arc<Partition>, Answer)> = Vec::new();
+    let mut throttled_bytes = 0u64;
     for topic in response.responses {
         for p in topic.partitions {
             let Some((f, partition)) = ready
@@ -358,6 +378,15 @@ async fn round(
             };
             let key = (f.topic.clone(), f.partition);
             let answer = match ResponseError::try_from_code(p.error_code) {
+                None if throttle.is_limited() && throttle.throttles(&f.topic, f.partition) => {
+                    let size = p.records.as_ref().map_or(0, |r| r.len() as u64);
+                    throttled_bytes = throttled_bytes.saturating_add(size);
+                    Answer::Records {
+                        records: p.records.unwrap_or_default(),
+                        high_watermark: p.high_watermark,
+                        log_start_offset: p.log_start_offset,
+                    }
+                }
                 None => Answer::Records {
                     records: p.records.unwrap_or_default(),
                     high_watermark: p.high_watermark,
@@ -379,6 +408,7 @@ async fn round(
             work.push((Arc::clone(partition), answer));
         }
     }
+    throttle.record(ctx, throttled_bytes);
     let mut out_of_range = Vec::new();
     // Small appends run here, as the produce path's do (page-cache writes); large ones,
     // and any whose log is busy, on the blocking pool.

@@ -8,11 +8,13 @@
 //! | `state.rs`  | one partition's role, high watermark and followers' progress    |
 //! | `fetcher.rs`| the follower side: one fetcher task per leader broker           |
 //! | `isr.rs`    | the leader side of the ISR: proposals through the metadata quorum|
+//! | `throttle.rs`| replication throttles (KIP-73): which replicas, and the byte rate |
 //! | `mod.rs`    | roles from the metadata image                                   |
 
 pub mod fetcher;
 pub mod isr;
 pub mod state;
+pub mod throttle;
 
 use crate::context::BrokerContext;
 use crate::metadata::{MetadataImage, TopicImage};

@@ -82,6 +82,8 @@ struct Inner {
 pub struct ReplicaState {
     solo: AtomicBool,
     high_watermark: AtomicI64,
+    /// On a follower: the leader's high watermark as its last fetch answer said.
+    leader_high_watermark: AtomicI64,
     inner: Mutex<Inner>,
     /// Notified whenever the high watermark advances (acks=all waits on it).
     pub advanced: Notify,
@@ -92,6 +94,7 @@ impl Default for ReplicaState {
         ReplicaState {
             solo: AtomicBool::new(true),
             high_watermark: AtomicI64::new(0),
+            leader_high_watermark: AtomicI64::new(0),
             inner: Mutex::new(Inner {
                 me: -1,
                 role: Role::None,
@@ -261,8 +264,22 @@ impl ReplicaState {
 
     /// On a follower: the leader's high watermark, bounded by what this broker holds.
     pub fn follow_high_watermark(&self, leader_high_watermark: i64, log_end: i64) {
+        self.leader_high_watermark
+            .store(leader_high_watermark, Ordering::Release);
         self.high_watermark
             .store(leader_high_watermark.min(log_end), Ordering::Release);
+    }
+
+    /// How far this broker's log end is behind what it knows of the leader's high
+    /// watermark (DescribeLogDirs' `offset_lag`): 0 unless it follows.
+    pub fn follower_lag(&self, log_end: i64) -> i64 {
+        if !matches!(self.role(), Role::Follower { .. }) {
+            return 0;
+        }
+        self.leader_high_watermark
+            .load(Ordering::Acquire)
+            .saturating_sub(log_end)
+            .max(0)
     }
 
     /// Recomputes the leader's high watermark: the smallest durable end among the ISR,
