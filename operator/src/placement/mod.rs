@@ -13,7 +13,7 @@
 //! 1. **drain**: every replica on a broker that is not in the set is replaced, in place,
 //!    by the least loaded broker that keeps the rack spread;
 //! 2. **balance replicas**: while a replica of the most loaded broker can go to a less
-//!    loaded one and narrow their gap by more than half a unit, the one that narrows it
+//!    loaded one and narrow their gap by more than a unit, the one that narrows it
 //!    most moves (ties: fewer bytes, then the partition's name); otherwise it stops;
 //! 3. **balance leaders**: the same between leader loads, by reordering replica lists
 //!    only (a new preferred leader moves no data).
@@ -147,7 +147,8 @@ struct State {
     /// Load per broker of the set.
     loads: BTreeMap<i32, i64>,
     racks: BTreeMap<i32, String>,
-    /// Half a unit: a move must narrow a gap by more than this.
+    /// One unit: a move must narrow a gap by more than a mean replica, so that sizes
+    /// drifting as clients write do not make the next plan move partitions back and forth.
     tolerance: i64,
 }
 
@@ -193,7 +194,7 @@ impl State {
             weight,
             loads,
             racks,
-            tolerance: unit / 2,
+            tolerance: unit,
         }
     }
 

@@ -105,7 +105,8 @@ fn bytes_decide_and_the_smallest_sufficient_move_is_made() {
     ]);
     let sizes = BTreeMap::from([(tp("a", 0), 1_000), (tp("a", 1), 10), (tp("b", 0), 900)]);
     let plan = plan(&brokers(0..2), &before, &sizes).unwrap();
-    // Unit = 636: moving a-1 (weight 646) would widen the gap, so nothing moves.
+    // Unit = 636: moving a-1 (weight 646) narrows the gap by 200 bytes, less than a
+    // unit, so nothing moves.
     assert_eq!(plan, Plan::default());
 
     let sizes = BTreeMap::from([(tp("a", 0), 5_000), (tp("a", 1), 10), (tp("b", 0), 100)]);
