@@ -129,14 +129,23 @@ pub fn alter(
     Ok(())
 }
 
-/// The value of dynamic config `name` in force for broker `node_id`, with its source
-/// (`None`: the static default).
+/// The value of dynamic config `name` in force for broker `Some(node_id)` (its own, else
+/// the default), or in the default scope (`None`), with its source (`None`: the static
+/// default).
 pub fn effective(
     image: &MetadataImage,
-    node_id: i32,
+    scope: Option<i32>,
     name: &str,
 ) -> (i64, Option<BrokerConfigSource>) {
-    match image.broker_configs.effective(node_id, name) {
+    let set = match scope {
+        Some(node_id) => image.broker_configs.effective(node_id, name),
+        None => image
+            .broker_configs
+            .default
+            .get(name)
+            .map(|v| (v.as_str(), BrokerConfigSource::ClusterDefault)),
+    };
+    match set {
         Some((value, source)) => (value.parse().unwrap_or(UNLIMITED), Some(source)),
         None => (UNLIMITED, None),
     }
@@ -145,7 +154,7 @@ pub fn effective(
 /// The throttle rate `name` in force for broker `node_id` in bytes/s; `None` when
 /// unlimited.
 pub fn throttle_rate(image: &MetadataImage, node_id: i32, name: &str) -> Option<u64> {
-    let (rate, _) = effective(image, node_id, name);
+    let (rate, _) = effective(image, Some(node_id), name);
     (rate != UNLIMITED).then(|| u64::try_from(rate).unwrap_or(0))
 }
 
@@ -202,8 +211,13 @@ mod tests {
         assert_eq!(throttle_rate(&image, 0, LEADER_RATE), Some(5));
         assert_eq!(throttle_rate(&image, 1, LEADER_RATE), Some(1000));
         assert_eq!(
-            effective(&image, 1, LEADER_RATE),
+            effective(&image, Some(1), LEADER_RATE),
             (1000, Some(BrokerConfigSource::ClusterDefault))
         );
+        assert_eq!(
+            effective(&image, None, LEADER_RATE),
+            (1000, Some(BrokerConfigSource::ClusterDefault))
+        );
+        assert_eq!(effective(&image, None, FOLLOWER_RATE), (UNLIMITED, None));
     }
 }

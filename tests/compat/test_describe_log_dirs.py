@@ -4,7 +4,9 @@ with what is produced, and the file system's total and usable bytes."""
 
 from __future__ import annotations
 
-from compat_helpers import admin_client, create_topic, produce_values
+from kafka.admin import NewTopic
+
+from compat_helpers import admin_client, create_topic, produce_values, wait_until
 
 
 def log_dirs(admin, topic_partitions=None) -> list[dict]:
@@ -48,3 +50,29 @@ def test_describe_log_dirs_of_named_partitions_leaves_out_what_is_not_hosted(mak
         assert named["error_code"] == 0
         assert [(t["name"], [p["partition_index"] for p in t["partitions"]])
                 for t in named["topics"]] == [(topic, [1])]
+
+
+def test_every_replica_reports_its_size_in_a_cluster(make_cluster, topic):
+    """Each broker describes its own directory: a partition's replicas report the same
+    size once the followers hold what the leader has, and a broker without a replica
+    leaves the partition out."""
+    cluster = make_cluster(3)
+    bootstrap = ",".join(cluster.bootstrap(n) for n in range(3))
+    with admin_client(bootstrap) as admin:
+        admin.create_topics([NewTopic(topic, replica_assignments={0: [0, 1]})])
+    produce_values(bootstrap, topic, [b"y" * 1000] * 10, acks="all")
+
+    def sizes():
+        with admin_client(bootstrap) as admin:
+            answers = admin.describe_log_dirs({topic: [0]})
+        by_broker = {}
+        for answer in answers:
+            [log_dir] = answer["log_dirs"]
+            assert log_dir["error_code"] == 0, log_dir
+            by_broker[answer["broker"]] = partition_sizes(log_dir, topic)
+        return by_broker if by_broker.get(1) == by_broker.get(0) else None
+
+    by_broker = wait_until(sizes, 20, what="the follower to hold what the leader has")
+    assert set(by_broker) == {0, 1, 2}
+    assert by_broker[2] == {}
+    assert by_broker[0][0] > 10_000, by_broker

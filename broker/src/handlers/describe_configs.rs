@@ -93,16 +93,7 @@ pub async fn handle(
                             .into_iter()
                             .filter(|k| wanted(k))
                             .map(|k| {
-                                let (value, source) = match scope {
-                                    Some(node) => dynamic_config::effective(&image, node, k),
-                                    None => match image.broker_configs.default.get(k) {
-                                        Some(v) => (
-                                            v.parse().unwrap_or(dynamic_config::UNLIMITED),
-                                            Some(BrokerConfigSource::ClusterDefault),
-                                        ),
-                                        None => (dynamic_config::UNLIMITED, None),
-                                    },
-                                };
+                                let (value, source) = dynamic_config::effective(&image, scope, k);
                                 let source =
                                     source.map_or(SOURCE_DEFAULT, BrokerConfigSource::code);
                                 (k.to_string(), value.to_string(), source, TYPE_LONG, false)

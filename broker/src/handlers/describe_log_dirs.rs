@@ -129,6 +129,71 @@ fn space(dir: &Path) -> std::io::Result<(i64, i64)> {
 mod tests {
     use super::*;
 
+    fn info(version: i16) -> RequestInfo {
+        RequestInfo {
+            version,
+            client_id: None,
+            client_host: "127.0.0.1".into(),
+        }
+    }
+
+    /// A failed fsync fails the data directory: it is then described with
+    /// KAFKA_STORAGE_ERROR and no partitions.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_directory_answers_storage_error() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let data = dir.path().join("data");
+        let ctx = Arc::new(tokio::task::block_in_place(|| {
+            crate::context::test_context(&data)
+        }));
+        tokio::task::block_in_place(|| {
+            crate::topics::create_topic(&ctx, "t", 1, 1, BTreeMap::new(), false)
+        })?;
+        let healthy = handle(
+            Arc::clone(&ctx),
+            DescribeLogDirsRequest::default().with_topics(None),
+            info(4),
+        )
+        .await;
+        assert_eq!(healthy.results[0].error_code, 0);
+        assert_eq!(healthy.results[0].topics.len(), 1);
+
+        let trigger = dir.path().join("fail-fsync");
+        std::fs::write(&trigger, "fsync")?;
+        let _faults = runnel_storage::fs::inject_while_file_exists(
+            &data,
+            &[data.join("__cluster_metadata")],
+            &trigger,
+        );
+        let partition = ctx
+            .partitions
+            .get("t", 0)
+            .ok_or_else(|| anyhow::anyhow!("t-0 is not hosted"))?;
+        let flushed = tokio::task::block_in_place(|| {
+            let mut log = partition.log();
+            log.append(&crate::records::test_batch(3), 0, 0)?;
+            log.flush()
+        });
+        assert!(flushed.is_err(), "the injected fsync failure");
+        assert!(ctx.partitions.dir_health().is_failed());
+
+        let failed = handle(
+            Arc::clone(&ctx),
+            DescribeLogDirsRequest::default().with_topics(None),
+            info(4),
+        )
+        .await;
+        let [result] = failed.results.as_slice() else {
+            anyhow::bail!("one log dir expected: {failed:?}");
+        };
+        assert_eq!(
+            (result.error_code, result.topics.len()),
+            (ResponseError::KafkaStorageError.code(), 0)
+        );
+        assert_eq!(result.log_dir.as_str(), data.display().to_string());
+        Ok(())
+    }
+
     #[test]
     fn space_of_a_real_directory_is_positive_and_ordered() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;

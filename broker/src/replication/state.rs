@@ -331,6 +331,25 @@ mod tests {
     }
 
     #[test]
+    fn a_followers_lag_is_the_leaders_high_watermark_past_its_log_end() {
+        let state = ReplicaState::default();
+        state.set_role(
+            1,
+            Role::Follower {
+                leader: 0,
+                epoch: 3,
+            },
+            40,
+        );
+        state.follow_high_watermark(100, 40);
+        assert_eq!(state.follower_lag(40), 60);
+        assert_eq!(state.high_watermark(40), 40, "never past what it holds");
+        assert_eq!(state.follower_lag(120), 0);
+        state.set_role(1, leader(&[1], 1), 120);
+        assert_eq!(state.follower_lag(40), 0, "a leader lags nobody");
+    }
+
+    #[test]
     fn a_solo_leader_reads_to_its_log_end() {
         let state = ReplicaState::default();
         assert!(state.is_solo());
