@@ -2,25 +2,24 @@
 killed mid-rollout is succeeded by one that finishes it without restarting a broker twice.
 
 A three-broker KafkaCluster `roll`, one Kafka cluster whose three voters restart one at a
-time (a restarted broker is Ready only once it has rejoined the metadata quorum). Partition
-data is not replicated yet: the topic's one partition lives on its leader, is offline while
-that broker restarts (the producer retries), and the records are checked on the leader.
-The StatefulSet uses `OnDelete`; the operator deletes stale pods itself, the highest
-ordinal first, each only once the previous one is Ready again.
+time (a restarted broker is Ready only once it has rejoined the metadata quorum). The
+topic has three replicas and `min.insync.replicas=2`: a producer writing acks=all through
+the whole roll loses nothing and sees no error its retries do not absorb, and every
+acknowledged record is read back once. The StatefulSet uses `OnDelete`; the operator
+deletes stale pods itself, the highest ordinal first and the active controller last, each
+only once the previous one is Ready again and the brokers say it is safe (ISR).
 """
 
 from __future__ import annotations
 
 import signal
-import threading
-import time
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.structs import TopicPartition
 
 from harness.kube import condition, wait_for
+from harness.load import Producing, assert_acked_once, read_all
 from harness.watch import PodHistory
 
 PODS = ["roll-0", "roll-1", "roll-2"]
@@ -54,49 +53,25 @@ def rolled_out(api, ns: str, history: PodHistory):
     return check
 
 
-def assert_one_at_a_time(history: PodHistory) -> None:
-    """Each broker restarted exactly once, highest ordinal first, each deletion only after
-    the previously restarted broker was Ready again."""
+def assert_one_at_a_time(history: PodHistory, order: list[str]) -> None:
+    """Each broker restarted exactly once, in `order`, each deletion only after the
+    previously restarted broker was Ready again."""
     report = history.describe()
     for pod in PODS:
         assert len(history.of(pod)) == 2, f"{pod} was not restarted exactly once:\n{report}"
     deleted = history.deletions()
-    assert [life.name for life in deleted] == ["roll-2", "roll-1", "roll-0"], report
+    assert [life.name for life in deleted] == order, report
     for previous, following in zip(deleted, deleted[1:]):
         replacement = history.of(previous.name)[-1]
         assert replacement.ready is not None and replacement.ready <= following.deleting, \
             f"{following.name} went before {previous.name} was Ready again:\n{report}"
 
 
-class Producing:
-    """A producer thread writing `acks=all` records until stopped; keeps what was acked."""
-
-    def __init__(self, bootstrap: str, topic: str):
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                      retry_backoff_ms=200, delivery_timeout_ms=120000)
-        self.topic, self.acked, self.failed = topic, [], []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True, name="producing")
-
-    def run(self) -> None:
-        i = 0
-        while not self.stop.is_set():
-            value = f"r{i}".encode()
-            future = self.producer.send(self.topic, value=value)
-            future.add_callback(lambda _m, v=value: self.acked.append(v))
-            future.add_errback(lambda e, v=value: self.failed.append((v, e)))
-            i += 1
-            time.sleep(0.02)
-
-    def broker(self) -> str:
-        node = self.producer._metadata.leader_for_partition(TopicPartition(self.topic, 0))
-        return self.producer._metadata.broker_metadata(node).host
-
-    def finish(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        self.producer.flush(timeout=120)
-        self.producer.close()
+def controller_last(admin) -> list[str]:
+    """The restart order: highest ordinal first, the active controller last."""
+    controller = admin.describe_cluster()["controller_id"]
+    assert controller in (0, 1, 2), controller
+    return [f"roll-{i}" for i in (2, 1, 0) if i != controller] + [f"roll-{controller}"]
 
 
 def test_config_change_rolls_brokers_one_at_a_time_while_clients_produce(roll, kubectl, api,
@@ -105,42 +80,40 @@ def test_config_change_rolls_brokers_one_at_a_time_while_clients_produce(roll, k
     bootstrap = f"roll-bootstrap.{ns}.svc:9092"
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     try:
-        admin.create_topics([NewTopic("ledger", 1, 1)])
+        admin.create_topics([NewTopic("ledger", 2, 3,
+                                      topic_configs={"min.insync.replicas": "2"})])
+        order = controller_last(admin)
     finally:
         admin.close()
 
-    producing = Producing(bootstrap, "ledger")
-    producing.thread.start()
-    wait_for("records acknowledged", lambda: len(producing.acked) >= 50, 30)
-    broker = producing.broker()
-
-    with PodHistory(api, ns) as history:
-        kubectl("apply", "-n", ns, "-f", "-",
-                input=cluster({"num.partitions": "1", "log.retention.ms": "3600000"}))
-        wait_for("the rollout", rolled_out(api, ns, history), ROLLOUT_TIMEOUT_S,
-                 details=history.describe)
-    acked_during = len(producing.acked)
-    wait_for("records acknowledged after the rollout",
-             lambda: len(producing.acked) >= acked_during + 50, 60)
-    producing.finish()
-    assert_one_at_a_time(history)
+    producing = Producing(bootstrap, "ledger", 2).start()
+    try:
+        wait_for("records acknowledged", lambda: len(producing.acked) >= 50, 30)
+        with PodHistory(api, ns) as history:
+            kubectl("apply", "-n", ns, "-f", "-",
+                    input=cluster({"num.partitions": "1", "log.retention.ms": "3600000"}))
+            wait_for("the rollout", rolled_out(api, ns, history), ROLLOUT_TIMEOUT_S,
+                     details=history.describe)
+        acked_during = len(producing.acked)
+        wait_for("records acknowledged after the rollout",
+                 lambda: len(producing.acked) >= acked_during + 50, 60)
+    finally:
+        producing.finish()
+    assert_one_at_a_time(history, order)
 
     assert not producing.failed, producing.failed[:5]
-    consumer = KafkaConsumer(bootstrap_servers=f"{broker}:9092", enable_auto_commit=False,
-                             consumer_timeout_ms=10000)
-    try:
-        consumer.assign([TopicPartition("ledger", 0)])
-        consumer.seek_to_beginning()
-        stored = {record.value for record in consumer}
-    finally:
-        consumer.close()
-    missing = [v for v in producing.acked if v not in stored]
-    assert not missing, f"{len(missing)} acknowledged records are gone, e.g. {missing[:5]}"
+    assert_acked_once(producing.acked, read_all(bootstrap, "ledger", 2))
 
 
 def test_operator_killed_mid_rollout_is_finished_by_its_successor(roll, kubectl, api, operators,
                                                                    cluster):
     ns = roll
+    admin = KafkaAdminClient(bootstrap_servers=f"roll-bootstrap.{ns}.svc:9092",
+                             request_timeout_ms=10000)
+    try:
+        order = controller_last(admin)
+    finally:
+        admin.close()
     with PodHistory(api, ns) as history:
         kubectl("apply", "-n", ns, "-f", "-",
                 input=cluster({"num.partitions": "1", "log.retention.ms": "7200000"}))
@@ -153,4 +126,4 @@ def test_operator_killed_mid_rollout_is_finished_by_its_successor(roll, kubectl,
         operators.start()
         wait_for("the rollout, finished by the new operator", rolled_out(api, ns, history),
                  ROLLOUT_TIMEOUT_S, details=lambda: history.describe() + "\n" + operators.logs())
-    assert_one_at_a_time(history)
+    assert_one_at_a_time(history, order)

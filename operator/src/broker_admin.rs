@@ -1,8 +1,8 @@
 //! The brokers' own gRPC admin service (`runnel.admin.v1.BrokerAdmin`, served on each
 //! broker's health port): the rolling restart asks a broker whether stopping it now is
-//! safe for the data, and the others whether they have caught up since they started.
-//! Without replication (today) both answers are yes as soon as a broker runs; the
-//! questions are asked already so that replication makes them real without a change here.
+//! safe for the data (no partition it hosts would fall below `min.insync.replicas`), and
+//! the others whether they have caught up since they started (back in the ISR of every
+//! partition they host). The brokers answer both from the real ISR.
 //!
 //! [`BrokerAdmin`] is the seam: [`GrpcBrokerAdmin`] calls real brokers, tests use
 //! [`FakeBrokerAdmin`].

@@ -13,6 +13,7 @@ use kube::{Client, Resource};
 use crate::broker_admin::{BrokerAdmin, GrpcBrokerAdmin};
 use crate::crd::KafkaCluster;
 use crate::kafka::{AdminFactory, KafkaAdmin, TcpAdminFactory};
+use crate::metrics::Metrics;
 use crate::resources::names;
 use crate::Error;
 
@@ -33,6 +34,8 @@ pub struct Context {
     pub broker_admin: Arc<dyn BrokerAdmin>,
     /// Source of `lastTransitionTime`s; tests pin it.
     pub clock: fn() -> Time,
+    /// Where the clusters' work in hand (moves, rolls) is exported; `None`: nowhere.
+    pub metrics: Option<Arc<Metrics>>,
     /// Publishes Events (`events.k8s.io/v1`) on reconciled objects; see
     /// [`Context::publish_warning`].
     recorder: Recorder,
@@ -54,8 +57,15 @@ impl Context {
             admin: Arc::new(TcpAdminFactory::default()),
             broker_admin: Arc::new(GrpcBrokerAdmin),
             clock,
+            metrics: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This context exporting the clusters' work in hand to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// This context with Events reported by `instance` (the pod's leader-election

@@ -48,6 +48,19 @@ impl Context {
             ApiServerVerifier(handle),
         )
     }
+
+    /// [`Context::test_with_admin`] exporting the clusters' work to `metrics`.
+    pub fn test_with_metrics(
+        admin: Arc<dyn crate::kafka::AdminFactory>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> (Arc<Self>, ApiServerVerifier) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let ctx = Self::with_clock(client, test_now)
+            .with_admin(admin)
+            .with_metrics(metrics);
+        (Arc::new(ctx), ApiServerVerifier(handle))
+    }
 }
 
 /// The scripted API server.

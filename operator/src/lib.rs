@@ -11,7 +11,8 @@
 //! | [`error`] | [`Error`], the one error type of this library |
 //! | [`cli`] | the command-line flags of `runnel-operator` |
 //! | [`leader`] | leader election over a `coordination.k8s.io/v1` Lease |
-//! | [`metrics`] | Prometheus metrics: reconciles, errors, durations, leadership |
+//! | [`metrics`] | Prometheus metrics: reconciles, errors, durations, leadership, moves, rolls |
+//! | [`placement`] | the pure planner of partition replica placement (rebalance, drain, replication factor) |
 //! | [`http`] | the HTTP endpoint: `/metrics`, `/healthz`, `/readyz` |
 
 pub mod broker_admin;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod kafka;
 pub mod leader;
 pub mod metrics;
+pub mod placement;
 pub mod resources;
 
 #[cfg(test)]

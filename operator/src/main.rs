@@ -75,7 +75,11 @@ async fn main() -> anyhow::Result<()> {
         namespaces = ?namespaces,
         "runnel-operator starting"
     );
-    let ctx = Arc::new(Context::new(client.clone()).with_reporting_instance(identity.clone()));
+    let ctx = Arc::new(
+        Context::new(client.clone())
+            .with_reporting_instance(identity.clone())
+            .with_metrics(Arc::clone(&metrics)),
+    );
     let options = RunOptions {
         namespaces,
         metrics: Arc::clone(&metrics),

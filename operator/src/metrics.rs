@@ -1,5 +1,6 @@
 //! The operator's Prometheus metrics: reconciles, their errors and durations per
-//! controller, and whether this replica leads.
+//! controller, whether this replica leads, and the work each KafkaCluster has in hand
+//! (partition moves and rolling restarts).
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -7,12 +8,18 @@
 //! | `runnel_operator_reconcile_errors_total` | counter | `controller`, `error` ([`Error::label`]) |
 //! | `runnel_operator_reconcile_duration_seconds` | histogram | `controller` |
 //! | `runnel_operator_leader` | gauge | — (1 while this replica runs the controllers) |
+//! | `runnel_operator_partition_reassignments_in_flight` | gauge | `namespace`, `kafkacluster` |
+//! | `runnel_operator_partition_reassignment_bytes_left` | gauge | `namespace`, `kafkacluster` |
+//! | `runnel_operator_partition_reassignments_started_total` | counter | — |
+//! | `runnel_operator_rolling_restarts_in_progress` | gauge | `namespace`, `kafkacluster` (1 while a roll runs) |
 //!
 //! Every reconcile is counted once by [`crate::controller::observed`], failed or not.
 
 use std::time::Duration;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::Error;
 
@@ -33,6 +40,21 @@ pub struct Metrics {
     reconcile_duration: HistogramVec,
     /// 1 while this replica holds the leader lease (or runs without leader election).
     pub leader: IntGauge,
+    reassignments_in_flight: IntGaugeVec,
+    reassignment_bytes_left: IntGaugeVec,
+    reassignments_started: IntCounter,
+    rolling_restarts: IntGaugeVec,
+}
+
+/// What one KafkaCluster has in hand, as its last reconcile saw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterWork {
+    /// Partition reassignments in flight.
+    pub reassignments_in_flight: usize,
+    /// Bytes the moves still have to copy.
+    pub bytes_left: i64,
+    /// A rolling restart is under way.
+    pub rolling: bool,
 }
 
 impl Metrics {
@@ -66,6 +88,36 @@ impl Metrics {
             "runnel_operator_leader",
             "1 while this replica holds the leader lease and runs the controllers.",
         )?;
+        let cluster_labels = &["namespace", "kafkacluster"];
+        let reassignments_in_flight = IntGaugeVec::new(
+            Opts::new(
+                "runnel_operator_partition_reassignments_in_flight",
+                "Partition reassignments in flight, by KafkaCluster.",
+            ),
+            cluster_labels,
+        )?;
+        let reassignment_bytes_left = IntGaugeVec::new(
+            Opts::new(
+                "runnel_operator_partition_reassignment_bytes_left",
+                "Bytes the partition moves of a KafkaCluster still have to copy.",
+            ),
+            cluster_labels,
+        )?;
+        let reassignments_started = IntCounter::new(
+            "runnel_operator_partition_reassignments_started_total",
+            "Partition reassignments the operator started.",
+        )?;
+        let rolling_restarts = IntGaugeVec::new(
+            Opts::new(
+                "runnel_operator_rolling_restarts_in_progress",
+                "1 while a rolling restart of the KafkaCluster's brokers is under way.",
+            ),
+            cluster_labels,
+        )?;
+        registry.register(Box::new(reassignments_in_flight.clone()))?;
+        registry.register(Box::new(reassignment_bytes_left.clone()))?;
+        registry.register(Box::new(reassignments_started.clone()))?;
+        registry.register(Box::new(rolling_restarts.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
@@ -80,7 +132,31 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             leader,
+            reassignments_in_flight,
+            reassignment_bytes_left,
+            reassignments_started,
+            rolling_restarts,
         })
+    }
+
+    /// Records what the KafkaCluster `namespace/name` has in hand.
+    pub fn cluster_work(&self, namespace: &str, name: &str, work: ClusterWork) {
+        let labels = [namespace, name];
+        self.reassignments_in_flight
+            .with_label_values(&labels)
+            .set(i64::try_from(work.reassignments_in_flight).unwrap_or(i64::MAX));
+        self.reassignment_bytes_left
+            .with_label_values(&labels)
+            .set(work.bytes_left);
+        self.rolling_restarts
+            .with_label_values(&labels)
+            .set(i64::from(work.rolling));
+    }
+
+    /// Counts `count` partition reassignments started.
+    pub fn reassignments_started(&self, count: usize) {
+        self.reassignments_started
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// Counts one reconcile of `controller` that took `elapsed` and ended in `error`
@@ -143,6 +219,16 @@ mod tests {
         assert_eq!(metrics.reconcile_durations("topic"), 2);
         assert_eq!(metrics.reconciles("kafkacluster"), 0);
 
+        metrics.reassignments_started(3);
+        metrics.cluster_work(
+            "streaming",
+            "demo",
+            ClusterWork {
+                reassignments_in_flight: 2,
+                bytes_left: 4096,
+                rolling: true,
+            },
+        );
         let text = metrics.render();
         for line in [
             "runnel_operator_reconciles_total{controller=\"topic\"} 2",
@@ -150,6 +236,10 @@ mod tests {
             "runnel_operator_reconcile_errors_total{controller=\"topic\",error=\"invalid_spec\"} 1",
             "runnel_operator_reconcile_duration_seconds_count{controller=\"topic\"} 2",
             "runnel_operator_leader 0",
+            "runnel_operator_partition_reassignments_started_total 3",
+            "runnel_operator_partition_reassignments_in_flight{kafkacluster=\"demo\",namespace=\"streaming\"} 2",
+            "runnel_operator_partition_reassignment_bytes_left{kafkacluster=\"demo\",namespace=\"streaming\"} 4096",
+            "runnel_operator_rolling_restarts_in_progress{kafkacluster=\"demo\",namespace=\"streaming\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -342,7 +342,8 @@ async fn a_broker_started_with_the_operators_quorum_flags_describes_its_cluster(
         described.brokers,
         [crate::kafka::ClusterBroker {
             id: 0,
-            fenced: false
+            fenced: false,
+            rack: None
         }]
     );
 }

@@ -1,4 +1,5 @@
-//! The `KafkaCluster` controller: children by server-side apply, then status.
+//! The `KafkaCluster` controller: children by server-side apply, partition moves, then
+//! status.
 //!
 //! One pass, level-triggered and idempotent:
 //!
@@ -6,30 +7,37 @@
 //!    a child the API server refuses (422/403) likewise ends the pass with
 //!    `Degraded/RefusedByAPIServer` instead of a retry loop;
 //! 2. read the StatefulSet: the metadata quorum's voters it passes are kept (they are
-//!    fixed when the cluster is created, see [`resources::quorum`]), and a scale-down
-//!    the brokers cannot survive is held;
+//!    fixed when the cluster is created, see [`resources::quorum`]), and a scale-down is
+//!    judged (see [`scale_down`]);
 //! 3. apply ConfigMap, Services, StatefulSet, PDB and the optional ServiceMonitor, all
 //!    under the field manager `runnel-operator` with `force`;
-//! 4. list the broker pods; take one step of the gated rolling restart (see
-//!    [`restart`]: at most one pod is deleted per pass, and a ready broker only when the
-//!    brokers say it is safe);
-//! 5. ask the cluster (DescribeCluster through the bootstrap Service, once a broker is
+//! 4. ask the cluster (DescribeCluster through the bootstrap Service, once a broker is
 //!    ready) for its controller and live brokers;
-//! 6. derive the status (see [`status`]) and apply it through the status subresource,
+//! 5. list the broker pods; take one step of the gated rolling restart (see
+//!    [`restart`]: at most one pod is deleted per pass, a ready broker only when the
+//!    brokers say it is safe, the active controller last);
+//! 6. take one step of the partition moves (see [`rebalance`]: the balance after a
+//!    scale-up, the drain before a scale-down; none is started while a restart runs);
+//!    unregister the brokers a finished scale-down removed;
+//! 7. derive the status (see [`status`]) and apply it through the status subresource,
 //!    only when it changed; a `Degraded` condition that appears or changes (a failed
-//!    broker, a held scale-down, a ServiceMonitor without its CRD) is also a Warning
+//!    broker, a refused scale-down, a ServiceMonitor without its CRD) is also a Warning
 //!    Event, once.
 //!
 //! Deleting a cluster needs no action here: every child carries an owner reference and
 //! is garbage-collected, and volumes are retained by design. So there is no finalizer.
 //!
 //! Scaling down never removes a voter of the metadata quorum: the StatefulSet keeps its
-//! size and `Degraded/ScaleDownRemovesVoters` says which. Otherwise it goes ahead only
-//! when the brokers that would go hold no partition replicas (each is asked for its
-//! Metadata); else the StatefulSet keeps its size and `Degraded/ScaleDownBlocked` names
-//! them. Extension point: a partition-moving scale-down replaces that refusal.
+//! size and `Degraded/ScaleDownRemovesVoters` says which. Nor does it leave a partition
+//! with fewer brokers than replicas: `Degraded/ScaleDownImpossible` names it. Otherwise
+//! the brokers that go are drained first (`Ready=False/Draining`), then the StatefulSet
+//! shrinks. Their PersistentVolumeClaims stay (the StatefulSet's
+//! `persistentVolumeClaimRetentionPolicy` is `Retain` when scaled and when deleted):
+//! scaling up again reuses them, and deleting them is left to the user.
 
+pub mod rebalance;
 pub mod restart;
+pub mod scale_down;
 pub mod status;
 
 use std::sync::Arc;
@@ -40,7 +48,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{predicates, reflector, watcher, PredicateConfig, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -51,20 +59,25 @@ pub use status::Findings;
 use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
 use crate::crd::{newly, ConditionStatus, KafkaCluster, KafkaClusterStatus};
-use crate::kafka::ClusterDescription;
+use crate::kafka::{ClusterDescription, KafkaAdmin};
+use crate::metrics::ClusterWork;
 use crate::resources::quorum::{self, Voters};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
 use crate::{Context, Error};
 
 /// How often a healthy cluster is looked at without any event.
 const HEALTHY_RESYNC: Duration = Duration::from_secs(300);
-/// How often a rolling restart is looked at (broker catch-up is not a watch event).
+/// How often a rolling restart, or a scale-down refused for the topics' replication
+/// factors, is looked at (broker catch-up and topic changes are no watch events).
 const RESTART_RESYNC: Duration = Duration::from_secs(10);
 /// How often a cluster that is still converging is looked at.
 const CONVERGING_RESYNC: Duration = Duration::from_secs(30);
 /// How soon a cluster with ready brokers that none of them could describe is asked again
 /// (the bootstrap name may not resolve yet): status lacks the controller until then.
 const DESCRIBE_RETRY: Duration = Duration::from_secs(5);
+/// How often partition moves, a drain or the removal of brokers are looked at (their
+/// progress is not a watch event).
+const MOVES_RESYNC: Duration = Duration::from_secs(3);
 
 /// The `controller` label of this controller's metrics.
 pub const CONTROLLER: &str = "kafkacluster";
@@ -132,23 +145,30 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
             findings.scale_down_voters = removed_voters;
             desired_sts.spec.replicas = Some(running);
         } else {
-            let holders = replica_holders(kc, ctx, kc.spec.replicas..running).await;
-            if holders.is_empty() {
-                info!(
+            match scale_down::assess(kc, ctx, running).await {
+                scale_down::Verdict::Shrink => info!(
                     running,
                     desired = kc.spec.replicas,
                     "scaling down: the brokers that go hold no replicas"
-                );
-            } else {
-                warn!(
-                    running,
-                    desired = kc.spec.replicas,
-                    holders = %holders.join("; "),
-                    "scale-down held: brokers that would go still hold replicas"
-                );
-                findings.scale_down_blocked_at = Some(running);
-                findings.scale_down_holders = holders;
-                desired_sts.spec.replicas = Some(running);
+                ),
+                scale_down::Verdict::Hold(hold) => {
+                    if let Some(why) = &hold.impossible {
+                        warn!(running, desired = kc.spec.replicas, %why, "scale-down refused");
+                    } else {
+                        info!(
+                            running,
+                            desired = kc.spec.replicas,
+                            draining = ?hold.draining,
+                            unreachable = ?hold.unreachable,
+                            "scale-down held: the brokers that go still hold replicas"
+                        );
+                    }
+                    findings.scale_down_blocked_at = Some(running);
+                    findings.scale_down_impossible = hold.impossible;
+                    findings.scale_down_draining = hold.draining;
+                    findings.scale_down_holders = hold.unreachable;
+                    desired_sts.spec.replicas = Some(running);
+                }
             }
         }
     }
@@ -163,6 +183,21 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
             !apply_servicemonitor(client, namespace, &monitor).await?;
     }
 
+    let ready_brokers = sts
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    let admin = if ready_brokers > 0 {
+        connect(kc, ctx).await
+    } else {
+        None
+    };
+    if let Some(admin) = &admin {
+        findings.cluster = describe_cluster(kc, admin.as_ref()).await;
+    }
+    let undescribed = ready_brokers > 0 && findings.cluster.is_none();
+
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let selector = label_selector(&resources::selector_labels(kc));
     let pods = pods
@@ -171,23 +206,54 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
         .map_err(Error::kube(format!("list pods of {}", kc.name_any())))?;
 
     let brokers = restart::broker_pods(kc, &sts, &pods.items);
-    let plan = restart::plan(&sts, &brokers);
+    let controller = findings.cluster.as_ref().and_then(|c| c.controller_id);
+    let plan = restart::plan(&sts, &brokers, controller);
     let (delete, step) = restart::decide(kc, &brokers, plan, ctx.broker_admin.as_ref()).await;
-    if let Some(broker) = delete {
+    if let Some(broker) = &delete {
         info!(pod = %broker.pod, "restarting the broker on the current pod template");
-        delete_pod(client, namespace, &broker).await?;
+        delete_pod(client, namespace, broker).await?;
     }
     let restarting = step != restart::Step::Done;
     findings.restart = step;
-    let ready_brokers = sts
-        .status
-        .as_ref()
-        .and_then(|s| s.ready_replicas)
-        .unwrap_or(0);
-    if ready_brokers > 0 {
-        findings.cluster = describe_cluster(kc, ctx).await;
+
+    let mut unregistering = Vec::new();
+    if let (Some(admin), Some(cluster)) = (&admin, &findings.cluster) {
+        let was_active = kc.status.as_ref().is_some_and(|s| s.rebalance.is_some());
+        let settled = !restarting
+            && delete.is_none()
+            && brokers
+                .iter()
+                .all(|b| b.state == crate::crd::BrokerState::Ready || b.id >= kc.spec.replicas);
+        match rebalance::step(kc, ctx, admin.as_ref(), cluster, settled, was_active).await {
+            Ok(report) => findings.rebalance = Some(report),
+            Err(e) => info!(error = %e.report(), "partition moves cannot be looked at now"),
+        }
+        let kept = sts.spec.replicas.unwrap_or(0);
+        unregistering =
+            scale_down::unregister_removed(kc, admin.as_ref(), cluster, kept, &pods.items).await;
     }
-    let undescribed = ready_brokers > 0 && findings.cluster.is_none();
+    // A drain, a scale-down waiting to ask the cluster, moves or removals in progress:
+    // none of their progress is a watch event.
+    let scale_down_waits =
+        !findings.scale_down_draining.is_empty() || !findings.scale_down_holders.is_empty();
+    let moving = findings
+        .rebalance
+        .as_ref()
+        .is_some_and(rebalance::Report::active)
+        || scale_down_waits
+        || !unregistering.is_empty();
+    if let Some(metrics) = &ctx.metrics {
+        let report = findings.rebalance.clone().unwrap_or_default();
+        metrics.cluster_work(
+            namespace,
+            &kc.name_any(),
+            ClusterWork {
+                reassignments_in_flight: report.moving,
+                bytes_left: report.bytes_left,
+                rolling: restarting,
+            },
+        );
+    }
 
     let status = status::cluster_status(kc, &sts, &pods.items, &findings, &(ctx.clock)());
     let ready = status
@@ -209,7 +275,10 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
                 .await;
         }
     }
-    Ok(Action::requeue(if restarting {
+    Ok(Action::requeue(if moving {
+        MOVES_RESYNC
+    } else if restarting || findings.scale_down_impossible.is_some() {
+        // A refused scale-down is lifted by a topic's change, which is no watch event.
         RESTART_RESYNC
     } else if undescribed {
         DESCRIBE_RETRY
@@ -220,77 +289,34 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
     }))
 }
 
-/// The cluster as a broker behind the bootstrap Service describes it; `None` (logged)
-/// when none answers: status then leaves the controller and liveness out.
-async fn describe_cluster(kc: &KafkaCluster, ctx: &Context) -> Option<ClusterDescription> {
+/// An admin client through the bootstrap Service; `None` (logged) when no broker
+/// answers: status then leaves the controller and liveness out, and nothing moves.
+async fn connect(kc: &KafkaCluster, ctx: &Context) -> Option<Arc<dyn KafkaAdmin>> {
     let address = resources::names::bootstrap_servers(kc);
-    let described = match ctx.kafka_admin(&address).await {
-        Ok(admin) => admin
-            .describe_cluster()
-            .await
-            .map_err(Error::kafka(format!("DescribeCluster from {address}"))),
-        Err(e) => Err(e),
-    };
-    match described {
+    match ctx.kafka_admin(&address).await {
+        Ok(admin) => Some(admin),
+        Err(e) => {
+            info!(error = %e.report(), "the cluster cannot be reached now");
+            None
+        }
+    }
+}
+
+/// The cluster as a broker behind the bootstrap Service describes it; `None` (logged)
+/// when it does not answer.
+async fn describe_cluster(kc: &KafkaCluster, admin: &dyn KafkaAdmin) -> Option<ClusterDescription> {
+    let address = resources::names::bootstrap_servers(kc);
+    match admin
+        .describe_cluster()
+        .await
+        .map_err(Error::kafka(format!("DescribeCluster from {address}")))
+    {
         Ok(cluster) => Some(cluster),
         Err(e) => {
             info!(error = %e.report(), "the cluster cannot be described now");
             None
         }
     }
-}
-
-/// Which of the brokers `ids` still hold partition replicas, one line each
-/// (`demo-2 holds 3 partition replicas`); a broker that cannot be asked counts as
-/// holding, with the reason, unless the status says it has never been ready (it never
-/// ran, e.g. a scale-up whose pods were never scheduled: it holds nothing). Each is
-/// asked for its Metadata at its own address.
-async fn replica_holders(
-    kc: &KafkaCluster,
-    ctx: &Context,
-    ids: std::ops::Range<i32>,
-) -> Vec<String> {
-    let mut holders = Vec::new();
-    for id in ids {
-        let pod = resources::names::pod(kc, id);
-        let address = format!(
-            "{}:{}",
-            resources::names::broker_host(kc, id),
-            kc.spec.listeners.kafka_port
-        );
-        let topics = match ctx.kafka_admin(&address).await {
-            Ok(admin) => admin
-                .metadata(None)
-                .await
-                .map_err(Error::kafka(format!("Metadata from {address}"))),
-            Err(e) => Err(e),
-        };
-        match topics {
-            Ok(topics) => {
-                let held = topics
-                    .iter()
-                    .flat_map(|t| &t.partitions)
-                    .filter(|p| p.leader == id || p.replicas.contains(&id))
-                    .count();
-                if held > 0 {
-                    holders.push(format!("{pod} holds {held} partition replicas"));
-                }
-            }
-            Err(e) if never_ready(kc, id) => {
-                info!(%pod, error = %e.report(), "cannot be asked, but never ran: holds nothing");
-            }
-            Err(e) => holders.push(format!("{pod} cannot be asked: {}", e.report())),
-        }
-    }
-    holders
-}
-
-/// Whether the last status says broker `id` has never been ready.
-fn never_ready(kc: &KafkaCluster, id: i32) -> bool {
-    kc.status
-        .as_ref()
-        .and_then(|s| s.brokers.iter().find(|b| b.id == id))
-        .is_some_and(|b| b.never_ready)
 }
 
 /// Deletes a broker pod so the StatefulSet recreates it from the current template;
@@ -328,22 +354,33 @@ pub fn error_policy(kc: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>) -> 
 /// Runs the controller until `options.shutdown` is cancelled: per watched namespace (or
 /// over all namespaces) one kube `Controller` watching the `KafkaCluster`s and the
 /// children they own, in the same scope.
+///
+/// A `KafkaCluster` triggers a reconcile when first seen and when its generation changes
+/// (a spec edit), not on every change: the controller's own status writes (the bytes a
+/// rebalance has left move with every record produced) would otherwise trigger the next
+/// pass at once. Children's changes and the requeue of every pass cover the rest.
 pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
     let make = |namespace: Option<&str>| {
-        Controller::new(
+        let (reader, writer) = reflector::store();
+        let spec_changes = watcher(
             scoped_api::<KafkaCluster>(&client, namespace),
             watcher::Config::default().any_semantic(),
         )
-        .owns(scoped_api::<StatefulSet>(&client, namespace), owned.clone())
-        .owns(scoped_api::<Service>(&client, namespace), owned.clone())
-        .owns(scoped_api::<ConfigMap>(&client, namespace), owned.clone())
-        .owns(
-            scoped_api::<PodDisruptionBudget>(&client, namespace),
-            owned.clone(),
-        )
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+        Controller::for_stream(spec_changes, reader)
+            .owns(scoped_api::<StatefulSet>(&client, namespace), owned.clone())
+            .owns(scoped_api::<Service>(&client, namespace), owned.clone())
+            .owns(scoped_api::<ConfigMap>(&client, namespace), owned.clone())
+            .owns(
+                scoped_api::<PodDisruptionBudget>(&client, namespace),
+                owned.clone(),
+            )
     };
     run_scoped(CONTROLLER, make, reconcile, error_policy, ctx, options).await;
 }

@@ -11,9 +11,11 @@
 //!    - present but never managed by this object (`status.topicId` differs): adopt it
 //!      only when it matches the spec, else `Ready=False/AdoptionRefused` lists what
 //!      differs;
-//!    - managed: grow partitions (never shrink: `Ready=False/PartitionsNotShrunk`), and
+//!    - managed: grow partitions (never shrink: `Ready=False/PartitionsNotShrunk`),
 //!      revert config drift with IncrementalAlterConfigs (declared keys set, other
-//!      overrides removed);
+//!      overrides removed), and move to a changed replication factor with partition
+//!      reassignments (see [`replication`]; `Ready=False/Reassigning` and the
+//!      `Reassigning` condition with `status.reassigningPartitions` until done);
 //! 4. apply the status (what the cluster has) when it changed; requeue to catch drift.
 //!    When Kafka does not answer, `Ready=False/KafkaUnavailable` says why and the rest of
 //!    the status (what the cluster had, `topicId`) is kept.
@@ -28,6 +30,7 @@
 //! blocks deletion forever.
 
 pub mod plan;
+pub mod replication;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,8 @@ const IN_SYNC_RESYNC: Duration = Duration::from_secs(120);
 const NOT_READY_RESYNC: Duration = Duration::from_secs(30);
 /// How often a topic the broker refused, or whose cluster is missing, is retried.
 const BLOCKED_RESYNC: Duration = Duration::from_secs(60);
+/// How often a replication-factor change in progress is looked at.
+const REASSIGNING_RESYNC: Duration = Duration::from_secs(3);
 
 /// The `controller` label of this controller's metrics.
 pub const CONTROLLER: &str = "topic";
@@ -158,23 +163,24 @@ async fn apply_in(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Actio
         }
     };
     let admin = ctx.kafka_admin(&bootstrap).await?;
-    let (observed, owned, outcome) = sync(topic, admin.as_ref(), &name).await?;
-    let status = plan::topic_status(topic, observed.as_ref(), owned, &outcome, None, &now);
+    let (observed, owned, outcome, change) = sync(topic, admin.as_ref(), &name).await?;
+    let mut status = plan::topic_status(topic, observed.as_ref(), owned, &outcome, None, &now);
+    plan::record_reassignment(&mut status, topic, change.as_ref(), &now);
     write_status(topic, ctx, namespace, status).await?;
     Ok(Action::requeue(match outcome.reason {
         _ if outcome.ready => IN_SYNC_RESYNC,
+        plan::REASSIGNING => REASSIGNING_RESYNC,
         "KafkaRejected" | "AdoptionRefused" => BLOCKED_RESYNC,
         _ => NOT_READY_RESYNC,
     }))
 }
 
-/// Makes the topic on the cluster match the spec, as far as allowed. Returns what the
-/// cluster has afterwards, whether this object manages it, and the outcome.
-async fn sync(
-    topic: &Topic,
-    admin: &dyn KafkaAdmin,
-    name: &str,
-) -> Result<(Option<Observed>, bool, Outcome), Error> {
+/// What [`sync`] found: the topic on the cluster, whether this object manages it, the
+/// outcome, and where a replication-factor change stands (`None`: none was looked at).
+type Synced = (Option<Observed>, bool, Outcome, Option<replication::Change>);
+
+/// Makes the topic on the cluster match the spec, as far as allowed.
+async fn sync(topic: &Topic, admin: &dyn KafkaAdmin, name: &str) -> Result<Synced, Error> {
     let spec = &topic.spec;
     let before = observe(admin, name).await?;
     let Some(existing) = &before else {
@@ -189,11 +195,11 @@ async fn sync(
         };
         let created = admin.create_topic(&new_topic).await;
         if let Some(refused) = refusal(created.map(|_| ()), format!("create topic {name}"))? {
-            return Ok((None, false, refused));
+            return Ok((None, false, refused, None));
         }
         let observed = observe_after_change(admin, name).await?;
-        let outcome = plan::managed_outcome(topic, &observed);
-        return Ok((Some(observed), true, outcome));
+        let outcome = plan::managed_outcome(topic, &observed, None);
+        return Ok((Some(observed), true, outcome, None));
     };
 
     let previous_id = topic.status.as_ref().and_then(|s| s.topic_id.as_deref());
@@ -209,7 +215,7 @@ async fn sync(
                     differences.join("; ")
                 ),
             );
-            return Ok((before, false, outcome));
+            return Ok((before, false, outcome, None));
         }
         info!(topic = %name, "adopting the existing topic, which matches the spec");
     }
@@ -220,7 +226,7 @@ async fn sync(
         info!(topic = %name, from = partitions, to = spec.partitions, "growing partitions");
         let grown = admin.create_partitions(name, spec.partitions).await;
         if let Some(refused) = refusal(grown, format!("grow topic {name}"))? {
-            return Ok((before, true, refused));
+            return Ok((before, true, refused, None));
         }
         changed = true;
     }
@@ -229,17 +235,28 @@ async fn sync(
         info!(topic = %name, ?ops, "applying config changes");
         let altered = admin.alter_topic_config(name, &ops).await;
         if let Some(refused) = refusal(altered, format!("alter configs of topic {name}"))? {
-            return Ok((before, true, refused));
+            return Ok((before, true, refused, None));
         }
         changed = true;
     }
-    let observed = if changed {
+    let mut observed = if changed {
         observe_after_change(admin, name).await?
     } else {
         existing.clone()
     };
-    let outcome = plan::managed_outcome(topic, &observed);
-    Ok((Some(observed), true, outcome))
+    let change = match spec.replication_factor {
+        Some(want) => {
+            let change = replication::step(admin, &observed.metadata, want).await?;
+            if matches!(change, replication::Change::Moving { .. }) {
+                // What the metadata lists now: old and new replicas of the moves.
+                observed = observe_after_change(admin, name).await?;
+            }
+            Some(change)
+        }
+        None => None,
+    };
+    let outcome = plan::managed_outcome(topic, &observed, change.as_ref());
+    Ok((Some(observed), true, outcome, change))
 }
 
 /// `Ok(Some(outcome))` when the broker refused the request's content (a spec problem,

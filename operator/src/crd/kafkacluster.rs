@@ -265,6 +265,25 @@ pub struct KafkaClusterStatus {
     /// (DescribeCluster); absent while no broker answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller_id: Option<i32>,
+    /// Partition moves under way (the balance after a scale-up, the drain before a
+    /// scale-down); absent when none are, with the `Rebalancing` condition `False`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebalance: Option<RebalanceStatus>,
+}
+
+/// Progress of the partition moves the operator runs, one bounded batch at a time.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceStatus {
+    /// Partitions being moved now (reassignments in flight).
+    pub partitions_moving: i32,
+    /// Partitions planned to move after those.
+    pub partitions_pending: i32,
+    /// Bytes still to copy to new replicas.
+    pub bytes_left: i64,
+    /// Brokers that go with the scale-down and still hold replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining_brokers: Vec<i32>,
 }
 
 /// What the operator sees of one broker.

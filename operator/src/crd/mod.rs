@@ -23,7 +23,7 @@ pub use consumergroup::{
 };
 pub use kafkacluster::{
     BrokerState, BrokerStatus, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, ListenersSpec,
-    MetricsSpec, PodTemplateOverrides, ServiceMonitorSpec, StorageSpec,
+    MetricsSpec, PodTemplateOverrides, RebalanceStatus, ServiceMonitorSpec, StorageSpec,
 };
 pub use stored_form::stored_form;
 pub use topic::{DeletionPolicy, Topic, TopicSpec, TopicStatus};

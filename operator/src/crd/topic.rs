@@ -1,7 +1,4 @@
 //! `Topic`: a Kafka topic declared as a Kubernetes object.
-//!
-//! Its controller needs the broker's admin API and lands separately; the type is
-//! complete so the CRD can be installed and validated now.
 
 use std::collections::BTreeMap;
 
@@ -131,6 +128,10 @@ pub struct TopicStatus {
     /// Topic configs set on the cluster (non-default values).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
+    /// Partitions still being reassigned to reach the declared replication factor;
+    /// absent when none are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassigning_partitions: Option<i32>,
 }
 
 #[cfg(test)]

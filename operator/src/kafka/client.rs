@@ -17,6 +17,11 @@
 //! | OffsetFetch | 2–7 |
 //! | DescribeGroups | 0–5 |
 //! | OffsetCommit | 2–8 |
+//! | AlterPartitionReassignments | 0–1 |
+//! | ListPartitionReassignments | 0 |
+//! | DescribeLogDirs | 1–4 |
+//! | ElectLeaders | 0–2 |
+//! | UnregisterBroker | 0 |
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -185,6 +190,7 @@ impl KafkaAdmin for TcpAdminClient {
             .map(|b| ClusterBroker {
                 id: b.broker_id.0,
                 fenced: b.is_fenced,
+                rack: b.rack.as_ref().map(|r| r.as_str().to_string()),
             })
             .collect();
         brokers.sort_by_key(|b| b.id);
@@ -238,9 +244,12 @@ impl KafkaAdmin for TcpAdminClient {
         let (response, _) = self
             .call(0..=3, |_| {
                 CreatePartitionsRequest::default()
+                    // No assignments (null, not the codec's default empty list): the
+                    // brokers place the new partitions.
                     .with_topics(vec![CreatePartitionsTopic::default()
                         .with_name(topic_name(topic))
-                        .with_count(total)])
+                        .with_count(total)
+                        .with_assignments(None)])
                     .with_timeout_ms(BROKER_OPERATION_TIMEOUT_MS)
             })
             .await?;
@@ -400,6 +409,34 @@ impl KafkaAdmin for TcpAdminClient {
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), KafkaError> {
         self.commit_offsets_impl(group, offsets).await
+    }
+
+    async fn alter_partition_reassignments(
+        &self,
+        targets: &BTreeMap<TopicPartition, Option<Vec<i32>>>,
+    ) -> Result<super::Refusals, KafkaError> {
+        self.alter_partition_reassignments_impl(targets).await
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+    ) -> Result<BTreeMap<TopicPartition, super::Reassignment>, KafkaError> {
+        self.list_partition_reassignments_impl().await
+    }
+
+    async fn describe_log_dirs(&self) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
+        self.describe_log_dirs_impl().await
+    }
+
+    async fn elect_preferred_leaders(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<(), KafkaError> {
+        self.elect_preferred_leaders_impl(partitions).await
+    }
+
+    async fn unregister_broker(&self, id: i32) -> Result<(), KafkaError> {
+        self.unregister_broker_impl(id).await
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::{
     AdminFactory, AlterConfigOp, ClusterBroker, ClusterDescription, ConfigEntry, ConfigSource,
     GroupDescription, KafkaAdmin, KafkaError, NewTopic, OffsetSpec, PartitionMetadata,
-    TopicMetadata, TopicPartition,
+    Reassignment, Refusals, TopicMetadata, TopicPartition,
 };
 
 /// A topic of the fake cluster.
@@ -42,8 +42,29 @@ pub struct FakeState {
     /// What DescribeCluster answers; `None`: cluster `fake-cluster`, brokers 0, 1 and 2
     /// live, controller 0.
     pub cluster: Option<ClusterDescription>,
+    /// Replicas of partitions placed explicitly (the first leads); other partitions
+    /// have replicas `0..replication_factor`, led by 0.
+    pub assignments: BTreeMap<TopicPartition, Vec<i32>>,
+    /// Reassignments in flight: the target replicas (see [`FakeKafka::finish_moves`]).
+    pub moving: BTreeMap<TopicPartition, Vec<i32>>,
+    /// Size of each partition in bytes, as every replica reports it (0 when absent).
+    pub sizes: BTreeMap<TopicPartition, i64>,
+    /// Brokers unregistered so far.
+    pub unregistered: Vec<i32>,
+    /// Brokers that refuse UnregisterBroker (still live), with Kafka's code.
+    pub unregister_refused: BTreeMap<i32, i16>,
     /// Topics created so far, for ids.
     created: u32,
+}
+
+impl FakeState {
+    /// The replicas of `tp` (of a topic with `rf` replicas) outside any move.
+    pub fn replicas(&self, tp: &TopicPartition, rf: i32) -> Vec<i32> {
+        self.assignments
+            .get(tp)
+            .cloned()
+            .unwrap_or_else(|| (0..rf).collect())
+    }
 }
 
 /// A cheaply cloned handle on one fake cluster; it is its own [`AdminFactory`].
@@ -51,6 +72,8 @@ pub struct FakeState {
 pub struct FakeKafka {
     state: Arc<Mutex<FakeState>>,
     calls: Arc<Mutex<Vec<String>>>,
+    /// The address this handle was connected to (DescribeLogDirs answers for it).
+    address: Option<String>,
 }
 
 impl FakeKafka {
@@ -74,6 +97,38 @@ impl FakeKafka {
         self.with_state(|s| {
             s.topics.insert(name.to_string(), topic);
         })
+    }
+
+    /// Completes every reassignment in flight: the targets become the replicas.
+    pub fn finish_moves(&self) -> &Self {
+        self.with_state(|s| {
+            let moving = std::mem::take(&mut s.moving);
+            s.assignments.extend(moving);
+        })
+    }
+
+    /// The replicas of every partition (moves in flight listed as the union of old and
+    /// new, as Kafka's metadata does), by partition.
+    pub fn placement(&self) -> BTreeMap<TopicPartition, Vec<i32>> {
+        let state = self.state.lock().unwrap();
+        state
+            .topics
+            .iter()
+            .flat_map(|(name, t)| {
+                (0..t.partitions)
+                    .map(|p| TopicPartition::new(name.clone(), p))
+                    .map(|tp| {
+                        let replicas = current_replicas(&state, &tp, t.replication_factor);
+                        (tp, replicas)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The brokers unregistered so far.
+    pub fn unregistered(&self) -> Vec<i32> {
+        self.state.lock().unwrap().unregistered.clone()
     }
 
     /// A copy of topic `name`.
@@ -121,7 +176,9 @@ impl AdminFactory for FakeKafka {
                 source: std::io::ErrorKind::ConnectionRefused.into(),
             }));
         }
-        Ok(Arc::new(self.clone()))
+        let mut connected = self.clone();
+        connected.address = Some(bootstrap.to_string());
+        Ok(Arc::new(connected))
     }
 }
 
@@ -138,10 +195,14 @@ impl KafkaAdmin for FakeKafka {
                 name: name.clone(),
                 topic_id: Some(t.id.clone()),
                 partitions: (0..t.partitions)
-                    .map(|p| PartitionMetadata {
-                        partition: p,
-                        leader: 0,
-                        replicas: (0..t.replication_factor).collect(),
+                    .map(|p| {
+                        let tp = TopicPartition::new(name.clone(), p);
+                        let replicas = current_replicas(&state, &tp, t.replication_factor);
+                        PartitionMetadata {
+                            partition: p,
+                            leader: state.replicas(&tp, t.replication_factor)[0],
+                            replicas,
+                        }
                     })
                     .collect(),
             })
@@ -151,13 +212,21 @@ impl KafkaAdmin for FakeKafka {
     async fn describe_cluster(&self) -> Result<ClusterDescription, KafkaError> {
         self.record("DescribeCluster".to_string());
         let state = self.state.lock().unwrap();
-        Ok(state.cluster.clone().unwrap_or_else(|| ClusterDescription {
+        let mut cluster = state.cluster.clone().unwrap_or_else(|| ClusterDescription {
             cluster_id: "fake-cluster".into(),
             controller_id: Some(0),
             brokers: (0..3)
-                .map(|id| ClusterBroker { id, fenced: false })
+                .map(|id| ClusterBroker {
+                    id,
+                    fenced: false,
+                    rack: None,
+                })
                 .collect(),
-        }))
+        });
+        cluster
+            .brokers
+            .retain(|b| !state.unregistered.contains(&b.id));
+        Ok(cluster)
     }
 
     async fn create_topic(&self, topic: &NewTopic) -> Result<Option<String>, KafkaError> {
@@ -335,4 +404,136 @@ impl KafkaAdmin for FakeKafka {
             .extend(offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
         Ok(())
     }
+
+    async fn alter_partition_reassignments(
+        &self,
+        targets: &BTreeMap<TopicPartition, Option<Vec<i32>>>,
+    ) -> Result<Refusals, KafkaError> {
+        let text: Vec<String> = targets
+            .iter()
+            .map(|(tp, r)| match r {
+                Some(r) => format!("{tp}={r:?}"),
+                None => format!("{tp}=cancel"),
+            })
+            .collect();
+        self.record(format!("AlterPartitionReassignments {text:?}"));
+        let mut state = self.state.lock().unwrap();
+        let mut refusals = Vec::new();
+        for (tp, target) in targets {
+            let refuse = |code| KafkaError::Broker {
+                api: "AlterPartitionReassignments",
+                resource: tp.to_string(),
+                code,
+                message: None,
+            };
+            if state
+                .topics
+                .get(&tp.topic)
+                .is_none_or(|t| tp.partition >= t.partitions)
+            {
+                refusals.push((tp.clone(), refuse(3)));
+                continue;
+            }
+            match target {
+                Some(replicas) => {
+                    state.moving.insert(tp.clone(), replicas.clone());
+                }
+                None if state.moving.remove(tp).is_none() => {
+                    refusals.push((tp.clone(), refuse(85)));
+                }
+                None => {}
+            }
+        }
+        Ok(refusals)
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+    ) -> Result<BTreeMap<TopicPartition, Reassignment>, KafkaError> {
+        self.record("ListPartitionReassignments".to_string());
+        let state = self.state.lock().unwrap();
+        Ok(state
+            .moving
+            .iter()
+            .map(|(tp, target)| {
+                let rf = state
+                    .topics
+                    .get(&tp.topic)
+                    .map_or(1, |t| t.replication_factor);
+                let old = state.replicas(tp, rf);
+                let reassignment = Reassignment {
+                    replicas: current_replicas(&state, tp, rf),
+                    adding: target
+                        .iter()
+                        .filter(|b| !old.contains(b))
+                        .copied()
+                        .collect(),
+                    removing: old
+                        .iter()
+                        .filter(|b| !target.contains(b))
+                        .copied()
+                        .collect(),
+                };
+                (tp.clone(), reassignment)
+            })
+            .collect())
+    }
+
+    async fn describe_log_dirs(&self) -> Result<BTreeMap<TopicPartition, i64>, KafkaError> {
+        let address = self.address.clone().unwrap_or_default();
+        self.record(format!("DescribeLogDirs {address}"));
+        // `<cluster>-<id>.<service>...`: the broker this handle reaches.
+        let id: Option<i32> = address
+            .split('.')
+            .next()
+            .and_then(|host| host.rsplit('-').next())
+            .and_then(|id| id.parse().ok());
+        let placement = self.placement();
+        let state = self.state.lock().unwrap();
+        Ok(placement
+            .into_iter()
+            .filter(|(_, replicas)| id.is_some_and(|id| replicas.contains(&id)))
+            .map(|(tp, _)| {
+                let size = state.sizes.get(&tp).copied().unwrap_or(0);
+                (tp, size)
+            })
+            .collect())
+    }
+
+    async fn elect_preferred_leaders(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<(), KafkaError> {
+        let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
+        self.record(format!("ElectLeaders {names:?}"));
+        Ok(())
+    }
+
+    async fn unregister_broker(&self, id: i32) -> Result<(), KafkaError> {
+        self.record(format!("UnregisterBroker {id}"));
+        let mut state = self.state.lock().unwrap();
+        if let Some(code) = state.unregister_refused.get(&id) {
+            return Err(KafkaError::Broker {
+                api: "UnregisterBroker",
+                resource: format!("broker {id}"),
+                code: *code,
+                message: None,
+            });
+        }
+        state.unregistered.push(id);
+        Ok(())
+    }
+}
+
+/// The replicas metadata lists for `tp`: during a move, the old ones then the new ones.
+fn current_replicas(state: &FakeState, tp: &TopicPartition, rf: i32) -> Vec<i32> {
+    let mut replicas = state.replicas(tp, rf);
+    if let Some(target) = state.moving.get(tp) {
+        for b in target {
+            if !replicas.contains(b) {
+                replicas.push(*b);
+            }
+        }
+    }
+    replicas
 }

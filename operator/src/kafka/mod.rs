@@ -7,6 +7,7 @@
 //! | `routing.rs` | connections per broker, coordinators found with FindCoordinator, retries |
 //! | `groups.rs` | the group calls (DescribeGroups, OffsetFetch, OffsetCommit) |
 //! | `leaders.rs` | ListOffsets, split by partition leader |
+//! | `reassign.rs` | partition reassignment, log dir sizes, leader election, unregistering brokers |
 //! | `error.rs` | [`KafkaError`], keeping the broker's error codes |
 //!
 //! Controllers see the cluster only through the [`KafkaAdmin`] trait, made by an
@@ -40,6 +41,9 @@ mod groups;
 mod leaders;
 #[cfg(test)]
 mod leaders_tests;
+mod reassign;
+#[cfg(test)]
+mod reassign_tests;
 mod routing;
 #[cfg(test)]
 mod routing_tests;
@@ -133,6 +137,19 @@ pub struct ClusterBroker {
     /// Fenced: registered, but its session lapsed or it shut down; clients are not sent
     /// to it.
     pub fenced: bool,
+    /// The broker's rack (`broker.rack`), when it has one.
+    pub rack: Option<String>,
+}
+
+/// A partition reassignment in flight (ListPartitionReassignments, KIP-455).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reassignment {
+    /// Every replica while the move runs: the union of the old and the target set.
+    pub replicas: Vec<i32>,
+    /// Replicas being added (catching up).
+    pub adding: Vec<i32>,
+    /// Replicas to be removed once the target set is in sync.
+    pub removing: Vec<i32>,
 }
 
 /// A topic to create.
@@ -307,7 +324,39 @@ pub trait KafkaAdmin: Send + Sync {
         group: &str,
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), KafkaError>;
+
+    /// Starts moving each partition of `targets` to its replica list (the first is the
+    /// preferred leader), or cancels its move (`None`), with AlterPartitionReassignments.
+    /// The partitions the broker refused come back with their errors.
+    async fn alter_partition_reassignments(
+        &self,
+        targets: &BTreeMap<TopicPartition, Option<Vec<i32>>>,
+    ) -> Result<Refusals, KafkaError>;
+
+    /// Every partition reassignment in flight (ListPartitionReassignments).
+    async fn list_partition_reassignments(
+        &self,
+    ) -> Result<BTreeMap<TopicPartition, Reassignment>, KafkaError>;
+
+    /// The size in bytes of every partition replica the bootstrap broker itself holds
+    /// (DescribeLogDirs answers for the broker asked only; ask each broker).
+    async fn describe_log_dirs(&self) -> Result<BTreeMap<TopicPartition, i64>, KafkaError>;
+
+    /// Moves the leadership of `partitions` to their preferred (first) replica
+    /// (ElectLeaders, preferred). Partitions already led by it are not errors.
+    async fn elect_preferred_leaders(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<(), KafkaError>;
+
+    /// Removes broker `id`'s registration from the cluster's metadata (UnregisterBroker);
+    /// refused while it is live or still holds replicas.
+    async fn unregister_broker(&self, id: i32) -> Result<(), KafkaError>;
 }
+
+/// Per-partition refusals of an AlterPartitionReassignments call: the partitions the
+/// broker did not accept, each with its error (the others were accepted).
+pub type Refusals = Vec<(TopicPartition, KafkaError)>;
 
 /// Makes [`KafkaAdmin`]s for a bootstrap address (`host:port[,host:port...]`).
 #[async_trait::async_trait]

@@ -153,7 +153,7 @@ fn broker_container(kc: &KafkaCluster, voters: Voters) -> Container {
     ]
     .into_iter()
     .chain(quorum_flags(kc, voters))
-    .flat_map(|(flag, value)| [flag.to_string(), value])
+    .flat_map(|(flag, value)| flag_args(flag, value))
     .chain(std::iter::once("--log-json".to_string()))
     .collect();
 
@@ -218,6 +218,17 @@ fn broker_container(kc: &KafkaCluster, voters: Voters) -> Container {
             },
         ]),
         ..Container::default()
+    }
+}
+
+/// `flag value` as arguments; one `flag=value` argument when the value starts with `-`
+/// (a cluster id may: it is URL-safe base64), which the broker's parser would otherwise
+/// read as another flag and refuse to start.
+fn flag_args(flag: &str, value: String) -> Vec<String> {
+    if value.starts_with('-') {
+        vec![format!("{flag}={value}")]
+    } else {
+        vec![flag.to_string(), value]
     }
 }
 
@@ -348,6 +359,17 @@ mod tests {
             Some("0@demo-0.demo-brokers.streaming.svc:9093")
         );
         assert_eq!(value("--cluster-id"), Some("C25bjl88S46dbB0vOktcbQ"));
+
+        // A cluster id starting with `-` (1 in 64 of those derived from a uid) stays
+        // one argument, or the broker would read it as a flag.
+        kc.spec.cluster_id = Some("-iZ9".into());
+        let spec = desired_statefulset(&kc, Voters::initial(1)).spec;
+        let args = spec.template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(args.contains(&"--cluster-id=-iZ9".to_string()), "{args:?}");
+        assert!(!args.contains(&"--cluster-id".to_string()), "{args:?}");
         let ports = container.ports.clone().unwrap();
         assert!(
             ports

@@ -9,12 +9,14 @@
 //! 2. a stale pod that is not ready serves nobody: it goes first, without asking;
 //! 3. otherwise, while a pod that already runs the new template is not ready, wait:
 //!    the broker restarted last has not rejoined yet;
-//! 4. otherwise the stale pod with the highest ordinal is the candidate, and it goes
-//!    only when every other broker reports `CaughtUp` and the candidate itself answers
-//!    `CanRestart` with safe (no partition it hosts would fall below
-//!    `min.insync.replicas`). Data safety is meant to gate the step, not pod readiness
-//!    alone; but today's brokers do not replicate, so they answer `CaughtUp` and
-//!    `CanRestart` (safe) as soon as they run, and in effect rule 3 is the gate.
+//! 4. otherwise the stale pod with the highest ordinal is the candidate — except the
+//!    active controller (DescribeCluster's `controller_id`), which goes last so that the
+//!    metadata quorum elects a new leader once, not once per restarted voter — and it
+//!    goes only when every other broker reports `CaughtUp` (back in the ISR of every
+//!    partition it hosts) and the candidate itself answers `CanRestart` with safe (no
+//!    partition it hosts would fall below `min.insync.replicas` without it). Both are
+//!    computed by the brokers from the real ISR, so readiness alone never lets a broker
+//!    go while a partition would lose its last in-sync copies.
 //!
 //! [`plan`] is pure; [`decide`] asks the brokers through [`BrokerAdmin`].
 
@@ -118,8 +120,9 @@ pub fn broker_pods(kc: &KafkaCluster, sts: &StatefulSet, pods: &[Pod]) -> Vec<Br
         .collect()
 }
 
-/// Decides the next step from the StatefulSet and its pods (pure).
-pub fn plan(sts: &StatefulSet, brokers: &[BrokerPod]) -> Plan {
+/// Decides the next step from the StatefulSet, its pods and the active controller
+/// (`None` when unknown), which restarts last (pure).
+pub fn plan(sts: &StatefulSet, brokers: &[BrokerPod], controller: Option<i32>) -> Plan {
     let status = sts.status.clone().unwrap_or_default();
     if status.update_revision.is_none() || status.observed_generation < sts.metadata.generation {
         return Plan::Wait("the StatefulSet controller has not observed the latest spec".into());
@@ -143,7 +146,7 @@ pub fn plan(sts: &StatefulSet, brokers: &[BrokerPod]) -> Plan {
     {
         return Plan::Wait(format!("{} has restarted and is not ready yet", b.pod));
     }
-    let Some(candidate) = stale.max_by_key(|b| b.id) else {
+    let Some(candidate) = stale.max_by_key(|b| (Some(b.id) != controller, b.id)) else {
         return Plan::Done;
     };
     Plan::Ask {
@@ -254,21 +257,23 @@ mod tests {
             broker(1, Starting, true),
             broker(2, Missing, false),
         ];
-        assert_eq!(plan(&sts(2, 2), &brokers), Plan::Done);
+        assert_eq!(plan(&sts(2, 2), &brokers, None), Plan::Done);
     }
 
     #[test]
     fn waits_for_the_statefulset_controller_and_for_settling_pods() {
         let brokers = [broker(0, Ready, false), broker(1, Ready, false)];
-        assert!(matches!(plan(&sts(1, 2), &brokers), Plan::Wait(r) if r.contains("not observed")));
+        assert!(
+            matches!(plan(&sts(1, 2), &brokers, None), Plan::Wait(r) if r.contains("not observed"))
+        );
         let brokers = [broker(0, Ready, false), broker(1, Terminating, false)];
         assert_eq!(
-            plan(&sts(2, 2), &brokers),
+            plan(&sts(2, 2), &brokers, None),
             Plan::Wait("demo-1 is terminating".into())
         );
         let brokers = [broker(0, Ready, false), broker(1, Missing, false)];
         assert_eq!(
-            plan(&sts(2, 2), &brokers),
+            plan(&sts(2, 2), &brokers, None),
             Plan::Wait("demo-1 does not exist yet".into())
         );
     }
@@ -281,7 +286,7 @@ mod tests {
             broker(2, Starting, true),
         ];
         assert_eq!(
-            plan(&sts(2, 2), &brokers),
+            plan(&sts(2, 2), &brokers, None),
             Plan::DeleteUnready(broker(1, Failed, false))
         );
     }
@@ -294,7 +299,7 @@ mod tests {
             broker(2, Starting, true),
         ];
         assert_eq!(
-            plan(&sts(2, 2), &brokers),
+            plan(&sts(2, 2), &brokers, None),
             Plan::Wait("demo-2 has restarted and is not ready yet".into())
         );
     }
@@ -307,12 +312,37 @@ mod tests {
             broker(2, Ready, true),
         ];
         assert_eq!(
-            plan(&sts(2, 2), &brokers),
+            plan(&sts(2, 2), &brokers, None),
             Plan::Ask {
                 candidate: broker(1, Ready, false),
                 others: vec![broker(0, Ready, false), broker(2, Ready, true)],
             }
         );
+    }
+
+    #[test]
+    fn the_active_controller_restarts_last() {
+        let brokers = [
+            broker(0, Ready, false),
+            broker(1, Ready, false),
+            broker(2, Ready, false),
+        ];
+        let candidate = |controller| match plan(&sts(2, 2), &brokers, controller) {
+            Plan::Ask { candidate, .. } => candidate.id,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(candidate(Some(2)), 1);
+        assert_eq!(candidate(Some(0)), 2);
+        assert_eq!(candidate(None), 2);
+        let only_the_controller = [
+            broker(0, Ready, true),
+            broker(1, Ready, false),
+            broker(2, Ready, true),
+        ];
+        assert!(matches!(
+            plan(&sts(2, 2), &only_the_controller, Some(1)),
+            Plan::Ask { candidate, .. } if candidate.id == 1
+        ));
     }
 
     #[tokio::test]
@@ -325,7 +355,7 @@ mod tests {
         ];
         let address = |id| admin_address(&kc, id);
         let admin = FakeBrokerAdmin::default();
-        let ask = plan(&sts(2, 2), &brokers);
+        let ask = plan(&sts(2, 2), &brokers, None);
 
         admin.lag(&address(2), &["orders-0"]);
         let (delete, step) = decide(&kc, &brokers, ask.clone(), &admin).await;

@@ -10,11 +10,13 @@ use kube::ResourceExt;
 
 use crate::crd::{
     upsert_condition, BrokerState, BrokerStatus, ConditionStatus, KafkaCluster, KafkaClusterStatus,
+    RebalanceStatus,
 };
 use crate::kafka::ClusterDescription;
 use crate::resources::{names, quorum};
 use crate::Error;
 
+use super::rebalance::Report;
 use super::restart::Step;
 
 /// Condition type: every broker is ready.
@@ -23,6 +25,10 @@ pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 /// Condition type: something needs attention.
 pub const DEGRADED: &str = "Degraded";
+/// Condition type: partitions are being moved between brokers.
+pub const REBALANCING: &str = "Rebalancing";
+/// Condition reason: a scale-down would leave too few brokers for some partition.
+pub const SCALE_DOWN_IMPOSSIBLE: &str = "ScaleDownImpossible";
 
 /// What a reconcile pass saw besides the StatefulSet and pods.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,9 +38,16 @@ pub struct Findings {
     pub scale_down_blocked_at: Option<i32>,
     /// Why, when voters would go: those voters (the voter set is fixed at creation).
     pub scale_down_voters: Vec<i32>,
-    /// Why, otherwise: each broker that would go and still holds replicas (or cannot be
-    /// asked); partitions cannot be moved off brokers yet.
+    /// Why, when the remaining brokers could not hold every replica: the partition that
+    /// needs more (a sentence).
+    pub scale_down_impossible: Option<String>,
+    /// Why, when the replicas of the brokers that go could not be looked at: one line
+    /// per reason.
     pub scale_down_holders: Vec<String>,
+    /// Why, otherwise: these brokers that go still hold replicas and are being drained.
+    pub scale_down_draining: Vec<i32>,
+    /// Where the partition moves stand; `None` when the cluster was not asked this pass.
+    pub rebalance: Option<Report>,
     /// The metadata quorum's voters.
     pub quorum_voters: Vec<i32>,
     /// The cluster as a broker described it this pass; `None` when none answered.
@@ -147,7 +160,21 @@ pub fn cluster_status(
     status.controller_id = cluster.and_then(|c| c.controller_id);
 
     let all_ready = ready_brokers >= desired && findings.scale_down_blocked_at.is_none();
-    let (reason, message) = if let Some(kept) = findings.scale_down_blocked_at {
+    let draining_only = findings.scale_down_voters.is_empty()
+        && findings.scale_down_impossible.is_none()
+        && findings.scale_down_holders.is_empty();
+    let (reason, message) = if let (Some(kept), true) =
+        (findings.scale_down_blocked_at, draining_only)
+    {
+        (
+            "Draining",
+            format!(
+                "{ready_brokers}/{kept} brokers ready; moving partitions off {} before the \
+                 scale-down to {desired}",
+                pod_list(kc, &findings.scale_down_draining)
+            ),
+        )
+    } else if let Some(kept) = findings.scale_down_blocked_at {
         (
             "ScaleDownBlocked",
             format!("{ready_brokers}/{kept} brokers ready; the scale-down to {desired} is held"),
@@ -187,6 +214,15 @@ pub fn cluster_status(
             true,
             "RestartWaiting",
             format!("{stale} brokers run an older pod template; the restart waits: {reason}"),
+        )
+    } else if let (Some(_), true) = (findings.scale_down_blocked_at, draining_only) {
+        (
+            true,
+            "Draining",
+            format!(
+                "moving partitions off {} before the scale-down to {desired}",
+                pod_list(kc, &findings.scale_down_draining)
+            ),
         )
     } else if !sts_current || ready_brokers < desired {
         (
@@ -244,9 +280,21 @@ pub fn cluster_status(
             findings.quorum_voters.len()
         );
         (true, SCALE_DOWN_REMOVES_VOTERS, message)
-    } else if let Some(kept) = findings.scale_down_blocked_at {
+    } else if let (Some(kept), Some(why)) = (
+        findings.scale_down_blocked_at,
+        findings.scale_down_impossible.as_ref(),
+    ) {
         let message = format!(
-            "keeping {kept} brokers, not {desired}: {} (moving partitions off a broker is not supported yet)",
+            "keeping {kept} brokers, not {desired}: {why}; lower that replication factor (or \
+             delete the topic) first"
+        );
+        (true, SCALE_DOWN_IMPOSSIBLE, message)
+    } else if let (Some(kept), false) = (
+        findings.scale_down_blocked_at,
+        findings.scale_down_holders.is_empty(),
+    ) {
+        let message = format!(
+            "keeping {kept} brokers, not {desired}: {}",
             findings.scale_down_holders.join("; ")
         );
         (true, "ScaleDownBlocked", message)
@@ -277,7 +325,57 @@ pub fn cluster_status(
         generation,
         now,
     );
+    if let Some(report) = &findings.rebalance {
+        let (rebalancing, reason, message) = rebalancing(report);
+        upsert_condition(
+            &mut status.conditions,
+            REBALANCING,
+            ConditionStatus::from_bool(rebalancing),
+            reason,
+            message,
+            generation,
+            now,
+        );
+        status.rebalance = report.active().then(|| RebalanceStatus {
+            partitions_moving: i32::try_from(report.moving).unwrap_or(i32::MAX),
+            partitions_pending: i32::try_from(report.pending).unwrap_or(i32::MAX),
+            bytes_left: report.bytes_left,
+            draining_brokers: report.draining.clone(),
+        });
+    }
     status
+}
+
+/// The `Rebalancing` condition for `report`: status, reason, message.
+fn rebalancing(report: &Report) -> (bool, &'static str, String) {
+    if report.active() {
+        let reason = if report.draining.is_empty() {
+            "Balancing"
+        } else {
+            "Draining"
+        };
+        let message = format!(
+            "{} partitions moving, {} more planned, {} bytes left to copy",
+            report.moving, report.pending, report.bytes_left
+        );
+        (true, reason, message)
+    } else if let Some(blocked) = &report.blocked {
+        (false, "CannotPlan", blocked.clone())
+    } else {
+        (
+            false,
+            "Balanced",
+            "replicas and leaders are spread over the brokers".to_string(),
+        )
+    }
+}
+
+/// `demo-3, demo-4` for broker ids 3 and 4.
+fn pod_list(kc: &KafkaCluster, ids: &[i32]) -> String {
+    ids.iter()
+        .map(|id| names::pod(kc, *id))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Condition reason: a scale-down would remove voters of the metadata quorum.

@@ -410,8 +410,8 @@ fn context_with_kafka(kafka: &FakeKafka) -> (Arc<Context>, ApiServerVerifier) {
 }
 
 #[tokio::test]
-async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
-    // Replication factor 3: brokers 1 and 2 hold a replica of each of 4 partitions.
+async fn a_scale_down_below_a_replication_factor_is_refused() {
+    // Replication factor 3: one broker cannot hold the partitions' replicas.
     let kafka = FakeKafka::default();
     kafka.with_topic("orders", 4, &[]).with_state(|s| {
         s.topics.get_mut("orders").unwrap().replication_factor = 3;
@@ -426,11 +426,11 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
         let patch = server.expect_apply(STATUS_PATH).await;
         let degraded = condition(&patch.body["status"], "Degraded");
         assert_eq!(degraded["status"], "True");
-        assert_eq!(degraded["reason"], "ScaleDownBlocked");
+        assert_eq!(degraded["reason"], "ScaleDownImpossible");
         assert_eq!(
             degraded["message"],
-            "keeping 3 brokers, not 1: demo-1 holds 4 partition replicas; demo-2 holds 4 partition replicas \
-             (moving partitions off a broker is not supported yet)"
+            "keeping 3 brokers, not 1: partition orders-0 has 3 replicas but only 1 brokers \
+             would remain; lower that replication factor (or delete the topic) first"
         );
         let ready = condition(&patch.body["status"], "Ready");
         assert_eq!(ready["status"], "False");
@@ -442,7 +442,7 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
         respond_stored_cluster(patch);
 
         let event = expect_warning(&mut server).await;
-        assert_eq!(event["reason"], "ScaleDownBlocked");
+        assert_eq!(event["reason"], "ScaleDownImpossible");
     });
 
     let mut kc = demo();
@@ -451,17 +451,217 @@ async fn scale_down_is_held_while_the_brokers_that_go_hold_replicas() {
     scenario.finish().await;
     assert!(result.is_ok(), "{result:?}");
     let calls = kafka.take_calls();
-    assert_eq!(
-        calls,
-        [
-            "connect demo-1.demo-brokers.streaming.svc:9092",
-            "Metadata None",
-            "connect demo-2.demo-brokers.streaming.svc:9092",
-            "Metadata None",
-            "connect demo-bootstrap.streaming.svc:9092",
-            "DescribeCluster"
-        ]
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("AlterPartitionReassignments")),
+        "nothing moves: {calls:?}"
     );
+}
+
+#[tokio::test]
+async fn a_scale_down_drains_the_brokers_that_go_before_the_statefulset_shrinks() {
+    // Five brokers (voters 0..2), replication factor 2 spread over all five; going to 3
+    // moves the replicas of brokers 3 and 4 first.
+    let kafka = FakeKafka::default();
+    kafka.with_topic("orders", 5, &[]).with_state(|s| {
+        s.topics.get_mut("orders").unwrap().replication_factor = 2;
+        for p in 0..5 {
+            let tp = crate::kafka::TopicPartition::new("orders", p);
+            s.assignments.insert(tp.clone(), vec![p, (p + 1) % 5]);
+            s.sizes.insert(tp, 1000);
+        }
+        s.cluster = Some(crate::kafka::ClusterDescription {
+            cluster_id: "c".into(),
+            controller_id: Some(0),
+            brokers: (0..5)
+                .map(|id| crate::kafka::ClusterBroker {
+                    id,
+                    fenced: false,
+                    rack: None,
+                })
+                .collect(),
+        });
+    });
+    let five_pods = || -> Vec<Value> {
+        (0..5)
+            .map(|i| pod(&format!("demo-{i}"), "Running", true))
+            .collect()
+    };
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(move |mut server| async move {
+        let existing = Some(existing_sts(5, 5));
+        children_applies_over(&mut server, 3, existing, 5, sts_status(5, 5)).await;
+        pods_list(&mut server, five_pods()).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let status = &patch.body["status"];
+        let degraded = condition(status, "Degraded");
+        assert_eq!(degraded["status"], "False", "{degraded}");
+        let ready = condition(status, "Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("Draining"))
+        );
+        let rebalancing = condition(status, "Rebalancing");
+        assert_eq!(
+            (&rebalancing["status"], &rebalancing["reason"]),
+            (&json!("True"), &json!("Draining"))
+        );
+        let rebalance = &status["rebalance"];
+        assert_eq!(rebalance["drainingBrokers"], json!([3, 4]), "{rebalance}");
+        assert!(
+            rebalance["partitionsMoving"].as_i64().unwrap() >= 3,
+            "{rebalance}"
+        );
+        assert!(
+            rebalance["bytesLeft"].as_i64().unwrap() >= 4000,
+            "{rebalance}"
+        );
+        respond_stored_cluster(patch);
+    });
+    let mut kc = demo();
+    kc.status = Some(settled_status());
+    let result = reconcile(Arc::new(kc.clone()), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(kafka
+        .take_calls()
+        .iter()
+        .any(|c| c.starts_with("AlterPartitionReassignments")));
+    let placement = kafka.finish_moves().placement();
+    assert!(
+        placement
+            .values()
+            .all(|r| r.len() == 2 && r.iter().all(|b| *b < 3)),
+        "{placement:?}"
+    );
+
+    // Drained: the next pass shrinks the StatefulSet to 3.
+    let (ctx, server) = context_with_kafka(&kafka);
+    let scenario = server.run(move |mut server| async move {
+        let existing = Some(existing_sts(5, 5));
+        children_applies_over(&mut server, 3, existing, 3, sts_status(3, 3)).await;
+        pods_list(&mut server, five_pods()).await;
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let degraded = condition(&patch.body["status"], "Degraded");
+        assert_eq!(degraded["status"], "False", "{degraded}");
+        respond_stored_cluster(patch);
+    });
+    let result = reconcile(Arc::new(kc), ctx).await;
+    scenario.finish().await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[tokio::test]
+async fn after_a_scale_up_partitions_move_to_the_new_brokers_a_batch_at_a_time() {
+    // Six partitions, replication factor 2, all on brokers 0..2; brokers 3 and 4 joined.
+    let kafka = FakeKafka::default();
+    kafka.with_topic("orders", 6, &[]).with_state(|s| {
+        s.topics.get_mut("orders").unwrap().replication_factor = 2;
+        for p in 0..6 {
+            let tp = crate::kafka::TopicPartition::new("orders", p);
+            s.assignments.insert(tp.clone(), vec![p % 3, (p + 1) % 3]);
+            s.sizes.insert(tp, 500);
+        }
+        s.cluster = Some(crate::kafka::ClusterDescription {
+            cluster_id: "c".into(),
+            controller_id: Some(0),
+            brokers: (0..5)
+                .map(|id| crate::kafka::ClusterBroker {
+                    id,
+                    fenced: false,
+                    rack: None,
+                })
+                .collect(),
+        });
+    });
+    let metrics = Arc::new(Metrics::new(&[super::CONTROLLER]).unwrap());
+    let five_pods = || -> Vec<Value> {
+        (0..5)
+            .map(|i| pod(&format!("demo-{i}"), "Running", true))
+            .collect()
+    };
+    let pass = |kafka: &FakeKafka, check: fn(&Value)| {
+        let (ctx, server) =
+            Context::test_with_metrics(Arc::new(kafka.clone()), Arc::clone(&metrics));
+        let scenario = server.run(move |mut server| async move {
+            let existing = Some(existing_sts(5, 3));
+            children_applies_over(&mut server, 5, existing, 5, sts_status(5, 5)).await;
+            pods_list(&mut server, five_pods()).await;
+            let patch = server.expect_apply(STATUS_PATH).await;
+            check(&patch.body["status"]);
+            respond_stored_cluster(patch);
+        });
+        let mut kc = demo();
+        kc.spec.replicas = 5;
+        kc.status = Some(settled_status());
+        async move {
+            let result = reconcile(Arc::new(kc), ctx).await;
+            scenario.finish().await;
+            result
+        }
+    };
+
+    let result = pass(&kafka, |status| {
+        let rebalancing = condition(status, "Rebalancing");
+        assert_eq!(
+            (&rebalancing["status"], &rebalancing["reason"]),
+            (&json!("True"), &json!("Balancing"))
+        );
+        // 12 replicas over 5 brokers: the new ones get 2 each, 4 copies of 500 bytes,
+        // within one batch (at most four partitions).
+        assert_eq!(status["rebalance"]["bytesLeft"], 2000, "{status}");
+        assert_eq!(status["rebalance"]["partitionsPending"], 0, "{status}");
+        assert_eq!(status["rebalance"].get("drainingBrokers"), None);
+    })
+    .await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(3)));
+    let calls = kafka.take_calls();
+    let moves: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("AlterPartitionReassignments"))
+        .collect();
+    assert_eq!(moves.len(), 1, "{calls:?}");
+    assert!(
+        calls.contains(&"DescribeLogDirs demo-4.demo-brokers.streaming.svc:9092".to_string()),
+        "sizes come from every broker: {calls:?}"
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains("runnel_operator_partition_reassignments_started_total 3"),
+        "{text}"
+    );
+
+    // In flight: nothing more is submitted until the batch is done.
+    pass(&kafka, |status| {
+        assert_eq!(status["rebalance"]["partitionsMoving"], 3, "{status}");
+    })
+    .await
+    .unwrap();
+    assert!(!kafka
+        .take_calls()
+        .iter()
+        .any(|c| c.starts_with("AlterPartitionReassignments")));
+
+    // Done: balanced, nothing more moves.
+    kafka.finish_moves();
+    pass(&kafka, |status| {
+        let rebalancing = condition(status, "Rebalancing");
+        assert_eq!(rebalancing["reason"], "Balanced", "{status}");
+        assert_eq!(status.get("rebalance"), None);
+    })
+    .await
+    .unwrap();
+    let placement = kafka.placement();
+    for broker in 0..5 {
+        let held = placement.values().filter(|r| r.contains(&broker)).count();
+        assert!((2..=3).contains(&held), "broker {broker}: {placement:?}");
+        let leads = placement.values().filter(|r| r[0] == broker).count();
+        assert!(
+            (1..=2).contains(&leads),
+            "broker {broker} leads {leads}: {placement:?}"
+        );
+    }
 }
 
 /// `demo` scaled up from 1 to 3 whose new brokers never ran (`neverReady` as given; no
@@ -505,11 +705,10 @@ async fn a_scale_up_whose_brokers_never_ran_can_be_undone() {
     assert_eq!(
         kafka.take_calls(),
         [
-            "connect demo-1.demo-brokers.streaming.svc:9092",
-            "connect demo-2.demo-brokers.streaming.svc:9092",
+            "connect demo-bootstrap.streaming.svc:9092",
             "connect demo-bootstrap.streaming.svc:9092"
         ],
-        "asked first: a broker that answers is judged by what it holds"
+        "asked first: a cluster that answers is judged by what its brokers hold"
     );
 }
 
@@ -536,7 +735,7 @@ async fn a_broker_not_known_to_have_never_run_still_holds_the_scale_down() {
             degraded["message"]
                 .as_str()
                 .unwrap()
-                .contains("demo-1 cannot be asked"),
+                .contains("which brokers hold replicas cannot be asked"),
             "{degraded}"
         );
         respond_stored_cluster(patch);

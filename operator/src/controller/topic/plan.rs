@@ -10,6 +10,8 @@ use kube::ResourceExt;
 use crate::crd::{newly, upsert_condition, ConditionStatus, Topic, TopicStatus};
 use crate::kafka::{AlterConfigOp, ConfigEntry, ConfigSource, TopicMetadata};
 
+use super::replication::Change;
+
 /// Condition type: the topic on the cluster is managed by this object and matches it.
 pub const READY: &str = "Ready";
 /// Condition type: an older `Topic` claims the same topic on the same cluster.
@@ -22,8 +24,14 @@ pub const NEEDS_AN_EDIT: [&str; 5] = [
     "AdoptionRefused",
     "ResourceConflict",
     "PartitionsNotShrunk",
-    "ReplicationFactorMismatch",
+    REPLICATION_FACTOR_IMPOSSIBLE,
 ];
+
+/// Condition type (and `Ready=False` reason): partitions are being reassigned to reach
+/// the declared replication factor.
+pub const REASSIGNING: &str = "Reassigning";
+/// `Ready=False` reason: the declared replication factor cannot be reached.
+pub const REPLICATION_FACTOR_IMPOSSIBLE: &str = "ReplicationFactorImpossible";
 
 /// The Warning Event (reason, note) that going from `old` to `new` calls for: the
 /// `Ready=False` condition when its reason is one of [`NEEDS_AN_EDIT`] and it was not
@@ -182,8 +190,9 @@ impl Outcome {
     }
 }
 
-/// The outcome for a topic this object manages, after the changes were made.
-pub fn managed_outcome(topic: &Topic, observed: &Observed) -> Outcome {
+/// The outcome for a topic this object manages, after the changes were made, and where
+/// a replication-factor change stands (`None`: the spec declares no factor).
+pub fn managed_outcome(topic: &Topic, observed: &Observed, change: Option<&Change>) -> Outcome {
     let spec = &topic.spec;
     let name = &observed.metadata.name;
     let partitions = observed.metadata.partition_count();
@@ -196,24 +205,70 @@ pub fn managed_outcome(topic: &Topic, observed: &Observed) -> Outcome {
             ),
         );
     }
-    if let (Some(want), Some(have)) = (
-        spec.replication_factor,
-        observed.metadata.replication_factor(),
-    ) {
-        if want != have {
+    let want = spec.replication_factor.unwrap_or_default();
+    match change {
+        Some(Change::Moving { moving, pending }) => {
             return Outcome::not_ready(
-                "ReplicationFactorMismatch",
+                REASSIGNING,
                 format!(
-                    "topic {name} has replication factor {have}, the spec asks for {want}; \
-                     changing it needs a partition reassignment, which is not supported yet"
+                    "changing the replication factor of topic {name} to {want}: {moving} \
+                     partitions moving, {pending} more to go"
                 ),
-            );
+            )
         }
+        Some(Change::Impossible(why)) => {
+            return Outcome::not_ready(
+                REPLICATION_FACTOR_IMPOSSIBLE,
+                format!("topic {name} cannot get replication factor {want}: {why}"),
+            )
+        }
+        Some(Change::Done) | None => {}
     }
     Outcome {
         ready: true,
         reason: "InSync",
         message: format!("topic {name} has {partitions} partitions and the declared configs"),
+    }
+}
+
+/// Records a replication-factor change in `status`: the `Reassigning` condition and
+/// `reassigningPartitions` while partitions move; once done the condition turns `False`
+/// (it is only added by a change, so topics that never changed have none).
+pub fn record_reassignment(
+    status: &mut TopicStatus,
+    topic: &Topic,
+    change: Option<&Change>,
+    now: &Time,
+) {
+    let generation = topic.metadata.generation;
+    let had = status.conditions.iter().any(|c| c.type_ == REASSIGNING);
+    match change {
+        Some(Change::Moving { moving, pending }) => {
+            let total = moving.saturating_add(*pending);
+            status.reassigning_partitions = Some(i32::try_from(total).unwrap_or(i32::MAX));
+            upsert_condition(
+                &mut status.conditions,
+                REASSIGNING,
+                ConditionStatus::True,
+                "ReplicationFactorChange",
+                format!("{moving} partitions moving, {pending} more to go"),
+                generation,
+                now,
+            );
+        }
+        _ if had => {
+            status.reassigning_partitions = None;
+            upsert_condition(
+                &mut status.conditions,
+                REASSIGNING,
+                ConditionStatus::False,
+                "Done",
+                "every partition has the declared replication factor".to_string(),
+                generation,
+                now,
+            );
+        }
+        _ => status.reassigning_partitions = None,
     }
 }
 
@@ -385,9 +440,33 @@ mod tests {
     #[test]
     fn a_larger_topic_is_reported_not_shrunk() {
         let t = topic("a", 1, "orders");
-        let outcome = managed_outcome(&t, &observed(6, &[]));
+        let outcome = managed_outcome(&t, &observed(6, &[]), None);
         assert!(!outcome.ready);
         assert_eq!(outcome.reason, "PartitionsNotShrunk");
-        assert!(managed_outcome(&t, &observed(3, &[])).ready);
+        assert!(managed_outcome(&t, &observed(3, &[]), Some(&Change::Done)).ready);
+    }
+
+    #[test]
+    fn a_replication_factor_change_is_reported_until_done() {
+        let t = topic("a", 1, "orders");
+        let moving = Change::Moving {
+            moving: 2,
+            pending: 1,
+        };
+        let outcome = managed_outcome(&t, &observed(3, &[]), Some(&moving));
+        assert_eq!(outcome.reason, REASSIGNING);
+        let now = Time(k8s_openapi::jiff::Timestamp::from_second(1).unwrap());
+        let mut status = TopicStatus::default();
+        record_reassignment(&mut status, &t, Some(&moving), &now);
+        assert_eq!(status.reassigning_partitions, Some(3));
+        let reassigning = status.conditions.iter().find(|c| c.type_ == REASSIGNING);
+        assert_eq!(reassigning.map(|c| c.status.as_str()), Some("True"));
+        record_reassignment(&mut status, &t, Some(&Change::Done), &now);
+        assert_eq!(status.reassigning_partitions, None);
+        let reassigning = status.conditions.iter().find(|c| c.type_ == REASSIGNING);
+        assert_eq!(reassigning.map(|c| c.status.as_str()), Some("False"));
+        let mut untouched = TopicStatus::default();
+        record_reassignment(&mut untouched, &t, Some(&Change::Done), &now);
+        assert!(untouched.conditions.is_empty());
     }
 }

@@ -466,3 +466,100 @@ async fn an_unreachable_cluster_is_said_in_status_and_backs_off() {
     assert!(error.is_transient(), "{error:?}");
     assert_eq!(error.label(), "kafka");
 }
+
+#[tokio::test]
+async fn a_changed_replication_factor_moves_partitions_until_done() {
+    // `orders` has replication factor 1 on brokers 0, 1, 2; the spec asks for 2.
+    let mut object = managed_topic(3);
+    object["spec"]["replicationFactor"] = json!(2);
+    let fake = FakeKafka::default();
+    fake.with_topic("orders", 3, &[("retention.ms", "1000")])
+        .with_state(|s| {
+            for p in 0..3 {
+                s.assignments
+                    .insert(crate::kafka::TopicPartition::new("orders", p), vec![p]);
+            }
+        });
+    let stored = object.clone();
+    let action = run(&object, &fake, |mut server| {
+        Box::pin(async move {
+            expect_topic_list(&mut server, vec![stored.clone()]).await;
+            expect_cluster(&mut server, true).await;
+            let status = expect_status(&mut server, &stored).await;
+            let ready = condition(&status, "Ready");
+            assert_eq!(
+                (&ready["status"], &ready["reason"]),
+                (&json!("False"), &json!("Reassigning"))
+            );
+            assert_eq!(condition(&status, "Reassigning")["status"], "True");
+            assert_eq!(status["reassigningPartitions"], 3);
+        })
+    })
+    .await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(3)));
+    let calls = fake.take_calls();
+    let moves: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("AlterPartitionReassignments"))
+        .collect();
+    assert_eq!(moves.len(), 1, "{calls:?}");
+    for (p, placement) in fake.finish_moves().placement().values().enumerate() {
+        assert_eq!(placement.len(), 2, "{placement:?}");
+        assert_eq!(
+            placement[0],
+            i32::try_from(p).unwrap(),
+            "the leader stays first"
+        );
+    }
+
+    // Done: Ready again, the Reassigning condition turns False.
+    let mut object = object.clone();
+    object["status"] = json!({"topicId": "id-orders", "observedGeneration": 1,
+        "reassigningPartitions": 3,
+        "conditions": [{"type": "Reassigning", "status": "True", "reason": "ReplicationFactorChange",
+            "message": "", "lastTransitionTime": "2023-11-14T00:00:00Z"}]});
+    let stored = object.clone();
+    run(&object, &fake, |mut server| {
+        Box::pin(async move {
+            expect_topic_list(&mut server, vec![stored.clone()]).await;
+            expect_cluster(&mut server, true).await;
+            let status = expect_status(&mut server, &stored).await;
+            assert_eq!(condition(&status, "Ready")["reason"], "InSync");
+            assert_eq!(condition(&status, "Reassigning")["status"], "False");
+            assert_eq!(status["replicationFactor"], 2);
+            assert_eq!(status.get("reassigningPartitions"), None);
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_replication_factor_above_the_live_brokers_is_refused() {
+    let mut object = managed_topic(3);
+    object["spec"]["replicationFactor"] = json!(5);
+    let fake = FakeKafka::default();
+    fake.with_topic("orders", 3, &[("retention.ms", "1000")]);
+    let stored = object.clone();
+    run(&object, &fake, |mut server| {
+        Box::pin(async move {
+            expect_topic_list(&mut server, vec![stored.clone()]).await;
+            expect_cluster(&mut server, true).await;
+            let status = expect_status(&mut server, &stored).await;
+            let ready = condition(&status, "Ready");
+            assert_eq!(ready["reason"], "ReplicationFactorImpossible");
+            assert!(
+                ready["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("only 3 brokers"),
+                "{ready}"
+            );
+            expect_warning(&mut server, "ReplicationFactorImpossible").await;
+        })
+    })
+    .await;
+    assert!(fake
+        .take_calls()
+        .iter()
+        .all(|c| !c.starts_with("AlterPartitionReassignments")));
+}

@@ -132,16 +132,34 @@ async fn a_scale_down_that_would_remove_a_voter_is_refused() {
         kafka.take_calls(),
         [
             "connect demo-bootstrap.streaming.svc:9092",
-            "DescribeCluster"
+            "DescribeCluster",
+            "Metadata None"
         ],
-        "no broker is asked what it holds: the voters decide"
+        "no broker is asked what it holds before the voters decide (the last Metadata \
+         is the rebalance's look, which finds no topic)"
     );
 }
 
 #[tokio::test]
-async fn non_voters_may_go_when_they_hold_nothing() {
+async fn non_voters_may_go_when_they_hold_nothing_and_are_then_unregistered() {
     // Five brokers, voters 0..2: going to 3 removes only non-voters, which hold nothing.
+    // The cluster still lists 3 and 4 (fenced, their pods gone): they are unregistered;
+    // 4 is refused once (not fenced yet) and stays listed for the next pass.
     let kafka = FakeKafka::default();
+    kafka.with_state(|s| {
+        s.cluster = Some(ClusterDescription {
+            cluster_id: "c".into(),
+            controller_id: Some(0),
+            brokers: [(0, false), (1, false), (2, false), (3, true), (4, false)]
+                .map(|(id, fenced)| ClusterBroker {
+                    id,
+                    fenced,
+                    rack: None,
+                })
+                .into(),
+        });
+        s.unregister_refused.insert(4, 3);
+    });
     let (ctx, server) = context_with_kafka(&kafka);
     let scenario = server.run(|mut server| async move {
         let pods = (0..3)
@@ -169,13 +187,21 @@ async fn non_voters_may_go_when_they_hold_nothing() {
     assert_eq!(
         kafka.take_calls(),
         [
-            "connect demo-3.demo-brokers.streaming.svc:9092",
-            "Metadata None",
-            "connect demo-4.demo-brokers.streaming.svc:9092",
-            "Metadata None",
             "connect demo-bootstrap.streaming.svc:9092",
-            "DescribeCluster"
+            "Metadata None",
+            "ListPartitionReassignments",
+            "connect demo-bootstrap.streaming.svc:9092",
+            "DescribeCluster",
+            "Metadata None",
+            "UnregisterBroker 3",
+            "UnregisterBroker 4"
         ]
+    );
+    assert_eq!(kafka.unregistered(), [3]);
+    assert_eq!(
+        result.unwrap(),
+        Action::requeue(std::time::Duration::from_secs(3)),
+        "broker 4 is asked again soon"
     );
 }
 
@@ -188,7 +214,11 @@ async fn status_shows_the_controller_and_which_brokers_are_live() {
             controller_id: Some(1),
             // Broker 2 is registered but fenced (a DescribeCluster v2 answer).
             brokers: [(0, false), (1, false), (2, true)]
-                .map(|(id, fenced)| ClusterBroker { id, fenced })
+                .map(|(id, fenced)| ClusterBroker {
+                    id,
+                    fenced,
+                    rack: None,
+                })
                 .into(),
         });
     });
@@ -226,7 +256,8 @@ async fn status_shows_the_controller_and_which_brokers_are_live() {
         kafka.take_calls(),
         [
             "connect demo-bootstrap.streaming.svc:9092",
-            "DescribeCluster"
+            "DescribeCluster",
+            "Metadata None"
         ]
     );
 }

@@ -1,0 +1,365 @@
+//! Moving partitions between the brokers of a cluster: the balance after a scale-up and
+//! the drain before a scale-down, one bounded batch at a time.
+//!
+//! Level-triggered like the rest of the reconcile: every pass reads the cluster
+//! (ListPartitionReassignments, Metadata, DescribeLogDirs of every broker) and plans
+//! again with [`placement::plan`] from where the partitions *will* be once the moves in
+//! flight finish. Then:
+//!
+//! - moves in flight: wait for them (the next batch starts only when the broker lists
+//!   none); progress is reported, nothing is submitted;
+//! - none in flight and the plan is not empty: up to [`BATCH`] partitions are submitted
+//!   with AlterPartitionReassignments, those leaving brokers that go first;
+//! - none in flight and the plan is empty: balanced. When a rebalance has just ended,
+//!   partitions not led by their preferred replica are asked to move back (ElectLeaders).
+//!
+//! The brokers that stay are `0..spec.replicas`; a plan is made only when every one of
+//! them is registered and live, so a broker restarting is never drained by mistake.
+
+use std::collections::BTreeMap;
+
+use tracing::{debug, info, warn};
+
+use crate::crd::KafkaCluster;
+use crate::kafka::{ClusterDescription, KafkaAdmin, Reassignment, TopicMetadata, TopicPartition};
+use crate::placement::{self, Broker, PlanError};
+use crate::resources::names;
+use crate::{Context, Error};
+
+/// How many partitions are moved at a time.
+pub const BATCH: usize = 4;
+
+/// Where the partitions of a cluster stand, as one pass saw them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Reassignments in flight (submitted this pass included).
+    pub moving: usize,
+    /// Partitions the plan still wants to move after those.
+    pub pending: usize,
+    /// Bytes still to copy: what the new replicas in flight lack, plus what the rest of
+    /// the plan copies.
+    pub bytes_left: i64,
+    /// Brokers that go (ids from `spec.replicas` on) and still hold replicas.
+    pub draining: Vec<i32>,
+    /// Why no plan could be made (`None`: it was made, or there was nothing to plan).
+    pub blocked: Option<String>,
+}
+
+impl Report {
+    /// Whether anything is moving or still to move.
+    pub fn active(&self) -> bool {
+        self.moving > 0 || self.pending > 0
+    }
+}
+
+/// The partitions' replicas as the metadata lists them (moves in flight: the union).
+pub fn replicas_of(topics: &[TopicMetadata]) -> BTreeMap<TopicPartition, Vec<i32>> {
+    topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    TopicPartition::new(t.name.clone(), p.partition),
+                    p.replicas.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `replicas` as they will be once the moves in `ongoing` finish.
+pub fn projected(
+    mut replicas: BTreeMap<TopicPartition, Vec<i32>>,
+    ongoing: &BTreeMap<TopicPartition, Reassignment>,
+) -> BTreeMap<TopicPartition, Vec<i32>> {
+    for (tp, move_) in ongoing {
+        let target = move_
+            .replicas
+            .iter()
+            .copied()
+            .filter(|b| !move_.removing.contains(b))
+            .collect();
+        replicas.insert(tp.clone(), target);
+    }
+    replicas
+}
+
+/// The brokers of `0..staying` that the cluster lists as live, with their racks; `Err`
+/// names one that is not.
+pub fn staying_brokers(cluster: &ClusterDescription, staying: i32) -> Result<Vec<Broker>, i32> {
+    (0..staying)
+        .map(|id| {
+            cluster
+                .brokers
+                .iter()
+                .find(|b| b.id == id && !b.fenced)
+                .map(|b| Broker {
+                    id,
+                    rack: b.rack.clone(),
+                })
+                .ok_or(id)
+        })
+        .collect()
+}
+
+/// The size of every partition on every live broker, asked of each at its own address
+/// (DescribeLogDirs answers for the broker asked only). A broker that cannot tell (not
+/// reachable, or not serving DescribeLogDirs) counts as reporting nothing: the plan then
+/// weighs its partitions by replica count alone.
+async fn sizes(
+    kc: &KafkaCluster,
+    ctx: &Context,
+    cluster: &ClusterDescription,
+) -> BTreeMap<i32, BTreeMap<TopicPartition, i64>> {
+    let mut sizes = BTreeMap::new();
+    for broker in cluster.brokers.iter().filter(|b| !b.fenced) {
+        let address = format!(
+            "{}:{}",
+            names::broker_host(kc, broker.id),
+            kc.spec.listeners.kafka_port
+        );
+        let held = match ctx.kafka_admin(&address).await {
+            Ok(admin) => admin
+                .describe_log_dirs()
+                .await
+                .map_err(Error::kafka(format!("DescribeLogDirs from {address}"))),
+            Err(e) => Err(e),
+        };
+        match held {
+            Ok(held) => {
+                sizes.insert(broker.id, held);
+            }
+            // Every pass asks again; an older broker would repeat this each time.
+            Err(e) => debug!(broker = broker.id, error = %e.report(), "partition sizes unknown"),
+        }
+    }
+    sizes
+}
+
+/// One pass: observe, plan, and submit the next batch when none is in flight.
+/// `allow_moves` is false while something else (a rolling restart) must settle first:
+/// progress is still reported. `was_active` says the last status showed a rebalance.
+pub async fn step(
+    kc: &KafkaCluster,
+    ctx: &Context,
+    admin: &dyn KafkaAdmin,
+    cluster: &ClusterDescription,
+    allow_moves: bool,
+    was_active: bool,
+) -> Result<Report, Error> {
+    let staying = kc.spec.replicas;
+    let topics = admin
+        .metadata(None)
+        .await
+        .map_err(Error::kafka("Metadata for the rebalance"))?;
+    let replicas = replicas_of(&topics);
+    if replicas.is_empty() {
+        return Ok(Report::default());
+    }
+    let ongoing = admin
+        .list_partition_reassignments()
+        .await
+        .map_err(Error::kafka("ListPartitionReassignments"))?;
+    let per_broker = sizes(kc, ctx, cluster).await;
+    let mut size: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for held in per_broker.values() {
+        for (tp, bytes) in held {
+            let entry = size.entry(tp.clone()).or_insert(0);
+            *entry = (*entry).max(*bytes);
+        }
+    }
+    let in_flight_bytes: i64 = ongoing
+        .iter()
+        .flat_map(|(tp, m)| m.adding.iter().map(move |b| (tp, *b)))
+        .map(|(tp, b)| {
+            let have = per_broker
+                .get(&b)
+                .and_then(|h| h.get(tp))
+                .copied()
+                .unwrap_or(0);
+            (size.get(tp).copied().unwrap_or(0) - have).max(0)
+        })
+        .sum();
+    let future = projected(replicas, &ongoing);
+    let draining: Vec<i32> = {
+        let mut ids: Vec<i32> = future
+            .values()
+            .flatten()
+            .copied()
+            .filter(|b| *b >= staying)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let mut report = Report {
+        moving: ongoing.len(),
+        bytes_left: in_flight_bytes,
+        draining,
+        ..Report::default()
+    };
+    let brokers = match staying_brokers(cluster, staying) {
+        Ok(brokers) => brokers,
+        Err(id) => {
+            report.blocked = Some(format!(
+                "broker {id} is not live: no plan is made without it"
+            ));
+            return Ok(report);
+        }
+    };
+    let plan = match placement::plan(&brokers, &future, &size) {
+        Ok(plan) => plan,
+        Err(error @ PlanError::NotEnoughBrokers { .. }) => {
+            report.blocked = Some(error.to_string());
+            return Ok(report);
+        }
+    };
+    report.pending = plan.targets.len();
+    report.bytes_left = report.bytes_left.saturating_add(plan.bytes_to_move);
+    if !ongoing.is_empty() || !allow_moves {
+        return Ok(report);
+    }
+    if plan.is_empty() {
+        if was_active {
+            elect_preferred(admin, &topics).await;
+        }
+        return Ok(report);
+    }
+    let batch = next_batch(&plan.targets, &future, staying);
+    info!(
+        partitions = ?batch.keys().map(ToString::to_string).collect::<Vec<_>>(),
+        planned = plan.targets.len(),
+        bytes = plan.bytes_to_move,
+        "moving partitions"
+    );
+    let targets: BTreeMap<TopicPartition, Option<Vec<i32>>> = batch
+        .iter()
+        .map(|(tp, r)| (tp.clone(), Some(r.clone())))
+        .collect();
+    let refusals = admin
+        .alter_partition_reassignments(&targets)
+        .await
+        .map_err(Error::kafka("AlterPartitionReassignments"))?;
+    for (tp, error) in &refusals {
+        warn!(partition = %tp, error = %error, "the broker refused a partition move");
+    }
+    let started = batch.len().saturating_sub(refusals.len());
+    if let Some(metrics) = &ctx.metrics {
+        metrics.reassignments_started(started);
+    }
+    report.moving = started;
+    report.pending = plan.targets.len().saturating_sub(started);
+    Ok(report)
+}
+
+/// The first [`BATCH`] targets: partitions with a replica on a broker that goes first,
+/// then by name.
+pub fn next_batch(
+    targets: &BTreeMap<TopicPartition, Vec<i32>>,
+    current: &BTreeMap<TopicPartition, Vec<i32>>,
+    staying: i32,
+) -> BTreeMap<TopicPartition, Vec<i32>> {
+    let mut order: Vec<(&TopicPartition, &Vec<i32>)> = targets.iter().collect();
+    // Stable: within each group the map's order (by name) is kept.
+    order.sort_by_key(|(tp, _)| {
+        !current
+            .get(*tp)
+            .is_some_and(|r| r.iter().any(|b| *b >= staying))
+    });
+    order
+        .into_iter()
+        .take(BATCH)
+        .map(|(tp, r)| (tp.clone(), r.clone()))
+        .collect()
+}
+
+/// After a rebalance: leadership back to each partition's preferred replica, where it
+/// is elsewhere. Advisory: a failure is logged, the brokers' own preferred-leader
+/// balancing gets there too.
+async fn elect_preferred(admin: &dyn KafkaAdmin, topics: &[TopicMetadata]) {
+    let elsewhere: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.replicas.first().is_some_and(|first| *first != p.leader))
+                .map(|p| TopicPartition::new(t.name.clone(), p.partition))
+        })
+        .collect();
+    if elsewhere.is_empty() {
+        return;
+    }
+    match admin.elect_preferred_leaders(&elsewhere).await {
+        Ok(()) => info!(
+            partitions = elsewhere.len(),
+            "moved leaders back to preferred replicas"
+        ),
+        Err(error) => {
+            info!(error = %error, "preferred leader election failed; the brokers' balancing will do it")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::ClusterBroker;
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    #[test]
+    fn the_future_placement_drops_the_replicas_being_removed() {
+        let now = BTreeMap::from([(tp(0), vec![0, 1, 3]), (tp(1), vec![1, 2])]);
+        let ongoing = BTreeMap::from([(
+            tp(0),
+            Reassignment {
+                replicas: vec![0, 1, 3],
+                adding: vec![3],
+                removing: vec![0],
+            },
+        )]);
+        assert_eq!(
+            projected(now, &ongoing),
+            BTreeMap::from([(tp(0), vec![1, 3]), (tp(1), vec![1, 2])])
+        );
+    }
+
+    #[test]
+    fn partitions_leaving_brokers_that_go_are_moved_first() {
+        let targets: BTreeMap<_, _> = (0..10).map(|p| (tp(p), vec![0, 1])).collect();
+        let current: BTreeMap<_, _> = (0..10)
+            .map(|p| (tp(p), if p >= 7 { vec![3, 0] } else { vec![1, 0] }))
+            .collect();
+        let batch = next_batch(&targets, &current, 3);
+        assert_eq!(
+            batch.keys().cloned().collect::<Vec<_>>(),
+            [tp(0), tp(7), tp(8), tp(9)]
+        );
+    }
+
+    #[test]
+    fn a_plan_waits_for_every_staying_broker_to_be_live() {
+        let cluster = ClusterDescription {
+            cluster_id: "c".into(),
+            controller_id: Some(0),
+            brokers: [(0, false), (1, true), (2, false), (3, false)]
+                .map(|(id, fenced)| ClusterBroker {
+                    id,
+                    fenced,
+                    rack: Some(format!("r{}", id % 2)),
+                })
+                .to_vec(),
+        };
+        assert_eq!(staying_brokers(&cluster, 3), Err(1));
+        let live = staying_brokers(&cluster, 1).unwrap();
+        assert_eq!(
+            live,
+            [Broker {
+                id: 0,
+                rack: Some("r0".into())
+            }]
+        );
+    }
+}
