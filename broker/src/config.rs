@@ -35,8 +35,9 @@ pub struct BrokerConfig {
     pub node_id: i32,
 
     /// `cluster.id`: the cluster this broker belongs to. Optional; when set, a data
-    /// directory or a quorum of another cluster is refused.
-    #[arg(long, env = "RUNNEL_CLUSTER_ID")]
+    /// directory or a quorum of another cluster is refused. Kafka's ids are URL-safe
+    /// base64 and may start with `-`, so `--cluster-id -x…` is read as the value.
+    #[arg(long, env = "RUNNEL_CLUSTER_ID", allow_hyphen_values = true)]
     pub cluster_id: Option<String>,
 
     /// `controller.quorum.voters`: the metadata quorum's voters as `id@host:port,...`

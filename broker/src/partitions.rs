@@ -61,6 +61,10 @@ impl Partition {
     }
 }
 
+/// How long opening a partition waits for the copy of it moved away earlier to be
+/// released by the requests that held it (fetches and flushes take milliseconds).
+const RETIRED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// All hosted partitions.
 pub struct PartitionManager {
     data_dir: PathBuf,
@@ -128,8 +132,9 @@ impl PartitionManager {
             if self.read_map().contains_key(&tp) {
                 continue;
             }
-            // A replica moved away and back again starts from what the leader has.
-            self.delete_retired()?;
+            // A replica moved away and back again: the old copy goes first, so two logs
+            // never share one directory.
+            self.wait_retired(&tp)?;
             let log = Log::open_in(&self.dir_of(&tp), config.clone(), Arc::clone(&self.health))?;
             self.segments_scanned.fetch_add(
                 log.segments_scanned_at_open(),
@@ -191,30 +196,48 @@ impl PartitionManager {
         self.delete_retired()
     }
 
-    /// Deletes the data of retired replicas no request holds any more. Blocking.
+    /// Deletes the data of retired replicas no request holds any more. Blocking. The
+    /// list stays locked throughout, so [`PartitionManager::open`] never opens a
+    /// directory while it is being deleted.
     pub fn delete_retired(&self) -> Result<(), LogError> {
-        let retired = std::mem::take(&mut *self.lock_retired());
-        let mut held = Vec::new();
+        let mut retired = self.lock_retired();
         let mut result = Ok(());
-        for p in retired {
+        for p in std::mem::take(&mut *retired) {
             match Arc::try_unwrap(p) {
                 Ok(p) => {
                     let tp = p.tp.clone();
-                    let deleted = p
-                        .log
-                        .into_inner()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .delete();
-                    match deleted {
+                    let log = p.log.into_inner().unwrap_or_else(|e| e.into_inner());
+                    match log.delete() {
                         Ok(()) => tracing::info!(partition = %tp, "deleted a replica moved away"),
                         Err(e) => result = Err(e),
                     }
                 }
-                Err(p) => held.push(p),
+                Err(p) => retired.push(p),
             }
         }
-        self.lock_retired().extend(held);
         result
+    }
+
+    /// Waits (at most [`RETIRED_WAIT`]) until the retired copy of `tp`, if any, is
+    /// deleted. Blocking.
+    fn wait_retired(&self, tp: &TopicPartition) -> Result<(), LogError> {
+        let deadline = std::time::Instant::now() + RETIRED_WAIT;
+        loop {
+            self.delete_retired()?;
+            if !self.lock_retired().iter().any(|p| p.tp == *tp) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(LogError::Io {
+                    path: self.dir_of(tp),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "the copy of this replica moved away earlier is still in use",
+                    ),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     fn lock_retired(&self) -> MutexGuard<'_, Vec<Arc<Partition>>> {
@@ -275,5 +298,51 @@ fn remove_dir(dir: &Path) -> Result<(), LogError> {
             path: dir.to_path_buf(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_moved_away_is_deleted_once_released_and_never_shares_its_directory(
+    ) -> Result<(), LogError> {
+        let dir = tempfile::tempdir().map_err(|source| LogError::Io {
+            path: PathBuf::from("tempdir"),
+            source,
+        })?;
+        let manager = Arc::new(PartitionManager::new(dir.path()));
+        manager.open("t", 0..2, &LogConfig::default())?;
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let path = manager.dir_of(&tp);
+        // A request still holds partition 0 when it moves away: its files stay.
+        let held = manager.get("t", 0);
+        manager.remove("t", 0)?;
+        assert!(manager.get("t", 0).is_none());
+        assert!(path.exists(), "deleted under a request that holds it");
+        // It moves back while still held: opening waits for the old copy to go.
+        let reopening = {
+            let manager = Arc::clone(&manager);
+            std::thread::spawn(move || manager.open("t", 0..1, &LogConfig::default()))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            !reopening.is_finished(),
+            "opened while the old copy was held"
+        );
+        drop(held);
+        reopening.join().map_err(|_| LogError::Io {
+            path: path.clone(),
+            source: std::io::Error::other("the opening thread panicked"),
+        })??;
+        assert!(manager.get("t", 0).is_some());
+        assert!(manager.lock_retired().is_empty());
+        // Partition 1 was never touched.
+        assert!(manager.get("t", 1).is_some());
+        Ok(())
     }
 }
