@@ -483,3 +483,16 @@ impl BrokerConfig {
         config
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_id_may_start_with_a_hyphen() {
+        // Kafka's ids are URL-safe base64 of 16 random bytes: about one in 64 starts so.
+        let id = "-iWa2ChfSnScMm-gpxBmHg";
+        let config = BrokerConfig::try_parse_from(["runnel-broker", "--cluster-id", id]);
+        assert_eq!(config.ok().and_then(|c| c.cluster_id).as_deref(), Some(id));
+    }
+}
