@@ -15,22 +15,10 @@ from kafka.admin import NewTopic
 
 from compat_helpers import admin_client, wait_until
 from replica_check import compare_replicas
-from test_replication import (LAG_MS, Load, assert_acknowledged_intact, end_offsets, leadership,
-                              read_all, wait_for_isr)
+from test_replication import (LAG_MS, Load, assert_acknowledged_intact, describe, end_offsets,
+                              leadership, read_all, wait_for_isr)
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def describe(cluster, node: int, topic: str) -> dict[int, dict] | None:
-    """{partition: Metadata's partition entry} as broker `node` answers, or None."""
-    try:
-        with admin_client(cluster.bootstrap(node)) as admin:
-            (described,) = admin.describe_topics([topic])
-    except Exception:  # noqa: BLE001 - a broker between answers
-        return None
-    if described["error_code"] != 0:
-        return None
-    return {p["partition_index"]: p for p in described["partitions"]}
 
 
 def controller(cluster, node: int) -> int | None:

@@ -36,9 +36,9 @@ def replicated_cluster(make_cluster, durability: str = "fsync"):
                                        "--acks-all-durability", durability])
 
 
-def leadership(cluster, node: int, topic: str) -> dict | None:
-    """{partition: (leader, leader epoch, sorted ISR)} as broker `node` answers Metadata,
-    or None while it cannot answer."""
+def describe(cluster, node: int, topic: str) -> dict[int, dict] | None:
+    """{partition: Metadata's partition entry} as broker `node` answers, or None while it
+    cannot answer."""
     try:
         with admin_client(cluster.bootstrap(node)) as admin:
             (described,) = admin.describe_topics([topic])
@@ -46,8 +46,17 @@ def leadership(cluster, node: int, topic: str) -> dict | None:
         return None
     if described["error_code"] != 0:
         return None
-    return {p["partition_index"]: (p["leader_id"], p["leader_epoch"], sorted(p["isr_nodes"]))
-            for p in described["partitions"]}
+    return {p["partition_index"]: p for p in described["partitions"]}
+
+
+def leadership(cluster, node: int, topic: str) -> dict | None:
+    """{partition: (leader, leader epoch, sorted ISR)} as broker `node` answers Metadata,
+    or None while it cannot answer."""
+    described = describe(cluster, node, topic)
+    if described is None:
+        return None
+    return {i: (p["leader_id"], p["leader_epoch"], sorted(p["isr_nodes"]))
+            for i, p in described.items()}
 
 
 def wait_for_isr(cluster, topic: str, isr: list[int], via: int, timeout: float = 30.0) -> dict:
