@@ -458,10 +458,9 @@ impl BrokerContext {
         // Replicas moved away from this broker by a reassignment.
         for partition in self.partitions.all() {
             let tp = &partition.tp;
-            let moved = image.topic(&tp.topic).is_some_and(|t| {
-                !t.replicas(tp.partition, self.node_id())
-                    .contains(&self.node_id())
-            });
+            let moved = image
+                .topic(&tp.topic)
+                .is_some_and(|t| !t.has_replica(tp.partition, self.node_id()));
             if moved {
                 self.partitions
                     .remove(&tp.topic, tp.partition)

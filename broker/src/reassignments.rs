@@ -7,7 +7,8 @@
 use kafka_protocol::ResponseError;
 
 use crate::context::{BrokerContext, CommitError};
-use crate::metadata::{Election, MetadataImage, MetadataRecord};
+use crate::metadata::{Election, MetadataImage, MetadataRecord, TopicImage};
+use crate::topics;
 
 /// Why one partition's request is refused: a Kafka error code and a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,19 +50,16 @@ pub struct Move {
 }
 
 /// Checks `m` against `image`: the record to write, or why not.
-/// `allow_factor_change` is AlterPartitionReassignments v1's flag (KIP-860); `me` is this
-/// broker, which a single broker (no registrations) knows as the only one.
+/// `allow_factor_change` is AlterPartitionReassignments v1's flag (KIP-860); `known` are
+/// the brokers a target may name ([`topics::known_brokers`]).
 pub fn check_move(
     image: &MetadataImage,
     m: &Move,
     allow_factor_change: bool,
-    me: i32,
+    known: &[i32],
 ) -> Result<MetadataRecord, Refusal> {
     use ResponseError as E;
-    let topic = image
-        .topic(&m.topic)
-        .filter(|t| (0..t.partitions).contains(&m.partition))
-        .ok_or_else(|| Refusal::new(E::UnknownTopicOrPartition, "no such partition"))?;
+    let topic = existing(image, &m.topic, m.partition)?;
     let index = usize::try_from(m.partition).unwrap_or(usize::MAX);
     if topic.replicas.get(index).is_none() {
         return Err(Refusal::new(
@@ -79,28 +77,8 @@ pub fn check_move(
             )),
         };
     };
-    if target.is_empty() {
-        return Err(Refusal::new(
-            E::InvalidReplicaAssignment,
-            "the replica list is empty",
-        ));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for &broker in target {
-        if !seen.insert(broker) {
-            return Err(Refusal::new(
-                E::InvalidReplicaAssignment,
-                format!("broker {broker} is named twice"),
-            ));
-        }
-        let known =
-            image.brokers.contains_key(&broker) || (image.brokers.is_empty() && broker == me);
-        if !known {
-            return Err(Refusal::new(
-                E::InvalidReplicaAssignment,
-                format!("broker {broker} is not registered"),
-            ));
-        }
+    if let Some(problem) = topics::replica_list_problem(target, known) {
+        return Err(Refusal::new(E::InvalidReplicaAssignment, problem));
     }
     let current = in_flight.map_or_else(
         || topic.replicas(m.partition, -1).len(),
@@ -116,6 +94,18 @@ pub fn check_move(
         ));
     }
     Ok(record(m))
+}
+
+/// The topic of `partition` of `topic`, or UNKNOWN_TOPIC_OR_PARTITION.
+fn existing<'a>(
+    image: &'a MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> Result<&'a TopicImage, Refusal> {
+    image
+        .topic(topic)
+        .filter(|t| (0..t.partitions).contains(&partition))
+        .ok_or_else(|| Refusal::new(ResponseError::UnknownTopicOrPartition, "no such partition"))
 }
 
 fn record(m: &Move) -> MetadataRecord {
@@ -134,9 +124,10 @@ pub fn reassign(
 ) -> Vec<Result<(), Refusal>> {
     let mut state = ctx.lock_metadata();
     let image = ctx.image();
+    let known = topics::known_brokers(ctx);
     let checked: Vec<_> = moves
         .iter()
-        .map(|m| check_move(&image, m, allow_factor_change, ctx.node_id()))
+        .map(|m| check_move(&image, m, allow_factor_change, &known))
         .collect();
     let records: Vec<MetadataRecord> = checked.iter().filter_map(|c| c.clone().ok()).collect();
     let committed = if records.is_empty() {
@@ -162,10 +153,7 @@ pub fn check_election(
     election: Election,
 ) -> Result<MetadataRecord, Refusal> {
     use ResponseError as E;
-    let t = image
-        .topic(topic)
-        .filter(|t| (0..t.partitions).contains(&partition))
-        .ok_or_else(|| Refusal::new(E::UnknownTopicOrPartition, "no such partition"))?;
+    let t = existing(image, topic, partition)?;
     let leadership = t.leadership(partition, -1);
     let replicas = t.replicas(partition, -1);
     let live = |b: &i32| image.is_live(*b);
@@ -303,7 +291,7 @@ pub fn unregister(ctx: &BrokerContext, node_id: i32) -> Result<(), Refusal> {
         .topics()
         .map(|t| {
             (0..t.partitions)
-                .filter(|&p| !t.replicas.is_empty() && t.replicas(p, -1).contains(&node_id))
+                .filter(|&p| !t.replicas.is_empty() && t.has_replica(p, node_id))
                 .count()
         })
         .sum::<usize>();

@@ -161,29 +161,51 @@ pub enum Layout {
     Explicit(Vec<Vec<i32>>),
 }
 
-/// Checks a client's replica assignment: every partition names the same number of
-/// distinct, registered brokers (on a single broker, itself).
-pub fn check_assignment(ctx: &BrokerContext, replicas: &[Vec<i32>]) -> Result<(), TopicError> {
-    let known: Vec<i32> = if ctx.quorum().is_none() {
+/// The brokers a replica list may name: the registered ones; on a single broker, itself.
+pub fn known_brokers(ctx: &BrokerContext) -> Vec<i32> {
+    if ctx.quorum().is_none() {
         vec![ctx.node_id()]
     } else {
         ctx.image().brokers.keys().copied().collect()
-    };
-    let bad = |reason: String| Err(TopicError::InvalidAssignment(reason));
+    }
+}
+
+/// Why one partition's replica list cannot be used, if it cannot: it is empty, names a
+/// broker twice, or names one not in `known`.
+pub fn replica_list_problem(replicas: &[i32], known: &[i32]) -> Option<String> {
+    if replicas.is_empty() {
+        return Some("the replica list is empty".into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for &broker in replicas {
+        if !seen.insert(broker) {
+            return Some(format!("broker {broker} is named twice"));
+        }
+        if !known.contains(&broker) {
+            return Some(format!("broker {broker} is not registered"));
+        }
+    }
+    None
+}
+
+/// Checks a client's replica assignment: every partition names the same number of
+/// distinct, registered brokers (on a single broker, itself).
+pub fn check_assignment(ctx: &BrokerContext, replicas: &[Vec<i32>]) -> Result<(), TopicError> {
+    let known = known_brokers(ctx);
     let factor = replicas.first().map_or(0, Vec::len);
     for (p, r) in replicas.iter().enumerate() {
-        if r.is_empty() || r.len() != factor {
-            return bad(format!(
-                "partition {p} has {} replicas; every partition needs the same number, at least one",
+        let problem = if r.len() == factor {
+            replica_list_problem(r, &known)
+        } else {
+            Some(format!(
+                "{} replicas; every partition needs the same number",
                 r.len()
-            ));
-        }
-        let distinct: std::collections::BTreeSet<i32> = r.iter().copied().collect();
-        if distinct.len() != r.len() {
-            return bad(format!("partition {p} names a broker twice"));
-        }
-        if let Some(b) = r.iter().find(|b| !known.contains(b)) {
-            return bad(format!("broker {b} (partition {p}) is not registered"));
+            ))
+        };
+        if let Some(problem) = problem {
+            return Err(TopicError::InvalidAssignment(format!(
+                "partition {p}: {problem}"
+            )));
         }
     }
     Ok(())

@@ -181,9 +181,9 @@ fn read_all(
     locking: Locking,
 ) -> Option<Read> {
     let now = std::time::Instant::now();
-    // A follower's fetch: the leader's replication throttle (see `replication::throttle`).
+    // A follower's fetch: the leader's replication throttle (see `replication::throttle`),
+    // and the metadata it was judged by.
     let throttle = replica.map(|_| FetchThrottle::leader(ctx));
-    let image = replica.map(|_| ctx.image());
     let mut throttled_bytes = 0u64;
     let mut advanced = false;
     let mut out = Vec::with_capacity(wants.len());
@@ -224,10 +224,11 @@ fn read_all(
         // Only a replica of the partition (in this leader's metadata) replicates it, as in
         // Kafka: a broker whose metadata is ahead (a move this leader has not applied yet)
         // asks again shortly.
-        if let (Some((node, _)), Some(image)) = (replica, &image) {
-            let assigned = image
+        if let (Some((node, _)), Some(throttle)) = (replica, &throttle) {
+            let assigned = throttle
+                .image()
                 .topic(name)
-                .is_some_and(|t| t.replicas(w.partition, ctx.node_id()).contains(&node));
+                .is_some_and(|t| t.has_replica(w.partition, node));
             if !assigned {
                 any_error = true;
                 out.push((

@@ -133,7 +133,16 @@ impl TopicImage {
     /// The partitions with a replica on broker `node` (every partition of a topic from
     /// before clusters, which the one broker there was holds).
     pub fn partitions_on(&self, node: i32) -> impl Iterator<Item = i32> + '_ {
-        (0..self.partitions).filter(move |&p| self.replicas_of(p).is_none_or(|r| r.contains(&node)))
+        (0..self.partitions).filter(move |&p| self.has_replica(p, node))
+    }
+
+    /// Whether broker `node` holds a replica of `partition` (every partition of a topic
+    /// from before clusters is on the one broker there was, whatever its id).
+    pub fn has_replica(&self, partition: i32, node: i32) -> bool {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.replicas.get(p))
+            .is_none_or(|r| r.contains(&node))
     }
 
     fn replicas_of(&self, partition: i32) -> Option<Vec<i32>> {

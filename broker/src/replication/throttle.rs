@@ -285,6 +285,11 @@ impl FetchThrottle {
         }
     }
 
+    /// The metadata image this throttle was read from.
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
     /// Whether `partition` of `topic` is throttled here (its bytes count to the rate).
     pub fn throttles(&self, topic: &str, partition: i32) -> bool {
         let Some(t) = self.image.topic(topic) else {
