@@ -35,6 +35,9 @@ pub enum StartError {
         /// The storage error.
         source: runnel_storage::LogError,
     },
+    /// Stray partition directories (not hosted here) could not be deleted.
+    #[error("cannot delete stray partition directories: {0}")]
+    Strays(runnel_storage::LogError),
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(#[from] crate::config::InvalidSetting),
@@ -193,7 +196,7 @@ impl BrokerContext {
             let log_config = topic_config::log_config(&config, &topic.configs);
             for partition in topic.partitions_on(config.node_id) {
                 partitions
-                    .open(&topic.name, partition..partition + 1, &log_config)
+                    .open(&topic.name, topic.id, partition..partition + 1, &log_config)
                     .map_err(|source| StartError::Log {
                         topic: topic.name.clone(),
                         partition,
@@ -215,6 +218,12 @@ impl BrokerContext {
             clean_start = clean,
             "partition logs open"
         );
+        // The metadata is current here (a cluster member registered through the quorum
+        // first), so a partition directory it does not give this broker is a stray.
+        let strays = partitions.delete_strays().map_err(StartError::Strays)?;
+        if !strays.is_empty() {
+            tracing::warn!(directories = ?strays, "deleted stray replicas: partitions this broker no longer hosts");
+        }
         let next_producer_id = image.next_producer_id;
         let ctx = BrokerContext {
             request_budget: Arc::new(Semaphore::new(config.queued_max_request_bytes as usize)),

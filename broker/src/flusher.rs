@@ -332,7 +332,9 @@ mod tests {
     async fn the_thread_answers_preallocates_and_stops_after_its_queue() {
         let dir = tempfile::tempdir().unwrap();
         let manager = PartitionManager::new(dir.path());
-        manager.open("t", 0..2, &LogConfig::default()).unwrap();
+        manager
+            .open("t", uuid::Uuid::nil(), 0..2, &LogConfig::default())
+            .unwrap();
         let (a, b) = (manager.get("t", 0).unwrap(), manager.get("t", 1).unwrap());
         let metrics = Arc::new(Metrics::new().unwrap());
         let shutdown = CancellationToken::new();
@@ -385,7 +387,9 @@ mod tests {
         let pool = FsyncPool::start(MAX_PARALLEL_FSYNCS - 1);
         // More partitions than MAX_PARALLEL_FSYNCS, so some threads sync several.
         let count = i32::try_from(MAX_PARALLEL_FSYNCS * 2 + 3).unwrap();
-        manager.open("t", 0..count, &LogConfig::default()).unwrap();
+        manager
+            .open("t", uuid::Uuid::nil(), 0..count, &LogConfig::default())
+            .unwrap();
         let partitions: Vec<_> = (0..count).map(|p| manager.get("t", p).unwrap()).collect();
         let mut round = Vec::new();
         for (i, partition) in partitions.iter().enumerate() {

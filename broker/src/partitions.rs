@@ -1,6 +1,12 @@
 //! The partitions this broker hosts: one [`Partition`] (a storage [`Log`] behind a mutex)
 //! per topic partition, opened at start-up and created or removed by metadata changes.
 //!
+//! Each partition directory holds `partition.metadata` (Kafka's name and layout) naming
+//! the id of the topic it belongs to. At start-up, directories of partitions this broker
+//! no longer hosts (moved away or deleted while it was down) are deleted: stray replicas,
+//! as Kafka calls them. A directory left by a deleted topic is never opened as the new
+//! topic of the same name.
+//!
 //! Concurrency: the map is behind a `RwLock` held only to look up, insert or remove; each
 //! log is behind its own `Mutex`, taken on a blocking thread (`spawn_blocking`) because
 //! storage calls do file I/O. Appends wake long-polling fetches through `appended`.
@@ -9,8 +15,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use runnel_storage::{Log, LogConfig, LogDirHealth, LogError};
+use runnel_storage::{Durability, Log, LogConfig, LogDirHealth, LogError};
 use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// The file in a partition directory that names the topic's id.
+const PARTITION_METADATA: &str = "partition.metadata";
+/// `partition.metadata` is two short lines; anything longer is not ours.
+const MAX_PARTITION_METADATA_LEN: u64 = 256;
+/// The suffix of a directory renamed before it is deleted: a crash in the middle of the
+/// deletion leaves one, which is never opened as a partition and goes at the next start.
+const STRAY_SUFFIX: &str = "-stray";
 
 /// A topic name and partition index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,10 +132,13 @@ impl PartitionManager {
     }
 
     /// Opens (recovering, or creating when absent) the log of each partition in
-    /// `partitions` of `topic`. Blocking.
+    /// `partitions` of `topic`, whose id is `topic_id`. A directory that names another
+    /// topic id (a topic of the same name deleted while this broker was down) is deleted
+    /// first. Blocking.
     pub fn open(
         &self,
         topic: &str,
+        topic_id: Uuid,
         partitions: std::ops::Range<i32>,
         config: &LogConfig,
     ) -> Result<(), LogError> {
@@ -135,7 +153,23 @@ impl PartitionManager {
             // A replica moved away and back again: the old copy goes first, so two logs
             // never share one directory.
             self.wait_retired(&tp)?;
-            let log = Log::open_in(&self.dir_of(&tp), config.clone(), Arc::clone(&self.health))?;
+            let dir = self.dir_of(&tp);
+            let stored = read_topic_id(&dir)?;
+            if stored.is_some_and(|stored| stored != topic_id) {
+                tracing::warn!(partition = %tp, ?stored, %topic_id,
+                    "deleting a copy of an earlier topic of the same name");
+                self.delete_dir(&dir)?;
+            }
+            let log = Log::open_in(&dir, config.clone(), Arc::clone(&self.health))?;
+            if stored != Some(topic_id) {
+                let contents = format!("version: 0\ntopic_id: {topic_id}\n");
+                runnel_storage::write_atomic(
+                    &dir,
+                    PARTITION_METADATA,
+                    contents.as_bytes(),
+                    Durability::Durable,
+                )?;
+            }
             self.segments_scanned.fetch_add(
                 log.segments_scanned_at_open(),
                 std::sync::atomic::Ordering::Relaxed,
@@ -240,6 +274,66 @@ impl PartitionManager {
         }
     }
 
+    /// Deletes the directories of partitions this broker does not host: replicas moved
+    /// away or topics deleted while it was down, and deletions a crash interrupted. Call
+    /// once every partition the metadata gives this broker is open. Only directories
+    /// named like a partition (`<topic>-<index>`) are touched. Blocking.
+    pub fn delete_strays(&self) -> Result<Vec<String>, LogError> {
+        let entries = std::fs::read_dir(&self.data_dir).map_err(|source| LogError::Io {
+            path: self.data_dir.clone(),
+            source,
+        })?;
+        let mut deleted = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| LogError::Io {
+                path: self.data_dir.clone(),
+                source,
+            })?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let stray = if name.ends_with(STRAY_SUFFIX) {
+                true
+            } else if let Some(tp) = parse_partition_dir(&name) {
+                !self.read_map().contains_key(&tp)
+            } else {
+                false
+            };
+            if stray {
+                self.delete_dir(&entry.path())?;
+                deleted.push(name);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes a partition directory: renamed first (one atomic step, made durable), so a
+    /// crash never leaves half a log under a partition's name.
+    fn delete_dir(&self, dir: &Path) -> Result<(), LogError> {
+        let doomed = if dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(STRAY_SUFFIX))
+        {
+            dir.to_path_buf()
+        } else {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            let doomed = self
+                .data_dir
+                .join(format!("{name}.{}{STRAY_SUFFIX}", Uuid::new_v4().simple()));
+            std::fs::rename(dir, &doomed).map_err(|source| LogError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            runnel_storage::sync_dir(&self.data_dir)?;
+            doomed
+        };
+        remove_dir(&doomed)?;
+        runnel_storage::sync_dir(&self.data_dir)
+    }
+
     fn lock_retired(&self) -> MutexGuard<'_, Vec<Arc<Partition>>> {
         self.retired.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -290,6 +384,51 @@ impl PartitionManager {
     }
 }
 
+/// The topic id `dir/partition.metadata` names: `None` when the file is absent (a new
+/// directory, or one written before the file existed) or unreadable as ours, in which
+/// case it is rewritten and the data kept.
+fn read_topic_id(dir: &Path) -> Result<Option<Uuid>, LogError> {
+    use std::io::Read;
+    let path = dir.join(PARTITION_METADATA);
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(LogError::Io { path, source }),
+    };
+    let mut text = String::new();
+    if let Err(e) = file
+        .take(MAX_PARTITION_METADATA_LEN)
+        .read_to_string(&mut text)
+    {
+        tracing::warn!(path = %path.display(), error = %e, "unreadable partition.metadata, rewritten");
+        return Ok(None);
+    }
+    let id = text
+        .lines()
+        .find_map(|line| line.strip_prefix("topic_id:"))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok());
+    if id.is_none() {
+        tracing::warn!(path = %path.display(), "partition.metadata names no topic id, rewritten");
+    }
+    Ok(id)
+}
+
+/// The partition a directory named `<topic>-<index>` holds, if the name is one: a legal
+/// topic name (Kafka's characters) and a non-negative index.
+fn parse_partition_dir(name: &str) -> Option<TopicPartition> {
+    let (topic, index) = name.rsplit_once('-')?;
+    if crate::topics::validate_name(topic).is_err()
+        || index.is_empty()
+        || !index.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some(TopicPartition {
+        topic: topic.to_string(),
+        partition: index.parse().ok()?,
+    })
+}
+
 fn remove_dir(dir: &Path) -> Result<(), LogError> {
     match std::fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
@@ -313,7 +452,7 @@ mod tests {
             source,
         })?;
         let manager = Arc::new(PartitionManager::new(dir.path()));
-        manager.open("t", 0..2, &LogConfig::default())?;
+        manager.open("t", Uuid::nil(), 0..2, &LogConfig::default())?;
         let tp = TopicPartition {
             topic: "t".into(),
             partition: 0,
@@ -327,7 +466,7 @@ mod tests {
         // It moves back while still held: opening waits for the old copy to go.
         let reopening = {
             let manager = Arc::clone(&manager);
-            std::thread::spawn(move || manager.open("t", 0..1, &LogConfig::default()))
+            std::thread::spawn(move || manager.open("t", Uuid::nil(), 0..1, &LogConfig::default()))
         };
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(
@@ -343,6 +482,79 @@ mod tests {
         assert!(manager.lock_retired().is_empty());
         // Partition 1 was never touched.
         assert!(manager.get("t", 1).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn stray_directories_go_and_nothing_else_does() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let manager = PartitionManager::new(dir.path());
+        let id = Uuid::new_v4();
+        manager.open("kept", id, 0..1, &LogConfig::default())?;
+        manager.open("moved-away", id, 3..4, &LogConfig::default())?;
+        // What the last run left: a partition the metadata no longer gives this broker,
+        // a deletion a crash interrupted, and things that are not partitions.
+        manager
+            .get("moved-away", 3)
+            .ok_or("moved-away-3 not open")?
+            .log()
+            .flush()?;
+        manager.write_map().clear();
+        manager.open("kept", id, 0..1, &LogConfig::default())?;
+        let interrupted = dir.path().join("gone-1.0123abcd-stray");
+        std::fs::create_dir_all(interrupted.join("inner"))?;
+        for other in ["__cluster_metadata", "lost+found", "not-a-partition-x"] {
+            std::fs::create_dir_all(dir.path().join(other))?;
+        }
+        std::fs::write(dir.path().join("meta.properties"), "node.id=0\n")?;
+
+        let mut deleted = manager.delete_strays()?;
+        deleted.sort();
+        assert_eq!(deleted, ["gone-1.0123abcd-stray", "moved-away-3"]);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "__cluster_metadata",
+                "kept-0",
+                "lost+found",
+                "meta.properties",
+                "not-a-partition-x"
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_directory_of_an_earlier_topic_of_the_same_name_is_not_reopened(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (old, new) = (Uuid::new_v4(), Uuid::new_v4());
+        {
+            let manager = PartitionManager::new(dir.path());
+            manager.open("t", old, 0..1, &LogConfig::default())?;
+            let p = manager.get("t", 0).ok_or("t-0 not open")?;
+            let mut log = p.log();
+            log.append(&crate::records::test_batch(3), 0, 1_700_000_000_000)?;
+            log.flush()?;
+        }
+        let text = std::fs::read_to_string(dir.path().join("t-0").join(PARTITION_METADATA))?;
+        assert_eq!(text, format!("version: 0\ntopic_id: {old}\n"));
+
+        // The same topic again: its data is there.
+        let manager = PartitionManager::new(dir.path());
+        manager.open("t", old, 0..1, &LogConfig::default())?;
+        let end = |m: &PartitionManager| m.get("t", 0).map(|p| p.log().log_end_offset());
+        assert_eq!(end(&manager), Some(3));
+        // A new topic of the same name: it starts empty.
+        let manager = PartitionManager::new(dir.path());
+        manager.open("t", new, 0..1, &LogConfig::default())?;
+        assert_eq!(end(&manager), Some(0));
+        let text = std::fs::read_to_string(dir.path().join("t-0").join(PARTITION_METADATA))?;
+        assert_eq!(text, format!("version: 0\ntopic_id: {new}\n"));
         Ok(())
     }
 }

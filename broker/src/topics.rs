@@ -429,7 +429,7 @@ pub(crate) fn open_hosted(
         .filter(|p| range.contains(p))
     {
         ctx.partitions
-            .open(&topic.name, partition..partition + 1, log_config)?;
+            .open(&topic.name, topic.id, partition..partition + 1, log_config)?;
     }
     Ok(())
 }

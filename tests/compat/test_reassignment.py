@@ -3,8 +3,11 @@ kafka-python's admin client on three broker processes: a partition moves from br
 broker 2 while an idempotent acks=all producer writes to it, ListPartitionReassignments
 shows the move on every broker until it completes, a cancelled move leaves the old
 assignment, the moved-away replica's files are deleted, and every acknowledged record is
-read back once at its offset. Then leader elections: ElectLeaders on request, and the
-controller's automatic return of leadership to preferred replicas.
+read back once at its offset. A move in flight survives the kill of the active
+controller, and a replica moved away, or a topic deleted, while its broker was down is
+deleted when that broker returns (Kafka's stray replicas) and never served as a new topic
+of the same name. Then leader elections: ElectLeaders on request, and the controller's
+automatic return of leadership to preferred replicas.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import pytest
 from kafka import TopicPartition
 from kafka.admin import NewTopic
 
-from compat_helpers import admin_client, wait_until
+from compat_helpers import admin_client, producer, wait_until
 from replica_check import compare_replicas
 from test_replication import (LAG_MS, Load, assert_acknowledged_intact, describe, end_offsets,
                               leadership, read_all, wait_for_isr)
@@ -99,6 +102,117 @@ def test_a_partition_moves_from_broker_0_to_broker_2_while_a_producer_writes(mak
     cluster.stop_all()
     dirs = [cluster.brokers[n].data_dir for n in (2, 1)]
     assert compare_replicas(dirs, topic, 0, ends[0]) > 0
+
+
+def named_controllers(cluster, nodes) -> set[int | None]:
+    return {controller(cluster, n) for n in nodes}
+
+
+@pytest.mark.crash
+def test_a_move_survives_a_controller_kill_and_the_copy_left_on_a_down_broker_goes(
+        make_cluster, unique_name):
+    # Brokers 0-2 are the quorum's voters; broker 3, the move's target, is not.
+    cluster = make_cluster(4, extra_args=["--replica-lag-time-max-ms", LAG_MS])
+    (active,) = wait_until(lambda: (lambda c: c if len(c) == 1 and None not in c else None)(
+        named_controllers(cluster, range(4))), 30, what="one controller named by all")
+    x, y = (n for n in (0, 1, 2) if n != active)
+    topic = unique_name("moving")
+    with admin_client(cluster.bootstrap(y)) as admin:
+        admin.create_topics([NewTopic(topic, replica_assignments={0: [x, y], 1: [y, x]})])
+    wait_for_isr(cluster, topic, sorted([x, y]), via=y)
+    moving = TopicPartition(topic, 0)
+
+    with Load(cluster.bootstrap(y), topic, partitions=2) as load:
+        wait_until(lambda: len(load.acked) >= 500, 30, what="the load to start")
+        # The target is down: the move stays in flight.
+        assert cluster.brokers[3].stop() == 0
+        with admin_client(cluster.bootstrap(y)) as admin:
+            assert admin.alter_partition_reassignments({moving: [3, y]}) == {moving: None}
+        expected = {"replicas": [3, y, x], "adding_replicas": [3], "removing_replicas": [x]}
+        for node in (x, y):
+            assert in_flight(cluster, node) == {moving: expected}, node
+
+        # The active controller dies; a new one takes over the move.
+        cluster.brokers[active].kill9()
+        wait_until(lambda: named_controllers(cluster, (x, y)) <= {x, y}
+                   and len(named_controllers(cluster, (x, y))) == 1, 30,
+                   what=f"brokers {x} and {y} to name a new controller")
+        for node in (x, y):
+            assert in_flight(cluster, node) == {moving: expected}, node
+        cluster.brokers[active].start()
+        wait_until(lambda: controller(cluster, active) in (0, 1, 2), 30,
+                   what=f"broker {active} to rejoin")
+
+        # The replica the move removes is on a broker that dies before the move completes.
+        cluster.brokers[x].kill9()
+        cluster.brokers[3].start()
+        wait_until(lambda: not in_flight(cluster, y), 60, interval=0.2,
+                   what="the move to complete")
+        done = wait_until(lambda: (lambda d: d if d and sorted(d[0]["isr_nodes"]) == sorted([3, y])
+                                   else None)(describe(cluster, y, topic)), 30,
+                          what="the target replicas in sync")
+        assert done[0]["replica_nodes"] == [3, y]
+        mark = len(load.acked)
+        wait_until(lambda: len(load.acked) >= mark + 500, 30, what="acknowledgements after the move")
+
+        # Broker x returns: its copy of partition 0 is a stray and goes; partition 1 stays.
+        stray = cluster.brokers[x].data_dir / f"{topic}-0"
+        assert stray.exists()
+        cluster.brokers[x].start()
+        wait_until(lambda: not stray.exists(), 30, what=f"{stray} to be deleted")
+        assert (cluster.brokers[x].data_dir / f"{topic}-1").exists()
+        wait_until(lambda: (lambda v: v and v[1][2] == sorted([x, y]))(leadership(cluster, y, topic)),
+                   30, what=f"broker {x} back in partition 1's ISR")
+        mark = len(load.acked)
+        wait_until(lambda: len(load.acked) >= mark + 200, 30, what="acknowledgements after the return")
+
+    got = read_all(cluster.bootstrap(y), topic, 2)
+    assert_acknowledged_intact(load, got)
+    ends = end_offsets(cluster.bootstrap(y), topic, 2)
+    cluster.stop_all()
+    assert not (cluster.brokers[x].data_dir / f"{topic}-0").exists()
+    dirs = [cluster.brokers[n].data_dir for n in (3, y)]
+    assert compare_replicas(dirs, topic, 0, ends[0]) > 0
+
+
+@pytest.mark.crash
+def test_a_topic_deleted_while_its_broker_is_down_is_not_reborn_in_a_new_one(make_cluster,
+                                                                             unique_name):
+    cluster = make_cluster(3)
+    reborn, deleted = unique_name("reborn"), unique_name("deleted")
+    with admin_client(cluster.bootstrap(0)) as admin:
+        admin.create_topics([NewTopic(t, replica_assignments={0: [2]}) for t in (reborn, deleted)])
+    for t in (reborn, deleted):
+        wait_until(lambda: (lambda d: d and d[0]["leader_id"] == 2)(describe(cluster, 0, t)), 30,
+                   what=f"{t} led by broker 2")
+    with producer(cluster.bootstrap(0), acks="all") as p:
+        for i in range(10):
+            p.send(reborn, value=b"old-%d" % i, partition=0)
+            p.send(deleted, value=b"old-%d" % i, partition=0)
+        p.flush(timeout=30)
+    assert end_offsets(cluster.bootstrap(2), reborn, 1) == {0: 10}
+
+    assert cluster.brokers[2].stop() == 0
+    wait_until(lambda: controller(cluster, 0) in (0, 1) and controller(cluster, 1) in (0, 1), 30,
+               what="a live controller")
+    with admin_client(cluster.bootstrap(0)) as admin:
+        admin.delete_topics([reborn, deleted])
+    for node in (0, 1):
+        wait_until(lambda: describe(cluster, node, reborn) is None, 30, what=f"{reborn} deleted")
+    # A new topic of the same name, on the broker that is down (registered, fenced).
+    with admin_client(cluster.bootstrap(0)) as admin:
+        admin.create_topics([NewTopic(reborn, replica_assignments={0: [2]})])
+    cluster.brokers[2].start()
+    wait_until(lambda: (lambda d: d and d[0]["leader_id"] == 2)(describe(cluster, 2, reborn)), 30,
+               what=f"the new {reborn} led by broker 2")
+    with producer(cluster.bootstrap(2), acks="all") as p:
+        offsets = [p.send(reborn, value=b"new-%d" % i, partition=0).get(timeout=30).offset
+                   for i in range(3)]
+    assert offsets == [0, 1, 2]
+    assert read_all(cluster.bootstrap(2), reborn, 1) == {0: [(i, b"new-%d" % i) for i in range(3)]}
+    wait_until(lambda: not (cluster.brokers[2].data_dir / f"{deleted}-0").exists(), 30,
+               what=f"the deleted topic's directory to go")
+    cluster.stop_all()
 
 
 @pytest.mark.crash

@@ -391,7 +391,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ctx = context(dir.path());
         ctx.partitions
-            .open("t", 0..2, &LogConfig::default())
+            .open("t", uuid::Uuid::nil(), 0..2, &LogConfig::default())
             .unwrap();
 
         // Partition 1's log is held (as by a long flush or compaction): trying only
@@ -428,7 +428,9 @@ mod tests {
             cleanup_policy: runnel_storage::CleanupPolicy::Compact,
             ..LogConfig::default()
         };
-        ctx.partitions.open("t", 0..1, &compact).unwrap();
+        ctx.partitions
+            .open("t", uuid::Uuid::nil(), 0..1, &compact)
+            .unwrap();
         let (done, _, busy) = append_all(&ctx, vec![work(0, batch(2))], Locking::TryOnly, 1);
         assert!(done.is_empty());
         assert_eq!(busy.len(), 1);
