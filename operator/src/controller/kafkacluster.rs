@@ -17,7 +17,8 @@
 //!    [`restart`]: at most one pod is deleted per pass, a ready broker only when the
 //!    brokers say it is safe, the active controller last);
 //! 6. take one step of the partition moves (see [`rebalance`]: the balance after a
-//!    scale-up, the drain before a scale-down; none is started while a restart runs);
+//!    scale-up, the drain before a scale-down, at most `spec.rebalance.maxPartitionsMoving`
+//!    at a time; none is started while a restart runs);
 //!    unregister the brokers a finished scale-down removed;
 //! 7. derive the status (see [`status`]) and apply it through the status subresource,
 //!    only when it changed; a `Degraded` condition that appears or changes (a failed
@@ -113,6 +114,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
 
 async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Result<Action, Error> {
     quorum::validate_listeners(&kc.spec.listeners)?;
+    rebalance::validate(&kc.spec.rebalance)?;
     // The voter count does not change what the broker accepts; only that there is a quorum.
     let quorum_flags = statefulset::quorum_flags(kc, Voters::initial(kc.spec.replicas));
     configmap::validate_broker_config(&kc.spec.config, &quorum_flags)?;

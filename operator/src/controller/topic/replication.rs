@@ -1,14 +1,15 @@
 //! A changed `spec.replicationFactor` becomes partition reassignments: replicas added
 //! on the least loaded live brokers or removed from the most loaded ones (see
 //! [`placement::replication_factor`]; placed by replica counts, racks kept spread), a
-//! bounded batch at a time, the next once the broker lists none of the topic's moves in
-//! flight.
+//! batch of the cluster's `spec.rebalance.maxPartitionsMoving` at a time, the next once
+//! the broker lists none of the topic's moves in flight.
 
 use std::collections::BTreeMap;
 
 use tracing::{info, warn};
 
-use crate::controller::kafkacluster::rebalance::{replicas_of, BATCH};
+use crate::controller::kafkacluster::rebalance::{self, replicas_of};
+use crate::crd::KafkaCluster;
 use crate::kafka::{KafkaAdmin, TopicMetadata, TopicPartition};
 use crate::placement::{self, Broker};
 use crate::Error;
@@ -29,9 +30,10 @@ pub enum Change {
     Impossible(String),
 }
 
-/// One step of making every partition of `metadata` (topic `name`) have `want`
-/// replicas.
+/// One step of making every partition of `metadata` (topic `name`, on the cluster `kc`)
+/// have `want` replicas.
 pub async fn step(
+    kc: &KafkaCluster,
     admin: &dyn KafkaAdmin,
     metadata: &TopicMetadata,
     want: i32,
@@ -92,7 +94,7 @@ pub async fn step(
     let batch: BTreeMap<TopicPartition, Option<Vec<i32>>> = plan
         .targets
         .iter()
-        .take(BATCH)
+        .take(rebalance::batch_size(kc))
         .map(|(tp, r)| (tp.clone(), Some(r.clone())))
         .collect();
     info!(
