@@ -164,7 +164,7 @@ async fn apply_in(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Actio
         }
     };
     let admin = ctx.kafka_admin(&bootstrap).await?;
-    let (observed, owned, outcome, change) = sync(topic, &kc, admin.as_ref(), &name).await?;
+    let (observed, owned, outcome, change) = sync(topic, ctx, &kc, admin.as_ref(), &name).await?;
     let mut status = plan::topic_status(topic, observed.as_ref(), owned, &outcome, None, &now);
     plan::record_reassignment(&mut status, topic, change.as_ref(), &now);
     write_status(topic, ctx, namespace, status).await?;
@@ -183,6 +183,7 @@ type Synced = (Option<Observed>, bool, Outcome, Option<replication::Change>);
 /// Makes the topic on the cluster `kc` match the spec, as far as allowed.
 async fn sync(
     topic: &Topic,
+    ctx: &Context,
     kc: &KafkaCluster,
     admin: &dyn KafkaAdmin,
     name: &str,
@@ -252,7 +253,7 @@ async fn sync(
     };
     let change = match spec.replication_factor {
         Some(want) => {
-            let change = replication::step(kc, admin, &observed.metadata, want).await?;
+            let change = replication::step(ctx, kc, admin, &observed.metadata, want).await?;
             if matches!(change, replication::Change::Moving { .. }) {
                 // What the metadata lists now: old and new replicas of the moves.
                 observed = observe_after_change(admin, name).await?;

@@ -132,7 +132,10 @@ pub fn staying_brokers(cluster: &ClusterDescription, staying: i32) -> Result<Vec
 /// (DescribeLogDirs answers for the broker asked only). A broker that cannot tell (not
 /// reachable, or not serving DescribeLogDirs) counts as reporting nothing: the plan then
 /// weighs its partitions by replica count alone.
-async fn sizes(
+///
+/// The one way the operator learns partition sizes: the rebalance and a Topic's
+/// replication-factor change both plan from it.
+pub(crate) async fn sizes(
     kc: &KafkaCluster,
     ctx: &Context,
     cluster: &ClusterDescription,
@@ -162,6 +165,21 @@ async fn sizes(
     sizes
 }
 
+/// The size of each partition: the largest any of its replicas reports (a replica
+/// still catching up holds less than the partition has).
+pub fn partition_sizes(
+    per_broker: &BTreeMap<i32, BTreeMap<TopicPartition, i64>>,
+) -> BTreeMap<TopicPartition, i64> {
+    let mut size: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for held in per_broker.values() {
+        for (tp, bytes) in held {
+            let entry = size.entry(tp.clone()).or_insert(0);
+            *entry = (*entry).max(*bytes);
+        }
+    }
+    size
+}
+
 /// One pass: observe, plan, and submit the next batch when none is in flight.
 /// `allow_moves` is false while something else (a rolling restart) must settle first:
 /// progress is still reported. `was_active` says the last status showed a rebalance.
@@ -187,13 +205,7 @@ pub async fn step(
         .await
         .map_err(Error::kafka("ListPartitionReassignments"))?;
     let per_broker = sizes(kc, ctx, cluster).await;
-    let mut size: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-    for held in per_broker.values() {
-        for (tp, bytes) in held {
-            let entry = size.entry(tp.clone()).or_insert(0);
-            *entry = (*entry).max(*bytes);
-        }
-    }
+    let size = partition_sizes(&per_broker);
     let in_flight_bytes: i64 = ongoing
         .iter()
         .flat_map(|(tp, m)| m.adding.iter().map(move |b| (tp, *b)))

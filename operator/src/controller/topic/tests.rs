@@ -581,6 +581,48 @@ async fn a_replication_factor_change_moves_as_many_partitions_as_the_cluster_all
 }
 
 #[tokio::test]
+async fn a_new_replica_goes_where_the_brokers_report_fewest_bytes() {
+    // `orders-0` on broker 0. Brokers 0 and 1 hold 1 GB each, broker 2 three empty
+    // partitions: by replica counts broker 1 is emptiest, by bytes broker 2.
+    let mut object = managed_topic(1);
+    object["spec"]["replicationFactor"] = json!(2);
+    let fake = FakeKafka::default();
+    fake.with_topic("orders", 1, &[("retention.ms", "1000")])
+        .with_topic("big", 2, &[])
+        .with_topic("small", 3, &[])
+        .with_state(|s| {
+            let tp = crate::kafka::TopicPartition::new;
+            s.assignments.insert(tp("orders", 0), vec![0]);
+            for p in 0..2 {
+                s.assignments.insert(tp("big", p), vec![p]);
+                s.sizes.insert(tp("big", p), 1 << 30);
+            }
+            for p in 0..3 {
+                s.assignments.insert(tp("small", p), vec![2]);
+            }
+        });
+    let stored = object.clone();
+    run(&object, &fake, |mut server| {
+        Box::pin(async move {
+            expect_topic_list(&mut server, vec![stored.clone()]).await;
+            expect_cluster(&mut server, true).await;
+            expect_status(&mut server, &stored).await;
+        })
+    })
+    .await;
+    let calls = fake.take_calls();
+    for broker in 0..3 {
+        let asked = format!("DescribeLogDirs demo-{broker}.demo-brokers.streaming.svc:9092");
+        assert!(calls.contains(&asked), "{asked} missing from {calls:?}");
+    }
+    let placement = fake.finish_moves().placement();
+    assert_eq!(
+        placement[&crate::kafka::TopicPartition::new("orders", 0)],
+        [0, 2]
+    );
+}
+
+#[tokio::test]
 async fn a_replication_factor_above_the_live_brokers_is_refused() {
     let mut object = managed_topic(3);
     object["spec"]["replicationFactor"] = json!(5);
