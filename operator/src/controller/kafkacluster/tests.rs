@@ -1133,3 +1133,50 @@ async fn a_stale_broker_that_is_not_ready_restarts_first_without_asking() {
         "an unready broker is not asked"
     );
 }
+
+#[test]
+fn the_metric_series_of_a_deleted_cluster_go_once_the_watch_has_listed_the_rest() {
+    use kube::runtime::{reflector, watcher};
+
+    let metrics = Metrics::new(&[super::CONTROLLER]).unwrap();
+    let work = crate::metrics::ClusterWork::default();
+    for (namespace, name) in [
+        ("streaming", "demo"),
+        ("streaming", "gone"),
+        ("other", "gone"),
+    ] {
+        metrics.cluster_work(namespace, name, work);
+    }
+    let series = |namespace: &str, name: &str| {
+        let labels = format!("{{kafkacluster=\"{name}\",namespace=\"{namespace}\"}}");
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.contains(&labels))
+            .count()
+    };
+    let (store, mut writer) = reflector::store::<KafkaCluster>();
+
+    // Not listed yet: an empty store says nothing about what exists.
+    super::forget_deleted(&metrics, Some("streaming"), &store);
+    assert_eq!(series("streaming", "demo"), 3);
+    assert_eq!(series("streaming", "gone"), 3);
+
+    for event in [
+        watcher::Event::Init,
+        watcher::Event::InitApply(demo()),
+        watcher::Event::InitDone,
+    ] {
+        writer.apply_watcher_event(&event);
+    }
+    super::forget_deleted(&metrics, Some("streaming"), &store);
+    assert_eq!(series("streaming", "demo"), 3, "still listed");
+    assert_eq!(series("streaming", "gone"), 0, "no longer listed");
+    assert_eq!(series("other", "gone"), 3, "another scope's cluster");
+
+    // Deleted while watched; over all namespaces, the other namespace's too.
+    writer.apply_watcher_event(&watcher::Event::Delete(demo()));
+    super::forget_deleted(&metrics, None, &store);
+    assert_eq!(series("streaming", "demo"), 0);
+    assert_eq!(series("other", "gone"), 0);
+}
