@@ -831,6 +831,34 @@ async fn reserved_config_is_refused_without_touching_children() {
     assert!(matches!(error, Error::InvalidSpec { .. }), "{error:?}");
 }
 
+#[tokio::test]
+async fn max_partitions_moving_out_of_bounds_is_refused_without_touching_children() {
+    // Past the schema (a CRD applied without validation): the operator refuses it too.
+    let (ctx, server) = Context::test();
+    let scenario = server.run(|mut server| async move {
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let degraded = condition(&patch.body["status"], "Degraded");
+        assert_eq!(
+            (&degraded["status"], &degraded["reason"]),
+            (&json!("True"), &json!("InvalidSpec"))
+        );
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.rebalance.maxPartitionsMoving"),
+            "{degraded}"
+        );
+        respond_stored_cluster(patch);
+        expect_warning(&mut server).await;
+    });
+    let mut kc: KafkaCluster = demo();
+    kc.spec.rebalance.max_partitions_moving = 0;
+    let error = observed_reconcile(kc, ctx).await.unwrap_err();
+    scenario.finish().await;
+    assert!(matches!(error, Error::InvalidSpec { .. }), "{error:?}");
+}
+
 /// What kube-apiserver answers to a StatefulSet update that touches a field other than
 /// replicas, template, updateStrategy, ... (here: a volume claim template's size).
 fn statefulset_update_forbidden() -> Value {
