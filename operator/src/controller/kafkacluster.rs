@@ -412,7 +412,7 @@ pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
         reconcile,
         error_policy,
         after_each,
-        ctx.clone(),
+        ctx,
         options,
     )
     .await;
