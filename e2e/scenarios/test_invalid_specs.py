@@ -52,6 +52,9 @@ def small(module_namespace, kubectl, kafka_cluster):
 def test_api_server_refuses_invalid_specs_of_every_kind(small, kubectl, kafka_cluster):
     ns = small
     assert "replicas" in refused(kubectl, ns, kafka_cluster("zero", replicas=0))
+    for moving in (0, 1001):
+        assert "maxPartitionsMoving" in refused(
+            kubectl, ns, kafka_cluster("batch", rebalance={"maxPartitionsMoving": moving}))
 
     kubectl("apply", "-n", ns, "-f", "-",
             input=cr("Topic", "events", {"clusterRef": {"name": "small"}, "partitions": 2}))

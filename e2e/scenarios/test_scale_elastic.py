@@ -12,7 +12,8 @@ One KafkaCluster `elastic`, three brokers, in steps (file order):
    untouched; lowering the Topic's replication factor to 2 (a reassignment, shown in its
    status) lifts the refusal, and the scale-down goes on by itself: brokers 3 and 4 are
    drained (no replica left on them), their pods go, they leave DescribeCluster, and the
-   records of both topics are all there.
+   records of both topics are all there;
+3. deleting the KafkaCluster (no finalizer) drops its series from the operator's metrics.
 """
 
 from __future__ import annotations
@@ -80,10 +81,14 @@ def settled(api, ns: str, brokers: int):
     return check
 
 
+def leader_metrics(operators) -> str:
+    """The leading operator's /metrics text."""
+    return operators.metrics((operators.lease_holder() or "").split("_", 1)[0])
+
+
 def metric(operators, line_start: str) -> float | None:
     """The value of the leading operator's metric line that starts with `line_start`."""
-    holder = (operators.lease_holder() or "").split("_", 1)[0]
-    for line in operators.metrics(holder).splitlines():
+    for line in leader_metrics(operators).splitlines():
         if line.startswith(line_start + " "):
             return float(line.rsplit(" ", 1)[1])
     return None
@@ -207,3 +212,16 @@ def test_scale_down_refused_then_drained_and_brokers_removed(elastic, kubectl, a
     # The data is intact: every record of both topics, once.
     assert_acked_once(ACKED[LEDGER], read_all(bootstrap(ns), LEDGER, LEDGER_PARTITIONS))
     assert_acked_once(wide.acked, read_all(bootstrap(ns), WIDE, 2))
+
+
+def test_deleting_the_cluster_drops_its_metric_series(elastic, kubectl, operators):
+    ns = elastic
+    labels = f'{{kafkacluster="{NAME}",namespace="{ns}"}}'
+
+    def series() -> list[str]:
+        return [line for line in leader_metrics(operators).splitlines() if labels in line]
+
+    assert len(series()) == 3, leader_metrics(operators)
+    kubectl("delete", "-n", ns, f"kafkacluster/{NAME}", "--timeout=60s", timeout=70)
+    wait_for(f"no series of KafkaCluster {NAME}", lambda: not series(), 30,
+             details=lambda: "\n".join(series()))

@@ -131,7 +131,8 @@ impl Context {
         self
     }
 
-    /// Where the `KafkaCluster` `cluster` in `namespace` is reachable, or why it is not.
+    /// Where the `KafkaCluster` `cluster` in `namespace` is reachable, with the object
+    /// itself (its spec bounds what may be done to it), or why it is not.
     ///
     /// The address is the cluster's `status.bootstrapServers`, else its bootstrap
     /// Service (`<cluster>-bootstrap.<namespace>.svc:<port>`).
@@ -148,13 +149,15 @@ impl Context {
         Ok(match found {
             None => ClusterAddress::Missing,
             Some(kc) if kc.metadata.deletion_timestamp.is_some() => ClusterAddress::Deleting,
-            Some(kc) => ClusterAddress::Bootstrap(
-                kc.status
+            Some(kc) => ClusterAddress::Bootstrap {
+                address: kc
+                    .status
                     .as_ref()
                     .and_then(|s| s.bootstrap_servers.clone())
                     .filter(|b| !b.is_empty())
                     .unwrap_or_else(|| names::bootstrap_servers(&kc)),
-            ),
+                cluster: Box::new(kc),
+            },
         })
     }
 
@@ -190,14 +193,19 @@ impl Context {
 }
 
 /// What became of the `KafkaCluster` a resource refers to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ClusterAddress {
     /// No such `KafkaCluster`.
     Missing,
     /// The `KafkaCluster` is being deleted.
     Deleting,
-    /// It exists; its brokers are reached through this bootstrap address.
-    Bootstrap(String),
+    /// It exists; its brokers are reached through `address`.
+    Bootstrap {
+        /// The bootstrap address.
+        address: String,
+        /// The `KafkaCluster` as it was read.
+        cluster: Box<KafkaCluster>,
+    },
 }
 
 /// Delay before retry number `attempt` (1-based): 5 s, 10 s, 20 s, ... at most 300 s.

@@ -14,7 +14,11 @@
 //! | `runnel_operator_rolling_restarts_in_progress` | gauge | `namespace`, `kafkacluster` (1 while a roll runs) |
 //!
 //! Every reconcile is counted once by [`crate::controller::observed`], failed or not.
+//! The per-KafkaCluster series go when their cluster does: the KafkaCluster controller
+//! drops those of clusters its watch no longer lists ([`Metrics::retain_clusters`]).
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
@@ -44,6 +48,9 @@ pub struct Metrics {
     reassignment_bytes_left: IntGaugeVec,
     reassignments_started: IntCounter,
     rolling_restarts: IntGaugeVec,
+    /// The KafkaClusters (namespace, name) with series, so those of deleted ones can be
+    /// found and dropped. Locked only to read or change the set, never across an await.
+    clusters: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// What one KafkaCluster has in hand, as its last reconcile saw it.
@@ -136,11 +143,15 @@ impl Metrics {
             reassignment_bytes_left,
             reassignments_started,
             rolling_restarts,
+            clusters: Mutex::new(BTreeSet::new()),
         })
     }
 
     /// Records what the KafkaCluster `namespace/name` has in hand.
     pub fn cluster_work(&self, namespace: &str, name: &str, work: ClusterWork) {
+        if let Ok(mut clusters) = self.clusters.lock() {
+            clusters.insert((namespace.to_string(), name.to_string()));
+        }
         let labels = [namespace, name];
         self.reassignments_in_flight
             .with_label_values(&labels)
@@ -151,6 +162,35 @@ impl Metrics {
         self.rolling_restarts
             .with_label_values(&labels)
             .set(i64::from(work.rolling));
+    }
+
+    /// Drops the series of every KafkaCluster for which `keep(namespace, name)` is false.
+    pub fn retain_clusters(&self, keep: impl Fn(&str, &str) -> bool) {
+        let gone: Vec<(String, String)> = match self.clusters.lock() {
+            Ok(mut clusters) => {
+                let gone = clusters
+                    .iter()
+                    .filter(|(namespace, name)| !keep(namespace, name))
+                    .cloned()
+                    .collect();
+                clusters.retain(|(namespace, name)| keep(namespace, name));
+                gone
+            }
+            // A poisoned set only keeps series longer; nothing else depends on it.
+            Err(_) => return,
+        };
+        for (namespace, name) in &gone {
+            let labels = [namespace.as_str(), name.as_str()];
+            for gauge in [
+                &self.reassignments_in_flight,
+                &self.reassignment_bytes_left,
+                &self.rolling_restarts,
+            ] {
+                // Every series is set together in `cluster_work`; an error here only
+                // means this one was never set.
+                let _ = gauge.remove_label_values(&labels);
+            }
+        }
     }
 
     /// Counts `count` partition reassignments started.
@@ -246,5 +286,38 @@ mod tests {
                 "{line} missing from\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_series_of_a_cluster_that_is_gone_are_dropped() {
+        let metrics = Metrics::new(&["kafkacluster"]).unwrap();
+        let work = ClusterWork {
+            reassignments_in_flight: 1,
+            bytes_left: 10,
+            rolling: false,
+        };
+        metrics.cluster_work("streaming", "demo", work);
+        metrics.cluster_work("streaming", "gone", work);
+        metrics.cluster_work("other", "gone", work);
+        metrics.retain_clusters(|namespace, name| (namespace, name) != ("streaming", "gone"));
+
+        let text = metrics.render();
+        assert_eq!(series_in(&text, "gone", "streaming"), 0, "{text}");
+        assert_eq!(series_in(&text, "demo", "streaming"), 3, "{text}");
+        assert_eq!(series_in(&text, "gone", "other"), 3, "{text}");
+
+        // Dropping again, or a cluster never recorded, is no error; a cluster recorded
+        // again gets its series back.
+        metrics.retain_clusters(|namespace, _| namespace != "streaming");
+        metrics.retain_clusters(|namespace, _| namespace != "streaming");
+        assert!(!metrics.render().contains("namespace=\"streaming\""));
+        metrics.cluster_work("streaming", "gone", work);
+        assert_eq!(series_in(&metrics.render(), "gone", "streaming"), 3);
+    }
+
+    /// How many series of `text` carry the labels of KafkaCluster `namespace/cluster`.
+    fn series_in(text: &str, cluster: &str, namespace: &str) -> usize {
+        let labels = format!("{{kafkacluster=\"{cluster}\",namespace=\"{namespace}\"}}");
+        text.lines().filter(|l| l.contains(&labels)).count()
     }
 }

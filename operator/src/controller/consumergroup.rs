@@ -126,7 +126,7 @@ async fn reconcile_in(cg: &ConsumerGroup, ctx: &Context, namespace: &str) -> Res
     status.observed_generation = generation;
 
     let bootstrap = match ctx.cluster_address(namespace, cluster).await? {
-        ClusterAddress::Bootstrap(bootstrap) => bootstrap,
+        ClusterAddress::Bootstrap { address, .. } => address,
         gone => {
             let (reason, message) = match gone {
                 ClusterAddress::Deleting => ("ClusterDeleting", "is being deleted"),

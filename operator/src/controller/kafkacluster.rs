@@ -17,7 +17,8 @@
 //!    [`restart`]: at most one pod is deleted per pass, a ready broker only when the
 //!    brokers say it is safe, the active controller last);
 //! 6. take one step of the partition moves (see [`rebalance`]: the balance after a
-//!    scale-up, the drain before a scale-down; none is started while a restart runs);
+//!    scale-up, the drain before a scale-down, at most `spec.rebalance.maxPartitionsMoving`
+//!    at a time; none is started while a restart runs);
 //!    unregister the brokers a finished scale-down removed;
 //! 7. derive the status (see [`status`]) and apply it through the status subresource,
 //!    only when it changed; a `Degraded` condition that appears or changes (a failed
@@ -26,6 +27,7 @@
 //!
 //! Deleting a cluster needs no action here: every child carries an owner reference and
 //! is garbage-collected, and volumes are retained by design. So there is no finalizer.
+//! Its metric series go when the watch no longer lists it (see [`forget_deleted`]).
 //!
 //! Scaling down never removes a voter of the metadata quorum: the StatefulSet keeps its
 //! size and `Degraded/ScaleDownRemovesVoters` says which. Nor does it leave a partition
@@ -43,11 +45,13 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{predicates, reflector, watcher, PredicateConfig, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -56,11 +60,11 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 pub use status::Findings;
 
-use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
+use super::{apply_status, object_key, retry_after, run_scoped_with, scoped_api, RunOptions};
 use crate::context::FIELD_MANAGER;
 use crate::crd::{newly, ConditionStatus, KafkaCluster, KafkaClusterStatus};
 use crate::kafka::{ClusterDescription, KafkaAdmin};
-use crate::metrics::ClusterWork;
+use crate::metrics::{ClusterWork, Metrics};
 use crate::resources::quorum::{self, Voters};
 use crate::resources::{self, configmap, pdb, service, servicemonitor, statefulset};
 use crate::{Context, Error};
@@ -113,6 +117,7 @@ pub async fn reconcile(kc: Arc<KafkaCluster>, ctx: Arc<Context>) -> Result<Actio
 
 async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Result<Action, Error> {
     quorum::validate_listeners(&kc.spec.listeners)?;
+    rebalance::validate(&kc.spec.rebalance)?;
     // The voter count does not change what the broker accepts; only that there is a quorum.
     let quorum_flags = statefulset::quorum_flags(kc, Voters::initial(kc.spec.replicas));
     configmap::validate_broker_config(&kc.spec.config, &quorum_flags)?;
@@ -359,18 +364,32 @@ pub fn error_policy(kc: Arc<KafkaCluster>, error: &Error, ctx: Arc<Context>) -> 
 /// (a spec edit), not on every change: the controller's own status writes (the bytes a
 /// rebalance has left move with every record produced) would otherwise trigger the next
 /// pass at once. Children's changes and the requeue of every pass cover the rest.
+///
+/// The series a deleted cluster had in the metrics are dropped when the watch reports
+/// it deleted or lists again, and after every reconcile (one that was running when the
+/// cluster went may have just set them): see [`forget_deleted`].
 pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
     let client = ctx.client.clone();
     let owned =
         watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let metrics = ctx.metrics.clone();
     let make = |namespace: Option<&str>| {
         let (reader, writer) = reflector::store();
+        let (store, metrics) = (reader.clone(), metrics.clone());
+        let scope = namespace.map(str::to_string);
         let spec_changes = watcher(
             scoped_api::<KafkaCluster>(&client, namespace),
             watcher::Config::default().any_semantic(),
         )
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| {
+            if let (Ok(watcher::Event::Delete(_) | watcher::Event::InitDone), Some(metrics)) =
+                (event, &metrics)
+            {
+                forget_deleted(metrics, scope.as_deref(), &store);
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
         Controller::for_stream(spec_changes, reader)
@@ -382,7 +401,35 @@ pub async fn run(ctx: Arc<Context>, options: &RunOptions) {
                 owned.clone(),
             )
     };
-    run_scoped(CONTROLLER, make, reconcile, error_policy, ctx, options).await;
+    let after_each = |scope: Option<&str>, store: &Store<KafkaCluster>| {
+        if let Some(metrics) = &metrics {
+            forget_deleted(metrics, scope, store);
+        }
+    };
+    run_scoped_with(
+        CONTROLLER,
+        make,
+        reconcile,
+        error_policy,
+        after_each,
+        ctx,
+        options,
+    )
+    .await;
+}
+
+/// Drops the metric series of the KafkaClusters of `scope` (a namespace; `None`: all)
+/// that `store`, the controller's view of them, no longer holds: they were deleted, and
+/// without a finalizer nothing else says so. Does nothing until the store has its first
+/// full list (before that, every cluster would look deleted).
+pub fn forget_deleted(metrics: &Metrics, scope: Option<&str>, store: &Store<KafkaCluster>) {
+    if store.wait_until_ready().now_or_never().is_none() {
+        return;
+    }
+    metrics.retain_clusters(|namespace, name| {
+        scope.is_some_and(|scope| scope != namespace)
+            || store.get(&ObjectRef::new(name).within(namespace)).is_some()
+    });
 }
 
 /// Server-side applies `object` (namespaced, typed) and returns what the server stored.

@@ -28,6 +28,7 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller, Error as ControllerError};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -123,27 +124,52 @@ pub(crate) async fn run_scoped<K, R, Fut>(
     R: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
+    let nothing = |_: Option<&str>, _: &Store<K>| {};
+    run_scoped_with(name, make, reconcile, error_policy, nothing, ctx, options).await;
+}
+
+/// [`run_scoped`], calling `after_each` with the scope and the controller's store once
+/// each reconcile has ended, failed or not.
+pub(crate) async fn run_scoped_with<K, R, Fut>(
+    name: &'static str,
+    make: impl Fn(Option<&str>) -> Controller<K>,
+    reconcile: R,
+    error_policy: fn(Arc<K>, &Error, Arc<Context>) -> Action,
+    after_each: impl Fn(Option<&str>, &Store<K>),
+    ctx: Arc<Context>,
+    options: &RunOptions,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    R: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let after_each = &after_each;
     let controllers = options.scopes().into_iter().map(|namespace| {
         let metrics = Arc::clone(&options.metrics);
-        make(namespace)
+        let controller = make(namespace);
+        let store = controller.store();
+        controller
             .graceful_shutdown_on(options.shutdown.clone().cancelled_owned())
             .run(
                 move |object, ctx| observed(name, Arc::clone(&metrics), reconcile, object, ctx),
                 error_policy,
                 Arc::clone(&ctx),
             )
-            .for_each(|result| async move {
-                match result {
-                    Ok((object, action)) => {
-                        debug!(controller = name, %object, ?action, "reconciled")
+            .for_each(move |result| {
+                after_each(namespace, &store);
+                async move {
+                    match result {
+                        Ok((object, action)) => {
+                            debug!(controller = name, %object, ?action, "reconciled")
+                        }
+                        // Logged once already, by the error policy.
+                        Err(ControllerError::ReconcilerFailed(..)) => {}
+                        // A deleted object whose retry was still queued: expected.
+                        Err(error @ ControllerError::ObjectNotFound(_)) => {
+                            debug!(controller = name, error = %error, "skipped");
+                        }
+                        Err(error) => warn!(controller = name, error = %error, "controller error"),
                     }
-                    // Logged once already, by the error policy.
-                    Err(ControllerError::ReconcilerFailed(..)) => {}
-                    // A deleted object whose retry was still queued: expected.
-                    Err(error @ ControllerError::ObjectNotFound(_)) => {
-                        debug!(controller = name, error = %error, "skipped");
-                    }
-                    Err(error) => warn!(controller = name, error = %error, "controller error"),
                 }
             })
     });

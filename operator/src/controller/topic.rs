@@ -14,7 +14,8 @@
 //!    - managed: grow partitions (never shrink: `Ready=False/PartitionsNotShrunk`),
 //!      revert config drift with IncrementalAlterConfigs (declared keys set, other
 //!      overrides removed), and move to a changed replication factor with partition
-//!      reassignments (see [`replication`]; `Ready=False/Reassigning` and the
+//!      reassignments (see [`replication`], a batch of the cluster's
+//!      `spec.rebalance.maxPartitionsMoving` at a time; `Ready=False/Reassigning` and the
 //!      `Reassigning` condition with `status.reassigningPartitions` until done);
 //! 4. apply the status (what the cluster has) when it changed; requeue to catch drift.
 //!    When Kafka does not answer, `Ready=False/KafkaUnavailable` says why and the rest of
@@ -45,7 +46,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use self::plan::{Observed, Outcome};
 use super::{apply_status, object_key, retry_after, run_scoped, scoped_api, RunOptions};
 use crate::context::ClusterAddress;
-use crate::crd::{DeletionPolicy, Topic, TopicStatus};
+use crate::crd::{DeletionPolicy, KafkaCluster, Topic, TopicStatus};
 use crate::kafka::{KafkaAdmin, KafkaError, NewTopic};
 use crate::{Context, Error};
 
@@ -149,8 +150,8 @@ async fn apply_in(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Actio
         return Ok(Action::requeue(BLOCKED_RESYNC));
     }
 
-    let bootstrap = match ctx.cluster_address(namespace, cluster).await? {
-        ClusterAddress::Bootstrap(bootstrap) => bootstrap,
+    let (bootstrap, kc) = match ctx.cluster_address(namespace, cluster).await? {
+        ClusterAddress::Bootstrap { address, cluster } => (address, cluster),
         gone => {
             let (reason, message) = match gone {
                 ClusterAddress::Deleting => ("ClusterDeleting", "is being deleted"),
@@ -163,7 +164,7 @@ async fn apply_in(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Actio
         }
     };
     let admin = ctx.kafka_admin(&bootstrap).await?;
-    let (observed, owned, outcome, change) = sync(topic, admin.as_ref(), &name).await?;
+    let (observed, owned, outcome, change) = sync(topic, ctx, &kc, admin.as_ref(), &name).await?;
     let mut status = plan::topic_status(topic, observed.as_ref(), owned, &outcome, None, &now);
     plan::record_reassignment(&mut status, topic, change.as_ref(), &now);
     write_status(topic, ctx, namespace, status).await?;
@@ -179,8 +180,14 @@ async fn apply_in(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Actio
 /// outcome, and where a replication-factor change stands (`None`: none was looked at).
 type Synced = (Option<Observed>, bool, Outcome, Option<replication::Change>);
 
-/// Makes the topic on the cluster match the spec, as far as allowed.
-async fn sync(topic: &Topic, admin: &dyn KafkaAdmin, name: &str) -> Result<Synced, Error> {
+/// Makes the topic on the cluster `kc` match the spec, as far as allowed.
+async fn sync(
+    topic: &Topic,
+    ctx: &Context,
+    kc: &KafkaCluster,
+    admin: &dyn KafkaAdmin,
+    name: &str,
+) -> Result<Synced, Error> {
     let spec = &topic.spec;
     let before = observe(admin, name).await?;
     let Some(existing) = &before else {
@@ -246,7 +253,7 @@ async fn sync(topic: &Topic, admin: &dyn KafkaAdmin, name: &str) -> Result<Synce
     };
     let change = match spec.replication_factor {
         Some(want) => {
-            let change = replication::step(admin, &observed.metadata, want).await?;
+            let change = replication::step(ctx, kc, admin, &observed.metadata, want).await?;
             if matches!(change, replication::Change::Moving { .. }) {
                 // What the metadata lists now: old and new replicas of the moves.
                 observed = observe_after_change(admin, name).await?;
@@ -341,7 +348,7 @@ async fn cleanup(topic: &Topic, ctx: &Context, namespace: &str) -> Result<Action
     }
     let cluster = &topic.spec.cluster_ref.name;
     let bootstrap = match ctx.cluster_address(namespace, cluster).await? {
-        ClusterAddress::Bootstrap(bootstrap) => bootstrap,
+        ClusterAddress::Bootstrap { address, .. } => address,
         ClusterAddress::Missing | ClusterAddress::Deleting => {
             info!(topic = %name, %cluster, "the cluster is gone: releasing the finalizer");
             return Ok(Action::await_change());

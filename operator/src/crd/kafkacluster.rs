@@ -102,6 +102,9 @@ pub struct KafkaClusterSpec {
     /// Prometheus integration.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// How partitions are moved between brokers.
+    #[serde(default)]
+    pub rebalance: RebalanceSpec,
     /// The Kafka cluster id the brokers share (`cluster.id`); fixed at creation. Unset:
     /// derived from this object's uid. Set it to the id of a deleted KafkaCluster (its
     /// `status.clusterId`) to run a new one on that cluster's retained volumes; the
@@ -210,6 +213,39 @@ pub struct PodTemplateOverrides {
     /// Priority class of the broker pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+}
+
+/// How the operator moves partitions between brokers: the balance after a scale-up, the
+/// drain before a scale-down, and a Topic's replication-factor change.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// Partitions moved at once: how many partition reassignments the operator submits
+    /// together; the next batch starts when none of them is in flight any more. A
+    /// moving partition copies its data to its new replicas, so this bounds the copy
+    /// traffic against how long a rebalance takes. It counts partitions across the whole
+    /// cluster, not per broker. A Topic's replication-factor change on this cluster
+    /// submits at most this many of that topic's partitions at a time, counted apart
+    /// from the rebalance's (which waits for every move in flight, the topic's too).
+    #[serde(default = "default_max_partitions_moving")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_partitions_moving: i32,
+}
+
+/// The most partitions [`RebalanceSpec::max_partitions_moving`] allows; the schema's
+/// `maximum` says the same.
+pub const MAX_PARTITIONS_MOVING_LIMIT: i32 = 1000;
+
+fn default_max_partitions_moving() -> i32 {
+    4
+}
+
+impl Default for RebalanceSpec {
+    fn default() -> Self {
+        Self {
+            max_partitions_moving: default_max_partitions_moving(),
+        }
+    }
 }
 
 /// Prometheus integration.

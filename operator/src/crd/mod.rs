@@ -23,7 +23,8 @@ pub use consumergroup::{
 };
 pub use kafkacluster::{
     BrokerState, BrokerStatus, KafkaCluster, KafkaClusterSpec, KafkaClusterStatus, ListenersSpec,
-    MetricsSpec, PodTemplateOverrides, RebalanceStatus, ServiceMonitorSpec, StorageSpec,
+    MetricsSpec, PodTemplateOverrides, RebalanceSpec, RebalanceStatus, ServiceMonitorSpec,
+    StorageSpec, MAX_PARTITIONS_MOVING_LIMIT,
 };
 pub use stored_form::stored_form;
 pub use topic::{DeletionPolicy, Topic, TopicSpec, TopicStatus};

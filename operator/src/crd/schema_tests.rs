@@ -200,6 +200,16 @@ fn validation_rules_and_defaults_are_in_the_schemas() {
         (&serde_json::json!(1), &serde_json::json!(64))
     );
     assert_eq!(cluster_id["pattern"], "^[A-Za-z0-9_-]+$");
+    // Partitions moved at once: 1..=1000, the bound the operator also checks.
+    let moving = &spec["properties"]["rebalance"]["properties"]["maxPartitionsMoving"];
+    assert_eq!(
+        (&moving["minimum"], &moving["maximum"], &moving["default"]),
+        (
+            &serde_json::json!(1.0),
+            &serde_json::json!(f64::from(super::MAX_PARTITIONS_MOVING_LIMIT)),
+            &serde_json::json!(4)
+        )
+    );
     assert_eq!(clusters["spec"]["scope"], "Namespaced");
     assert_eq!(clusters["spec"]["group"], "runnel.dev");
 }

@@ -92,7 +92,14 @@ pub fn plan(
 /// The targets that give every partition of `topic` `replication_factor` replicas: new
 /// replicas go to the least loaded brokers that keep the rack spread (appended, so the
 /// preferred leader stays), surplus ones leave the most loaded brokers (never the first
-/// replica while another can go). Other partitions only count for the loads.
+/// replica while another can go, nor one whose removal lowers the rack spread while
+/// another's does not). Other partitions only count for the loads.
+///
+/// Loads are weighed as [`plan`] weighs them, by bytes with one unit per replica (see
+/// the module docs), so a broker holding few bytes takes the new replica even when it
+/// holds more (small) replicas than the others, and the rebalance, planning with the
+/// same weights, finds nothing to undo. Without `sizes` every replica weighs one unit:
+/// replica counts decide.
 pub fn replication_factor(
     brokers: &[Broker],
     replicas: &BTreeMap<TopicPartition, Vec<i32>>,

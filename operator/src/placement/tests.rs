@@ -192,6 +192,92 @@ fn replication_factor_grows_onto_the_least_loaded_and_shrinks_off_the_most_loade
     ));
 }
 
+/// Bytes and replicas on each broker of `set`, by `sizes`.
+fn bytes_and_counts(
+    replicas: &BTreeMap<TopicPartition, Vec<i32>>,
+    sizes: &BTreeMap<TopicPartition, i64>,
+    set: &[Broker],
+) -> BTreeMap<i32, (i64, usize)> {
+    set.iter()
+        .map(|b| {
+            let held = replicas.iter().filter(|(_, r)| r.contains(&b.id));
+            let bytes = held
+                .clone()
+                .map(|(tp, _)| sizes.get(tp).copied().unwrap_or(0))
+                .sum();
+            (b.id, (bytes, held.count()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_replica_goes_to_the_broker_with_fewest_bytes_not_fewest_replicas() {
+    // Brokers 0 and 1 hold one 1 GB partition each; broker 2 holds three empty ones, and
+    // the topic to grow (one empty partition) leads on broker 0.
+    let gb = 1 << 30;
+    let mut before = BTreeMap::from([
+        (tp("big", 0), vec![0]),
+        (tp("big", 1), vec![1]),
+        (tp("orders", 0), vec![0]),
+    ]);
+    before.extend((0..3).map(|p| (tp("small", p), vec![2])));
+    let sizes = BTreeMap::from([(tp("big", 0), gb), (tp("big", 1), gb)]);
+    let set = brokers(0..3);
+    let by_counts = replication_factor(&set, &before, &BTreeMap::new(), "orders", 2).unwrap();
+    assert_eq!(
+        by_counts.targets[&tp("orders", 0)],
+        [0, 1],
+        "counts alone: broker 1"
+    );
+    let by_bytes = replication_factor(&set, &before, &sizes, "orders", 2).unwrap();
+    assert_eq!(
+        by_bytes.targets[&tp("orders", 0)],
+        [0, 2],
+        "by bytes: broker 2"
+    );
+}
+
+#[test]
+fn a_surplus_replica_leaves_the_broker_with_most_bytes_not_most_replicas() {
+    // `orders-0` on 0, 1, 2; broker 1 holds a 1 GB partition, broker 2 five empty ones.
+    let mut before = BTreeMap::from([(tp("orders", 0), vec![0, 1, 2]), (tp("big", 0), vec![1])]);
+    before.extend((0..5).map(|p| (tp("small", p), vec![2])));
+    let sizes = BTreeMap::from([(tp("big", 0), 1 << 30)]);
+    let set = brokers(0..3);
+    let by_counts = replication_factor(&set, &before, &BTreeMap::new(), "orders", 2).unwrap();
+    assert_eq!(
+        by_counts.targets[&tp("orders", 0)],
+        [0, 1],
+        "counts alone: off 2"
+    );
+    let by_bytes = replication_factor(&set, &before, &sizes, "orders", 2).unwrap();
+    assert_eq!(
+        by_bytes.targets[&tp("orders", 0)],
+        [0, 2],
+        "by bytes: off 1"
+    );
+}
+
+#[test]
+fn a_surplus_replica_leaves_by_bytes_only_where_the_rack_spread_stays() {
+    // `orders-0` on racks a, a, b; broker 2 (rack b) holds the most bytes, but removing
+    // it would leave one rack: a replica on rack a goes instead.
+    let set: Vec<Broker> = [(0, "a"), (1, "a"), (2, "b"), (3, "b")]
+        .map(|(id, rack)| Broker {
+            id,
+            rack: Some(rack.into()),
+        })
+        .to_vec();
+    let before = BTreeMap::from([
+        (tp("orders", 0), vec![0, 1, 2]),
+        (tp("big", 0), vec![2]),
+        (tp("big", 1), vec![3]),
+    ]);
+    let sizes = BTreeMap::from([(tp("big", 0), 1 << 30), (tp("big", 1), 1 << 20)]);
+    let shrunk = replication_factor(&set, &before, &sizes, "orders", 2).unwrap();
+    assert_eq!(shrunk.targets[&tp("orders", 0)], [0, 2]);
+}
+
 /// A small deterministic generator (xorshift), so the property runs need no crate.
 struct Rng(u64);
 
@@ -268,5 +354,82 @@ fn any_replication_factor_change_keeps_leaders_and_reaches_the_count() {
                 "{tp}: the preferred leader stays"
             );
         }
+    }
+}
+
+#[test]
+fn a_replication_factor_change_never_picks_a_broker_beaten_on_both_bytes_and_replicas() {
+    // Whatever the cluster: a replica is added only on a broker no other eligible broker
+    // beats on both bytes and replica count, and removed only from one that beats no
+    // other candidate on both (candidates: not the leader, rack spread kept).
+    let mut rng = Rng(0xb17e5);
+    for _ in 0..300 {
+        let n = rng.below(4) as i32 + 3;
+        let set: Vec<Broker> = if rng.below(2) == 0 {
+            brokers(0..n)
+        } else {
+            (0..n)
+                .map(|id| Broker {
+                    id,
+                    rack: Some(format!("r{}", id % 2)),
+                })
+                .collect()
+        };
+        let mut before = BTreeMap::new();
+        for p in 0..rng.below(12) as i32 + 1 {
+            before.insert(tp("other", p), vec![rng.below(n as u64) as i32]);
+        }
+        let rf = rng.below(n as u64 - 1) as i32 + 1;
+        let start = rng.below(n as u64) as i32;
+        before.insert(tp("t", 0), (0..rf).map(|r| (start + r) % n).collect());
+        let sizes: BTreeMap<_, _> = before
+            .keys()
+            .map(|tp| (tp.clone(), rng.below(4) as i64 * rng.below(1 << 30) as i64))
+            .collect();
+        let load = bytes_and_counts(&before, &sizes, &set);
+        let beats = |a: i32, b: i32| {
+            let ((ab, ac), (bb, bc)) = (load[&a], load[&b]);
+            ab <= bb && ac <= bc && (ab, ac) != (bb, bc)
+        };
+        let replicas = before[&tp("t", 0)].clone();
+        let racks = |r: &[i32]| {
+            r.iter()
+                .map(|b| set[*b as usize].rack.clone().unwrap_or(format!("#{b}")))
+                .collect::<BTreeSet<_>>()
+                .len()
+        };
+
+        let grown = replication_factor(&set, &before, &sizes, "t", replicas.len() + 1).unwrap();
+        let target = &grown.targets[&tp("t", 0)];
+        let added = *target.last().unwrap();
+        let eligible: Vec<i32> = (0..n)
+            .filter(|b| !replicas.contains(b))
+            .filter(|b| racks(target) <= racks(&[&replicas[..], &[*b]].concat()))
+            .collect();
+        assert!(
+            !eligible.iter().any(|b| beats(*b, added)),
+            "added on {added} ({:?}) though {eligible:?} ({load:?}) hold less",
+            load[&added]
+        );
+
+        if replicas.len() < 2 {
+            continue;
+        }
+        let shrunk = replication_factor(&set, &before, &sizes, "t", replicas.len() - 1).unwrap();
+        let target = &shrunk.targets[&tp("t", 0)];
+        let removed = *replicas.iter().find(|b| !target.contains(b)).unwrap();
+        assert_eq!(target[0], replicas[0], "the leader stays");
+        let without =
+            |b: i32| -> Vec<i32> { replicas.iter().copied().filter(|r| *r != b).collect() };
+        let candidates: Vec<i32> = replicas[1..]
+            .iter()
+            .copied()
+            .filter(|b| racks(&without(*b)) >= racks(&without(removed)))
+            .collect();
+        assert!(
+            !candidates.iter().any(|b| beats(removed, *b)),
+            "removed from {removed} ({:?}) though {candidates:?} ({load:?}) hold more",
+            load[&removed]
+        );
     }
 }

@@ -8,8 +8,9 @@
 //!
 //! - moves in flight: wait for them (the next batch starts only when the broker lists
 //!   none); progress is reported, nothing is submitted;
-//! - none in flight and the plan is not empty: up to [`BATCH`] partitions are submitted
-//!   with AlterPartitionReassignments, those leaving brokers that go first;
+//! - none in flight and the plan is not empty: up to [`batch_size`] partitions
+//!   (`spec.rebalance.maxPartitionsMoving`) are submitted with
+//!   AlterPartitionReassignments, those leaving brokers that go first;
 //! - none in flight and the plan is empty: balanced. When a rebalance has just ended,
 //!   partitions not led by their preferred replica are asked to move back (ElectLeaders).
 //!
@@ -20,14 +21,39 @@ use std::collections::BTreeMap;
 
 use tracing::{debug, info, warn};
 
-use crate::crd::KafkaCluster;
+use crate::crd::{KafkaCluster, RebalanceSpec, MAX_PARTITIONS_MOVING_LIMIT};
 use crate::kafka::{ClusterDescription, KafkaAdmin, Reassignment, TopicMetadata, TopicPartition};
 use crate::placement::{self, Broker, PlanError};
 use crate::resources::names;
 use crate::{Context, Error};
 
-/// How many partitions are moved at a time.
-pub const BATCH: usize = 4;
+/// How many partitions `kc` moves at a time: `spec.rebalance.maxPartitionsMoving`, kept
+/// within `1..=`[`MAX_PARTITIONS_MOVING_LIMIT`] (a value outside is refused by the schema
+/// and by [`validate`]; this only makes sure no caller ever gets 0).
+pub fn batch_size(kc: &KafkaCluster) -> usize {
+    let limit = kc
+        .spec
+        .rebalance
+        .max_partitions_moving
+        .clamp(1, MAX_PARTITIONS_MOVING_LIMIT);
+    usize::try_from(limit).unwrap_or(1)
+}
+
+/// Refuses a `spec.rebalance.maxPartitionsMoving` outside `1..=1000`. The CRD's schema
+/// refuses it first; this holds where the schema is not enforced (a CRD applied without
+/// validation, an object stored before the rule).
+pub fn validate(spec: &RebalanceSpec) -> Result<(), Error> {
+    let value = spec.max_partitions_moving;
+    if (1..=MAX_PARTITIONS_MOVING_LIMIT).contains(&value) {
+        return Ok(());
+    }
+    Err(Error::InvalidSpec {
+        field: "spec.rebalance.maxPartitionsMoving",
+        reason: format!(
+            "{value} partitions moved at once: it must be at least 1 and at most {MAX_PARTITIONS_MOVING_LIMIT}"
+        ),
+    })
+}
 
 /// Where the partitions of a cluster stand, as one pass saw them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,7 +132,10 @@ pub fn staying_brokers(cluster: &ClusterDescription, staying: i32) -> Result<Vec
 /// (DescribeLogDirs answers for the broker asked only). A broker that cannot tell (not
 /// reachable, or not serving DescribeLogDirs) counts as reporting nothing: the plan then
 /// weighs its partitions by replica count alone.
-async fn sizes(
+///
+/// The one way the operator learns partition sizes: the rebalance and a Topic's
+/// replication-factor change both plan from it.
+pub(crate) async fn sizes(
     kc: &KafkaCluster,
     ctx: &Context,
     cluster: &ClusterDescription,
@@ -136,6 +165,21 @@ async fn sizes(
     sizes
 }
 
+/// The size of each partition: the largest any of its replicas reports (a replica
+/// still catching up holds less than the partition has).
+pub fn partition_sizes(
+    per_broker: &BTreeMap<i32, BTreeMap<TopicPartition, i64>>,
+) -> BTreeMap<TopicPartition, i64> {
+    let mut size: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for held in per_broker.values() {
+        for (tp, bytes) in held {
+            let entry = size.entry(tp.clone()).or_insert(0);
+            *entry = (*entry).max(*bytes);
+        }
+    }
+    size
+}
+
 /// One pass: observe, plan, and submit the next batch when none is in flight.
 /// `allow_moves` is false while something else (a rolling restart) must settle first:
 /// progress is still reported. `was_active` says the last status showed a rebalance.
@@ -161,13 +205,7 @@ pub async fn step(
         .await
         .map_err(Error::kafka("ListPartitionReassignments"))?;
     let per_broker = sizes(kc, ctx, cluster).await;
-    let mut size: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-    for held in per_broker.values() {
-        for (tp, bytes) in held {
-            let entry = size.entry(tp.clone()).or_insert(0);
-            *entry = (*entry).max(*bytes);
-        }
-    }
+    let size = partition_sizes(&per_broker);
     let in_flight_bytes: i64 = ongoing
         .iter()
         .flat_map(|(tp, m)| m.adding.iter().map(move |b| (tp, *b)))
@@ -225,7 +263,7 @@ pub async fn step(
         }
         return Ok(report);
     }
-    let batch = next_batch(&plan.targets, &future, staying);
+    let batch = next_batch(&plan.targets, &future, staying, batch_size(kc));
     info!(
         partitions = ?batch.keys().map(ToString::to_string).collect::<Vec<_>>(),
         planned = plan.targets.len(),
@@ -252,12 +290,13 @@ pub async fn step(
     Ok(report)
 }
 
-/// The first [`BATCH`] targets: partitions with a replica on a broker that goes first,
+/// The first `limit` targets: partitions with a replica on a broker that goes first,
 /// then by name.
 pub fn next_batch(
     targets: &BTreeMap<TopicPartition, Vec<i32>>,
     current: &BTreeMap<TopicPartition, Vec<i32>>,
     staying: i32,
+    limit: usize,
 ) -> BTreeMap<TopicPartition, Vec<i32>> {
     let mut order: Vec<(&TopicPartition, &Vec<i32>)> = targets.iter().collect();
     // Stable: within each group the map's order (by name) is kept.
@@ -268,7 +307,7 @@ pub fn next_batch(
     });
     order
         .into_iter()
-        .take(BATCH)
+        .take(limit)
         .map(|(tp, r)| (tp.clone(), r.clone()))
         .collect()
 }
@@ -332,11 +371,71 @@ mod tests {
         let current: BTreeMap<_, _> = (0..10)
             .map(|p| (tp(p), if p >= 7 { vec![3, 0] } else { vec![1, 0] }))
             .collect();
-        let batch = next_batch(&targets, &current, 3);
+        let batch = next_batch(&targets, &current, 3, 4);
         assert_eq!(
             batch.keys().cloned().collect::<Vec<_>>(),
             [tp(0), tp(7), tp(8), tp(9)]
         );
+    }
+
+    /// Twelve single-replica partitions all on broker 0 of three live brokers, with
+    /// `spec.rebalance.maxPartitionsMoving` = `max`; the partitions submitted in one pass.
+    async fn first_batch(max: i32) -> Vec<TopicPartition> {
+        let kafka = crate::kafka::fake::FakeKafka::default();
+        kafka.with_topic("t", 12, &[]).with_state(|s| {
+            for p in 0..12 {
+                s.assignments.insert(tp(p), vec![0]);
+            }
+        });
+        let (ctx, _server) = Context::test_with_admin(std::sync::Arc::new(kafka.clone()));
+        let mut kc = crate::resources::test_cluster::demo();
+        kc.spec.replicas = 3;
+        kc.spec.rebalance.max_partitions_moving = max;
+        let admin = ctx.kafka_admin("demo-bootstrap:9092").await.unwrap();
+        let cluster = admin.describe_cluster().await.unwrap();
+        let report = step(&kc, &ctx, admin.as_ref(), &cluster, true, false)
+            .await
+            .unwrap();
+        let mut moving = Vec::new();
+        kafka.with_state(|s| moving = s.moving.keys().cloned().collect());
+        assert_eq!(report.moving, moving.len());
+        moving
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_as_large_as_max_partitions_moving() {
+        // Balanced, brokers 1 and 2 get four partitions each: eight to move.
+        assert_eq!(first_batch(4).await.len(), 4, "the default");
+        assert_eq!(first_batch(1).await.len(), 1);
+        assert_eq!(first_batch(6).await.len(), 6);
+        assert_eq!(first_batch(1000).await.len(), 8, "no more than the plan");
+    }
+
+    #[test]
+    fn max_partitions_moving_outside_1_to_1000_is_refused() {
+        let spec = |max| RebalanceSpec {
+            max_partitions_moving: max,
+        };
+        for max in [1, 4, 999, 1000] {
+            assert!(validate(&spec(max)).is_ok(), "{max}");
+        }
+        for max in [i32::MIN, -1, 0, 1001] {
+            let error = validate(&spec(max)).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    Error::InvalidSpec {
+                        field: "spec.rebalance.maxPartitionsMoving",
+                        ..
+                    }
+                ),
+                "{error:?}"
+            );
+        }
+        let mut kc = crate::resources::test_cluster::demo();
+        assert_eq!(batch_size(&kc), 4, "the default");
+        kc.spec.rebalance.max_partitions_moving = 0;
+        assert_eq!(batch_size(&kc), 1, "never 0, even unvalidated");
     }
 
     #[test]

@@ -831,6 +831,34 @@ async fn reserved_config_is_refused_without_touching_children() {
     assert!(matches!(error, Error::InvalidSpec { .. }), "{error:?}");
 }
 
+#[tokio::test]
+async fn max_partitions_moving_out_of_bounds_is_refused_without_touching_children() {
+    // Past the schema (a CRD applied without validation): the operator refuses it too.
+    let (ctx, server) = Context::test();
+    let scenario = server.run(|mut server| async move {
+        let patch = server.expect_apply(STATUS_PATH).await;
+        let degraded = condition(&patch.body["status"], "Degraded");
+        assert_eq!(
+            (&degraded["status"], &degraded["reason"]),
+            (&json!("True"), &json!("InvalidSpec"))
+        );
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap()
+                .contains("spec.rebalance.maxPartitionsMoving"),
+            "{degraded}"
+        );
+        respond_stored_cluster(patch);
+        expect_warning(&mut server).await;
+    });
+    let mut kc: KafkaCluster = demo();
+    kc.spec.rebalance.max_partitions_moving = 0;
+    let error = observed_reconcile(kc, ctx).await.unwrap_err();
+    scenario.finish().await;
+    assert!(matches!(error, Error::InvalidSpec { .. }), "{error:?}");
+}
+
 /// What kube-apiserver answers to a StatefulSet update that touches a field other than
 /// replicas, template, updateStrategy, ... (here: a volume claim template's size).
 fn statefulset_update_forbidden() -> Value {
@@ -1132,4 +1160,51 @@ async fn a_stale_broker_that_is_not_ready_restarts_first_without_asking() {
         brokers.take_calls().is_empty(),
         "an unready broker is not asked"
     );
+}
+
+#[test]
+fn the_metric_series_of_a_deleted_cluster_go_once_the_watch_has_listed_the_rest() {
+    use kube::runtime::{reflector, watcher};
+
+    let metrics = Metrics::new(&[super::CONTROLLER]).unwrap();
+    let work = crate::metrics::ClusterWork::default();
+    for (namespace, name) in [
+        ("streaming", "demo"),
+        ("streaming", "gone"),
+        ("other", "gone"),
+    ] {
+        metrics.cluster_work(namespace, name, work);
+    }
+    let series = |namespace: &str, name: &str| {
+        let labels = format!("{{kafkacluster=\"{name}\",namespace=\"{namespace}\"}}");
+        metrics
+            .render()
+            .lines()
+            .filter(|l| l.contains(&labels))
+            .count()
+    };
+    let (store, mut writer) = reflector::store::<KafkaCluster>();
+
+    // Not listed yet: an empty store says nothing about what exists.
+    super::forget_deleted(&metrics, Some("streaming"), &store);
+    assert_eq!(series("streaming", "demo"), 3);
+    assert_eq!(series("streaming", "gone"), 3);
+
+    for event in [
+        watcher::Event::Init,
+        watcher::Event::InitApply(demo()),
+        watcher::Event::InitDone,
+    ] {
+        writer.apply_watcher_event(&event);
+    }
+    super::forget_deleted(&metrics, Some("streaming"), &store);
+    assert_eq!(series("streaming", "demo"), 3, "still listed");
+    assert_eq!(series("streaming", "gone"), 0, "no longer listed");
+    assert_eq!(series("other", "gone"), 3, "another scope's cluster");
+
+    // Deleted while watched; over all namespaces, the other namespace's too.
+    writer.apply_watcher_event(&watcher::Event::Delete(demo()));
+    super::forget_deleted(&metrics, None, &store);
+    assert_eq!(series("streaming", "demo"), 0);
+    assert_eq!(series("other", "gone"), 0);
 }

@@ -1,17 +1,19 @@
 //! A changed `spec.replicationFactor` becomes partition reassignments: replicas added
-//! on the least loaded live brokers or removed from the most loaded ones (see
-//! [`placement::replication_factor`]; placed by replica counts, racks kept spread), a
-//! bounded batch at a time, the next once the broker lists none of the topic's moves in
-//! flight.
+//! on the least loaded live brokers or removed from the most loaded ones, loads weighed
+//! by bytes as the rebalance weighs them (see [`placement::replication_factor`]; sizes
+//! from DescribeLogDirs through [`rebalance::sizes`], racks kept spread), a batch of the
+//! cluster's `spec.rebalance.maxPartitionsMoving` at a time, the next once the broker
+//! lists none of the topic's moves in flight.
 
 use std::collections::BTreeMap;
 
 use tracing::{info, warn};
 
-use crate::controller::kafkacluster::rebalance::{replicas_of, BATCH};
+use crate::controller::kafkacluster::rebalance::{self, replicas_of};
+use crate::crd::KafkaCluster;
 use crate::kafka::{KafkaAdmin, TopicMetadata, TopicPartition};
 use crate::placement::{self, Broker};
-use crate::Error;
+use crate::{Context, Error};
 
 /// Where a replication-factor change stands after a pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,9 +31,11 @@ pub enum Change {
     Impossible(String),
 }
 
-/// One step of making every partition of `metadata` (topic `name`) have `want`
-/// replicas.
+/// One step of making every partition of `metadata` (topic `name`, on the cluster `kc`)
+/// have `want` replicas.
 pub async fn step(
+    ctx: &Context,
+    kc: &KafkaCluster,
     admin: &dyn KafkaAdmin,
     metadata: &TopicMetadata,
     want: i32,
@@ -78,21 +82,16 @@ pub async fn step(
         .await
         .map_err(Error::kafka("Metadata of every topic"))?;
     let replicas = replicas_of(&everything);
+    let sizes = rebalance::partition_sizes(&rebalance::sizes(kc, ctx, &cluster).await);
     let want_count = usize::try_from(want).unwrap_or(0);
-    let plan = match placement::replication_factor(
-        &brokers,
-        &replicas,
-        &BTreeMap::new(),
-        name,
-        want_count,
-    ) {
+    let plan = match placement::replication_factor(&brokers, &replicas, &sizes, name, want_count) {
         Ok(plan) => plan,
         Err(error) => return Ok(Change::Impossible(error.to_string())),
     };
     let batch: BTreeMap<TopicPartition, Option<Vec<i32>>> = plan
         .targets
         .iter()
-        .take(BATCH)
+        .take(rebalance::batch_size(kc))
         .map(|(tp, r)| (tp.clone(), Some(r.clone())))
         .collect();
     info!(

@@ -47,17 +47,24 @@ async fn expect_topic_list(server: &mut ApiServerVerifier, items: Vec<Value>) {
 }
 
 async fn expect_cluster(server: &mut ApiServerVerifier, exists: bool) {
-    let get = server.expect(Method::GET, CLUSTER).await;
     if exists {
-        get.respond(
-            StatusCode::OK,
-            &json!({"apiVersion": "runnel.dev/v1alpha1", "kind": "KafkaCluster",
-                "metadata": {"name": "demo", "namespace": "streaming"}, "spec": {},
-                "status": {"bootstrapServers": BOOTSTRAP}}),
-        );
+        expect_cluster_with(server, json!({})).await;
     } else {
-        get.respond_not_found();
+        server
+            .expect(Method::GET, CLUSTER)
+            .await
+            .respond_not_found();
     }
+}
+
+/// Answers the GET of the `KafkaCluster` with one of spec `spec`.
+async fn expect_cluster_with(server: &mut ApiServerVerifier, spec: Value) {
+    server.expect(Method::GET, CLUSTER).await.respond(
+        StatusCode::OK,
+        &json!({"apiVersion": "runnel.dev/v1alpha1", "kind": "KafkaCluster",
+            "metadata": {"name": "demo", "namespace": "streaming"}, "spec": spec,
+            "status": {"bootstrapServers": BOOTSTRAP}}),
+    );
 }
 
 /// Takes the status apply, checks its envelope and answers with the stored object.
@@ -531,6 +538,88 @@ async fn a_changed_replication_factor_moves_partitions_until_done() {
         })
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_replication_factor_change_moves_as_many_partitions_as_the_cluster_allows() {
+    // Five partitions at replication factor 1, asked for 2, on a cluster that moves two
+    // partitions at a time.
+    let mut object = managed_topic(5);
+    object["spec"]["replicationFactor"] = json!(2);
+    let fake = FakeKafka::default();
+    fake.with_topic("orders", 5, &[("retention.ms", "1000")])
+        .with_state(|s| {
+            for p in 0..5 {
+                s.assignments
+                    .insert(crate::kafka::TopicPartition::new("orders", p), vec![p % 3]);
+            }
+        });
+    let moving = |fake: &FakeKafka| {
+        let mut moving = 0;
+        fake.with_state(|s| moving = s.moving.len());
+        moving
+    };
+    for expected in [2, 2, 1] {
+        let stored = object.clone();
+        run(&object, &fake, |mut server| {
+            Box::pin(async move {
+                expect_topic_list(&mut server, vec![stored.clone()]).await;
+                expect_cluster_with(
+                    &mut server,
+                    json!({"rebalance": {"maxPartitionsMoving": 2}}),
+                )
+                .await;
+                let status = expect_status(&mut server, &stored).await;
+                assert_eq!(condition(&status, "Ready")["reason"], "Reassigning");
+            })
+        })
+        .await;
+        assert_eq!(moving(&fake), expected, "{:?}", fake.take_calls());
+        fake.finish_moves();
+    }
+    assert!(fake.placement().values().all(|r| r.len() == 2));
+}
+
+#[tokio::test]
+async fn a_new_replica_goes_where_the_brokers_report_fewest_bytes() {
+    // `orders-0` on broker 0. Brokers 0 and 1 hold 1 GB each, broker 2 three empty
+    // partitions: by replica counts broker 1 is emptiest, by bytes broker 2.
+    let mut object = managed_topic(1);
+    object["spec"]["replicationFactor"] = json!(2);
+    let fake = FakeKafka::default();
+    fake.with_topic("orders", 1, &[("retention.ms", "1000")])
+        .with_topic("big", 2, &[])
+        .with_topic("small", 3, &[])
+        .with_state(|s| {
+            let tp = crate::kafka::TopicPartition::new;
+            s.assignments.insert(tp("orders", 0), vec![0]);
+            for p in 0..2 {
+                s.assignments.insert(tp("big", p), vec![p]);
+                s.sizes.insert(tp("big", p), 1 << 30);
+            }
+            for p in 0..3 {
+                s.assignments.insert(tp("small", p), vec![2]);
+            }
+        });
+    let stored = object.clone();
+    run(&object, &fake, |mut server| {
+        Box::pin(async move {
+            expect_topic_list(&mut server, vec![stored.clone()]).await;
+            expect_cluster(&mut server, true).await;
+            expect_status(&mut server, &stored).await;
+        })
+    })
+    .await;
+    let calls = fake.take_calls();
+    for broker in 0..3 {
+        let asked = format!("DescribeLogDirs demo-{broker}.demo-brokers.streaming.svc:9092");
+        assert!(calls.contains(&asked), "{asked} missing from {calls:?}");
+    }
+    let placement = fake.finish_moves().placement();
+    assert_eq!(
+        placement[&crate::kafka::TopicPartition::new("orders", 0)],
+        [0, 2]
+    );
 }
 
 #[tokio::test]
