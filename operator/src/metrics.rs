@@ -10,6 +10,7 @@
 //! | `runnel_operator_leader` | gauge | — (1 while this replica runs the controllers) |
 //! | `runnel_operator_partition_reassignments_in_flight` | gauge | `namespace`, `kafkacluster` |
 //! | `runnel_operator_partition_reassignment_bytes_left` | gauge | `namespace`, `kafkacluster` |
+//! | `runnel_operator_partition_reassignment_bytes_moved_total` | counter | `namespace`, `kafkacluster` |
 //! | `runnel_operator_partition_reassignments_started_total` | counter | — |
 //! | `runnel_operator_rolling_restarts_in_progress` | gauge | `namespace`, `kafkacluster` (1 while a roll runs) |
 //!
@@ -17,7 +18,7 @@
 //! The per-KafkaCluster series go when their cluster does: the KafkaCluster controller
 //! drops those of clusters its watch no longer lists ([`Metrics::retain_clusters`]).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -46,20 +47,27 @@ pub struct Metrics {
     pub leader: IntGauge,
     reassignments_in_flight: IntGaugeVec,
     reassignment_bytes_left: IntGaugeVec,
+    reassignment_bytes_moved: IntCounterVec,
     reassignments_started: IntCounter,
     rolling_restarts: IntGaugeVec,
     /// The KafkaClusters (namespace, name) with series, so those of deleted ones can be
-    /// found and dropped. Locked only to read or change the set, never across an await.
-    clusters: Mutex<BTreeSet<(String, String)>>,
+    /// found and dropped, with the moves their last reconcile saw in flight (partition,
+    /// bytes each copies), so that the bytes of those gone since count as moved. Locked
+    /// only to read or change it, never across an await.
+    clusters: Mutex<BTreeMap<(String, String), BTreeMap<String, i64>>>,
 }
 
 /// What one KafkaCluster has in hand, as its last reconcile saw it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterWork {
     /// Partition reassignments in flight.
     pub reassignments_in_flight: usize,
     /// Bytes the moves still have to copy.
     pub bytes_left: i64,
+    /// The moves in flight by partition (`topic-index`), with the bytes each copies (the
+    /// partition's size times the replicas it adds); `None` when the reconcile could not
+    /// look, which leaves the last known moves as they were.
+    pub moves: Option<BTreeMap<String, i64>>,
     /// A rolling restart is under way.
     pub rolling: bool,
 }
@@ -110,6 +118,15 @@ impl Metrics {
             ),
             cluster_labels,
         )?;
+        let reassignment_bytes_moved = IntCounterVec::new(
+            Opts::new(
+                "runnel_operator_partition_reassignment_bytes_moved_total",
+                "Bytes copied by the partition moves of a KafkaCluster that completed: each \
+                 move's partition size times the replicas it added, counted when a reconcile \
+                 sees it gone from the moves in flight.",
+            ),
+            cluster_labels,
+        )?;
         let reassignments_started = IntCounter::new(
             "runnel_operator_partition_reassignments_started_total",
             "Partition reassignments the operator started.",
@@ -123,6 +140,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(reassignments_in_flight.clone()))?;
         registry.register(Box::new(reassignment_bytes_left.clone()))?;
+        registry.register(Box::new(reassignment_bytes_moved.clone()))?;
         registry.register(Box::new(reassignments_started.clone()))?;
         registry.register(Box::new(rolling_restarts.clone()))?;
         registry.register(Box::new(reconciles.clone()))?;
@@ -141,18 +159,31 @@ impl Metrics {
             leader,
             reassignments_in_flight,
             reassignment_bytes_left,
+            reassignment_bytes_moved,
             reassignments_started,
             rolling_restarts,
-            clusters: Mutex::new(BTreeSet::new()),
+            clusters: Mutex::new(BTreeMap::new()),
         })
     }
 
     /// Records what the KafkaCluster `namespace/name` has in hand.
     pub fn cluster_work(&self, namespace: &str, name: &str, work: ClusterWork) {
-        if let Ok(mut clusters) = self.clusters.lock() {
-            clusters.insert((namespace.to_string(), name.to_string()));
-        }
         let labels = [namespace, name];
+        let moved = self.reassignment_bytes_moved.with_label_values(&labels);
+        if let Ok(mut clusters) = self.clusters.lock() {
+            let known = clusters
+                .entry((namespace.to_string(), name.to_string()))
+                .or_default();
+            if let Some(moves) = work.moves {
+                let done: i64 = known
+                    .iter()
+                    .filter(|(partition, _)| !moves.contains_key(*partition))
+                    .map(|(_, bytes)| *bytes)
+                    .sum();
+                moved.inc_by(u64::try_from(done).unwrap_or(0));
+                *known = moves;
+            }
+        }
         self.reassignments_in_flight
             .with_label_values(&labels)
             .set(i64::try_from(work.reassignments_in_flight).unwrap_or(i64::MAX));
@@ -169,11 +200,11 @@ impl Metrics {
         let gone: Vec<(String, String)> = match self.clusters.lock() {
             Ok(mut clusters) => {
                 let gone = clusters
-                    .iter()
+                    .keys()
                     .filter(|(namespace, name)| !keep(namespace, name))
                     .cloned()
                     .collect();
-                clusters.retain(|(namespace, name)| keep(namespace, name));
+                clusters.retain(|(namespace, name), _| keep(namespace, name));
                 gone
             }
             // A poisoned set only keeps series longer; nothing else depends on it.
@@ -190,6 +221,7 @@ impl Metrics {
                 // means this one was never set.
                 let _ = gauge.remove_label_values(&labels);
             }
+            let _ = self.reassignment_bytes_moved.remove_label_values(&labels);
         }
     }
 
@@ -266,6 +298,7 @@ mod tests {
             ClusterWork {
                 reassignments_in_flight: 2,
                 bytes_left: 4096,
+                moves: None,
                 rolling: true,
             },
         );
@@ -280,6 +313,7 @@ mod tests {
             "runnel_operator_partition_reassignments_in_flight{kafkacluster=\"demo\",namespace=\"streaming\"} 2",
             "runnel_operator_partition_reassignment_bytes_left{kafkacluster=\"demo\",namespace=\"streaming\"} 4096",
             "runnel_operator_rolling_restarts_in_progress{kafkacluster=\"demo\",namespace=\"streaming\"} 1",
+            "runnel_operator_partition_reassignment_bytes_moved_total{kafkacluster=\"demo\",namespace=\"streaming\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -294,17 +328,18 @@ mod tests {
         let work = ClusterWork {
             reassignments_in_flight: 1,
             bytes_left: 10,
+            moves: None,
             rolling: false,
         };
-        metrics.cluster_work("streaming", "demo", work);
-        metrics.cluster_work("streaming", "gone", work);
-        metrics.cluster_work("other", "gone", work);
+        metrics.cluster_work("streaming", "demo", work.clone());
+        metrics.cluster_work("streaming", "gone", work.clone());
+        metrics.cluster_work("other", "gone", work.clone());
         metrics.retain_clusters(|namespace, name| (namespace, name) != ("streaming", "gone"));
 
         let text = metrics.render();
         assert_eq!(series_in(&text, "gone", "streaming"), 0, "{text}");
-        assert_eq!(series_in(&text, "demo", "streaming"), 3, "{text}");
-        assert_eq!(series_in(&text, "gone", "other"), 3, "{text}");
+        assert_eq!(series_in(&text, "demo", "streaming"), 4, "{text}");
+        assert_eq!(series_in(&text, "gone", "other"), 4, "{text}");
 
         // Dropping again, or a cluster never recorded, is no error; a cluster recorded
         // again gets its series back.
@@ -312,7 +347,39 @@ mod tests {
         metrics.retain_clusters(|namespace, _| namespace != "streaming");
         assert!(!metrics.render().contains("namespace=\"streaming\""));
         metrics.cluster_work("streaming", "gone", work);
-        assert_eq!(series_in(&metrics.render(), "gone", "streaming"), 3);
+        assert_eq!(series_in(&metrics.render(), "gone", "streaming"), 4);
+    }
+
+    #[test]
+    fn the_bytes_of_moves_gone_from_those_in_flight_count_as_moved() {
+        let metrics = Metrics::new(&["kafkacluster"]).unwrap();
+        let moved = |m: &Metrics| {
+            m.reassignment_bytes_moved
+                .with_label_values(&["streaming", "demo"])
+                .get()
+        };
+        let pass = |moves: Option<&[(&str, i64)]>| ClusterWork {
+            moves: moves.map(|m| m.iter().map(|(p, b)| ((*p).to_string(), *b)).collect()),
+            ..ClusterWork::default()
+        };
+        metrics.cluster_work(
+            "streaming",
+            "demo",
+            pass(Some(&[("t-0", 100), ("t-1", 50)])),
+        );
+        assert_eq!(moved(&metrics), 0);
+        // t-0 completed; t-2 started.
+        metrics.cluster_work("streaming", "demo", pass(Some(&[("t-1", 50), ("t-2", 7)])));
+        assert_eq!(moved(&metrics), 100);
+        // A pass that could not look changes nothing.
+        metrics.cluster_work("streaming", "demo", pass(None));
+        assert_eq!(moved(&metrics), 100);
+        metrics.cluster_work("streaming", "demo", pass(Some(&[])));
+        assert_eq!(moved(&metrics), 157);
+        // Another cluster's moves are its own.
+        metrics.cluster_work("streaming", "other", pass(Some(&[("t-0", 1)])));
+        metrics.cluster_work("streaming", "other", pass(Some(&[])));
+        assert_eq!(moved(&metrics), 157);
     }
 
     /// How many series of `text` carry the labels of KafkaCluster `namespace/cluster`.

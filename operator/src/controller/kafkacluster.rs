@@ -248,13 +248,19 @@ async fn reconcile_in(kc: &KafkaCluster, ctx: &Context, namespace: &str) -> Resu
         || scale_down_waits
         || !unregistering.is_empty();
     if let Some(metrics) = &ctx.metrics {
-        let report = findings.rebalance.clone().unwrap_or_default();
+        let report = findings.rebalance.as_ref();
         metrics.cluster_work(
             namespace,
             &kc.name_any(),
             ClusterWork {
-                reassignments_in_flight: report.moving,
-                bytes_left: report.bytes_left,
+                reassignments_in_flight: report.map_or(0, |r| r.moving),
+                bytes_left: report.map_or(0, |r| r.bytes_left),
+                moves: report.map(|r| {
+                    r.move_bytes
+                        .iter()
+                        .map(|(tp, bytes)| (tp.to_string(), *bytes))
+                        .collect()
+                }),
                 rolling: restarting,
             },
         );

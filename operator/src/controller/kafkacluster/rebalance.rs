@@ -65,6 +65,9 @@ pub struct Report {
     /// Bytes still to copy: what the new replicas in flight lack, plus what the rest of
     /// the plan copies.
     pub bytes_left: i64,
+    /// The moves in flight (submitted this pass included) and the bytes each copies:
+    /// the partition's size times the replicas it adds.
+    pub move_bytes: BTreeMap<TopicPartition, i64>,
     /// Brokers that go (ids from `spec.replicas` on) and still hold replicas.
     pub draining: Vec<i32>,
     /// Why no plan could be made (`None`: it was made, or there was nothing to plan).
@@ -218,6 +221,10 @@ pub async fn step(
             (size.get(tp).copied().unwrap_or(0) - have).max(0)
         })
         .sum();
+    let move_bytes = ongoing
+        .iter()
+        .map(|(tp, m)| (tp.clone(), copied(&size, tp, m.adding.len())))
+        .collect();
     let future = projected(replicas, &ongoing);
     let draining: Vec<i32> = {
         let mut ids: Vec<i32> = future
@@ -233,6 +240,7 @@ pub async fn step(
     let mut report = Report {
         moving: ongoing.len(),
         bytes_left: in_flight_bytes,
+        move_bytes,
         draining,
         ..Report::default()
     };
@@ -281,6 +289,16 @@ pub async fn step(
     for (tp, error) in &refusals {
         warn!(partition = %tp, error = %error, "the broker refused a partition move");
     }
+    for (tp, target) in batch
+        .iter()
+        .filter(|(tp, _)| !refusals.iter().any(|(refused, _)| refused == *tp))
+    {
+        let current = future.get(tp).map_or(&[][..], Vec::as_slice);
+        let adding = target.iter().filter(|b| !current.contains(b)).count();
+        report
+            .move_bytes
+            .insert(tp.clone(), copied(&size, tp, adding));
+    }
     let started = batch.len().saturating_sub(refusals.len());
     if let Some(metrics) = &ctx.metrics {
         metrics.reassignments_started(started);
@@ -288,6 +306,14 @@ pub async fn step(
     report.moving = started;
     report.pending = plan.targets.len().saturating_sub(started);
     Ok(report)
+}
+
+/// What a move of `tp` adding `adding` replicas copies.
+fn copied(size: &BTreeMap<TopicPartition, i64>, tp: &TopicPartition, adding: usize) -> i64 {
+    size.get(tp)
+        .copied()
+        .unwrap_or(0)
+        .saturating_mul(i64::try_from(adding).unwrap_or(i64::MAX))
 }
 
 /// The first `limit` targets: partitions with a replica on a broker that goes first,
