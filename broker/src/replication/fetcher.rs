@@ -6,20 +6,14 @@
 //! latest epoch they hold, then truncation to the offset the leader answers (KIP-101/279)
 //! — and only then fetch. The Fetch is a replica's (v15 `replica_state` with this
 //! broker's id and epoch): the leader returns batches up to its log end, which are
-//! appended byte for byte and fsynced.
+//! appended byte for byte and fsynced before the next fetch asks from the new end, so
+//! a fetch offset always tells the leader what is durable here.
 //!
 //! The fsync is the broker's group commit (`flusher.rs`), the one acks=all producers
 //! use: every partition a fetch response brought is handed to it at once, and it
 //! fsyncs their segment data (`fdatasync`, indexes only in its periodic full flush)
 //! in one round, in parallel, together with the producers' partitions of this broker.
-//! With a leader that reads durable ends (`durable_end.rs`) the next fetch goes out
-//! right after the append, from the new log end, saying how far the log is fsynced;
-//! the fsync runs meanwhile, one at most: the round after waits for it before handing
-//! the flusher more. While it is pending the fetch does not long-poll (max wait 0), and
-//! an empty answer waits for the fsync, so the leader hears of it with the next fetch
-//! at once, not when new records come (acks=all at idle would wait out
-//! `replica.fetch.wait.max.ms`). With a leader that does not, the next fetch goes out
-//! once the fsync is done, and its fetch offset is the durable end. With
+//! The next fetch goes out as soon as that round is done. With
 //! `--acks-all-durability replication` nothing is fsynced and the next fetch goes out
 //! right after the append.
 //!
@@ -46,7 +40,6 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::durable_end::{self, PendingFsync};
 use super::throttle::FetchThrottle;
 use super::Role;
 use crate::context::BrokerContext;
@@ -195,40 +188,6 @@ type Synced = HashMap<(String, i32), i32>;
 /// Per partition the leader refused: until when it is left alone.
 type Refused = HashMap<(String, i32), tokio::time::Instant>;
 
-/// The fsync this fetcher has in flight, and whether its leader reads durable ends.
-#[derive(Default)]
-struct Pipeline {
-    pending: Option<PendingFsync>,
-    /// The leader's last answer said it reads durable ends (`durable_end.rs`).
-    leader_reads: bool,
-}
-
-impl Pipeline {
-    /// Waits for the pending fsync, if any; a partition whose fsync failed is brought
-    /// in line with the leader again.
-    async fn finish(&mut self, synced: &mut Synced) {
-        if let Some(pending) = self.pending.take() {
-            forget(synced, pending.finish().await);
-        }
-    }
-
-    /// Takes the pending fsync's results if it is done, without waiting.
-    async fn poll(&mut self, synced: &mut Synced) {
-        if let Some(pending) = self.pending.take() {
-            match pending.try_finish().await {
-                Ok(failed) => forget(synced, failed),
-                Err(pending) => self.pending = Some(pending),
-            }
-        }
-    }
-}
-
-fn forget(synced: &mut Synced, partitions: Vec<Arc<Partition>>) {
-    for p in partitions {
-        synced.remove(&(p.tp.topic.clone(), p.tp.partition));
-    }
-}
-
 fn refuse(refused: &mut Refused, key: (String, i32)) {
     refused.insert(key, tokio::time::Instant::now() + BACKOFF.1);
 }
@@ -245,7 +204,6 @@ async fn run(
     // Partitions the leader refused (not the leader, another epoch, a topic it has not
     // applied yet): left alone for a backoff, or until the metadata changes.
     let mut refused = Refused::new();
-    let mut pipeline = Pipeline::default();
     let mut backoff = BACKOFF.0;
     loop {
         if assignments.has_changed().unwrap_or(false) {
@@ -272,8 +230,6 @@ async fn run(
             .as_ref()
             .is_none_or(|c| c.address() != assignment.address)
         {
-            // A new connection may reach a leader of another version.
-            pipeline.leader_reads = false;
             connection = match Connection::connect(&assignment.address, &config).await {
                 Ok(c) => Some(c),
                 Err(e) => {
@@ -285,7 +241,7 @@ async fn run(
         let result = match connection.as_mut() {
             Some(c) => {
                 tokio::select! {
-                    r = round(&ctx, c, &active, &mut synced, &mut refused, &mut pipeline) => r,
+                    r = round(&ctx, c, &active, &mut synced, &mut refused) => r,
                     () = shutdown.cancelled() => return,
                 }
             }
@@ -315,9 +271,7 @@ async fn round(
     followed: &[Followed],
     synced: &mut Synced,
     refused: &mut Refused,
-    pipeline: &mut Pipeline,
 ) -> Result<(), RoundError> {
-    pipeline.poll(synced).await;
     let unsynced: Vec<&Followed> = followed
         .iter()
         .filter(|f| synced.get(&(f.topic.clone(), f.partition)) != Some(&f.leader_epoch))
@@ -339,7 +293,6 @@ async fn round(
         .filter(|(f, _)| !throttle.holds_back(ctx, &f.topic, f.partition, ctx.node_id()))
         .collect();
     if ready.is_empty() {
-        pipeline.finish(synced).await;
         if before > 0 {
             // Everything is held back: wait for the rate to allow more, not a busy loop.
             let wait = throttle
@@ -351,9 +304,12 @@ async fn round(
     }
     // Read here when no log is busy (the common case: a fetch round apart, nothing else
     // writes a followed log), else on the blocking pool.
-    let inline: Option<Vec<Position>> = ready
+    let inline: Option<Vec<(i64, i64)>> = ready
         .iter()
-        .map(|(_, p)| p.try_log().map(|log| Position::of(&log)))
+        .map(|(_, p)| {
+            p.try_log()
+                .map(|log| (log.log_end_offset(), log.log_start_offset()))
+        })
         .collect();
     let positions = match inline {
         Some(positions) => positions,
@@ -362,7 +318,10 @@ async fn round(
             blocking(move || {
                 parts
                     .iter()
-                    .map(|p| Position::of(&p.log()))
+                    .map(|p| {
+                        let log = p.log();
+                        (log.log_end_offset(), log.log_start_offset())
+                    })
                     .collect::<Vec<_>>()
             })
             .await?
@@ -373,21 +332,15 @@ async fn round(
     // KIP-903: the epoch of this run's registration, which the leader passes on when it
     // proposes this broker for the ISR.
     let broker_epoch = ctx.image().broker_epoch(me).unwrap_or(-1);
-    let fsyncs = ctx.config.acks_all_durability == crate::config::Durability::Fsync;
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for ((f, _), position) in ready.iter().zip(&positions) {
-        let mut partition = FetchPartition::default()
+    for ((f, _), (end, start)) in ready.iter().zip(&positions) {
+        let partition = FetchPartition::default()
             .with_partition(f.partition)
             .with_current_leader_epoch(f.leader_epoch)
-            .with_fetch_offset(position.end)
+            .with_fetch_offset(*end)
             .with_last_fetched_epoch(-1)
-            .with_log_start_offset(position.start)
+            .with_log_start_offset(*start)
             .with_partition_max_bytes(PARTITION_MAX_BYTES);
-        if fsyncs {
-            partition
-                .unknown_tagged_fields
-                .insert(durable_end::TAG, durable_end::encode(position.durable_end));
-        }
         match topics.iter_mut().find(|t| t.topic_id == f.topic_id) {
             Some(t) => t.partitions.push(partition),
             None => topics.push(
@@ -397,14 +350,8 @@ async fn round(
             ),
         }
     }
-    // With an fsync pending, a long poll would keep its end from the leader.
-    let max_wait = if pipeline.pending.is_some() {
-        0
-    } else {
-        FETCH_WAIT_MS
-    };
     let mut request = FetchRequest::default()
-        .with_max_wait_ms(max_wait)
+        .with_max_wait_ms(FETCH_WAIT_MS)
         .with_min_bytes(1)
         .with_max_bytes(RESPONSE_MAX_BYTES)
         .with_session_epoch(-1)
@@ -419,7 +366,6 @@ async fn round(
         request = request.with_replica_id(BrokerId(me));
     }
     let response = connection.call(&request, version).await?;
-    pipeline.leader_reads = durable_end::leader_reads(&response.unknown_tagged_fields);
     let mut work: Vec<(Arc<Partition>, Answer)> = Vec::new();
     let mut throttled_bytes = 0u64;
     for topic in response.responses {
@@ -521,22 +467,16 @@ async fn round(
             }
         }
     }
-    // Durable unless acks=all asks only for replication: every partition appended in
-    // this round goes to the broker's flusher at once, which fsyncs their data in one
-    // grouped round, in parallel — after the previous round's fsync, so that at most
-    // one is in flight. A leader that reads durable ends hears of it in a later fetch,
-    // which goes out now; any other waits for it, the fetch offset saying it.
-    // Nothing appended: the next fetch waits for a pending fsync rather than asking
-    // again at once.
-    if fsyncs {
-        pipeline.finish(synced).await;
-        if !appended.is_empty() {
-            let parts: Vec<Arc<Partition>> = appended.iter().map(|(p, _)| Arc::clone(p)).collect();
-            let pending = PendingFsync::new(parts, ctx.flusher.enqueue(appended).await);
-            if pipeline.leader_reads {
-                pipeline.pending = Some(pending);
-            } else {
-                forget(synced, pending.finish().await);
+    // Durable before the next fetch says it is here (unless acks=all asks only for
+    // replication): every partition appended in this round goes to the broker's flusher
+    // at once, which fsyncs their data in one grouped round, in parallel.
+    if ctx.config.acks_all_durability == crate::config::Durability::Fsync && !appended.is_empty() {
+        let parts: Vec<Arc<Partition>> = appended.iter().map(|(p, _)| Arc::clone(p)).collect();
+        let flushed = ctx.flusher.enqueue(appended).await.await;
+        for (partition, result) in parts.into_iter().zip(flushed) {
+            if let Err(e) = result {
+                tracing::warn!(partition = %partition.tp, error = %e, "cannot fsync the leader's records; truncating again");
+                synced.remove(&(partition.tp.topic.clone(), partition.tp.partition));
             }
         }
     }
@@ -544,25 +484,6 @@ async fn round(
         truncate_to_leader_end(ctx, connection, &out_of_range).await?;
     }
     Ok(())
-}
-
-/// Where a followed log stands when a fetch is built.
-struct Position {
-    end: i64,
-    start: i64,
-    /// Everything below is fsynced (at most `end`).
-    durable_end: i64,
-}
-
-impl Position {
-    fn of(log: &Log) -> Position {
-        let end = log.log_end_offset();
-        Position {
-            end,
-            start: log.log_start_offset(),
-            durable_end: log.data_synced().min(end),
-        }
-    }
 }
 
 /// What the leader answered for one partition.
