@@ -22,7 +22,6 @@ use crate::dispatch::RequestInfo;
 use crate::error_codes::{
     for_log_error, log_storage_error, UNKNOWN_TOPIC_ID, UNKNOWN_TOPIC_OR_PARTITION,
 };
-use crate::replication::durable_end;
 use crate::replication::throttle::FetchThrottle;
 use crate::sendfile;
 use kafka_protocol::ResponseError;
@@ -39,9 +38,6 @@ struct Want {
     /// The leader epoch the client believes current (v9+), -1 when not given.
     epoch: i32,
     offset: i64,
-    /// A replica's durable end, when its fetch says it apart from `offset`
-    /// (`replication::durable_end`).
-    durable_end: Option<i64>,
     max_bytes: usize,
 }
 
@@ -82,7 +78,6 @@ pub async fn handle(
                 partition: p.partition,
                 epoch: p.current_leader_epoch,
                 offset: p.fetch_offset,
-                durable_end: replica.and_then(|_| durable_end::decode(&p.unknown_tagged_fields)),
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
             });
         }
@@ -166,8 +161,6 @@ pub async fn handle(
     FetchReply {
         session_id: 0,
         topics: responses,
-        // A replica learns that its durable ends are read here.
-        durable_ends_read: replica.is_some(),
         ..FetchReply::default()
     }
 }
@@ -178,8 +171,7 @@ pub async fn handle(
 /// connection to send; [`Locking::Inline`] may give up (`None`), see there.
 ///
 /// Consumers read below the high watermark; a follower (`replica`: its id and broker
-/// epoch) reads to the log end, and its fetch offset tells the leader what it holds —
-/// durably, unless it gives its durable end apart (`replication::durable_end`).
+/// epoch) reads to the log end, and its fetch offset tells the leader what it holds.
 fn read_all(
     ctx: &BrokerContext,
     wants: &[Want],
@@ -280,7 +272,6 @@ fn read_all(
                     let fetched = partition.replica.follower_fetched(
                         node,
                         w.offset,
-                        w.durable_end.unwrap_or(w.offset),
                         broker_epoch,
                         log_end,
                         now,

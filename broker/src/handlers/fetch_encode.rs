@@ -5,10 +5,9 @@
 //! Everything but the records is encoded here by hand, field for field as
 //! `FetchResponse.json` (and `kafka-protocol`'s generated encoder) lays it out; a
 //! property test checks that the result, regions read back, is byte-identical to
-//! `kafka-protocol`'s encoding of the same response. Kafka's tagged fields are never
-//! emitted: `diverging_epoch`, `current_leader`, `snapshot_id` and `node_endpoints` are
-//! always their defaults here, which `kafka-protocol` does not write either. The one
-//! tagged field written is Runnel's own, to replicas (`replication::durable_end`).
+//! `kafka-protocol`'s encoding of the same response. Tagged fields are never emitted:
+//! `diverging_epoch`, `current_leader`, `snapshot_id` and `node_endpoints` are always
+//! their defaults here, which `kafka-protocol` does not write either.
 //!
 //! | field (in order)                        | versions | encoding                              |
 //! |-----------------------------------------|----------|---------------------------------------|
@@ -29,14 +28,13 @@
 //! | · · records                             | all      | nullable bytes (compact 12+): the regions |
 //! | · · tagged fields                       | 12+      | varint 0                              |
 //! | · tagged fields                         | 12+      | varint 0                              |
-//! | tagged fields                           | 12+      | varint 0, or 1 and [`durable_end::TAG`] empty when `durable_ends_read` |
+//! | tagged fields                           | 12+      | varint 0                              |
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::TopicName;
 use runnel_storage::FileRegion;
 use uuid::Uuid;
 
-use crate::replication::durable_end;
 use crate::sendfile::Chunk;
 
 /// Lowest Fetch version this encoder writes.
@@ -55,9 +53,6 @@ pub struct FetchReply {
     pub session_id: i32,
     /// One entry per topic, in request order.
     pub topics: Vec<TopicReply>,
-    /// Tells a replica that its durable ends are read (a Runnel tagged field,
-    /// `replication::durable_end`; flexible versions only, ignored before).
-    pub durable_ends_read: bool,
 }
 
 /// One topic of a [`FetchReply`].
@@ -185,13 +180,7 @@ pub fn encode(
         }
         w.tags();
     }
-    if flexible && reply.durable_ends_read {
-        w.varint(1);
-        w.varint(durable_end::TAG.unsigned_abs());
-        w.varint(0);
-    } else {
-        w.tags();
-    }
+    w.tags();
     w.finish()
 }
 

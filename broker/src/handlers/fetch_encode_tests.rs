@@ -31,8 +31,6 @@ struct Spec {
     error_code: i16,
     session_id: i32,
     topics: Vec<(String, [u8; 16], Vec<PartitionSpec>)>,
-    /// Runnel's tagged field to replicas (flexible versions only).
-    durable_ends_read: bool,
 }
 
 /// The spec's records written to one file, and both encodings of the response built
@@ -51,17 +49,11 @@ fn both(
         error_code: spec.error_code,
         session_id: spec.session_id,
         topics: Vec::new(),
-        durable_ends_read: spec.durable_ends_read,
     };
     let mut theirs = FetchResponse::default()
         .with_throttle_time_ms(spec.throttle_time_ms)
         .with_error_code(spec.error_code)
         .with_session_id(spec.session_id);
-    if spec.durable_ends_read {
-        theirs
-            .unknown_tagged_fields
-            .insert(crate::replication::durable_end::TAG, Bytes::new());
-    }
     for (name, id, partitions) in &spec.topics {
         let name = TopicName(StrBytes::from_string(name.clone()));
         let topic_id = Uuid::from_bytes(*id);
@@ -175,7 +167,6 @@ fn fixed(version: i16) -> Spec {
         throttle_time_ms: 7,
         error_code: 3,
         session_id: if version >= 7 { 12345 } else { 0 },
-        durable_ends_read: version >= 12,
         topics: vec![
             (
                 "orders".into(),
@@ -227,7 +218,6 @@ fn an_empty_response_matches_and_ends_without_an_empty_chunk() {
             error_code: 0,
             session_id: 0,
             topics: Vec::new(),
-            durable_ends_read: false,
         };
         let (ours, theirs) = both(&spec, version, -1);
         assert_eq!(ours, theirs, "v{version}");
@@ -316,15 +306,13 @@ fn spec(version: i16) -> impl Strategy<Value = Spec> {
         any::<i16>(),
         any::<i32>(),
         proptest::collection::vec(topic, 0..4),
-        any::<bool>(),
     )
         .prop_map(
-            move |(throttle_time_ms, error_code, session_id, topics, durable_ends_read)| Spec {
+            move |(throttle_time_ms, error_code, session_id, topics)| Spec {
                 throttle_time_ms,
                 error_code,
                 session_id: if version >= 7 { session_id } else { 0 },
                 topics,
-                durable_ends_read: durable_ends_read && version >= 12,
             },
         )
 }

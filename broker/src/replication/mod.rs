@@ -1,19 +1,16 @@
 //! Replication of partition data among the brokers of a cluster, Kafka's way: followers
 //! fetch from the leader with the Fetch API (as replicas), append the leader's batches
-//! byte for byte and fsync them while they fetch again, saying how far they have
-//! fsynced; the leader tracks each follower's fetch offset and durable end and keeps the
-//! high watermark at the smallest durable end of the ISR.
+//! byte for byte, and fsync before they fetch again; the leader tracks each follower's
+//! fetch offset and keeps the high watermark at the smallest durable end of the ISR.
 //!
 //! | file        | what                                                            |
 //! |-------------|-----------------------------------------------------------------|
 //! | `state.rs`  | one partition's role, high watermark and followers' progress    |
 //! | `fetcher.rs`| the follower side: one fetcher task per leader broker           |
-//! | `durable_end.rs`| a follower's durable end on the wire, and its pending fsync |
 //! | `isr.rs`    | the leader side of the ISR: proposals through the metadata quorum|
 //! | `throttle.rs`| replication throttles (KIP-73): which replicas, and the byte rate |
 //! | `mod.rs`    | roles from the metadata image                                   |
 
-pub mod durable_end;
 pub mod fetcher;
 pub mod isr;
 pub mod state;

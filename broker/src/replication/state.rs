@@ -3,14 +3,8 @@
 //! has fetched.
 //!
 //! The high watermark is the offset below which every member of the ISR holds the
-//! records durably. A follower's fetch says how far it has appended (the fetch offset)
-//! and, apart from it, how far that is fsynced (its durable end, `durable_end.rs`); a
-//! follower that does not say — another version, or `--acks-all-durability
-//! replication` — fetches only past what it holds as durably as it must, so its fetch
-//! offset is its durable end. The high watermark and joining the ISR go by the durable
-//! end; being caught up (the lag rule for leaving the ISR) by the fetch offset, as in
-//! Kafka, because a follower whose fsyncs stall stops fetching (it keeps at most one
-//! fsync in flight) and so falls behind by that rule. While the leader's ISR is itself alone and
+//! records durably (followers only fetch past what they have fsynced, so a follower's
+//! fetch offset is its durable log end). While the leader's ISR is itself alone and
 //! `min.insync.replicas` is 1 — a single broker, or a partition whose followers have not
 //! caught up — the high watermark is simply the log end offset ("solo"), which keeps the
 //! single-broker path as it was: one atomic load per read. While the ISR is smaller than
@@ -51,11 +45,8 @@ pub enum Role {
 /// How far one follower has fetched, as the leader saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowerProgress {
-    /// The offset it fetched from last: its log end offset.
+    /// The follower's durable log end offset: the offset it fetched from last.
     pub fetch_offset: i64,
-    /// Its durable end as of its last fetch: everything below is on its disk (at most
-    /// `fetch_offset`).
-    pub durable_end: i64,
     /// The follower's broker epoch (KIP-903), as its fetch said.
     pub broker_epoch: i64,
     /// The leader's log end offset when the follower last fetched.
@@ -64,8 +55,8 @@ pub struct FollowerProgress {
     pub last_fetch: Instant,
     /// The last time it had everything the leader had (Kafka's lastCaughtUpTime).
     pub last_caught_up: Instant,
-    /// Whether its durable end was at or past the high watermark at its last fetch: a
-    /// follower outside the ISR may join it then (Kafka's rule for expanding the ISR).
+    /// Whether its last fetch was at or past the high watermark: a follower outside the
+    /// ISR may join it then (Kafka's rule for expanding the ISR).
     pub at_high_watermark: bool,
 }
 
@@ -223,19 +214,17 @@ impl ReplicaState {
         }
     }
 
-    /// On the leader: follower `node` fetched from `fetch_offset`, and everything below
-    /// `durable_end` is on its disk (bounded here by `fetch_offset`).
+    /// On the leader: follower `node` fetched from `fetch_offset` (everything below is
+    /// on its disk).
     pub fn follower_fetched(
         &self,
         node: i32,
         fetch_offset: i64,
-        durable_end: i64,
         broker_epoch: i64,
         log_end: i64,
         now: Instant,
     ) -> Fetched {
         let high_watermark = self.high_watermark(log_end);
-        let durable_end = durable_end.min(fetch_offset);
         let may_join = {
             let mut inner = self.lock();
             let Role::Leader { isr, .. } = &inner.role else {
@@ -247,7 +236,6 @@ impl ReplicaState {
             let since = inner.since;
             let progress = inner.followers.entry(node).or_insert(FollowerProgress {
                 fetch_offset,
-                durable_end,
                 broker_epoch,
                 leader_end_at_fetch: log_end,
                 last_fetch: now,
@@ -262,11 +250,10 @@ impl ReplicaState {
                 progress.last_caught_up = progress.last_fetch;
             }
             progress.fetch_offset = fetch_offset;
-            progress.durable_end = durable_end;
             progress.broker_epoch = broker_epoch;
             progress.leader_end_at_fetch = log_end;
             progress.last_fetch = now;
-            progress.at_high_watermark = durable_end >= high_watermark;
+            progress.at_high_watermark = fetch_offset >= high_watermark;
             outside && progress.at_high_watermark
         };
         Fetched {
@@ -313,7 +300,7 @@ impl ReplicaState {
         let mut candidate = log_end;
         for member in isr.iter().filter(|&&m| m != inner.me) {
             match inner.followers.get(member) {
-                Some(p) => candidate = candidate.min(p.durable_end),
+                Some(p) => candidate = candidate.min(p.fetch_offset),
                 // A member that has not fetched in this epoch holds nothing we know of.
                 None => return false,
             }
@@ -383,7 +370,7 @@ mod tests {
         // Solo until now: the high watermark stays at the log end of that moment.
         assert_eq!(state.high_watermark(120), 100);
         // Until every ISR member has fetched in this epoch nothing advances.
-        let fetched = state.follower_fetched(1, 110, 110, 7, 120, t0);
+        let fetched = state.follower_fetched(1, 110, 7, 120, t0);
         assert_eq!(
             fetched,
             Fetched {
@@ -391,12 +378,12 @@ mod tests {
                 may_join: false
             }
         );
-        assert!(state.follower_fetched(2, 105, 105, 8, 120, t0).advanced);
+        assert!(state.follower_fetched(2, 105, 8, 120, t0).advanced);
         assert_eq!(state.high_watermark(120), 105);
-        assert!(state.follower_fetched(2, 120, 120, 8, 120, t0).advanced);
+        assert!(state.follower_fetched(2, 120, 8, 120, t0).advanced);
         assert_eq!(state.high_watermark(120), 110);
         // It never moves back.
-        assert!(!state.follower_fetched(1, 100, 100, 7, 120, t0).advanced);
+        assert!(!state.follower_fetched(1, 100, 7, 120, t0).advanced);
         assert_eq!(state.high_watermark(120), 110);
         let progress = state.followers()[&2];
         assert_eq!((progress.fetch_offset, progress.broker_epoch), (120, 8));
@@ -404,43 +391,21 @@ mod tests {
     }
 
     #[test]
-    fn a_durable_end_behind_the_fetch_offset_holds_the_high_watermark_and_the_join() {
-        let state = ReplicaState::default();
-        let t0 = Instant::now();
-        let t1 = t0 + Duration::from_millis(5);
-        state.set_role(0, leader(&[0, 1], 1), 100);
-        // Appended to 130, fsynced to 110: only what is on its disk counts.
-        assert!(state.follower_fetched(1, 130, 110, 7, 130, t1).advanced);
-        assert_eq!(state.high_watermark(130), 110);
-        let progress = state.followers()[&1];
-        assert_eq!((progress.fetch_offset, progress.durable_end), (130, 110));
-        // Caught up by its fetch offset (it has the leader's end), as in Kafka.
-        assert_eq!(progress.last_caught_up, t1);
-        // A durable end past the fetch offset is not believed.
-        assert!(state.follower_fetched(1, 130, 500, 7, 130, t1).advanced);
-        assert_eq!(state.high_watermark(130), 130);
-        // Outside the ISR, a follower joins by its durable end, not its fetch offset.
-        state.set_role(0, leader(&[0], 1), 130);
-        assert!(!state.follower_fetched(2, 130, 120, 8, 130, t1).may_join);
-        assert!(state.follower_fetched(2, 130, 130, 8, 130, t1).may_join);
-    }
-
-    #[test]
     fn a_follower_outside_the_isr_may_join_once_at_the_high_watermark() {
         let state = ReplicaState::default();
         let t0 = Instant::now();
         state.set_role(0, leader(&[0], 1), 10);
-        assert!(!state.follower_fetched(1, 4, 4, 1, 10, t0).may_join);
-        let fetched = state.follower_fetched(1, 10, 10, 1, 10, t0);
+        assert!(!state.follower_fetched(1, 4, 1, 10, t0).may_join);
+        let fetched = state.follower_fetched(1, 10, 1, 10, t0);
         assert!(fetched.may_join);
         // Solo: the followers outside the ISR do not hold the high watermark back.
         assert_eq!(state.high_watermark(12), 12);
         // Once in the ISR it is no longer "joining". What the leader alone committed
         // stays committed (the mark never moves back); past it, the follower holds it.
         state.set_role(0, leader(&[0, 1], 1), 12);
-        assert!(!state.follower_fetched(1, 11, 11, 1, 12, t0).may_join);
+        assert!(!state.follower_fetched(1, 11, 1, 12, t0).may_join);
         assert_eq!(state.high_watermark(15), 12);
-        assert!(state.follower_fetched(1, 14, 14, 1, 15, t0).advanced);
+        assert!(state.follower_fetched(1, 14, 1, 15, t0).advanced);
         assert_eq!(state.high_watermark(15), 14);
     }
 
@@ -449,7 +414,7 @@ mod tests {
         let state = ReplicaState::default();
         let t0 = Instant::now();
         state.set_role(0, leader(&[0, 1], 3), 5);
-        assert!(!state.follower_fetched(1, 9, 9, 1, 9, t0).advanced);
+        assert!(!state.follower_fetched(1, 9, 1, 9, t0).advanced);
         assert_eq!(state.high_watermark(9), 5);
         assert_eq!(
             state.check_enough_replicas(),
@@ -464,10 +429,7 @@ mod tests {
             9,
         );
         assert_eq!(state.check_enough_replicas(), Ok(()));
-        assert_eq!(
-            state.follower_fetched(2, 9, 9, 1, 9, t0),
-            Fetched::default()
-        );
+        assert_eq!(state.follower_fetched(2, 9, 1, 9, t0), Fetched::default());
         state.follow_high_watermark(20, 9);
         assert_eq!(state.high_watermark(9), 9);
     }
@@ -484,7 +446,7 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
-        state.follower_fetched(1, 3, 3, 1, 3, t0);
+        state.follower_fetched(1, 3, 1, 3, t0);
         assert_eq!(waiting.await.ok(), Some(Ok(())));
         // The follower is gone from the ISR: below min.insync.replicas after the append.
         state.set_role(0, leader(&[0], 2), 3);
