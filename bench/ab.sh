@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A/B of two single-broker builds under one runnel-bench: produce throughput and the
+# broker's CPU per record, in pairs whose order alternates so the machine's noise hits
+# both builds alike.
+#
+#   bench/ab.sh BEFORE_BROKER_BIN AFTER_BROKER_BIN
+#
+# Each call starts a fresh broker (loopback, a temporary data directory), creates an
+# 8-partition topic, produces RECORDS records of 1 KiB with no consumer, and reads the
+# broker's CPU-seconds (utime + stime from /proc/<pid>/stat) before and after the produce.
+# For each acks setting it prints every pair and the medians of the per-pair ratios
+# after/before: records/s (above 1: after is faster) and CPU per record (below 1: after is
+# cheaper).
+#
+# Environment: PAIRS (6), RECORDS (2000000), ACKS ("1 all"), PARTITIONS (8),
+# RUNNEL_BENCH_BIN (else this checkout's release build). Only 127.0.0.1 is contacted.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+(($# == 2)) || { echo "usage: $0 BEFORE_BROKER_BIN AFTER_BROKER_BIN" >&2; exit 2; }
+BEFORE=$1 AFTER=$2
+PAIRS=${PAIRS:-6}
+RECORDS=${RECORDS:-2000000}
+ACKS=${ACKS:-1 all}
+PARTITIONS=${PARTITIONS:-8}
+BENCH=${RUNNEL_BENCH_BIN:-$TARGET/release/runnel-bench}
+if [[ -z ${RUNNEL_BENCH_BIN:-} ]]; then
+    (cd "$ROOT" && cargo build --release -p runnel-bench)
+fi
+for bin in "$BEFORE" "$AFTER" "$BENCH"; do
+    [[ -x $bin ]] || { echo "$bin is not an executable" >&2; exit 1; }
+done
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+RESULTS=$(mktemp)
+trap 'rm -f "$RESULTS"' EXIT
+
+# One call: prints "<records acknowledged> <records/s> <broker CPU-seconds>".
+call() {
+    local broker=$1 acks=$2 port data pid deadline
+    port=$(free_port)
+    data=$(mktemp -d)
+    RUNNEL_LOG=warn "$broker" --listen "127.0.0.1:$port" --data-dir "$data" >"$data.log" 2>&1 &
+    pid=$!
+    deadline=$((SECONDS + 60))
+    until port_open "$port"; do
+        kill -0 "$pid" 2>/dev/null || { cat "$data.log" >&2; echo "$broker exited" >&2; exit 1; }
+        ((SECONDS < deadline)) || { echo "$broker did not listen within 60 s" >&2; exit 1; }
+        sleep 0.1
+    done
+    "$BENCH" --bootstrap "127.0.0.1:$port" --topic ab --create-topic --partitions "$PARTITIONS" \
+        --records 100 --consumers 0 --acks "$acks" >/dev/null
+    local before after summary
+    before=$(cpu_ticks "$pid")
+    summary=$("$BENCH" --bootstrap "127.0.0.1:$port" --topic ab --partitions "$PARTITIONS" \
+        --records "$RECORDS" --consumers 0 --acks "$acks" --json |
+        python3 -c 'import json, sys; p = json.load(sys.stdin)["produce"]; print(p["records_acked"], p["throughput"]["records_per_sec"])')
+    after=$(cpu_ticks "$pid")
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    rm -rf "$data" "$data.log"
+    echo "$summary $(python3 -c "print(($after - $before) / $TICK)")"
+}
+
+for acks in $ACKS; do
+    for ((pair = 1; pair <= PAIRS; pair++)); do
+        if ((pair % 2)); then order="before after"; else order="after before"; fi
+        for side in $order; do
+            if [[ $side == before ]]; then bin=$BEFORE; else bin=$AFTER; fi
+            echo "$acks $pair $side $(call "$bin" "$acks")" >>"$RESULTS"
+        done
+    done
+done
+
+python3 - "$RESULTS" <<'EOF'
+import statistics
+import sys
+
+runs = {}
+for line in open(sys.argv[1]):
+    acks, pair, side, acked, rps, cpu = line.split()
+    runs.setdefault(acks, {}).setdefault(int(pair), {})[side] = (int(acked), float(rps), float(cpu))
+for acks, pairs in runs.items():
+    speed, cost = [], []
+    print(f"acks={acks}: pair  before records/s  after records/s  before CPU µs/record  after CPU µs/record")
+    for pair, sides in sorted(pairs.items()):
+        (na, ra, ca), (nb, rb, cb) = sides["before"], sides["after"]
+        speed.append(rb / ra)
+        cost.append((cb / nb) / (ca / na))
+        print(f"  {pair:4d}  {ra:16,.0f}  {rb:15,.0f}  {1e6 * ca / na:20.3f}  {1e6 * cb / nb:19.3f}")
+    print(f"  after/before, medians of {len(speed)} pairs: records/s {statistics.median(speed):.3f}, "
+          f"CPU per record {statistics.median(cost):.3f}")
+EOF
