@@ -5,12 +5,12 @@
 #
 #   bench/ab.sh BEFORE_BROKER_BIN AFTER_BROKER_BIN
 #
-# Each call starts a fresh broker (loopback, a temporary data directory), creates an
-# 8-partition topic, produces RECORDS records of 1 KiB with no consumer, and reads the
-# broker's CPU-seconds (utime + stime from /proc/<pid>/stat) before and after the produce.
-# For each acks setting it prints every pair and the medians of the per-pair ratios
-# after/before: records/s (above 1: after is faster) and CPU per record (below 1: after is
-# cheaper).
+# Each call starts a fresh broker (bench/brokers.sh's standalone one: loopback, a temporary
+# data directory, deleted after), creates an 8-partition topic, produces RECORDS records of
+# 1 KiB with no consumer, and reads the broker's CPU-seconds (utime + stime from
+# /proc/<pid>/stat) before and after the produce. For each acks setting it prints every
+# pair and the medians of the per-pair ratios after/before: records/s (above 1: after is
+# faster) and CPU per record (below 1: after is cheaper).
 #
 # Environment: PAIRS (6), RECORDS (2000000), ACKS ("1 all"), PARTITIONS (8),
 # RUNNEL_BENCH_BIN (else this checkout's release build). Only 127.0.0.1 is contacted.
@@ -34,36 +34,30 @@ for bin in "$BEFORE" "$AFTER" "$BENCH"; do
 done
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
-RESULTS=$(mktemp)
-trap 'rm -f "$RESULTS"' EXIT
+BROKERS_DIR=$(mktemp -d)
+BROKER_ARGS=()
+RESULTS=$BROKERS_DIR/results
+# shellcheck source=bench/brokers.sh
+. "$ROOT/bench/brokers.sh"
+trap 'brokers_stop_all; rm -rf "$BROKERS_DIR"' EXIT
 
 # One call: prints "<records acknowledged> <records/s> <broker CPU-seconds>".
 call() {
-    local broker=$1 acks=$2 port data pid deadline
+    local port before after summary
+    BROKER=$1
     port=$(free_port)
-    data=$(mktemp -d)
-    RUNNEL_LOG=warn "$broker" --listen "127.0.0.1:$port" --data-dir "$data" >"$data.log" 2>&1 &
-    pid=$!
-    deadline=$((SECONDS + 60))
-    until port_open "$port"; do
-        kill -0 "$pid" 2>/dev/null || { cat "$data.log" >&2; echo "$broker exited" >&2; exit 1; }
-        ((SECONDS < deadline)) || { echo "$broker did not listen within 60 s" >&2; exit 1; }
-        sleep 0.1
-    done
-    "$BENCH" --bootstrap "127.0.0.1:$port" --topic ab --create-topic --partitions "$PARTITIONS" \
-        --records 100 --consumers 0 --acks "$acks" >/dev/null
-    local before after summary
-    before=$(cpu_ticks "$pid")
-    summary=$("$BENCH" --bootstrap "127.0.0.1:$port" --topic ab --partitions "$PARTITIONS" \
-        --records "$RECORDS" --consumers 0 --acks "$acks" --json |
+    single_start "$port" "$(free_port)"
+    broker_wait single
+    local bench=("$BENCH" --bootstrap "127.0.0.1:$port" --topic ab --partitions "$PARTITIONS"
+        --consumers 0 --acks "$2")
+    "${bench[@]}" --create-topic --records 100 >/dev/null
+    before=$(cpu_ticks "${BROKER_PIDS[single]}")
+    summary=$("${bench[@]}" --records "$RECORDS" --json |
         python3 -c 'import json, sys; p = json.load(sys.stdin)["produce"]; print(p["records_acked"], p["throughput"]["records_per_sec"])')
-    after=$(cpu_ticks "$pid")
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
-    rm -rf "$data" "$data.log"
+    after=$(cpu_ticks "${BROKER_PIDS[single]}")
+    brokers_stop_all
     echo "$summary $(python3 -c "print(($after - $before) / $TICK)")"
 }
 
