@@ -200,16 +200,10 @@ impl PartitionManager {
             keys.iter().filter_map(|k| map.remove(k)).collect()
         };
         for p in removed {
-            let dir = self.dir_of(&p.tp);
             // In-flight requests may still hold the partition; its files go regardless.
-            match Arc::try_unwrap(p) {
-                Ok(p) => p
-                    .log
-                    .into_inner()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .delete()?,
-                Err(_) => remove_dir(&dir)?,
-            }
+            let dir = self.dir_of(&p.tp);
+            drop(p);
+            self.delete_dir(&dir)?;
         }
         Ok(())
     }
@@ -239,10 +233,9 @@ impl PartitionManager {
         for p in std::mem::take(&mut *retired) {
             match Arc::try_unwrap(p) {
                 Ok(p) => {
-                    let tp = p.tp.clone();
-                    let log = p.log.into_inner().unwrap_or_else(|e| e.into_inner());
-                    match log.delete() {
-                        Ok(()) => tracing::info!(partition = %tp, "deleted a replica moved away"),
+                    let dir = self.dir_of(&p.tp);
+                    match self.delete_dir(&dir) {
+                        Ok(()) => tracing::info!(partition = %p.tp, "deleted a replica moved away"),
                         Err(e) => result = Err(e),
                     }
                 }
@@ -295,43 +288,40 @@ impl PartitionManager {
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let stray = if name.ends_with(STRAY_SUFFIX) {
-                true
-            } else if let Some(tp) = parse_partition_dir(&name) {
-                !self.read_map().contains_key(&tp)
-            } else {
-                false
-            };
-            if stray {
+            if name.ends_with(STRAY_SUFFIX) {
+                // Renamed already: no partition's name to free first.
+                remove_dir(&entry.path())?;
+            } else if parse_partition_dir(&name)
+                .is_some_and(|tp| !self.read_map().contains_key(&tp))
+            {
                 self.delete_dir(&entry.path())?;
-                deleted.push(name);
+            } else {
+                continue;
             }
+            deleted.push(name);
         }
         Ok(deleted)
     }
 
-    /// Deletes a partition directory: renamed first (one atomic step, made durable), so a
-    /// crash never leaves half a log under a partition's name.
+    /// Deletes a partition directory (a topic deleted, a replica moved away, a stray):
+    /// renamed first, durably, so a crash never leaves half a log under a partition's
+    /// name; what the removal leaves goes at the next start ([`Self::delete_strays`]).
     fn delete_dir(&self, dir: &Path) -> Result<(), LogError> {
-        let doomed = if dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(STRAY_SUFFIX))
-        {
-            dir.to_path_buf()
-        } else {
-            let name = dir.file_name().unwrap_or_default().to_string_lossy();
-            let doomed = self
-                .data_dir
-                .join(format!("{name}.{}{STRAY_SUFFIX}", Uuid::new_v4().simple()));
-            std::fs::rename(dir, &doomed).map_err(|source| LogError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            runnel_storage::sync_dir(&self.data_dir)?;
-            doomed
-        };
-        remove_dir(&doomed)?;
-        runnel_storage::sync_dir(&self.data_dir)
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let doomed = self
+            .data_dir
+            .join(format!("{name}.{}{STRAY_SUFFIX}", Uuid::new_v4().simple()));
+        match std::fs::rename(dir, &doomed) {
+            Ok(()) => runnel_storage::sync_dir(&self.data_dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(LogError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        remove_dir(&doomed)
     }
 
     fn lock_retired(&self) -> MutexGuard<'_, Vec<Arc<Partition>>> {
@@ -385,28 +375,18 @@ impl PartitionManager {
 }
 
 /// The topic id `dir/partition.metadata` names: `None` when the file is absent (a new
-/// directory, or one written before the file existed) or unreadable as ours, in which
-/// case it is rewritten and the data kept.
+/// directory, or one written before the file existed) or not ours (oversized, or naming
+/// no id), in which case it is rewritten and the data kept.
 fn read_topic_id(dir: &Path) -> Result<Option<Uuid>, LogError> {
-    use std::io::Read;
     let path = dir.join(PARTITION_METADATA);
-    let file = match std::fs::File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(LogError::Io { path, source }),
-    };
-    let mut text = String::new();
-    if let Err(e) = file
-        .take(MAX_PARTITION_METADATA_LEN)
-        .read_to_string(&mut text)
-    {
-        tracing::warn!(path = %path.display(), error = %e, "unreadable partition.metadata, rewritten");
+    let Some(bytes) = runnel_storage::read_bounded(&path, MAX_PARTITION_METADATA_LEN)? else {
         return Ok(None);
-    }
-    let id = text
-        .lines()
-        .find_map(|line| line.strip_prefix("topic_id:"))
-        .and_then(|id| Uuid::parse_str(id.trim()).ok());
+    };
+    let id = std::str::from_utf8(&bytes).ok().and_then(|text| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("topic_id:"))
+            .and_then(|id| Uuid::parse_str(id.trim()).ok())
+    });
     if id.is_none() {
         tracing::warn!(path = %path.display(), "partition.metadata names no topic id, rewritten");
     }

@@ -61,7 +61,7 @@ pub fn write_atomic(dir: &Path, name: &str, contents: &[u8], durability: Durabil
 ///
 /// Returns `Ok(None)` when the file is missing or larger than `max_len` (the caller
 /// treats both as "no usable checkpoint"); the size is checked before allocating.
-pub(crate) fn read_bounded(path: &Path, max_len: u64) -> Result<Option<Vec<u8>>> {
+pub fn read_bounded(path: &Path, max_len: u64) -> Result<Option<Vec<u8>>> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),

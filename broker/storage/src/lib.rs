@@ -73,7 +73,7 @@ mod testutil;
 mod validate;
 
 pub use batch::{BatchHeader, BATCH_HEADER_LEN};
-pub use checkpoint::{sync_dir, write_atomic, Durability};
+pub use checkpoint::{read_bounded, sync_dir, write_atomic, Durability};
 pub use cleaner::CompactionOutcome;
 pub use compression::Codec;
 pub use config::{CleanupPolicy, CompressionType};
