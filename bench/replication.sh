@@ -9,9 +9,12 @@
 #         over the rf1 run just before (runnel_topic_bytes_in_total of the topic divided by
 #         runnel_log_flush_duration_seconds_count: every group-commit round and every
 #         periodic flush is one sample, so this is a lower bound of the bytes per acks=all
-#         round).
+#         round), all in one file: the issue's reference;
+#   diskp the same rounds spread over PARTITIONS files, written and fdatasynced in
+#         parallel: the shape of the broker's own rounds (a segment file per partition),
+#         reported beside the reference, with no target of its own.
 #
-# ROUNDS rounds alternate the order (odd: rf1, disk, rf3; even: rf3, rf1, disk). Prints the
+# ROUNDS rounds alternate the order (odd: rf1, diskp, disk, rf3; even: rf3, rf1, disk, diskp). Prints the
 # medians and the medians of the per-round ratios against the targets of issue 16:
 # rf3 records/s ≥ 40 % of rf1's; rf1 MB/s ≥ 70 % of the disk's; rf1 produce p99 ≤ 3 x the
 # disk round's p99. MB/s of rf1/rf3 counts record values (as runnel-bench reports),
@@ -90,7 +93,7 @@ import json, sys
 rnd, kind, path = sys.argv[1:4]
 extra = sys.argv[4:] + ["", ""]
 r = json.load(open(path))
-if kind == "disk":
+if kind in ("disk", "diskp"):
     lat = r["latency_ms"] or {}
     vals = [r["rounds_per_sec"], r["mb_per_sec"], lat.get("p50", ""), lat.get("p99", ""), 0]
 else:
@@ -102,8 +105,8 @@ else:
 vals = [round(v, 3) if isinstance(v, float) else v for v in vals]
 print("\t".join(str(x) for x in [rnd, kind] + vals + extra[:2]))
 PY
-    tail -n1 "$RESULTS" | awk -F'\t' '{ printf "   round %s %-4s: %9.0f %s  %7.1f MB/s  p50 %s ms  p99 %s ms  errors %s  bytes/fsync %s  mean ISR %s\n",
-        $1, $2, $3, ($2 == "disk" ? "rounds/s " : "records/s"), $4, $5, $6, $7, $8, $9 }'
+    tail -n1 "$RESULTS" | awk -F'\t' '{ printf "   round %s %-5s: %9.0f %s  %7.1f MB/s  p50 %s ms  p99 %s ms  errors %s  bytes/fsync %s  mean ISR %s\n",
+        $1, $2, $3, ($2 ~ /^disk/ ? "rounds/s " : "records/s"), $4, $5, $6, $7, $8, $9 }'
 }
 
 run_rf1() {
@@ -127,6 +130,14 @@ run_disk() {
     row "$1" disk "$json" "$BYTES_PER_FSYNC"
 }
 
+run_diskp() {
+    local json=$OUT/diskp-r$1.json
+    "$DISK" --dir "$BROKERS_DIR/single" --round-bytes "$BYTES_PER_FSYNC" --mode "$DISK_MODE" \
+        --files "$PARTITIONS" --duration "$DURATION" --warmup 1 --json >"$json" \
+        || die "the disk loop over $PARTITIONS files of round $1 failed"
+    row "$1" diskp "$json" "$BYTES_PER_FSYNC"
+}
+
 run_rf3() {
     local json=$OUT/rf3-r$1.json isr=0 i
     "$BENCH" --bootstrap "$CLUSTER" --topic repl3 --replication-factor 3 "${load[@]}" >"$json" \
@@ -140,9 +151,9 @@ run_rf3() {
 for run in $(seq 1 "$ROUNDS"); do
     echo "== round $run of $ROUNDS: $PARTITIONS partitions, acks=all, ${DURATION} s after ${WARMUP} s warmup"
     if ((run % 2 == 1)); then
-        run_rf1 "$run"; run_disk "$run"; run_rf3 "$run"
+        run_rf1 "$run"; run_diskp "$run"; run_disk "$run"; run_rf3 "$run"
     else
-        run_rf3 "$run"; run_rf1 "$run"; run_disk "$run"
+        run_rf3 "$run"; run_rf1 "$run"; run_disk "$run"; run_diskp "$run"
     fi
 done
 
@@ -170,12 +181,14 @@ checks = [
     ("rf1/disk MB/s", ratio("rf1", "mb_per_sec", "disk", "mb_per_sec"), ">=", 0.70),
     ("rf1 p99 / disk p99", ratio("rf1", "p99_ms", "disk", "p99_ms"), "<=", 3.0),
     ("rf3 p99 / rf1 p99", ratio("rf3", "p99_ms", "rf1", "p99_ms"), "", None),
+    ("rf1/diskp MB/s", ratio("rf1", "mb_per_sec", "diskp", "mb_per_sec"), "", None),
+    ("rf1 p99 / diskp p99", ratio("rf1", "p99_ms", "diskp", "p99_ms"), "", None),
 ]
 print(f"{'kind':<5} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bytes/fsync':>12} {'mean ISR':>9}")
-for k in ("rf1", "rf3", "disk"):
+for k in ("rf1", "rf3", "disk", "diskp"):
     if k in summary:
         s = summary[k]
-        label = "rounds/s" if k == "disk" else ""
+        label = "rounds/s" if k.startswith("disk") else ""
         print(f"{k:<5} {s['records_per_sec']:>10.0f} {s['mb_per_sec']:>8.1f} {s['p50_ms']:>8.3f} "
               f"{s['p99_ms']:>8.3f} {s['bytes_per_fsync']:>12.0f} {s['mean_isr']:>9.2f} {label}")
 summary["ratios"] = {}

@@ -3,6 +3,12 @@
 //! acks=all produce run with this loop, on the same filesystem and with the broker's own
 //! bytes per fsync round, says how much of the disk the broker leaves unused.
 //!
+//! With `--files N` each round spreads its bytes over N files, each written and
+//! fdatasynced by a thread of its own at the same time, and the round ends when the last
+//! is done: the shape of a broker's round over N partitions, each a segment file of its
+//! own (Kafka's layout). One file is the disk's best case; N files say what the disk
+//! gives a round of that shape.
+//!
 //! Two layouts:
 //!
 //! | mode          | each round                                        | like                          |
@@ -32,6 +38,8 @@ use crate::stats::{latency_histogram, record_latency};
 pub const MAX_ROUND_BYTES: u64 = 64 << 20;
 /// The largest `--file-bytes`.
 pub const MAX_FILE_BYTES: u64 = 4 << 30;
+/// The largest `--files`.
+pub const MAX_FILES: u64 = 64;
 
 /// Settings of one disk-ceiling run.
 #[derive(Debug, Clone, Parser, Serialize)]
@@ -61,9 +69,14 @@ pub struct DiskCeilingConfig {
     #[arg(long, value_enum, default_value_t = DiskMode::Overwrite)]
     pub mode: DiskMode,
 
-    /// With `--mode overwrite`: bytes of the file filled (and synced) before the loop.
+    /// With `--mode overwrite`: bytes of each file filled (and synced) before the loop.
     #[arg(long, default_value_t = 64 << 20)]
     pub file_bytes: u64,
+
+    /// Files each round's bytes are spread over, written and fdatasynced in parallel
+    /// (1 to `MAX_FILES`).
+    #[arg(long, default_value_t = 1)]
+    pub files: u64,
 
     /// Print the summary as one JSON object.
     #[arg(long)]
@@ -87,6 +100,8 @@ pub struct DiskReport {
     pub dir: PathBuf,
     /// The layout.
     pub mode: DiskMode,
+    /// Files each round is spread over.
+    pub files: u64,
     /// Bytes per round.
     pub round_bytes: u64,
     /// Measured rounds (after the warmup).
@@ -118,10 +133,11 @@ impl DiskReport {
             )
         });
         format!(
-            "disk ceiling in {} ({:?}, {} bytes per fdatasync)\n  {:.1} MB/s  {:.0} rounds/s  ({} rounds in {:.1} s)\n  round: {latency}\n",
+            "disk ceiling in {} ({:?}, {} bytes per round over {} file(s))\n  {:.1} MB/s  {:.0} rounds/s  ({} rounds in {:.1} s)\n  round: {latency}\n",
             self.dir.display(),
             self.mode,
             self.round_bytes,
+            self.files,
             self.mb_per_sec,
             self.rounds_per_sec,
             self.rounds,
@@ -165,77 +181,160 @@ pub fn run(config: &DiskCeilingConfig) -> Result<DiskReport, BenchError> {
             ),
         );
     }
-    if !(config.round_bytes..=MAX_FILE_BYTES).contains(&config.file_bytes) {
+    if !(1..=MAX_FILES.min(config.round_bytes)).contains(&config.files) {
+        return invalid(
+            "--files",
+            format!(
+                "{} is not between 1 and {} (and at most --round-bytes)",
+                config.files, MAX_FILES
+            ),
+        );
+    }
+    // Each file's share of a round; the first also takes the remainder.
+    let share = config.round_bytes / config.files;
+    let first_share = share + config.round_bytes % config.files;
+    if !(first_share..=MAX_FILE_BYTES).contains(&config.file_bytes) {
         return invalid(
             "--file-bytes",
             format!(
-                "{} is not between --round-bytes and {MAX_FILE_BYTES}",
+                "{} is not between a file's share of --round-bytes ({first_share}) and {MAX_FILE_BYTES}",
                 config.file_bytes
             ),
         );
     }
     let duration = seconds("--duration", config.duration)?;
     let warmup = seconds("--warmup", config.warmup)?;
-    let round = usize::try_from(config.round_bytes).map_err(|_| BenchError::InvalidSetting {
+    let too_large = |_| BenchError::InvalidSetting {
         flag: "--round-bytes",
         reason: "it does not fit in memory on this platform".to_string(),
-    })?;
+    };
+    let first_len = usize::try_from(first_share).map_err(too_large)?;
     let mut rng = XorShift::from_entropy();
     // Letters, not zeros: a virtual disk may store runs of zeros as holes.
-    let buffer: Vec<u8> = (0..round).map(|_| b'A' + rng.below(26)).collect();
-    let path = config
-        .dir
-        .join(format!("runnel-disk-ceiling-{}.tmp", std::process::id()));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(disk_error("create", &path))?;
-    let temp = TempFile { file, path };
+    let buffer: Vec<u8> = (0..first_len).map(|_| b'A' + rng.below(26)).collect();
     let file_bytes = match config.mode {
-        DiskMode::Overwrite => {
-            fill(&temp, &buffer, config.file_bytes)?;
-            config.file_bytes
-        }
+        DiskMode::Overwrite => config.file_bytes,
         DiskMode::Append => u64::MAX,
     };
-    let mut latency = latency_histogram();
-    let mut position = 0u64;
-    let mut rounds = 0u64;
-    let started = Instant::now();
-    let measure_from = started + warmup;
-    let end = measure_from + duration;
-    let mut last_end = measure_from;
-    loop {
-        let begun = Instant::now();
-        if begun >= end {
-            break;
+    let mut slots = Vec::new();
+    for i in 0..config.files {
+        let path = config.dir.join(format!(
+            "runnel-disk-ceiling-{}-{i}.tmp",
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(disk_error("create", &path))?;
+        let temp = TempFile { file, path };
+        if config.mode == DiskMode::Overwrite {
+            fill(&temp, &buffer, config.file_bytes)?;
         }
-        if position + config.round_bytes > file_bytes {
-            position = 0;
-        }
-        temp.file
-            .write_all_at(&buffer, position)
-            .map_err(disk_error("write", &temp.path))?;
-        temp.file
-            .sync_data()
-            .map_err(disk_error("fdatasync", &temp.path))?;
-        position += config.round_bytes;
-        let finished = Instant::now();
-        if begun >= measure_from {
-            rounds += 1;
-            last_end = finished;
-            let micros = finished.duration_since(begun).as_micros();
-            record_latency(&mut latency, u64::try_from(micros).unwrap_or(u64::MAX));
-        }
+        let len = if i == 0 { first_share } else { share };
+        slots.push(Slot {
+            temp,
+            position: 0,
+            len: usize::try_from(len).map_err(too_large)?,
+            file_bytes,
+        });
     }
-    Ok(summarize(
-        config,
-        rounds,
-        last_end.duration_since(measure_from),
-        &latency,
-    ))
+    let Some((first, others)) = slots.split_first_mut() else {
+        return invalid("--files", "no file to write".to_string());
+    };
+    let buffer = &buffer;
+    std::thread::scope(|scope| {
+        // One long-lived thread per further file: a round is a message to each.
+        let mut workers = Vec::with_capacity(others.len());
+        for slot in others {
+            let (go, rounds) = std::sync::mpsc::channel::<()>();
+            let (done, dones) = std::sync::mpsc::channel();
+            scope.spawn(move || {
+                while rounds.recv().is_ok() {
+                    if done.send(slot.round(buffer)).is_err() {
+                        break;
+                    }
+                }
+            });
+            workers.push((go, dones));
+        }
+        let mut latency = latency_histogram();
+        let mut rounds = 0u64;
+        let started = Instant::now();
+        let measure_from = started + warmup;
+        let end = measure_from + duration;
+        let mut last_end = measure_from;
+        loop {
+            let begun = Instant::now();
+            if begun >= end {
+                break;
+            }
+            for (go, _) in &workers {
+                go.send(()).map_err(|_| worker_gone(&first.temp.path))?;
+            }
+            let mut result = first.round(buffer);
+            for (_, dones) in &workers {
+                let done = dones.recv().map_err(|_| worker_gone(&first.temp.path))?;
+                result = result.and(done);
+            }
+            result?;
+            let finished = Instant::now();
+            if begun >= measure_from {
+                rounds += 1;
+                last_end = finished;
+                let micros = finished.duration_since(begun).as_micros();
+                record_latency(&mut latency, u64::try_from(micros).unwrap_or(u64::MAX));
+            }
+        }
+        // Dropping the senders ends the workers.
+        drop(workers);
+        Ok(summarize(
+            config,
+            rounds,
+            last_end.duration_since(measure_from),
+            &latency,
+        ))
+    })
+}
+
+/// A worker thread that ended before the loop did (it panicked).
+fn worker_gone(path: &Path) -> BenchError {
+    BenchError::Disk {
+        op: "run the writer of",
+        path: path.to_path_buf(),
+        source: std::io::Error::other("a writer thread stopped"),
+    }
+}
+
+/// One file of the loop and where its next round goes.
+struct Slot {
+    temp: TempFile,
+    position: u64,
+    /// Bytes of each round in this file.
+    len: usize,
+    /// Where writing wraps to the start (`u64::MAX` when appending).
+    file_bytes: u64,
+}
+
+impl Slot {
+    /// Writes this file's share of a round at the next position and fdatasyncs it.
+    fn round(&mut self, buffer: &[u8]) -> Result<(), BenchError> {
+        let len = self.len as u64;
+        if self.position + len > self.file_bytes {
+            self.position = 0;
+        }
+        self.temp
+            .file
+            .write_all_at(&buffer[..self.len], self.position)
+            .map_err(disk_error("write", &self.temp.path))?;
+        self.temp
+            .file
+            .sync_data()
+            .map_err(disk_error("fdatasync", &self.temp.path))?;
+        self.position += len;
+        Ok(())
+    }
 }
 
 /// Fills the file to `bytes` with `pattern` and syncs it, so rounds overwrite allocated
@@ -270,6 +369,7 @@ fn summarize(
     DiskReport {
         dir: config.dir.clone(),
         mode: config.mode,
+        files: config.files,
         round_bytes: config.round_bytes,
         rounds,
         bytes,
@@ -344,6 +444,70 @@ mod tests {
             assert!(latency.p50 <= latency.p99 && latency.p99 <= latency.max);
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{mode}");
         }
+    }
+
+    #[test]
+    fn a_round_over_several_files_writes_each_its_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = [
+            "--round-bytes",
+            "10000",
+            "--files",
+            "3",
+            "--file-bytes",
+            "40000",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+        ];
+        let report = run(&config(dir.path(), &args)).unwrap();
+        assert!(report.rounds > 0);
+        assert_eq!((report.files, report.bytes), (3, report.rounds * 10000));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // More files than bytes, no file, and a file too small for its share.
+        let many = ["--round-bytes", "10", "--files", "11"];
+        assert_eq!(refused(&config(dir.path(), &many)), "--files");
+        let none = ["--round-bytes", "10", "--files", "0"];
+        assert_eq!(refused(&config(dir.path(), &none)), "--files");
+        let small = [
+            "--round-bytes",
+            "9000",
+            "--files",
+            "2",
+            "--file-bytes",
+            "4000",
+        ];
+        assert_eq!(refused(&config(dir.path(), &small)), "--file-bytes");
+    }
+
+    #[test]
+    fn a_slot_writes_its_share_at_the_next_position_and_wraps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slot");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let mut slot = Slot {
+            temp: TempFile {
+                file,
+                path: path.clone(),
+            },
+            position: 0,
+            len: 3,
+            file_bytes: 7,
+        };
+        slot.round(b"abcdef").unwrap();
+        slot.round(b"xyzdef").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"abcxyz");
+        // The next share would pass the file's end: it goes to the start.
+        slot.round(b"123").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"123xyz");
+        drop(slot);
+        assert!(!path.exists());
     }
 
     #[test]
