@@ -19,6 +19,10 @@
 # rf3 records/s ≥ 40 % of rf1's; rf1 MB/s ≥ 70 % of the disk's; rf1 produce p99 ≤ 3 x the
 # disk round's p99. MB/s of rf1/rf3 counts record values (as runnel-bench reports),
 # the disk's every byte written: the broker's batch headers (~1 % here) count against it.
+# After each rf1 and rf3 run, the bytes the data directory's block device wrote per
+# record-batch byte produced (/sys/class/block/DEV/stat over the run, every writer on that
+# device counted, so on a quiet machine: the broker's own write amplification, zeros
+# written ahead of segments included; empty where the device is not found).
 # After each rf3 run the mean ISR size of the topic's partitions (from the leaders'
 # runnel_partition_isr_size) is recorded: 3 means acks=all waited for three replicas.
 #
@@ -83,15 +87,24 @@ CLUSTER=127.0.0.1:$KAFKA_PORT
 load=(--partitions "$PARTITIONS" --record-size "$RECORD_SIZE" --batch-size "$BATCH_SIZE"
     --producers "$PRODUCERS" --consumers 0 --max-in-flight "$MAX_IN_FLIGHT" --acks all
     --duration "$DURATION" --warmup "$WARMUP" --create-topic --json)
-printf 'round\tkind\trecords_per_sec\tmb_per_sec\tp50_ms\tp99_ms\terrors\tbytes_per_fsync\tmean_isr\n' >"$RESULTS"
+printf 'round\tkind\trecords_per_sec\tmb_per_sec\tp50_ms\tp99_ms\terrors\tbytes_per_fsync\tmean_isr\tdisk_bytes_per_byte\n' >"$RESULTS"
 BYTES_PER_FSYNC=""
+
+# The block device under the brokers' data directories, for its written-sectors count.
+DEV_STAT=""
+dev_name=$(basename "$(findmnt -no SOURCE -T "$BROKERS_DIR" 2>/dev/null || true)")
+[[ -n $dev_name && -r /sys/class/block/$dev_name/stat ]] && DEV_STAT=/sys/class/block/$dev_name/stat
+# dev_written: bytes written to that device so far (empty without one).
+dev_written() { [[ -z $DEV_STAT ]] || awk '{ printf "%.0f\n", $7 * 512 }' "$DEV_STAT"; }
+# per_byte DEV0 DEV1 BYTES: device bytes written per produced byte, or empty.
+per_byte() { [[ -z $1 || $3 -le 0 ]] || awk -v d=$(($2 - $1)) -v b="$3" 'BEGIN { printf "%.2f", d / b }'; }
 
 # row ROUND KIND JSON [BYTES_PER_FSYNC] [MEAN_ISR]: one results line from a report.
 row() {
     python3 - "$@" >>"$RESULTS" <<'PY'
 import json, sys
 rnd, kind, path = sys.argv[1:4]
-extra = sys.argv[4:] + ["", ""]
+extra = sys.argv[4:] + ["", "", ""]
 r = json.load(open(path))
 if kind in ("disk", "diskp"):
     lat = r["latency_ms"] or {}
@@ -103,23 +116,25 @@ else:
     vals = [p["throughput"]["records_per_sec"], p["throughput"]["mb_per_sec"],
             lat.get("p50", ""), lat.get("p99", ""), errors]
 vals = [round(v, 3) if isinstance(v, float) else v for v in vals]
-print("\t".join(str(x) for x in [rnd, kind] + vals + extra[:2]))
+print("\t".join(str(x) for x in [rnd, kind] + vals + extra[:3]))
 PY
-    tail -n1 "$RESULTS" | awk -F'\t' '{ printf "   round %s %-5s: %9.0f %s  %7.1f MB/s  p50 %s ms  p99 %s ms  errors %s  bytes/fsync %s  mean ISR %s\n",
-        $1, $2, $3, ($2 ~ /^disk/ ? "rounds/s " : "records/s"), $4, $5, $6, $7, $8, $9 }'
+    tail -n1 "$RESULTS" | awk -F'\t' '{ printf "   round %s %-5s: %9.0f %s  %7.1f MB/s  p50 %s ms  p99 %s ms  errors %s  bytes/fsync %s  mean ISR %s  disk bytes/byte %s\n",
+        $1, $2, $3, ($2 ~ /^disk/ ? "rounds/s " : "records/s"), $4, $5, $6, $7, $8, $9, $10 }'
 }
 
 run_rf1() {
-    local json=$OUT/rf1-r$1.json bytes0 flushes0 bytes1 flushes1
+    local json=$OUT/rf1-r$1.json bytes0 flushes0 bytes1 flushes1 dev0 dev1
     bytes0=$(metric_sum "$SINGLE_METRICS" runnel_topic_bytes_in_total 'topic="repl1"')
     flushes0=$(metric_sum "$SINGLE_METRICS" runnel_log_flush_duration_seconds_count)
+    dev0=$(dev_written)
     "$BENCH" --bootstrap "127.0.0.1:$SINGLE_PORT" --topic repl1 --replication-factor 1 "${load[@]}" >"$json" \
         || die "the RF=1 run of round $1 failed"
+    dev1=$(dev_written)
     bytes1=$(metric_sum "$SINGLE_METRICS" runnel_topic_bytes_in_total 'topic="repl1"')
     flushes1=$(metric_sum "$SINGLE_METRICS" runnel_log_flush_duration_seconds_count)
     ((flushes1 > flushes0)) || die "the standalone broker counted no fsync in round $1"
     BYTES_PER_FSYNC=$(((bytes1 - bytes0) / (flushes1 - flushes0)))
-    row "$1" rf1 "$json" "$BYTES_PER_FSYNC"
+    row "$1" rf1 "$json" "$BYTES_PER_FSYNC" "" "$(per_byte "$dev0" "$dev1" $((bytes1 - bytes0)))"
 }
 
 run_disk() {
@@ -138,14 +153,27 @@ run_diskp() {
     row "$1" diskp "$json" "$BYTES_PER_FSYNC"
 }
 
+# cluster_bytes_in: runnel_topic_bytes_in_total of the RF=3 topic over the brokers (each
+# counts what it appended as the leader).
+cluster_bytes_in() {
+    local i sum=0
+    for ((i = 0; i < NODES; i++)); do
+        sum=$((sum + $(metric_sum $((METRICS_PORT + i)) runnel_topic_bytes_in_total 'topic="repl3"')))
+    done
+    echo "$sum"
+}
+
 run_rf3() {
-    local json=$OUT/rf3-r$1.json isr=0 i
+    local json=$OUT/rf3-r$1.json isr=0 i bytes0 dev0
+    bytes0=$(cluster_bytes_in)
+    dev0=$(dev_written)
     "$BENCH" --bootstrap "$CLUSTER" --topic repl3 --replication-factor 3 "${load[@]}" >"$json" \
         || die "the RF=3 run of round $1 failed"
     for ((i = 0; i < NODES; i++)); do
         isr=$((isr + $(metric_sum $((METRICS_PORT + i)) runnel_partition_isr_size 'topic="repl3"')))
     done
-    row "$1" rf3 "$json" "" "$(awk -v s="$isr" -v p="$PARTITIONS" 'BEGIN { printf "%.2f", s / p }')"
+    row "$1" rf3 "$json" "" "$(awk -v s="$isr" -v p="$PARTITIONS" 'BEGIN { printf "%.2f", s / p }')" \
+        "$(per_byte "$dev0" "$(dev_written)" $(($(cluster_bytes_in) - bytes0)))"
 }
 
 for run in $(seq 1 "$ROUNDS"); do
@@ -174,7 +202,7 @@ def ratio(a, ka, b, kb):
             and num(by[b][n][kb]) > 0]
     return statistics.median(vals) if vals else float("nan")
 summary = {k: {key: med(k, key) for key in ("records_per_sec", "mb_per_sec", "p50_ms", "p99_ms",
-               "bytes_per_fsync", "mean_isr")} for k in by}
+               "bytes_per_fsync", "mean_isr", "disk_bytes_per_byte")} for k in by}
 summary["errors"] = sum(int(r["errors"]) for r in rows)
 checks = [
     ("rf3/rf1 records/s", ratio("rf3", "records_per_sec", "rf1", "records_per_sec"), ">=", 0.40),
@@ -184,13 +212,14 @@ checks = [
     ("rf1/diskp MB/s", ratio("rf1", "mb_per_sec", "diskp", "mb_per_sec"), "", None),
     ("rf1 p99 / diskp p99", ratio("rf1", "p99_ms", "diskp", "p99_ms"), "", None),
 ]
-print(f"{'kind':<5} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bytes/fsync':>12} {'mean ISR':>9}")
+print(f"{'kind':<5} {'records/s':>10} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'bytes/fsync':>12} {'mean ISR':>9} {'disk B/B':>9}")
 for k in ("rf1", "rf3", "disk", "diskp"):
     if k in summary:
         s = summary[k]
         label = "rounds/s" if k.startswith("disk") else ""
         print(f"{k:<5} {s['records_per_sec']:>10.0f} {s['mb_per_sec']:>8.1f} {s['p50_ms']:>8.3f} "
-              f"{s['p99_ms']:>8.3f} {s['bytes_per_fsync']:>12.0f} {s['mean_isr']:>9.2f} {label}")
+              f"{s['p99_ms']:>8.3f} {s['bytes_per_fsync']:>12.0f} {s['mean_isr']:>9.2f} "
+              f"{s['disk_bytes_per_byte']:>9.2f} {label}")
 summary["ratios"] = {}
 for name, value, op, target in checks:
     summary["ratios"][name] = value
