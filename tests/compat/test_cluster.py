@@ -282,8 +282,15 @@ def test_a_fenced_leader_takes_its_partitions_and_groups_offline_and_back_with_n
     wait_until(lambda: cluster.metric(controller, "runnel_offline_partitions") == 0, 10,
                what="no offline partitions")
     # The returning coordinator loaded the group's offsets again: they are as committed.
-    with admin_client(cluster.bootstrap(watcher)) as admin:
-        committed = admin.list_group_offsets(group)
+    # The watcher learns that the offsets partition is led again a moment after the
+    # controller: until then it answers COORDINATOR_NOT_AVAILABLE (retriable).
+    def group_offsets():
+        try:
+            with admin_client(cluster.bootstrap(watcher)) as admin:
+                return admin.list_group_offsets(group)
+        except (NotCoordinatorError, CoordinatorNotAvailableError):
+            return None
+    committed = wait_until(group_offsets, 30, interval=0.2, what="the group's coordinator")
     assert {tp.partition: meta.offset for tp, meta in committed[group].items()} == {
         p: 10 for p in range(6)}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 from kafka import TopicPartition
 from kafka.admin import NewTopic
+from kafka.errors import KafkaConnectionError
 
 from compat_helpers import admin_client, producer, wait_until
 from replica_check import compare_replicas
@@ -33,8 +34,16 @@ def controller(cluster, node: int) -> int | None:
 
 
 def in_flight(cluster, node: int) -> dict[TopicPartition, dict]:
-    with admin_client(cluster.bootstrap(node)) as admin:
-        return admin.list_partition_reassignments()
+    # kafka-python's admin client asks a broker from its metadata for the controller; just
+    # after a kill that can be the dead broker (connection refused): ask again.
+    def ask():
+        try:
+            with admin_client(cluster.bootstrap(node)) as admin:
+                return (admin.list_partition_reassignments(),)
+        except KafkaConnectionError:
+            return None
+    (moves,) = wait_until(ask, 30, interval=0.2, what=f"the moves in flight, via broker {node}")
+    return moves
 
 
 @pytest.mark.crash
