@@ -238,8 +238,10 @@ def test_a_fenced_leader_takes_its_partitions_and_groups_offline_and_back_with_n
             except (NotCoordinatorError, CoordinatorNotAvailableError):
                 return False
         wait_until(offsets_topic_served, 30, interval=0.2, what="the offsets topic served")
-    offset_leaders = [p["leader_id"] for p in
-                      topic_partitions(cluster.bootstrap(controller), "__consumer_offsets")]
+    # kafka-python asks any broker; one may not have applied the new topic yet.
+    offset_leaders = [p["leader_id"] for p in wait_until(
+        lambda: _described(cluster.bootstrap(controller), "__consumer_offsets"), 30,
+        interval=0.2, what="the offsets topic described")]
     # A group whose coordinator (the leader of its __consumer_offsets partition) is not the
     # controller, so that stopping it leaves the quorum's leader in place.
     group = next(g for g in (unique_name("offline-group") for _ in range(100))
