@@ -33,9 +33,6 @@ for bin in "$BEFORE" "$AFTER" "$BENCH"; do
     [[ -x $bin ]] || { echo "$bin is not an executable" >&2; exit 1; }
 done
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-TICK=$(getconf CLK_TCK)
 BROKERS_DIR=$(mktemp -d)
 BROKER_ARGS=()
 RESULTS=$BROKERS_DIR/results
@@ -53,12 +50,12 @@ call() {
     local bench=("$BENCH" --bootstrap "127.0.0.1:$port" --topic ab --partitions "$PARTITIONS"
         --consumers 0 --acks "$2")
     "${bench[@]}" --create-topic --records 100 >/dev/null
-    before=$(cpu_ticks "${BROKER_PIDS[single]}")
+    before=$(cpu_seconds "${BROKER_PIDS[single]}")
     summary=$("${bench[@]}" --records "$RECORDS" --json |
         python3 -c 'import json, sys; p = json.load(sys.stdin)["produce"]; print(p["records_acked"], p["throughput"]["records_per_sec"])')
-    after=$(cpu_ticks "${BROKER_PIDS[single]}")
+    after=$(cpu_seconds "${BROKER_PIDS[single]}")
     brokers_stop_all
-    echo "$summary $(python3 -c "print(($after - $before) / $TICK)")"
+    echo "$summary $(python3 -c "print($after - $before)")"
 }
 
 for acks in $ACKS; do

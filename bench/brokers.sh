@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Functions that start, kill and restart runnel-brokers on loopback for the replication
-# and failover benches; sourced by bench/replication.sh and bench/failover.sh. Unlike
+# and failover benches; sourced by bench/replication.sh, bench/failover.sh and bench/ab.sh
+# (bench/compare.sh takes only free_port and cpu_seconds). Unlike
 # scripts/cluster.sh (a cluster to use by hand), these take extra broker flags (session
 # timeouts, retention, a metrics port) and restart a single node in place.
 #
@@ -16,6 +17,19 @@
 # deletes the brokers' data directories (KEEP_DATA=1 keeps them).
 
 NODES=${NODES:-3}
+TICKS=$(getconf CLK_TCK)
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# cpu_seconds PID: the process's utime+stime in seconds (fields 14 and 15 of
+# /proc/PID/stat, counted after the "comm" field, which may hold spaces).
+cpu_seconds() {
+    local stat rest
+    stat=$(<"/proc/$1/stat")
+    rest=${stat##*) }
+    awk -v t="$TICKS" '{ printf "%.2f", ($12 + $13) / t }' <<<"$rest"
+}
 READY_WAIT=${READY_WAIT:-120}
 declare -A BROKER_PIDS=()
 declare -A BROKER_LOG_START=()

@@ -39,7 +39,8 @@ RUNS=${RUNS:-3}
 RECORDS=${RECORDS:-200000}
 PRODUCERS=${PRODUCERS:-1}
 CONSUMERS=${CONSUMERS:-1}
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/brokers.sh
+. "$ROOT/bench/brokers.sh" # free_port, cpu_seconds
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 RUNNEL_PORT=${RUNNEL_PORT:-$(free_port)}
 TANSU_PORT=${TANSU_PORT:-$(free_port)}
@@ -49,7 +50,6 @@ TANSU_ROOT=$TARGET/tansu
 TANSU=$TANSU_ROOT/bin/tansu
 BENCH=$TARGET/release/runnel-bench
 RUNNEL=$TARGET/release/runnel-broker
-TICKS=$(getconf CLK_TCK)
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 
@@ -92,13 +92,6 @@ wait_port() { # port name pid
         sleep 0.2
     done
     kill -0 "$3" 2>/dev/null || die "$2 exited; see $OUT/$2.log"
-}
-
-cpu_seconds() { # pid → utime+stime in seconds (fields 14 and 15, counted after the "comm" field)
-    local stat rest
-    stat=$(<"/proc/$1/stat")
-    rest=${stat##*) }
-    awk -v t="$TICKS" '{ printf "%.2f", ($12 + $13) / t }' <<<"$rest"
 }
 
 echo "== starting runnel-broker on 127.0.0.1:$RUNNEL_PORT and tansu on 127.0.0.1:$TANSU_PORT"

@@ -40,7 +40,6 @@ use tokio_util::sync::CancellationToken;
 use crate::fsync_pool::{FsyncPool, Task};
 use crate::ops::metrics::Metrics;
 use crate::partitions::{Partition, TopicPartition};
-use crate::replication::Role;
 
 /// Requests that may wait for one round; further producers wait to enqueue.
 const QUEUE: usize = 4096;
@@ -227,8 +226,7 @@ fn run(
 /// Whether a partition just synced should get zeros written ahead now: one this broker
 /// does not follow (see the module docs) running out of them.
 fn wants_zeros(partition: &Partition) -> bool {
-    !matches!(partition.replica.role(), Role::Follower { .. })
-        && partition.log().preallocation_due(PREALLOCATE_AHEAD)
+    !partition.replica.is_follower() && partition.log().preallocation_due(PREALLOCATE_AHEAD)
 }
 
 /// The preallocation thread: writes each queued partition's zeros (a partition queued
@@ -325,6 +323,7 @@ mod tests {
     use super::*;
     use crate::partitions::PartitionManager;
     use crate::records::test_batch;
+    use crate::replication::Role;
     use runnel_storage::LogConfig;
 
     fn request(partition: &Arc<Partition>, upto: i64) -> Request {

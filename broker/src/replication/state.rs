@@ -125,6 +125,11 @@ impl ReplicaState {
         self.solo.load(Ordering::Acquire)
     }
 
+    /// Whether this broker follows the partition (no clone of the role).
+    pub fn is_follower(&self) -> bool {
+        matches!(self.lock().role, Role::Follower { .. })
+    }
+
     /// The current role.
     pub fn role(&self) -> Role {
         self.lock().role.clone()
