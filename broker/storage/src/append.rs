@@ -343,8 +343,7 @@ impl Log {
         let base_offset = self.log_end_offset();
         tracing::debug!(dir = %self.dir.display(), base_offset, previous_size = active.size(), "rolling log segment");
         let previous = self.segments.active_mut();
-        previous.seal_time_index()?;
-        previous.trim()?;
+        previous.retire()?;
         let next = LogSegment::create(&self.dir, base_offset, &self.config, now_ms)?;
         self.segments.roll(next);
         self.dir_dirty = true;

@@ -353,7 +353,7 @@ impl Log {
         if scan_segment(&mut fresh, base, self.config.index_interval_bytes)? {
             tracing::warn!(segment = %fresh.log_path().display(), "cleaned segment failed its scan and was cut");
         }
-        fresh.seal_time_index()?;
+        fresh.retire()?;
         fresh.flush()?;
         drop(self.segments.replace_rolled(i, fresh));
         Ok(false)

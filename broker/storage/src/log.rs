@@ -474,8 +474,7 @@ impl Log {
     fn close_now(&mut self) -> Result<()> {
         // The final time-index entry lets the next open skip scanning for timestamps.
         let active = self.segments.active_mut();
-        active.seal_time_index()?;
-        active.trim()?;
+        active.retire()?;
         self.flush()?;
         self.segments.active().flush()?;
         let end = self.log_end_offset();

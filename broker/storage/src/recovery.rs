@@ -97,6 +97,10 @@ pub(crate) fn load_segments(
         prev_next_offset = segment.next_offset().max(base);
         loaded.segments.push(segment);
     }
+    // A scan filled the in-memory index entries meant for the active segment only.
+    if let Some((_, rolled)) = loaded.segments.split_last_mut() {
+        rolled.iter_mut().for_each(LogSegment::cool_indexes);
+    }
     Ok(loaded)
 }
 

@@ -526,11 +526,23 @@ impl LogSegment {
         Ok(true)
     }
 
-    /// Appends the final time-index entry when the segment stops being active or the
-    /// log closes, so a clean open knows the segment's max timestamp without a scan.
-    pub(crate) fn seal_time_index(&mut self) -> Result<()> {
+    /// When the segment stops being active or the log closes: appends the final
+    /// time-index entry (so a clean open knows the segment's max timestamp without a
+    /// scan), cuts the zeros written ahead ([`Self::trim`]) and lets the indexes drop
+    /// the entries they kept in memory for lookups at the end of the log.
+    pub(crate) fn retire(&mut self) -> Result<()> {
         self.time_index
-            .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)
+            .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+        self.trim()?;
+        self.cool_indexes();
+        Ok(())
+    }
+
+    /// Lets the indexes drop the newest entries they keep in memory (a segment that is
+    /// not active, whose lookups read the files).
+    pub(crate) fn cool_indexes(&mut self) {
+        self.offset_index.cool();
+        self.time_index.cool();
     }
 
     /// fsyncs the data file and both indexes.
@@ -714,7 +726,13 @@ mod tests {
     fn clean_load_matches_appended_state() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = segment(dir.path(), &[(2, 10), (3, 50), (1, 20), (4, 40), (1, 45)]);
-        s.seal_time_index().unwrap();
+        assert!(s.offset_index.warm_entries() > 0 && s.time_index.warm_entries() > 0);
+        s.retire().unwrap();
+        // Retired: its lookups read the index files, nothing stays in memory.
+        assert_eq!(
+            (s.offset_index.warm_entries(), s.time_index.warm_entries()),
+            (0, 0)
+        );
         s.flush().unwrap();
         let (next, max, size) = (s.next_offset(), s.max_timestamp(), s.size());
         drop(s);
