@@ -56,7 +56,7 @@ impl Log {
             }
             let mut index = self.segments.floor(end);
             while let Some(segment) = self.segments.get(index) {
-                if let Some((position, _)) = segment.locate(end)? {
+                if let Some((position, _)) = segment.locate_start(end)? {
                     stop = Some((index, position));
                     break;
                 }
@@ -71,13 +71,13 @@ impl Log {
         // past the last batch of the floor segment).
         let mut found = None;
         while let Some(segment) = self.segments.get(index) {
-            if let Some(located) = segment.locate(offset)? {
+            if let Some(located) = segment.locate_start(offset)? {
                 found = Some(located);
                 break;
             }
             index += 1;
         }
-        if let Some((mut position, header)) = found {
+        if let Some((mut position, base_offset)) = found {
             while let Some(segment) = self.segments.get(index) {
                 let budget_here = match stop {
                     Some((at, _)) if index > at => break,
@@ -93,7 +93,7 @@ impl Log {
                 let len = segment.batch_span(position, budget_here, whole_first)?;
                 if len > 0 {
                     if regions.is_empty() {
-                        first_offset = header.base_offset;
+                        first_offset = base_offset;
                     }
                     regions.push(segment.region(position, len));
                 }

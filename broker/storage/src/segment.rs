@@ -454,13 +454,31 @@ impl LogSegment {
         Ok(None)
     }
 
+    /// Position and base offset of the first batch whose last offset is at least
+    /// `offset`, like [`Self::locate`], without reading a header when the index names
+    /// a batch starting at `offset` (where followers and tailing consumers fetch from).
+    pub(crate) fn locate_start(&self, offset: i64) -> Result<Option<(u64, i64)>> {
+        match self.offset_index.lookup(offset)? {
+            (indexed, position) if indexed == offset && position < self.size => {
+                Ok(Some((position, offset)))
+            }
+            _ => Ok(self
+                .locate(offset)?
+                .map(|(position, header)| (position, header.base_offset))),
+        }
+    }
+
     /// Length of the whole batches from `position` (a batch boundary) that fit in
     /// `max_bytes`; if the first batch alone is larger and `min_one` is set, its
     /// length. Reads only batch headers: the scan starts at the last indexed batch
     /// at or before the limit, so it reads about `index.interval.bytes` worth of
-    /// headers whatever `max_bytes` is.
+    /// headers whatever `max_bytes` is, and none when the rest of the segment fits
+    /// (`size` ends a whole batch): a follower or consumer at the end of the log.
     pub(crate) fn batch_span(&self, position: u64, max_bytes: u64, min_one: bool) -> Result<u64> {
         let available = self.size.saturating_sub(position);
+        if available <= max_bytes {
+            return Ok(available);
+        }
         let limit = position + available.min(max_bytes);
         let mut end = match self.offset_index.floor_position(limit)? {
             Some(indexed) if indexed > position => indexed,
@@ -632,6 +650,22 @@ mod tests {
             );
         }
         assert!(s.locate(111).unwrap().is_none());
+        // Index entries at 105 (position 200) and 110 (400): those are found from the
+        // index alone, every other offset by reading headers, with the same answers.
+        assert_eq!(
+            (
+                s.offset_index.lookup(105).unwrap(),
+                s.offset_index.lookup(110).unwrap()
+            ),
+            ((105, 200), (110, 400))
+        );
+        for offset in 0..=112 {
+            assert_eq!(
+                s.locate_start(offset).unwrap(),
+                s.locate(offset).unwrap().map(|(p, h)| (p, h.base_offset)),
+                "offset {offset}"
+            );
+        }
         let ts_base = |ts| {
             s.read_by_timestamp(ts)
                 .unwrap()
