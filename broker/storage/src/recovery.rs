@@ -99,7 +99,9 @@ pub(crate) fn load_segments(
     }
     // A scan filled the in-memory index entries meant for the active segment only.
     if let Some((_, rolled)) = loaded.segments.split_last_mut() {
-        rolled.iter_mut().for_each(LogSegment::cool_indexes);
+        for segment in rolled {
+            segment.cool_indexes()?;
+        }
     }
     Ok(loaded)
 }

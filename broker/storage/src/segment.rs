@@ -552,15 +552,14 @@ impl LogSegment {
         self.time_index
             .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
         self.trim()?;
-        self.cool_indexes();
-        Ok(())
+        self.cool_indexes()
     }
 
-    /// Lets the indexes drop the newest entries they keep in memory (a segment that is
-    /// not active, whose lookups read the files).
-    pub(crate) fn cool_indexes(&mut self) {
-        self.offset_index.cool();
-        self.time_index.cool();
+    /// Lets the indexes drop the newest entries they keep in memory, once written (a
+    /// segment that is not active, whose lookups read the files).
+    pub(crate) fn cool_indexes(&mut self) -> Result<()> {
+        self.offset_index.cool()?;
+        self.time_index.cool()
     }
 
     /// fsyncs the data file and both indexes.
