@@ -175,8 +175,9 @@ impl<const N: usize> IndexFile<N> {
         let bytes: Vec<u8> = self.warm.range(first..).flatten().copied().collect();
         fs::write_all_at(&self.file, &bytes, written * N as u64, &self.path)
             .map_err(LogError::io(&self.path))?;
-        self.written.store(self.entries, Ordering::Release);
+        // Dirty first: whoever then sees the entries written also sees them unsynced.
         self.dirty.store(true, Ordering::Relaxed);
+        self.written.store(self.entries, Ordering::Release);
         Ok(())
     }
 
