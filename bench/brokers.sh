@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Functions that start, kill and restart runnel-brokers on loopback for the replication
 # and failover benches; sourced by bench/replication.sh, bench/failover.sh and bench/ab.sh
-# (bench/compare.sh takes only free_port and cpu_seconds). Unlike
+# (bench/compare.sh takes only free_port, port_open and cpu_seconds). Unlike
 # scripts/cluster.sh (a cluster to use by hand), these take extra broker flags (session
 # timeouts, retention, a metrics port) and restart a single node in place.
 #

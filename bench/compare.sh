@@ -40,8 +40,7 @@ RECORDS=${RECORDS:-200000}
 PRODUCERS=${PRODUCERS:-1}
 CONSUMERS=${CONSUMERS:-1}
 # shellcheck source=bench/brokers.sh
-. "$ROOT/bench/brokers.sh" # free_port, cpu_seconds
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+. "$ROOT/bench/brokers.sh" # free_port, port_open, cpu_seconds
 RUNNEL_PORT=${RUNNEL_PORT:-$(free_port)}
 TANSU_PORT=${TANSU_PORT:-$(free_port)}
 TANSU_VERSION=${TANSU_VERSION:-0.6.0}

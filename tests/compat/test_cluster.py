@@ -95,6 +95,16 @@ def _described(bootstrap: str, name: str):
         return None
 
 
+def _group_offsets(bootstrap: str, group: str):
+    """The group's committed offsets, or None while the broker asked does not yet know
+    its coordinator (NOT_COORDINATOR or COORDINATOR_NOT_AVAILABLE: retriable)."""
+    try:
+        with admin_client(bootstrap) as admin:
+            return admin.list_group_offsets(group)
+    except (NotCoordinatorError, CoordinatorNotAvailableError):
+        return None
+
+
 def test_a_client_of_one_broker_produces_and_consumes_every_partition(make_cluster, topic):
     cluster = make_cluster(3)
     create(cluster.bootstrap(0), topic, partitions=6, factor=1)
@@ -228,16 +238,11 @@ def test_a_fenced_leader_takes_its_partitions_and_groups_offline_and_back_with_n
     controller = cluster.describe(0)["controller_id"]
     name = unique_name("offline")
     create(cluster.bootstrap(controller), name, partitions=6, factor=1)
-    with admin_client(cluster.bootstrap(controller)) as admin:
-        # The first FindCoordinator creates the offsets topic; the coordinator it names may
-        # not have applied that yet and answers NOT_COORDINATOR once (Kafka's clients retry).
-        def offsets_topic_served():
-            try:
-                admin.list_group_offsets("creates-the-offsets-topic")
-                return True
-            except (NotCoordinatorError, CoordinatorNotAvailableError):
-                return False
-        wait_until(offsets_topic_served, 30, interval=0.2, what="the offsets topic served")
+    # The first FindCoordinator creates the offsets topic; the coordinator it names may
+    # not have applied that yet and answers NOT_COORDINATOR once (Kafka's clients retry).
+    wait_until(lambda: _group_offsets(cluster.bootstrap(controller),
+                                      "creates-the-offsets-topic") is not None,
+               30, interval=0.2, what="the offsets topic served")
     # kafka-python asks any broker; one may not have applied the new topic yet.
     offset_leaders = [p["leader_id"] for p in wait_until(
         lambda: _described(cluster.bootstrap(controller), "__consumer_offsets"), 30,
@@ -286,13 +291,8 @@ def test_a_fenced_leader_takes_its_partitions_and_groups_offline_and_back_with_n
     # The returning coordinator loaded the group's offsets again: they are as committed.
     # The watcher learns that the offsets partition is led again a moment after the
     # controller: until then it answers COORDINATOR_NOT_AVAILABLE (retriable).
-    def group_offsets():
-        try:
-            with admin_client(cluster.bootstrap(watcher)) as admin:
-                return admin.list_group_offsets(group)
-        except (NotCoordinatorError, CoordinatorNotAvailableError):
-            return None
-    committed = wait_until(group_offsets, 30, interval=0.2, what="the group's coordinator")
+    committed = wait_until(lambda: _group_offsets(cluster.bootstrap(watcher), group), 30,
+                           interval=0.2, what="the group's coordinator")
     assert {tp.partition: meta.offset for tp, meta in committed[group].items()} == {
         p: 10 for p in range(6)}
 
