@@ -73,7 +73,8 @@ bench-metadata:
 	    --port 29092 --controller-port 29192 -- bench/metadata.sh
 
 # RF=3 acks=all on a fresh 3-broker cluster against RF=1 acks=all on one broker and the disk's
-# write+fdatasync ceiling, alternating rounds (bench/replication.sh; ROUNDS, DURATION, PARTITIONS, ...).
+# write+fdatasync ceiling, and the same load at acks=1, alternating rounds (bench/replication.sh;
+# ROUNDS, DURATION, PARTITIONS, ...).
 bench-replication:
 	$(CARGO) build --release -p runnel-broker -p runnel-bench
 	RUNNEL_BROKER_BIN=$(TARGET_DIR)/release/runnel-broker RUNNEL_BENCH_BIN=$(TARGET_DIR)/release/runnel-bench \
