@@ -18,8 +18,8 @@
 #         reported beside the reference, with no target of its own.
 #
 # ROUNDS rounds alternate the order (odd: rf1a1, rf1, diskp, disk, rf3; even: rf3, rf1, disk,
-# diskp, rf1a1). Prints the
-# medians and the medians of the per-round ratios against the targets of issue 16:
+# diskp, rf1a1). Prints the medians and the medians of the per-round ratios against the
+# targets of issue 16:
 # rf3 records/s ≥ 40 % of rf1's; rf1 MB/s ≥ 70 % of the disk's; rf1 produce p99 ≤ 3 x the
 # disk round's p99. MB/s of rf1/rf3 counts record values (as runnel-bench reports),
 # the disk's every byte written: the broker's batch headers (~1 % here) count against it.
@@ -107,10 +107,14 @@ per_byte() { [[ -z $1 || $3 -le 0 ]] || awk -v d=$(($2 - $1)) -v b="$3" 'BEGIN {
 
 # cpu_times: all CPU time and its idle + iowait part so far, in ticks (/proc/stat).
 cpu_times() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $5 + $6 }' /proc/stat; }
-# cpu_busy "TOTAL0 IDLE0": the machine's busy fraction since that cpu_times reading.
-cpu_busy() {
-    awk -v a="$1" -v b="$(cpu_times)" 'BEGIN { split(a, x, " "); split(b, y, " ")
-        if (y[1] > x[1]) printf "%.2f", 1 - (y[2] - x[2]) / (y[1] - x[1]) }'
+# busy_run CMD...: runs CMD; then BUSY is the machine's busy share over it (empty if no
+# time passed).
+busy_run() {
+    local before
+    before=$(cpu_times)
+    "$@" || return
+    BUSY=$(cpu_times | awk -v a="$before" '{ split(a, x, " ")
+        if ($1 > x[1]) printf "%.2f", 1 - ($2 - x[2]) / ($1 - x[1]) }')
 }
 
 # row ROUND KIND JSON BYTES_PER_FSYNC MEAN_ISR DISK_BYTES_PER_BYTE CPU_BUSY (each may be
@@ -138,49 +142,43 @@ PY
 }
 
 run_rf1() {
-    local json=$OUT/rf1-r$1.json bytes0 flushes0 bytes1 flushes1 dev0 dev1 cpu0 busy
+    local json=$OUT/rf1-r$1.json bytes0 flushes0 bytes1 flushes1 dev0 dev1
     bytes0=$(metric_sum "$SINGLE_METRICS" runnel_topic_bytes_in_total 'topic="repl1"')
     flushes0=$(metric_sum "$SINGLE_METRICS" runnel_log_flush_duration_seconds_count)
     dev0=$(dev_written)
-    cpu0=$(cpu_times)
-    "$BENCH" --bootstrap "127.0.0.1:$SINGLE_PORT" --topic repl1 --replication-factor 1 "${load[@]}" \
-        --acks all >"$json" || die "the RF=1 run of round $1 failed"
-    busy=$(cpu_busy "$cpu0")
+    busy_run "$BENCH" --bootstrap "127.0.0.1:$SINGLE_PORT" --topic repl1 --replication-factor 1 \
+        "${load[@]}" --acks all >"$json" || die "the RF=1 run of round $1 failed"
     dev1=$(dev_written)
     bytes1=$(metric_sum "$SINGLE_METRICS" runnel_topic_bytes_in_total 'topic="repl1"')
     flushes1=$(metric_sum "$SINGLE_METRICS" runnel_log_flush_duration_seconds_count)
     ((flushes1 > flushes0)) || die "the standalone broker counted no fsync in round $1"
     BYTES_PER_FSYNC=$(((bytes1 - bytes0) / (flushes1 - flushes0)))
-    row "$1" rf1 "$json" "$BYTES_PER_FSYNC" "" "$(per_byte "$dev0" "$dev1" $((bytes1 - bytes0)))" "$busy"
+    row "$1" rf1 "$json" "$BYTES_PER_FSYNC" "" "$(per_byte "$dev0" "$dev1" $((bytes1 - bytes0)))" "$BUSY"
 }
 
 # The same load at acks=1 on a topic of its own on the standalone broker: nothing waits
 # for the disk, so this is the most the producer and the broker move on this machine.
 run_rf1a1() {
-    local json=$OUT/rf1a1-r$1.json cpu0 busy
-    cpu0=$(cpu_times)
-    "$BENCH" --bootstrap "127.0.0.1:$SINGLE_PORT" --topic repl1a1 --replication-factor 1 "${load[@]}" \
-        --acks 1 >"$json" || die "the RF=1 acks=1 run of round $1 failed"
-    busy=$(cpu_busy "$cpu0")
-    row "$1" rf1a1 "$json" "" "" "" "$busy"
+    local json=$OUT/rf1a1-r$1.json
+    busy_run "$BENCH" --bootstrap "127.0.0.1:$SINGLE_PORT" --topic repl1a1 --replication-factor 1 \
+        "${load[@]}" --acks 1 >"$json" || die "the RF=1 acks=1 run of round $1 failed"
+    row "$1" rf1a1 "$json" "" "" "" "$BUSY"
 }
 
 run_disk() {
-    local json=$OUT/disk-r$1.json cpu0
+    local json=$OUT/disk-r$1.json
     [[ -n $BYTES_PER_FSYNC ]] || die "no bytes per fsync measured before the disk loop"
-    cpu0=$(cpu_times)
-    "$DISK" --dir "$BROKERS_DIR/single" --round-bytes "$BYTES_PER_FSYNC" --mode "$DISK_MODE" \
+    busy_run "$DISK" --dir "$BROKERS_DIR/single" --round-bytes "$BYTES_PER_FSYNC" --mode "$DISK_MODE" \
         --duration "$DURATION" --warmup 1 --json >"$json" || die "the disk loop of round $1 failed"
-    row "$1" disk "$json" "$BYTES_PER_FSYNC" "" "" "$(cpu_busy "$cpu0")"
+    row "$1" disk "$json" "$BYTES_PER_FSYNC" "" "" "$BUSY"
 }
 
 run_diskp() {
-    local json=$OUT/diskp-r$1.json cpu0
-    cpu0=$(cpu_times)
-    "$DISK" --dir "$BROKERS_DIR/single" --round-bytes "$BYTES_PER_FSYNC" --mode "$DISK_MODE" \
+    local json=$OUT/diskp-r$1.json
+    busy_run "$DISK" --dir "$BROKERS_DIR/single" --round-bytes "$BYTES_PER_FSYNC" --mode "$DISK_MODE" \
         --files "$PARTITIONS" --duration "$DURATION" --warmup 1 --json >"$json" \
         || die "the disk loop over $PARTITIONS files of round $1 failed"
-    row "$1" diskp "$json" "$BYTES_PER_FSYNC" "" "" "$(cpu_busy "$cpu0")"
+    row "$1" diskp "$json" "$BYTES_PER_FSYNC" "" "" "$BUSY"
 }
 
 # cluster_bytes_in: runnel_topic_bytes_in_total of the RF=3 topic over the brokers (each
@@ -194,18 +192,16 @@ cluster_bytes_in() {
 }
 
 run_rf3() {
-    local json=$OUT/rf3-r$1.json isr=0 i bytes0 dev0 cpu0 busy
+    local json=$OUT/rf3-r$1.json isr=0 i bytes0 dev0
     bytes0=$(cluster_bytes_in)
     dev0=$(dev_written)
-    cpu0=$(cpu_times)
-    "$BENCH" --bootstrap "$CLUSTER" --topic repl3 --replication-factor 3 "${load[@]}" --acks all \
-        >"$json" || die "the RF=3 run of round $1 failed"
-    busy=$(cpu_busy "$cpu0")
+    busy_run "$BENCH" --bootstrap "$CLUSTER" --topic repl3 --replication-factor 3 "${load[@]}" \
+        --acks all >"$json" || die "the RF=3 run of round $1 failed"
     for ((i = 0; i < NODES; i++)); do
         isr=$((isr + $(metric_sum $((METRICS_PORT + i)) runnel_partition_isr_size 'topic="repl3"')))
     done
     row "$1" rf3 "$json" "" "$(awk -v s="$isr" -v p="$PARTITIONS" 'BEGIN { printf "%.2f", s / p }')" \
-        "$(per_byte "$dev0" "$(dev_written)" $(($(cluster_bytes_in) - bytes0)))" "$busy"
+        "$(per_byte "$dev0" "$(dev_written)" $(($(cluster_bytes_in) - bytes0)))" "$BUSY"
 }
 
 for run in $(seq 1 "$ROUNDS"); do

@@ -669,6 +669,14 @@ mod tests {
         (base + 10 * i as i64 + 10, 100 * i + 100)
     }
 
+    /// Appends entries `range` of [`nth`].
+    fn append_nth(idx: &mut OffsetIndex, base: i64, range: std::ops::Range<u64>) {
+        for i in range {
+            let (offset, position) = nth(base, i);
+            idx.append(offset, position).unwrap();
+        }
+    }
+
     /// What `lookup` must answer for an index holding entries `0..entries` of [`nth`].
     fn expected_lookup(base: i64, entries: u64, target: i64) -> (i64, u64) {
         (0..entries)
@@ -707,12 +715,7 @@ mod tests {
         let base = 1000;
         let mut idx = offset_index(dir.path(), base);
         let total = WARM_ENTRIES as u64 * 2 + 44;
-        let append = |idx: &mut OffsetIndex, range: std::ops::Range<u64>| {
-            for i in range {
-                let (offset, position) = nth(base, i);
-                idx.append(offset, position).unwrap();
-            }
-        };
+        let append = |idx: &mut OffsetIndex, range| append_nth(idx, base, range);
         append(&mut idx, 0..total);
         assert_eq!(idx.warm_entries(), WARM_ENTRIES);
         assert_lookups(&idx, base, total, "appended");
@@ -748,12 +751,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("i.index");
         let mut idx = OffsetIndex::open(&path, 0, 1 << 20).unwrap();
-        let append = |idx: &mut OffsetIndex, range: std::ops::Range<u64>| {
-            for i in range {
-                let (offset, position) = nth(0, i);
-                idx.append(offset, position).unwrap();
-            }
-        };
+        let append = |idx: &mut OffsetIndex, range| append_nth(idx, 0, range);
         let warm = WARM_ENTRIES as u64;
         append(&mut idx, 0..warm);
         assert_eq!(file_entries(&path), 0, "kept in memory");
@@ -801,10 +799,7 @@ mod tests {
         let path = dir.path().join("i.index");
         let mut idx = OffsetIndex::open(&path, 0, 1 << 20).unwrap();
         let total = WARM_ENTRIES as u64 * 2;
-        for i in 0..total {
-            let (offset, position) = nth(0, i);
-            idx.append(offset, position).unwrap();
-        }
+        append_nth(&mut idx, 0, 0..total);
         idx.sync().unwrap();
         // Scribble over the file's last entry behind the index's back: a lookup that
         // reads the file now finds a position the index never recorded.
