@@ -15,6 +15,7 @@ Every member runs its own poll loop in a thread (or a process); every wait has a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -52,6 +53,13 @@ def gbroker(tmp_path_factory):
         pytest.fail(str(e), pytrace=False)
     yield b
     b.stop()
+
+
+@pytest.fixture(autouse=True)
+def _client_group_log(caplog):
+    """kafka-python's view of the group (joins, syncs, heartbeats) in a failure's captured
+    log: the member stalls noted below are the client's, and its log shows where."""
+    caplog.set_level(logging.DEBUG, logger="kafka.coordinator")
 
 
 def new_topic(bootstrap: str, prefix: str, partitions: int) -> str:
