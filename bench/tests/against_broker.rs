@@ -6,7 +6,7 @@
 //! The broker is `$RUNNEL_BROKER_BIN` (set by `make test-rust`), else a debug build this
 //! test makes with the cargo running it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -78,7 +78,9 @@ fn broker_binary() -> anyhow::Result<PathBuf> {
 
 fn start_broker() -> anyhow::Result<BrokerProcess> {
     let binary = broker_binary()?;
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    // Not a port-0 ask of the kernel: the tests run in parallel, and two of them could be
+    // given the same port; one would then talk to the other's broker.
+    let port = runnel_client::test_util::free_port()?;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let dir = tempfile::tempdir()?;
     let child = Command::new(&binary)

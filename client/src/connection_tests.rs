@@ -331,11 +331,7 @@ async fn a_closed_connection_is_reported_as_closed() {
 
 #[tokio::test]
 async fn a_refused_connection_names_the_address() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::test_util::free_port().unwrap();
     let address = format!("127.0.0.1:{port}");
     let error = Connection::connect(&address, &config()).await.unwrap_err();
     assert!(

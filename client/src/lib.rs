@@ -10,6 +10,7 @@
 //! | `versions`   | [`ServedVersions`]: a broker's ApiVersions and the version to send    |
 //! | `config`     | [`ClientConfig`]: client id, software name, timeouts, response bound  |
 //! | `error`      | [`FrameError`] (one frame) and [`ClientError`] (a call, with address and API) |
+//! | `test_util`  | (feature `test-util`) loopback ports for the brokers tests start      |
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), runnel_client::ClientError> {
@@ -33,6 +34,8 @@ mod error;
 #[cfg(test)]
 mod fake_broker;
 pub mod frame;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 mod versions;
 
 pub use config::ClientConfig;

@@ -82,12 +82,9 @@ impl TestBroker {
     }
 }
 
-/// A port nothing listens on now.
+/// A port nothing listens on now and that no other test of this binary is given.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
+    runnel_client::test_util::free_port().unwrap()
 }
 
 impl Drop for TestBroker {

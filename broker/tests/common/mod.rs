@@ -80,12 +80,8 @@ impl TestBroker {
 /// Longest a broker process may take to start listening or to exit.
 pub const PROCESS_WAIT: Duration = Duration::from_secs(20);
 
-/// A loopback port free at the time of asking.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+/// A loopback port free at the time of asking that no other test of this binary is given.
+pub use runnel_client::test_util::free_port;
 
 /// The settings of broker `id` of a three-voter cluster whose controllers listen on
 /// `ports` (loopback), with short heartbeats and sessions.
