@@ -62,6 +62,10 @@ def test_a_partition_moves_from_broker_0_to_broker_2_while_a_producer_writes(mak
         wait_until(lambda: len(load.acked) >= 500, 30, what="the load to start")
         # Broker 2 is down while the moves start: they cannot complete, so they can be seen.
         assert cluster.brokers[2].stop() == 0
+        # A new admin client asks any broker its metadata lists for the controller: wait
+        # until broker 2, fenced as it stopped, is listed by neither (the fence applies once
+        # the quorum's next leader commits it).
+        cluster.wait_for_brokers(2, timeout=30)
         # Admin clients send moves to the controller: one that was broker 2 has a successor.
         wait_until(lambda: all(controller(cluster, n) in (0, 1) for n in (0, 1)), 30,
                    what="brokers 0 and 1 to name a live controller")
@@ -143,6 +147,7 @@ def test_a_move_survives_a_controller_kill_and_the_copy_left_on_a_down_broker_go
         wait_until(lambda: len(load.acked) >= 500, 30, what="the load to start")
         # The target is down: the move stays in flight.
         assert cluster.brokers[3].stop() == 0
+        cluster.wait_for_brokers(3, timeout=30)  # broker 3 fenced: no client is sent to it
         with admin_client(cluster.bootstrap(y)) as admin:
             assert admin.alter_partition_reassignments({moving: [3, y]}) == {moving: None}
         expected = {"replicas": [3, y, x], "adding_replicas": [3], "removing_replicas": [x]}
@@ -210,6 +215,7 @@ def test_a_topic_deleted_while_its_broker_is_down_is_not_reborn_in_a_new_one(mak
     assert end_offsets(cluster.bootstrap(2), reborn, 1) == {0: 10}
 
     assert cluster.brokers[2].stop() == 0
+    cluster.wait_for_brokers(2, timeout=30)  # broker 2 fenced: no client is sent to it
     wait_until(lambda: controller(cluster, 0) in (0, 1) and controller(cluster, 1) in (0, 1), 30,
                what="a live controller")
     with admin_client(cluster.bootstrap(0)) as admin:
