@@ -384,8 +384,31 @@ impl Quorum {
         found.map_err(|_| QuorumError::NoLeader)?
     }
 
-    /// Stops the service and the Raft engine.
+    /// Test aid: this member never starts an election from now on.
+    #[cfg(test)]
+    pub(super) fn hold_elections(&self) {
+        self.raft.runtime_config().elect(false);
+    }
+
+    /// Stops the service and the Raft engine. A leader first tells the followers what it
+    /// committed last: they learn a commit from the leader's next message, and after the
+    /// leader stopped only from the next leader, an election later. Its own fence, written
+    /// as the broker stops, is such a commit; until the others apply it, they keep
+    /// offering the stopped broker to clients.
     pub async fn shutdown(&self) {
+        if self.raft.metrics().borrow().current_leader == Some(self.config.node_id) {
+            // A majority acknowledges a heartbeat that carries the commit index; no longer
+            // than a follower would wait before it starts an election anyway.
+            let handover =
+                tokio::time::timeout(self.config.election, self.raft.ensure_linearizable());
+            match handover.await {
+                Ok(Ok(_)) => tracing::debug!("the followers know this leader's last commit"),
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "could not hand the last commit to the followers")
+                }
+                Err(_) => tracing::info!("handing the last commit to the followers timed out"),
+            }
+        }
         self.shutdown.cancel();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "the metadata quorum did not stop cleanly");

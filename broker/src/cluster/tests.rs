@@ -347,3 +347,26 @@ async fn voters_started_one_by_one_form_one_quorum_that_survives_its_first_leade
     cluster.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_that_stops_cleanly_hands_its_last_commit_to_the_followers() -> anyhow::Result<()>
+{
+    let mut cluster = Cluster::start(3, 1000).await?;
+    let leader = cluster.agreed_leader().await?;
+    cluster.quorum(leader)?.write(producer_ids(1000)).await?;
+    all_see(&cluster, 1000).await?;
+    // No election from here on: what the followers apply after the leader stopped, the
+    // stopped leader told them. (A broker's own fence, written as it stops, is such a
+    // write: until the others apply it, they send clients to the stopped broker.)
+    for quorum in cluster.running() {
+        quorum.hold_elections();
+    }
+    cluster.quorum(leader)?.write(producer_ids(2000)).await?;
+    cluster.stop(leader).await;
+    all_see(&cluster, 2000).await?;
+    for quorum in cluster.running() {
+        assert_eq!(quorum.status().leader, Some(leader), "no new leader");
+    }
+    cluster.shutdown().await;
+    Ok(())
+}
