@@ -63,8 +63,8 @@ def test_a_partition_moves_from_broker_0_to_broker_2_while_a_producer_writes(mak
         # Broker 2 is down while the moves start: they cannot complete, so they can be seen.
         assert cluster.brokers[2].stop() == 0
         # A new admin client asks any broker its metadata lists for the controller: wait
-        # until broker 2, fenced as it stopped, is listed by neither (the fence applies once
-        # the quorum's next leader commits it).
+        # until broker 2, fenced as it stopped, is listed by neither (they apply the fence
+        # a moment after it committed).
         cluster.wait_for_brokers(2, timeout=30)
         # Admin clients send moves to the controller: one that was broker 2 has a successor.
         wait_until(lambda: all(controller(cluster, n) in (0, 1) for n in (0, 1)), 30,
