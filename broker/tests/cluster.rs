@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{call, free_port, TestBroker};
+use common::{call, free_port, start_three, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -63,10 +63,7 @@ fn member(id: usize, ports: [u16; 3]) -> impl FnOnce(&mut BrokerConfig) {
 /// Three brokers forming a cluster, and their controller ports.
 async fn three_brokers() -> anyhow::Result<(Vec<TestBroker>, [u16; 3])> {
     let ports = [free_port()?, free_port()?, free_port()?];
-    let start = |id: usize| TestBroker::start(member(id, ports));
-    // Each waits for a majority before it serves: start them together.
-    let (a, b, c) = tokio::try_join!(start(0), start(1), start(2))?;
-    Ok((vec![a, b, c], ports))
+    Ok((start_three(|id| member(id, ports)).await?, ports))
 }
 
 /// Leaders of `TOPIC`'s partitions as `broker` answers Metadata, once it knows the topic.
@@ -423,9 +420,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn can_restart_and_caught_up_follow_the_isr() -> anyhow::Result<()> {
     let ports = [free_port()?, free_port()?, free_port()?];
-    let start = |id: usize| TestBroker::start(member_with_admin(id, ports));
-    let (a, b, c) = tokio::try_join!(start(0), start(1), start(2))?;
-    let mut brokers = vec![a, b, c];
+    let mut brokers = start_three(|id| member_with_admin(id, ports)).await?;
     let created = call(
         &mut brokers[0].connect().await?,
         &CreateTopicsRequest::default()

@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{call, free_port, TestBroker};
+use common::{call, free_port, start_three, TestBroker};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
@@ -182,9 +182,7 @@ enum Side {
 
 async fn catch_up_under_a_throttle(side: Side) -> anyhow::Result<()> {
     let ports = [free_port()?, free_port()?, free_port()?];
-    let start = |id: usize| TestBroker::start(member(id, ports));
-    let (a, b, c) = tokio::try_join!(start(0), start(1), start(2))?;
-    let mut brokers = vec![a, b, c];
+    let mut brokers = start_three(|id| member(id, ports)).await?;
     let replicas_config = match side {
         Side::Leader => "leader.replication.throttled.replicas",
         Side::Follower => "follower.replication.throttled.replicas",
@@ -416,9 +414,7 @@ async fn a_reassignment_is_throttled_without_naming_its_replicas() -> anyhow::Re
         ReassignablePartition, ReassignableTopic,
     };
     let ports = [free_port()?, free_port()?, free_port()?];
-    let start = |id: usize| TestBroker::start(member(id, ports));
-    let (a, b, c) = tokio::try_join!(start(0), start(1), start(2))?;
-    let brokers = [a, b, c];
+    let brokers = start_three(|id| member(id, ports)).await?;
     // The partition to move (one replica, no throttled-replica list), and an RF=3 topic
     // whose acks=all produce must not notice the move.
     create(&brokers[0], TOPIC, 1, &[]).await?;

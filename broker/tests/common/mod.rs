@@ -101,6 +101,44 @@ pub fn cluster_member(id: usize, ports: [u16; 3]) -> impl FnOnce(&mut BrokerConf
     }
 }
 
+/// Brokers 0, 1 and 2 of a three-voter cluster, `config(id)` each: started together
+/// (each waits for a majority before it serves), then waited on until every one lists all
+/// three in Metadata. A broker learns of the others' registrations a moment after its
+/// own, and places a new topic's replicas over the brokers it knows then.
+pub async fn start_three<C>(config: impl Fn(usize) -> C) -> anyhow::Result<Vec<TestBroker>>
+where
+    C: FnOnce(&mut BrokerConfig),
+{
+    let (a, b, c) = tokio::try_join!(
+        TestBroker::start(config(0)),
+        TestBroker::start(config(1)),
+        TestBroker::start(config(2))
+    )?;
+    let brokers = vec![a, b, c];
+    let deadline = Instant::now() + WAIT;
+    for broker in &brokers {
+        loop {
+            let metadata = call(
+                &mut broker.connect().await?,
+                &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![])),
+                9,
+            )
+            .await?;
+            if metadata.brokers.len() == 3 {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "broker at {} lists {} of 3 brokers after {WAIT:?}",
+                broker.addr,
+                metadata.brokers.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(brokers)
+}
+
 /// The broker binary as a child process, killed when dropped.
 pub struct BrokerProcess {
     pub child: Child,
