@@ -8,16 +8,15 @@ etcd keeps its data on a tmpfs of the session's mount namespace (nothing to fsyn
 
 from __future__ import annotations
 
-import itertools
 import lzma
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import certs, netns
 from .kube import Api, ApiError, wait_for, write_kubeconfig
+from .ports import free_port
 from .procs import Proc, Processes
 
 ASSETS_ENV = "RUNNEL_K8S_ASSETS"
@@ -82,32 +81,6 @@ def etcd_binary() -> Path:
             "or run scripts/k8s-deps.sh"
         )
     return Path(etcd)
-
-
-_ports_given = itertools.count()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that nothing listens on right now and that no earlier call in
-    this process returned, taken below the kernel's ephemeral range (10000 up).
-
-    A port-0 ask of the kernel is free again at once, so a later ask or any port-0 bind
-    may be given it before its server binds it (tests/compat/brokers.py's free_port, and
-    runnel_client::test_util, explain and measure this)."""
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32_768
-    span = (low if low >= 11_000 else 65_535) - 10_000
-    for _ in range(span):
-        port = 10_000 + (os.getpid() * 7_919 + next(_ports_given)) % span
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-        return port
-    raise OSError(f"no free port left on {host} from 10000 up")
 
 
 @dataclass

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import chart, pods
-from .controlplane import ControlPlane, free_port
+from .controlplane import ControlPlane
+from .ports import free_port
 from .kube import wait_for
 from .procs import Proc, Processes
 

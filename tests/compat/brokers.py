@@ -11,11 +11,11 @@ have the logs of the brokers its tests start in their failure reports.
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,44 +23,14 @@ import pytest
 from compat_helpers import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
+# e2e/harness/ports.py: the one port allocator of the Python harnesses.
+sys.path.append(str(REPO / "e2e"))
+from harness.ports import free_port  # noqa: E402
+
 DEFAULT_BIN = REPO / "target" / "debug" / "runnel-broker"
 
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 20.0
-
-
-_PORT_LOW = 10_000
-_ports_given = itertools.count()
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now and that no earlier call
-    in this process returned, below the kernel's ephemeral range.
-
-    Not a port-0 ask of the kernel: a port freed at once may be given again by the next
-    ask (about 1 in 450 for the nine ports of a three-broker cluster), or to any port-0
-    bind or outgoing connection, before the broker binds it. The same logic as
-    runnel_client::test_util::free_port."""
-    low = _ephemeral_low()
-    high = low if low >= _PORT_LOW + 1_000 else 65_535
-    span = high - _PORT_LOW
-    start = os.getpid() * 7_919
-    for _ in range(span):
-        port = _PORT_LOW + (start + next(_ports_given)) % span
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise BrokerError(f"no free loopback port left in {_PORT_LOW}..{high}")
 
 
 class BrokerError(RuntimeError):
