@@ -112,6 +112,10 @@ pub async fn fence(
     // after that brings it back. One sent just before a broker fenced itself on its way
     // out does not.
     let mut fenced_since: HashMap<(i32, Uuid), Instant> = HashMap::new();
+    // When this leader first saw each run registered: a broker that registered after this
+    // leader took over has its session counted from then, not from the takeover, until
+    // its first heartbeat is heard.
+    let mut registered_since: HashMap<(i32, Uuid), Instant> = HashMap::new();
     loop {
         tokio::time::sleep(sessions.heartbeat).await;
         let leader = raft.metrics().borrow().current_leader;
@@ -123,12 +127,13 @@ pub async fn fence(
         if leader != Some(node_id) || paused {
             leading_since = None;
             fenced_since.clear();
+            registered_since.clear();
             continue;
         }
         // A new leader probes every broker at once: the old leader may have died with its
         // broker, and no heartbeat has had time to reach this one yet.
         let first_round = leading_since.is_none();
-        let since = *leading_since.get_or_insert_with(Instant::now);
+        leading_since.get_or_insert_with(Instant::now);
         let now = Instant::now();
         let brokers: Vec<_> = image.borrow().brokers.values().cloned().collect();
         fenced_since.retain(|run, _| {
@@ -136,11 +141,17 @@ pub async fn fence(
                 .iter()
                 .any(|b| b.fenced && (b.node_id, b.incarnation) == *run)
         });
+        registered_since
+            .retain(|run, _| brokers.iter().any(|b| (b.node_id, b.incarnation) == *run));
         let mut changes = Vec::new();
         let mut silent = Vec::new();
         for broker in brokers {
             let heard = liveness.last(broker.node_id, broker.incarnation);
-            let last = heard.unwrap_or(since).max(since);
+            let registered = *registered_since
+                .entry((broker.node_id, broker.incarnation))
+                .or_insert(now);
+            // Never before this leader took over: `registered` is first seen since then.
+            let last = heard.unwrap_or(registered).max(registered);
             let quiet = now.duration_since(last);
             let expired = quiet > sessions.timeout;
             let back = broker.fenced && {
